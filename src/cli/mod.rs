@@ -1,0 +1,89 @@
+//! The composition root: parse flags → `Config` → run a command → render the outcome → exit
+//! code. Errors are rendered here, once.
+
+pub mod args;
+pub mod cmd;
+pub mod config;
+pub mod output;
+
+use std::error::Error as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use args::{Cli, Command};
+use config::Config;
+use output::Output;
+
+/// Why a command could not do its job (as opposed to finding problems in the manifests,
+/// which are diagnostics and exit 1 through `Outcome::Invalid`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    ManifestDir(#[from] crate::manifest_dir::Error),
+    #[error("cannot write {path}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path} already exists")]
+    Exists { path: PathBuf },
+}
+
+impl Error {
+    fn help(&self) -> Option<String> {
+        match self {
+            Error::ManifestDir(crate::manifest_dir::Error::Missing { .. }) => {
+                Some("give the manifest directory as an argument, or create one with `drover init DIR`".to_owned())
+            }
+            Error::Exists { .. } => Some("pass --force to overwrite it, or choose another directory".to_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// How a command ended, mapped to an exit code in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; exit 0.
+    Success,
+    /// The input has errors, already reported; exit 1.
+    Invalid,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    config::init_tracing(cli.verbose);
+    let config = Config::new(&cli, Output::detect());
+    match run(cli.command, &config) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Invalid) => ExitCode::from(1),
+        Err(error) => {
+            config.output.stderr(&render_error(&error, &config));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
+    match command {
+        Command::Validate { dir, format, limits } => cmd::validate::run(&dir, format, &(&limits).into(), config),
+        Command::Graph { dir, hosts, workflows, limits } => cmd::graph::run(&dir, &hosts, &workflows, &(&limits).into(), config),
+        Command::Schema { write, kind } => cmd::schema::run(write.as_deref(), kind, config),
+        Command::Init { dir, force } => cmd::init::run(&dir, force, config),
+        Command::Completions { shell } => Ok(cmd::completions::run(shell, config)),
+    }
+}
+
+/// "error: what we were doing", then each cause on its own line, then the hint.
+fn render_error(error: &Error, config: &Config) -> String {
+    let style = config.stderr_style;
+    let mut out = format!("{}: {error}\n", style.error("error"));
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(&format!("  caused by: {cause}\n"));
+        source = cause.source();
+    }
+    if let Some(help) = error.help() {
+        out.push_str(&format!("  {}\n", style.help(&format!("help: {help}"))));
+    }
+    out
+}

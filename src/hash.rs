@@ -1,0 +1,106 @@
+//! `SpecHash`: the blake3 hash of an instance's fully resolved spec. The only place hashing
+//! rules live.
+//!
+//! The input is a canonical encoding of what the instance does to its host (the rendered
+//! action, file bytes included through their own hash, and the connection identity), never
+//! the YAML text: key order and formatting do not change it, any semantic edit does. What
+//! only steers execution (`needs`, `timeout`, `retries`, `check`, `undo`, `drift`) is left out
+//! so editing it does not re-run the task (`docs/decisions/0003-spec-hash.md`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Domain-separation context: bump the version when the encoding changes, which re-applies
+/// every instance once (a deliberate, visible event).
+const CONTEXT: &str = "drover 2026-11 instance spec v1";
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SpecHash([u8; 32]);
+
+impl SpecHash {
+    /// Hashes any serializable value through its canonical JSON encoding. Struct fields are
+    /// written in declaration order and maps are `BTreeMap`s, so the bytes are deterministic.
+    pub fn of<T: Serialize>(value: &T) -> SpecHash {
+        let mut hasher = blake3::Hasher::new_derive_key(CONTEXT);
+        // Writing into a hasher cannot fail, and our types serialize infallibly (no maps
+        // with non-string keys); if it ever failed, the hash would still be deterministic.
+        let _ = serde_json::to_writer(HashWriter(&mut hasher), value);
+        SpecHash(*hasher.finalize().as_bytes())
+    }
+
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The first 12 hex digits, enough for people to compare hashes by eye.
+    pub fn short(self) -> String {
+        self.to_hex().chars().take(12).collect()
+    }
+}
+
+/// Hash of raw bytes (file content), as hex.
+pub fn content_hash(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+struct HashWriter<'a>(&'a mut blake3::Hasher);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Display for SpecHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for SpecHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpecHash({})", self.short())
+    }
+}
+
+impl TryFrom<String> for SpecHash {
+    type Error = String;
+    fn try_from(text: String) -> Result<SpecHash, String> {
+        let bad = || format!("`{text}` is not a spec hash (64 hex digits)");
+        if text.len() != 64 {
+            return Err(bad());
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            let pair = text.get(i * 2..i * 2 + 2).ok_or_else(bad)?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+        }
+        Ok(SpecHash(bytes))
+    }
+}
+
+impl From<SpecHash> for String {
+    fn from(h: SpecHash) -> String {
+        h.to_hex()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_round_trip_through_hex() {
+        let h = SpecHash::of(&("a", 1));
+        assert_eq!(SpecHash::try_from(h.to_hex()).unwrap(), h);
+        assert_eq!(h.short().len(), 12);
+        assert_ne!(SpecHash::of(&("a", 2)), h);
+    }
+}

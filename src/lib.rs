@@ -1,0 +1,25 @@
+//! drover: a declarative reconciler for fleets of Linux hosts.
+//!
+//! A directory of YAML manifests is the desired state. `manifest_dir` reads it, `load` turns
+//! it into a validated `Desired` (or diagnostics), `resolve` expands it into task instances
+//! with rendered templates and content hashes, and `graph` orders them. The `cli` module is
+//! the composition root and the only place that prints. See `docs/ARCHITECTURE.md`.
+
+// ── pure core: no I/O, no clock, no environment ──
+pub mod source;
+pub mod diagnostic;
+pub mod model;
+pub mod load;
+pub mod secret;
+pub mod template;
+pub mod instance;
+pub mod resolve;
+pub mod hash;
+pub mod graph;
+pub mod report;
+
+// ── effectful shell ──
+pub mod manifest_dir;
+pub mod evaluate;
+pub mod secret_source;
+pub mod cli;

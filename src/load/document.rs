@@ -1,0 +1,328 @@
+//! One YAML document → a typed `Host` or `Workflow`, or the diagnostics that say why not.
+//!
+//! Order of checks: the envelope (`apiVersion`, `kind`) so we know which schema applies, then
+//! the schema (every structural problem at once), then typed decoding, then the rules a schema
+//! cannot say well (exactly one task kind, one file source, local hosts take no address).
+//! Checks that need other documents live in `check`.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::diagnostic::{Diagnostic, Location};
+use crate::load::schema;
+use crate::load::yaml::{Document, Node, NodeValue};
+use crate::model::desired::{Host, Origin, Task, Workflow};
+use crate::model::host::{HostDocument, Transport};
+use crate::model::task_kind::TaskKind;
+use crate::model::vars::{SecretSource, VarValue, Vars};
+use crate::model::workflow::{TaskSpec, WorkflowDocument};
+use crate::model::{API_VERSION, Kind};
+use crate::source::{JsonPointer, SourceFile};
+
+/// A decoded document, tagged with where it came from.
+#[derive(Debug)]
+pub enum Decoded {
+    Host(Host),
+    Workflow(Workflow),
+}
+
+/// Decodes one document, appending any problems to `diagnostics`.
+pub fn decode(file: &Arc<SourceFile>, document: &Document, diagnostics: &mut Vec<Diagnostic>) -> Option<Decoded> {
+    let ctx = DocCtx { file, root: &document.root, index: document.index };
+    if matches!(document.root.value, NodeValue::Null) {
+        // An empty document (a trailing `---`, or only comments) is not an error.
+        return None;
+    }
+    let kind = ctx.envelope(diagnostics)?;
+    let value = document.root.to_json();
+    let schema_problems = schema::validate(kind, &value, &document.root, file);
+    if !schema_problems.is_empty() {
+        diagnostics.extend(schema_problems);
+        return None;
+    }
+    let before = diagnostics.len();
+    let decoded = match kind {
+        Kind::Host => ctx.host(value, diagnostics).map(Decoded::Host),
+        Kind::Workflow => ctx.workflow(value, diagnostics).map(Decoded::Workflow),
+    };
+    decoded.filter(|_| diagnostics.len() == before)
+}
+
+struct DocCtx<'a> {
+    file: &'a Arc<SourceFile>,
+    root: &'a Node,
+    index: usize,
+}
+
+impl DocCtx<'_> {
+    fn at(&self, pointer: &JsonPointer) -> Location {
+        Location { file: self.file.clone(), span: self.root.locate(pointer), pointer: Some(pointer.clone()) }
+    }
+
+    fn at_key(&self, pointer: &JsonPointer) -> Location {
+        let span = self.root.locate_key(pointer).unwrap_or_else(|| self.root.locate(pointer));
+        Location { file: self.file.clone(), span, pointer: Some(pointer.clone()) }
+    }
+
+    fn origin(&self, pointer: JsonPointer) -> Origin {
+        Origin { file: self.file.clone(), document: self.index, pointer }
+    }
+
+    /// Reads `apiVersion` and `kind` by hand so that an unknown kind gets one clear message
+    /// instead of a schema error per field.
+    fn envelope(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<Kind> {
+        let root = JsonPointer::root();
+        if !matches!(self.root.value, NodeValue::Map(_)) {
+            diagnostics.push(
+                Diagnostic::error("manifest::wrong-type", "a manifest document must be a mapping")
+                    .at(self.at(&root))
+                    .with_label("not a mapping")
+                    .with_help("start the document with `apiVersion: drover/v1` and `kind: Host` or `kind: Workflow`"),
+            );
+            return None;
+        }
+        let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        let kind = match self.root.child("kind").map(|n| &n.value) {
+            None => {
+                diagnostics.push(
+                    Diagnostic::error("manifest::missing-field", "missing required field `kind`")
+                        .at(self.at(&root))
+                        .with_label("this document has no `kind`")
+                        .with_help(format!("add `kind:` with one of {}", kinds.join(", "))),
+                );
+                None
+            }
+            Some(NodeValue::String(text)) if Kind::parse(text).is_some() => Kind::parse(text),
+            Some(other) => {
+                let text = match other {
+                    NodeValue::String(s) => s.clone(),
+                    _ => String::new(),
+                };
+                diagnostics.push(
+                    Diagnostic::error("manifest::unknown-kind", format!("unknown kind `{text}`"))
+                        .at(self.at(&root.push("kind")))
+                        .with_label("unknown kind")
+                        .with_suggestion(&text, kinds.iter().copied(), format!("drover knows the kinds {}", kinds.join(", "))),
+                );
+                None
+            }
+        };
+        let api_ok = match self.root.child("apiVersion").map(|n| &n.value) {
+            Some(NodeValue::String(v)) if v == API_VERSION => true,
+            found => {
+                let (message, location) = match found {
+                    None => ("missing required field `apiVersion`".to_owned(), self.at(&root)),
+                    Some(_) => {
+                        let text = self.root.child("apiVersion").and_then(Node::scalar_text).unwrap_or_default();
+                        (format!("unsupported apiVersion `{text}`"), self.at(&root.push("apiVersion")))
+                    }
+                };
+                diagnostics.push(
+                    Diagnostic::error("manifest::api-version", message)
+                        .at(location)
+                        .with_label("expected `drover/v1`")
+                        .with_help(format!("use `apiVersion: {API_VERSION}`")),
+                );
+                false
+            }
+        };
+        kind.filter(|_| api_ok)
+    }
+
+    fn host(&self, value: Value, diagnostics: &mut Vec<Diagnostic>) -> Option<Host> {
+        let document: HostDocument = self.typed(value, diagnostics)?;
+        let spec = document.spec;
+        if spec.transport == Transport::Local {
+            let ssh_only = [
+                ("address", spec.address.is_some()),
+                ("port", spec.port.is_some()),
+                ("user", spec.user.is_some()),
+                ("identityFile", spec.identity_file.is_some()),
+                ("knownHostsFile", spec.known_hosts_file.is_some()),
+            ];
+            for (field, set) in ssh_only {
+                if set {
+                    diagnostics.push(
+                        Diagnostic::error("manifest::local-host-field", format!("`{field}` has no meaning with `transport: local`"))
+                            .at(self.at_key(&JsonPointer::root().push("spec").push(field)))
+                            .with_label("ignored for a local host")
+                            .with_help("remove it, or remove `transport: local` to reach this host over SSH"),
+                    );
+                }
+            }
+        }
+        self.check_vars(&spec.vars, &JsonPointer::root().push("spec").push("vars"), diagnostics);
+        Some(Host {
+            name: document.metadata.name,
+            labels: document.metadata.labels,
+            spec,
+            origin: self.origin(JsonPointer::root()),
+        })
+    }
+
+    fn workflow(&self, value: Value, diagnostics: &mut Vec<Diagnostic>) -> Option<Workflow> {
+        let document: WorkflowDocument = self.typed(value, diagnostics)?;
+        let spec = document.spec;
+        let spec_ptr = JsonPointer::root().push("spec");
+        if spec.hosts.is_empty() {
+            diagnostics.push(
+                Diagnostic::error("manifest::empty-selector", "`hosts` selects nothing")
+                    .at(self.at(&spec_ptr.push("hosts")))
+                    .with_label("empty selector")
+                    .with_help("give `matchLabels: {role: web}`, `names: [edge-1]`, or both; `matchLabels: {}` selects every host"),
+            );
+        }
+        self.check_vars(&spec.vars, &spec_ptr.push("vars"), diagnostics);
+        let tasks: Vec<Task> = spec
+            .tasks
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, task)| self.task(task, &spec_ptr.push("tasks").push(i), diagnostics))
+            .collect();
+        Some(Workflow {
+            name: document.metadata.name,
+            labels: document.metadata.labels,
+            hosts: spec.hosts,
+            needs: spec.needs,
+            vars: spec.vars,
+            rollout: spec.rollout,
+            tasks,
+            origin: self.origin(JsonPointer::root()),
+        })
+    }
+
+    fn task(&self, task: TaskSpec, pointer: &JsonPointer, diagnostics: &mut Vec<Diagnostic>) -> Option<Task> {
+        let mut kinds: Vec<(&'static str, TaskKind)> = Vec::new();
+        if let Some(run) = task.run {
+            kinds.push(("run", TaskKind::Run(run)));
+        }
+        if let Some(file) = task.file {
+            kinds.push(("file", TaskKind::File(file)));
+        }
+        if let Some(package) = task.package {
+            kinds.push(("package", TaskKind::Package(package)));
+        }
+        if let Some(service) = task.service {
+            kinds.push(("service", TaskKind::Service(service)));
+        }
+        let name = &task.name;
+        let kind = match kinds.len() {
+            0 => {
+                diagnostics.push(
+                    Diagnostic::error("manifest::task-kind-missing", format!("task `{name}` does not say what to do"))
+                        .at(self.at(pointer))
+                        .with_label("no task kind")
+                        .with_help("add exactly one of `run`, `file`, `package` or `service`"),
+                );
+                return None;
+            }
+            1 => kinds.pop().map(|(_, kind)| kind)?,
+            _ => {
+                let names: Vec<&str> = kinds.iter().map(|(n, _)| *n).collect();
+                let second = names.get(1).copied().unwrap_or_default();
+                diagnostics.push(
+                    Diagnostic::error(
+                        "manifest::task-kind-conflict",
+                        format!("task `{name}` has {} kinds: {}", names.len(), list(&names)),
+                    )
+                    .at(self.at_key(&pointer.push(second)))
+                    .with_label("second task kind")
+                    .with_help("a task does exactly one thing: split it into several tasks and order them with `needs`"),
+                );
+                return None;
+            }
+        };
+        if let TaskKind::File(file) = &kind {
+            let sources: Vec<&str> = [("content", file.content.is_some()), ("template", file.template.is_some()), ("source", file.source.is_some())]
+                .into_iter()
+                .filter_map(|(n, set)| set.then_some(n))
+                .collect();
+            let file_ptr = pointer.push("file");
+            if sources.len() != 1 {
+                let (message, location) = if sources.is_empty() {
+                    (format!("file task `{name}` has no content"), self.at(&file_ptr))
+                } else {
+                    (format!("file task `{name}` has {}", list(&sources)), self.at_key(&file_ptr.push(sources.get(1).copied().unwrap_or_default())))
+                };
+                diagnostics.push(
+                    Diagnostic::error("manifest::file-source", message)
+                        .at(location)
+                        .with_label("exactly one of content, template, source")
+                        .with_help("give exactly one of `content` (inline, templated), `template` (a template file) or `source` (a file copied as is)"),
+                );
+            }
+            if !file.path.starts_with('/') && !file.path.starts_with("{{") {
+                diagnostics.push(
+                    Diagnostic::error("manifest::relative-path", format!("file path `{}` is not absolute", file.path))
+                        .at(self.at(&file_ptr.push("path")))
+                        .with_label("relative path")
+                        .with_help("paths on the host must be absolute, such as `/etc/nginx/nginx.conf`"),
+                );
+            }
+        }
+        Some(Task {
+            name: task.name,
+            needs: task.needs,
+            triggered_by: task.triggered_by,
+            check: task.check,
+            undo: task.undo,
+            timeout: task.timeout,
+            retries: task.retries,
+            drift: task.drift,
+            r#become: task.r#become,
+            kind,
+            origin: self.origin(pointer.clone()),
+        })
+    }
+
+    fn check_vars(&self, vars: &Vars, pointer: &JsonPointer, diagnostics: &mut Vec<Diagnostic>) {
+        for (name, value) in vars {
+            let var_ptr = pointer.push(name);
+            let identifier = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !identifier {
+                diagnostics.push(
+                    Diagnostic::error("manifest::invalid-var-name", format!("variable name `{name}` cannot be used in templates"))
+                        .at(self.at_key(&var_ptr))
+                        .with_label("not an identifier")
+                        .with_help(format!("use letters, digits and `_`, for example `{}`", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"))),
+                );
+            }
+            if let VarValue::Secret(secret) = value {
+                let (field, text) = match &secret.value_from {
+                    SecretSource::Env(n) => ("env", n),
+                    SecretSource::File(p) => ("file", p),
+                };
+                if text.trim().is_empty() {
+                    diagnostics.push(
+                        Diagnostic::error("manifest::invalid-secret", format!("secret `{name}` has an empty `{field}`"))
+                            .at(self.at(&var_ptr.push("valueFrom").push(field)))
+                            .with_label("empty")
+                            .with_help("name the environment variable or file that holds the secret"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn typed<T: serde::de::DeserializeOwned>(&self, value: Value, diagnostics: &mut Vec<Diagnostic>) -> Option<T> {
+        match serde_json::from_value(value) {
+            Ok(typed) => Some(typed),
+            Err(error) => {
+                // The schema accepted the document, so this is a rule the schema could not
+                // express; report it on the document as a whole.
+                diagnostics.push(
+                    Diagnostic::error("manifest::invalid-value", error.to_string())
+                        .at(self.at(&JsonPointer::root()))
+                        .with_help("`drover schema` shows what is allowed"),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" and ")
+}

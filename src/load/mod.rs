@@ -1,0 +1,135 @@
+//! Manifest files → `Loaded { desired, diagnostics }`; all or nothing.
+//!
+//! The pipeline per document is `yaml` (syntax, spans) → `document` (envelope, `schema`,
+//! typed decoding, per-document rules); then `check` runs the rules that span documents.
+//! Every problem becomes a `Diagnostic`; `desired` is `Some` only when none is an error.
+//! This module reads no files: `manifest_dir` does, and hands us their text.
+
+pub mod check;
+pub mod document;
+pub mod schema;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::diagnostic::{self, Diagnostic, Location};
+use crate::model::desired::{Desired, Origin};
+use crate::source::{SourceFile, Span};
+
+use check::{CheckLimits, Locator};
+use document::Decoded;
+use yaml::{Node, YamlLimits};
+
+/// Input limits; the defaults fit a 512 MB edge box with room to spare.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    pub max_documents: usize,
+    pub max_tasks_per_workflow: usize,
+    pub max_instances: usize,
+    pub yaml: YamlLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_file_bytes: 4 * 1024 * 1024,
+            max_documents: 20_000,
+            max_tasks_per_workflow: 1_000,
+            max_instances: 200_000,
+            yaml: YamlLimits::default(),
+        }
+    }
+}
+
+/// The result of loading: the desired state if nothing was wrong, and every diagnostic.
+#[derive(Debug)]
+pub struct Loaded {
+    pub desired: Option<Desired>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Loads manifest files already read from disk.
+pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
+    let mut diagnostics = Vec::new();
+    let mut trees = Trees::default();
+    let mut hosts = Vec::new();
+    let mut workflows = Vec::new();
+    let mut documents = 0usize;
+    for file in files {
+        if file.text.len() as u64 > limits.max_file_bytes {
+            diagnostics.push(too_large(file, limits.max_file_bytes));
+            continue;
+        }
+        let (parsed, problems) = yaml::parse(file, limits.yaml);
+        diagnostics.extend(problems);
+        for document in parsed {
+            documents += 1;
+            if documents > limits.max_documents {
+                diagnostics.push(
+                    Diagnostic::error("manifest::limit", format!("more than {} documents in the manifest directory", limits.max_documents))
+                        .at(Location { file: file.clone(), span: document.root.head_span(), pointer: None })
+                        .with_label("this one is over the limit")
+                        .with_help("split the fleet across several manifest directories, or raise the limit with --max-documents"),
+                );
+                break;
+            }
+            match document::decode(file, &document, &mut diagnostics) {
+                Some(Decoded::Host(host)) => hosts.push(host),
+                Some(Decoded::Workflow(workflow)) => workflows.push(workflow),
+                None => {}
+            }
+            trees.insert(file, document.index, document.root);
+        }
+    }
+    let check_limits = CheckLimits { max_tasks_per_workflow: limits.max_tasks_per_workflow, max_instances: limits.max_instances };
+    let desired = check::check(hosts, workflows, &trees, check_limits, &mut diagnostics);
+    diagnostic::sort(&mut diagnostics);
+    let ok = !diagnostics.iter().any(Diagnostic::is_error);
+    Loaded { desired: ok.then_some(desired), diagnostics }
+}
+
+fn too_large(file: &Arc<SourceFile>, limit: u64) -> Diagnostic {
+    Diagnostic::error("manifest::file-too-large", format!("{} is larger than the limit of {limit} bytes", file.path))
+        .at(Location { file: file.clone(), span: Span::default(), pointer: None })
+        .with_help("split it into several files, or raise the limit with --max-file-size")
+}
+
+/// The YAML trees of every document, kept while checking so diagnostics can point into them.
+#[derive(Default)]
+struct Trees {
+    by_document: BTreeMap<(String, usize), Node>,
+}
+
+impl Trees {
+    fn insert(&mut self, file: &Arc<SourceFile>, index: usize, root: Node) {
+        self.by_document.insert((file.path.clone(), index), root);
+    }
+}
+
+impl Locator for Trees {
+    fn tree(&self, origin: &Origin) -> Option<&Node> {
+        self.by_document.get(&(origin.file.path.clone(), origin.document))
+    }
+}
+
+/// Re-parses a file to find the span of `pointer` in its `document`-th document.
+///
+/// Later stages (templates, resolution) keep only `Origin`s; on the rare error path this
+/// recovers the exact place without holding every YAML tree in memory.
+pub fn locate(origin: &Origin) -> Location {
+    let (documents, _) = yaml::parse(&origin.file, YamlLimits::default());
+    let span = documents
+        .iter()
+        .find(|d| d.index == origin.document)
+        .map(|d| d.root.locate(&origin.pointer))
+        .unwrap_or_default();
+    Location { file: origin.file.clone(), span, pointer: Some(origin.pointer.clone()) }
+}

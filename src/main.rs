@@ -1,0 +1,5 @@
+//! The `drover` binary; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    drover::cli::main()
+}

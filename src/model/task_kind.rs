@@ -1,0 +1,127 @@
+//! `TaskKind`: what a task does (run, file, package, service), and the specs of each kind.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model::duration::FileMode;
+
+/// What a task does; exactly one per task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TaskKind {
+    Run(RunSpec),
+    File(FileSpec),
+    Package(PackageSpec),
+    Service(ServiceSpec),
+}
+
+impl TaskKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskKind::Run(_) => "run",
+            TaskKind::File(_) => "file",
+            TaskKind::Package(_) => "package",
+            TaskKind::Service(_) => "service",
+        }
+    }
+}
+
+/// A command: a string run by `sh -c`, or an argv list that drover quotes for you.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Command {
+    Shell(String),
+    Argv(#[schemars(length(min = 1))] Vec<String>),
+}
+
+/// `run`: a command string, an argv list, or `{command, creates, unless}` with guards.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RunSpec {
+    Shell(String),
+    Argv(#[schemars(length(min = 1))] Vec<String>),
+    Guarded(GuardedRun),
+}
+
+/// `run` with guards that make it idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GuardedRun {
+    pub command: Command,
+    /// Skip the command when this path exists on the host.
+    pub creates: Option<String>,
+    /// Skip the command when this command exits 0 on the host.
+    pub unless: Option<Command>,
+}
+
+impl RunSpec {
+    pub fn command(&self) -> Command {
+        match self {
+            RunSpec::Shell(s) => Command::Shell(s.clone()),
+            RunSpec::Argv(a) => Command::Argv(a.clone()),
+            RunSpec::Guarded(g) => g.command.clone(),
+        }
+    }
+}
+
+/// `file`: a file on the host, from inline content, a template file or a local file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSpec {
+    /// Absolute path on the host.
+    pub path: String,
+    /// Inline content; it is a template.
+    pub content: Option<String>,
+    /// A template file, relative to this manifest file.
+    pub template: Option<String>,
+    /// A file copied as is, relative to this manifest file.
+    pub source: Option<String>,
+    pub mode: Option<FileMode>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+/// `package`: packages installed or removed with the host's package manager.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PackageSpec {
+    #[schemars(length(min = 1))]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub state: PackageState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageState {
+    #[default]
+    Present,
+    Absent,
+}
+
+/// `service`: a systemd unit's state.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub state: Option<ServiceState>,
+    pub enabled: Option<bool>,
+    /// What to do when the task is triggered by a changed task (default `restart`).
+    #[serde(default)]
+    pub on_trigger: OnTrigger,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    Running,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTrigger {
+    #[default]
+    Restart,
+    Reload,
+}

@@ -1,0 +1,127 @@
+//! The `Workflow` kind: a DAG of tasks applied to the hosts a selector picks.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model::duration::HumanDuration;
+use crate::model::meta::{Metadata, TaskName, WorkflowName};
+use crate::model::selector::HostSelector;
+use crate::model::task_kind::{Command, FileSpec, PackageSpec, RunSpec, ServiceSpec};
+use crate::model::vars::Vars;
+
+/// A `Workflow` document.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "drover Workflow")]
+pub struct WorkflowDocument {
+    pub api_version: super::ApiVersion,
+    pub kind: WorkflowKind,
+    pub metadata: Metadata<WorkflowName>,
+    pub spec: WorkflowSpec,
+}
+
+/// The `kind` of a `Workflow` document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum WorkflowKind {
+    Workflow,
+}
+
+/// `spec` of a `Workflow`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowSpec {
+    /// Which hosts this workflow runs on.
+    pub hosts: HostSelector,
+    /// Workflows that must be converged on a host before this one starts there.
+    #[serde(default)]
+    pub needs: Vec<WorkflowName>,
+    /// Variables templates see; host variables override them.
+    #[serde(default)]
+    pub vars: Vars,
+    /// Apply to hosts in batches and stop when too many fail.
+    pub rollout: Option<Rollout>,
+    /// The tasks, each run once per selected host.
+    #[schemars(length(min = 1))]
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// `rollout`: hosts are applied batch by batch.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rollout {
+    /// Hosts per batch: a count (`2`) or a share of the selected hosts (`"25%"`).
+    pub batch: BatchSize,
+    /// Failed hosts tolerated before the rollout stops (default 0).
+    #[serde(default)]
+    pub max_failures: u32,
+}
+
+/// A batch size: a count of hosts, or a percentage of them such as `"25%"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum BatchSize {
+    Count(#[schemars(range(min = 1))] u32),
+    Percent(#[schemars(regex(pattern = r"^(100|[1-9][0-9]?)%$"))] String),
+}
+
+/// What to do when a probe finds a task's host state differs from what was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftPolicy {
+    /// Do not probe this task.
+    Ignore,
+    /// Report the drift (the default).
+    #[default]
+    Warn,
+    /// Report it and re-apply the task.
+    Fix,
+}
+
+/// `retries`: how often and how patiently a failing task is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retries {
+    /// Attempts in all, the first included.
+    #[schemars(range(min = 1, max = 100))]
+    pub attempts: u32,
+    /// Delay before the second attempt; it doubles (with jitter) after each failure.
+    #[serde(default = "default_backoff")]
+    pub backoff: HumanDuration,
+}
+
+fn default_backoff() -> HumanDuration {
+    HumanDuration::from_duration(std::time::Duration::from_secs(1))
+}
+
+/// One task of a workflow. Exactly one of `run`, `file`, `package` or `service` is set; the
+/// loader checks it and turns the four optional fields into a `TaskKind`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskSpec {
+    pub name: TaskName,
+    /// Tasks of this workflow that must succeed first.
+    #[serde(default)]
+    pub needs: Vec<TaskName>,
+    /// Tasks of this workflow whose change, in the same apply, makes this task run.
+    #[serde(default)]
+    pub triggered_by: Vec<TaskName>,
+    /// Drift probe: exits 0 when the host is as desired.
+    pub check: Option<Command>,
+    /// Run when the task is removed from the manifests.
+    pub undo: Option<Command>,
+    /// Kill the task after this long.
+    pub timeout: Option<HumanDuration>,
+    pub retries: Option<Retries>,
+    #[serde(default)]
+    pub drift: DriftPolicy,
+    /// Run this task as this user through `sudo -n` (overrides the host's `become`).
+    pub r#become: Option<String>,
+    /// Run a command.
+    pub run: Option<RunSpec>,
+    /// Manage a file.
+    pub file: Option<FileSpec>,
+    /// Install or remove packages.
+    pub package: Option<PackageSpec>,
+    /// Manage a systemd service.
+    pub service: Option<ServiceSpec>,
+}

@@ -1,0 +1,118 @@
+//! `Secret` values and the `Redactor` that keeps them out of everything drover prints.
+//!
+//! A secret's value only exists here and in rendered task content (which needs it); its
+//! `Debug` prints `***`, it has no `Display`, and every text drover shows a person goes
+//! through `Redactor::redact`. Reading secrets is the shell's job (`secret_source`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::model::vars::SecretSource;
+
+/// Where a secret is read from, with file paths made relative to the manifest directory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SecretKey {
+    Env(String),
+    File(String),
+}
+
+impl SecretKey {
+    /// The key for a `valueFrom` written in the manifest file at `manifest_path`.
+    pub fn new(source: &SecretSource, manifest_path: &str) -> SecretKey {
+        match source {
+            SecretSource::Env(name) => SecretKey::Env(name.clone()),
+            SecretSource::File(path) => SecretKey::File(crate::resolve::relative_to(manifest_path, path)),
+        }
+    }
+}
+
+impl fmt::Display for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretKey::Env(name) => write!(f, "environment variable {name}"),
+            SecretKey::File(path) => write!(f, "file {path}"),
+        }
+    }
+}
+
+/// A secret value. Deliberately not `Display`; `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value itself, for rendering templates only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Secrets read at the edge: a value, or why it could not be read.
+pub type Secrets = BTreeMap<SecretKey, Result<Secret, String>>;
+
+/// The mask that replaces secret values in output.
+pub const MASK: &str = "***";
+
+/// Replaces every known secret value in a text with `***`.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    /// Longest first, so a secret that contains another is masked whole.
+    needles: Vec<String>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} secrets)", self.needles.len())
+    }
+}
+
+impl Redactor {
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Redactor {
+        let mut needles: Vec<String> = secrets
+            .into_iter()
+            .map(|s| s.0.trim_end_matches('\n').to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        needles.dedup();
+        Redactor { needles }
+    }
+
+    pub fn contains_secret(&self, text: &str) -> bool {
+        self.needles.iter().any(|n| text.contains(n.as_str()))
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        self.needles.iter().fold(text.to_owned(), |acc, needle| acc.replace(needle.as_str(), MASK))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2".to_owned());
+        assert_eq!(format!("{s:?}"), "***");
+    }
+
+    #[test]
+    fn redactor_masks_longest_first() {
+        let a = Secret::new("pass".to_owned());
+        let b = Secret::new("password1\n".to_owned());
+        let r = Redactor::new([&a, &b]);
+        assert_eq!(r.redact("x=password1 y=pass"), "x=*** y=***");
+        assert!(r.contains_secret("my pass"));
+        assert!(!r.contains_secret("nothing"));
+    }
+}
