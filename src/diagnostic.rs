@@ -74,7 +74,10 @@ impl Diagnostic {
     }
 
     pub fn warning(code: &'static str, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, message)
+        }
     }
 
     #[must_use]
@@ -127,7 +130,10 @@ pub fn sort(diagnostics: &mut [Diagnostic]) {
 }
 
 fn sort_key(d: &Diagnostic) -> (Option<(&str, usize)>, Severity, &'static str, &str) {
-    let place = d.location.as_ref().map(|l| (l.file.path.as_str(), l.span.start));
+    let place = d
+        .location
+        .as_ref()
+        .map(|l| (l.file.path.as_str(), l.span.start));
     (place, d.severity, d.code, d.message.as_str())
 }
 
@@ -172,7 +178,11 @@ mod tests {
         assert_eq!(suggest("instal", names), Some("install"));
         assert_eq!(suggest("Config", names), Some("config"));
         assert_eq!(suggest("migrate", names), None);
-        assert_eq!(suggest("install", names), None, "an exact match is not a suggestion");
+        assert_eq!(
+            suggest("install", names),
+            None,
+            "an exact match is not a suggestion"
+        );
     }
 
     #[test]

@@ -33,7 +33,10 @@ impl Evaluation {
     }
 
     pub fn redactor(&self) -> Redactor {
-        self.resolved.as_ref().map(|r| r.redactor.clone()).unwrap_or_default()
+        self.resolved
+            .as_ref()
+            .map(|r| r.redactor.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -44,16 +47,27 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
     let mut diagnostics = read.diagnostics;
     if read.files.is_empty() && diagnostics.is_empty() {
         diagnostics.push(
-            Diagnostic::error("manifest::empty-directory", format!("no *.yaml or *.yml files under {}", dir.display()))
-                .with_help("point drover at your manifest directory, or create one with `drover init`"),
+            Diagnostic::error(
+                "manifest::empty-directory",
+                format!("no *.yaml or *.yml files under {}", dir.display()),
+            )
+            .with_help("point drover at your manifest directory, or create one with `drover init`"),
         );
     }
     let loaded = load::load(&read.files, limits);
     diagnostics.extend(loaded.diagnostics);
     let files = read.files.len();
-    let Some(desired) = loaded.desired.filter(|_| !diagnostics.iter().any(Diagnostic::is_error)) else {
+    let Some(desired) = loaded
+        .desired
+        .filter(|_| !diagnostics.iter().any(Diagnostic::is_error))
+    else {
         diagnostic::sort(&mut diagnostics);
-        return Ok(Evaluation { desired: None, resolved: None, diagnostics, files });
+        return Ok(Evaluation {
+            desired: None,
+            resolved: None,
+            diagnostics,
+            files,
+        });
     };
     let needed = resolve::needed(&desired);
     let inputs = Inputs {
@@ -63,5 +77,10 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
     let mut resolved = resolve::resolve(&desired, &inputs);
     diagnostics.append(&mut resolved.diagnostics);
     diagnostic::sort(&mut diagnostics);
-    Ok(Evaluation { desired: Some(desired), resolved: Some(resolved), diagnostics, files })
+    Ok(Evaluation {
+        desired: Some(desired),
+        resolved: Some(resolved),
+        diagnostics,
+        files,
+    })
 }

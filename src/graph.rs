@@ -27,10 +27,20 @@ pub struct InstanceGraph<'a> {
 impl<'a> InstanceGraph<'a> {
     pub fn build(instances: &'a [ResolvedInstance]) -> InstanceGraph<'a> {
         let mut graph = DiGraph::with_capacity(instances.len(), instances.len());
-        let index: BTreeMap<&InstanceId, NodeIndex> = instances.iter().map(|i| (&i.id, graph.add_node(i))).collect();
+        let index: BTreeMap<&InstanceId, NodeIndex> = instances
+            .iter()
+            .map(|i| (&i.id, graph.add_node(i)))
+            .collect();
         for instance in instances {
-            let Some(&from) = index.get(&instance.id) else { continue };
-            let edges = instance.needs.iter().map(|d| (d, EdgeKind::Needs)).chain(instance.triggered_by.iter().map(|d| (d, EdgeKind::TriggeredBy)));
+            let Some(&from) = index.get(&instance.id) else {
+                continue;
+            };
+            let edges = instance.needs.iter().map(|d| (d, EdgeKind::Needs)).chain(
+                instance
+                    .triggered_by
+                    .iter()
+                    .map(|d| (d, EdgeKind::TriggeredBy)),
+            );
             for (dependency, kind) in edges {
                 if let Some(&to) = index.get(dependency) {
                     graph.add_edge(from, to, kind);
@@ -44,11 +54,19 @@ impl<'a> InstanceGraph<'a> {
     pub fn to_dot(&self, keep: impl Fn(&InstanceId) -> bool) -> String {
         let mut by_host: BTreeMap<&str, Vec<&ResolvedInstance>> = BTreeMap::new();
         for instance in self.graph.node_weights().filter(|i| keep(&i.id)) {
-            by_host.entry(instance.id.host.as_str()).or_default().push(instance);
+            by_host
+                .entry(instance.id.host.as_str())
+                .or_default()
+                .push(instance);
         }
-        let mut out = String::from("digraph drover {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+        let mut out = String::from(
+            "digraph drover {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+        );
         for (host, instances) in &by_host {
-            let _ = writeln!(out, "  subgraph \"cluster_{host}\" {{\n    label=\"{host}\";");
+            let _ = writeln!(
+                out,
+                "  subgraph \"cluster_{host}\" {{\n    label=\"{host}\";"
+            );
             for instance in instances {
                 let _ = writeln!(
                     out,
@@ -62,7 +80,12 @@ impl<'a> InstanceGraph<'a> {
             out.push_str("  }\n");
         }
         for edge in self.graph.raw_edges() {
-            let (Some(from), Some(to)) = (self.graph.node_weight(edge.source()), self.graph.node_weight(edge.target())) else { continue };
+            let (Some(from), Some(to)) = (
+                self.graph.node_weight(edge.source()),
+                self.graph.node_weight(edge.target()),
+            ) else {
+                continue;
+            };
             if !keep(&from.id) || !keep(&to.id) {
                 continue;
             }

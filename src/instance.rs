@@ -18,15 +18,27 @@ pub struct InstanceId {
 
 impl InstanceId {
     pub fn new(host: HostName, workflow: WorkflowName, task: TaskName) -> InstanceId {
-        InstanceId { host, workflow, task }
+        InstanceId {
+            host,
+            workflow,
+            task,
+        }
     }
 
     pub fn parse(text: &str) -> Result<InstanceId, String> {
         let mut parts = text.split('/');
-        let (Some(h), Some(w), Some(t), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(format!("`{text}` is not an instance id; write it as host/workflow/task"));
+        let (Some(h), Some(w), Some(t), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!(
+                "`{text}` is not an instance id; write it as host/workflow/task"
+            ));
         };
-        Ok(InstanceId { host: HostName::parse(h)?, workflow: WorkflowName::parse(w)?, task: TaskName::parse(t)? })
+        Ok(InstanceId {
+            host: HostName::parse(h)?,
+            workflow: WorkflowName::parse(w)?,
+            task: TaskName::parse(t)?,
+        })
     }
 }
 

@@ -6,20 +6,20 @@
 //! the composition root and the only place that prints. See `docs/ARCHITECTURE.md`.
 
 // ── pure core: no I/O, no clock, no environment ──
-pub mod source;
 pub mod diagnostic;
-pub mod model;
-pub mod load;
-pub mod secret;
-pub mod template;
-pub mod instance;
-pub mod resolve;
-pub mod hash;
 pub mod graph;
+pub mod hash;
+pub mod instance;
+pub mod load;
+pub mod model;
 pub mod report;
+pub mod resolve;
+pub mod secret;
+pub mod source;
+pub mod template;
 
 // ── effectful shell ──
-pub mod manifest_dir;
-pub mod evaluate;
-pub mod secret_source;
 pub mod cli;
+pub mod evaluate;
+pub mod manifest_dir;
+pub mod secret_source;

@@ -21,7 +21,10 @@ pub enum Error {
     #[error("{path} is not a directory")]
     NotADirectory { path: PathBuf },
     #[error("cannot read {path}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The manifest files of a directory, and problems that stopped some from being read.
@@ -34,11 +37,18 @@ pub struct ManifestFiles {
 /// Reads every manifest file under `dir`. Paths in the result are relative to `dir`.
 pub fn read(dir: &Path, max_file_bytes: u64) -> Result<ManifestFiles, Error> {
     let meta = fs::metadata(dir).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => Error::Missing { path: dir.to_owned() },
-        _ => Error::Read { path: dir.to_owned(), source },
+        std::io::ErrorKind::NotFound => Error::Missing {
+            path: dir.to_owned(),
+        },
+        _ => Error::Read {
+            path: dir.to_owned(),
+            source,
+        },
     })?;
     if !meta.is_dir() {
-        return Err(Error::NotADirectory { path: dir.to_owned() });
+        return Err(Error::NotADirectory {
+            path: dir.to_owned(),
+        });
     }
     let mut paths = Vec::new();
     walk(dir, dir, &mut paths)?;
@@ -47,18 +57,32 @@ pub fn read(dir: &Path, max_file_bytes: u64) -> Result<ManifestFiles, Error> {
     for relative in paths {
         let full = dir.join(&relative);
         let shown = relative.to_string_lossy().replace('\\', "/");
-        match read_capped(&full, max_file_bytes).map_err(|source| Error::Read { path: full.clone(), source })? {
+        match read_capped(&full, max_file_bytes).map_err(|source| Error::Read {
+            path: full.clone(),
+            source,
+        })? {
             Capped::Text(text) => out.files.push(Arc::new(SourceFile::new(shown, text))),
             Capped::TooLarge(size) => out.diagnostics.push(
-                Diagnostic::error("manifest::file-too-large", format!("{shown} is {size} bytes, more than the limit of {max_file_bytes}"))
-                    .at(Location { file: Arc::new(SourceFile::new(shown, "")), span: Span::default(), pointer: None })
-                    .with_help("split it into several files, or raise the limit with --max-file-size"),
+                Diagnostic::error(
+                    "manifest::file-too-large",
+                    format!("{shown} is {size} bytes, more than the limit of {max_file_bytes}"),
+                )
+                .at(Location {
+                    file: Arc::new(SourceFile::new(shown, "")),
+                    span: Span::default(),
+                    pointer: None,
+                })
+                .with_help("split it into several files, or raise the limit with --max-file-size"),
             ),
             Capped::NotUtf8(valid_up_to, text) => {
                 let file = Arc::new(SourceFile::new(shown.clone(), text));
                 out.diagnostics.push(
                     Diagnostic::error("manifest::not-utf8", format!("{shown} is not valid UTF-8"))
-                        .at(Location { file, span: Span::new(valid_up_to, valid_up_to), pointer: None })
+                        .at(Location {
+                            file,
+                            span: Span::new(valid_up_to, valid_up_to),
+                            pointer: None,
+                        })
                         .with_label("invalid byte after this point")
                         .with_help("save the file as UTF-8"),
                 );
@@ -69,23 +93,33 @@ pub fn read(dir: &Path, max_file_bytes: u64) -> Result<ManifestFiles, Error> {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
-    let entries = fs::read_dir(dir).map_err(|source| Error::Read { path: dir.to_owned(), source })?;
+    let entries = fs::read_dir(dir).map_err(|source| Error::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
     for entry in entries {
-        let entry = entry.map_err(|source| Error::Read { path: dir.to_owned(), source })?;
+        let entry = entry.map_err(|source| Error::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with('.') {
             continue;
         }
         let path = entry.path();
-        let file_type = entry.file_type().map_err(|source| Error::Read { path: path.clone(), source })?;
+        let file_type = entry.file_type().map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
         // Symlinked directories are not followed: they could loop, or leave the tree.
         if file_type.is_dir() {
             walk(root, &path, out)?;
-        } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && !file_type.is_dir() {
-            if let Ok(relative) = path.strip_prefix(root) {
-                out.push(relative.to_owned());
-            }
+        } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
+            && !file_type.is_dir()
+            && let Ok(relative) = path.strip_prefix(root)
+        {
+            out.push(relative.to_owned());
         }
     }
     Ok(())
@@ -116,7 +150,11 @@ fn read_capped(path: &Path, limit: u64) -> std::io::Result<Capped> {
 }
 
 /// Reads the files manifests name, relative to `dir`, each capped at `limit` bytes.
-pub fn read_inputs<'a>(dir: &Path, paths: impl IntoIterator<Item = &'a String>, limit: u64) -> BTreeMap<String, Result<Arc<[u8]>, String>> {
+pub fn read_inputs<'a>(
+    dir: &Path,
+    paths: impl IntoIterator<Item = &'a String>,
+    limit: u64,
+) -> BTreeMap<String, Result<Arc<[u8]>, String>> {
     paths
         .into_iter()
         .map(|relative| {
@@ -127,7 +165,9 @@ pub fn read_inputs<'a>(dir: &Path, paths: impl IntoIterator<Item = &'a String>, 
                 Ok(bytes)
             });
             let value = match result {
-                Ok(bytes) if bytes.len() as u64 > limit => Err(format!("it is larger than {limit} bytes")),
+                Ok(bytes) if bytes.len() as u64 > limit => {
+                    Err(format!("it is larger than {limit} bytes"))
+                }
                 Ok(bytes) => Ok(Arc::from(bytes)),
                 Err(error) => Err(error.to_string()),
             };

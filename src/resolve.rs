@@ -20,7 +20,9 @@ use crate::load;
 use crate::model::desired::{Desired, Host, Origin, Task, Workflow};
 use crate::model::duration::{FileMode, HumanDuration};
 use crate::model::host::Transport;
-use crate::model::task_kind::{Command, FileSpec, OnTrigger, PackageState, RunSpec, ServiceState, TaskKind};
+use crate::model::task_kind::{
+    Command, FileSpec, OnTrigger, PackageState, RunSpec, ServiceState, TaskKind,
+};
 use crate::model::vars::{VarValue, Vars};
 use crate::model::workflow::{DriftPolicy, Retries};
 use crate::secret::{Redactor, SecretKey, Secrets};
@@ -33,14 +35,22 @@ use crate::template::{TemplateError, Templates, join_argv};
 #[serde(tag = "transport", rename_all = "lowercase")]
 pub enum Connection {
     Local,
-    Ssh { address: String, port: Option<u16>, user: Option<String> },
+    Ssh {
+        address: String,
+        port: Option<u16>,
+        user: Option<String>,
+    },
 }
 
 /// What an instance does, fully rendered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Action {
-    Run { command: String, creates: Option<String>, unless: Option<String> },
+    Run {
+        command: String,
+        creates: Option<String>,
+        unless: Option<String>,
+    },
     File {
         path: String,
         /// The bytes to write; hashed through `content_hash` rather than encoded.
@@ -51,8 +61,16 @@ pub enum Action {
         owner: Option<String>,
         group: Option<String>,
     },
-    Package { names: Vec<String>, state: PackageState },
-    Service { name: String, state: Option<ServiceState>, enabled: Option<bool>, on_trigger: OnTrigger },
+    Package {
+        names: Vec<String>,
+        state: PackageState,
+    },
+    Service {
+        name: String,
+        state: Option<ServiceState>,
+        enabled: Option<bool>,
+        on_trigger: OnTrigger,
+    },
 }
 
 /// One task on one host, ready to plan and apply.
@@ -113,7 +131,9 @@ pub fn needed(desired: &Desired) -> Needed {
     let mut add_vars = |vars: &Vars, origin: &Origin| {
         for value in vars.values() {
             if let VarValue::Secret(secret) = value {
-                needed.secrets.insert(SecretKey::new(&secret.value_from, &origin.file.path));
+                needed
+                    .secrets
+                    .insert(SecretKey::new(&secret.value_from, &origin.file.path));
             }
         }
     };
@@ -127,7 +147,9 @@ pub fn needed(desired: &Desired) -> Needed {
         for task in &workflow.tasks {
             if let TaskKind::File(file) = &task.kind {
                 for path in [&file.template, &file.source].into_iter().flatten() {
-                    needed.files.insert(relative_to(&task.origin.file.path, path));
+                    needed
+                        .files
+                        .insert(relative_to(&task.origin.file.path, path));
                 }
             }
         }
@@ -158,16 +180,29 @@ pub fn relative_to(manifest_path: &str, path: &str) -> String {
 /// Expands the desired state into instances.
 pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
     let redactor = Redactor::new(inputs.secrets.values().filter_map(|s| s.as_ref().ok()));
-    let mut run = Run { inputs, redactor, templates: Templates::new(), problems: Problems::default(), reported_secrets: BTreeSet::new() };
+    let mut run = Run {
+        inputs,
+        redactor,
+        templates: Templates::new(),
+        problems: Problems::default(),
+        reported_secrets: BTreeSet::new(),
+    };
     let mut instances = Vec::with_capacity(desired.instance_count());
     for workflow in desired.workflows.values() {
         let roots = roots(workflow);
         for host in desired.selected_hosts(workflow) {
-            let Some(ctx) = run.context(host, workflow) else { continue };
+            let Some(ctx) = run.context(host, workflow) else {
+                continue;
+            };
             let after = workflow_needs_on_host(desired, workflow, host);
             for task in &workflow.tasks {
-                let id = InstanceId::new(host.name.clone(), workflow.name.clone(), task.name.clone());
-                let extra = if roots.contains(&task.name) { after.as_slice() } else { &[] };
+                let id =
+                    InstanceId::new(host.name.clone(), workflow.name.clone(), task.name.clone());
+                let extra = if roots.contains(&task.name) {
+                    after.as_slice()
+                } else {
+                    &[]
+                };
                 if let Some(instance) = run.instance(id, host, workflow, task, &ctx, extra) {
                     instances.push(instance);
                 }
@@ -175,18 +210,36 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
         }
     }
     let diagnostics = run.problems.into_diagnostics();
-    Resolved { instances, diagnostics, redactor: run.redactor }
+    Resolved {
+        instances,
+        diagnostics,
+        redactor: run.redactor,
+    }
 }
 
 /// Tasks of a workflow that need nothing inside it: they wait for needed workflows.
 fn roots(workflow: &Workflow) -> BTreeSet<&crate::model::meta::TaskName> {
-    workflow.tasks.iter().filter(|t| t.needs.is_empty() && t.triggered_by.is_empty()).map(|t| &t.name).collect()
+    workflow
+        .tasks
+        .iter()
+        .filter(|t| t.needs.is_empty() && t.triggered_by.is_empty())
+        .map(|t| &t.name)
+        .collect()
 }
 
 /// Tasks no other task of the workflow depends on: when they are done, the workflow is.
 fn sinks(workflow: &Workflow) -> Vec<&crate::model::meta::TaskName> {
-    let depended: BTreeSet<_> = workflow.tasks.iter().flat_map(|t| t.needs.iter().chain(&t.triggered_by)).collect();
-    workflow.tasks.iter().map(|t| &t.name).filter(|n| !depended.contains(n)).collect()
+    let depended: BTreeSet<_> = workflow
+        .tasks
+        .iter()
+        .flat_map(|t| t.needs.iter().chain(&t.triggered_by))
+        .collect();
+    workflow
+        .tasks
+        .iter()
+        .map(|t| &t.name)
+        .filter(|n| !depended.contains(n))
+        .collect()
 }
 
 /// The instances `workflow`'s roots wait for on `host`: the sinks of each needed workflow
@@ -194,12 +247,18 @@ fn sinks(workflow: &Workflow) -> Vec<&crate::model::meta::TaskName> {
 fn workflow_needs_on_host(desired: &Desired, workflow: &Workflow, host: &Host) -> Vec<InstanceId> {
     let mut ids = Vec::new();
     for needed in &workflow.needs {
-        let Some(needed) = desired.workflows.get(needed) else { continue };
+        let Some(needed) = desired.workflows.get(needed) else {
+            continue;
+        };
         if !needed.hosts.matches(&host.name, &host.labels) {
             continue;
         }
         for task in sinks(needed) {
-            ids.push(InstanceId::new(host.name.clone(), needed.name.clone(), task.clone()));
+            ids.push(InstanceId::new(
+                host.name.clone(),
+                needed.name.clone(),
+                task.clone(),
+            ));
         }
     }
     ids
@@ -218,7 +277,10 @@ impl Run<'_> {
     fn context(&mut self, host: &Host, workflow: &Workflow) -> Option<Ctx> {
         let mut vars = Map::new();
         let mut complete = true;
-        for (vars_of, origin, base) in [(&workflow.vars, &workflow.origin, "/spec/vars"), (&host.spec.vars, &host.origin, "/spec/vars")] {
+        for (vars_of, origin, base) in [
+            (&workflow.vars, &workflow.origin, "/spec/vars"),
+            (&host.spec.vars, &host.origin, "/spec/vars"),
+        ] {
             for (name, value) in vars_of {
                 let value = match value {
                     VarValue::Plain(v) => v.clone(),
@@ -228,7 +290,13 @@ impl Run<'_> {
                             Some(Ok(value)) => Value::String(value.expose().to_owned()),
                             problem => {
                                 complete = false;
-                                self.report_secret(&key, problem.and_then(|p| p.as_ref().err()), origin, &format!("{base}/{name}"), name);
+                                self.report_secret(
+                                    &key,
+                                    problem.and_then(|p| p.as_ref().err()),
+                                    origin,
+                                    &format!("{base}/{name}"),
+                                    name,
+                                );
                                 continue;
                             }
                         }
@@ -239,36 +307,72 @@ impl Run<'_> {
         }
         let address = match host.spec.transport {
             Transport::Local => Value::String("localhost".to_owned()),
-            Transport::Ssh => Value::String(host.spec.address.clone().unwrap_or_else(|| host.name.to_string())),
+            Transport::Ssh => Value::String(
+                host.spec
+                    .address
+                    .clone()
+                    .unwrap_or_else(|| host.name.to_string()),
+            ),
         };
         vars.insert(
             "host".to_owned(),
             serde_json::json!({"name": host.name.as_str(), "address": address, "labels": host.labels}),
         );
-        vars.insert("workflow".to_owned(), serde_json::json!({"name": workflow.name.as_str(), "labels": workflow.labels}));
+        vars.insert(
+            "workflow".to_owned(),
+            serde_json::json!({"name": workflow.name.as_str(), "labels": workflow.labels}),
+        );
         complete.then(|| Ctx::from(minijinja::value::Serde(&vars)))
     }
 
-    fn report_secret(&mut self, key: &SecretKey, reason: Option<&String>, origin: &Origin, pointer: &str, name: &str) {
+    fn report_secret(
+        &mut self,
+        key: &SecretKey,
+        reason: Option<&String>,
+        origin: &Origin,
+        pointer: &str,
+        name: &str,
+    ) {
         if !self.reported_secrets.insert(key.clone()) {
             return;
         }
         let why = reason.map_or_else(|| "it was not read".to_owned(), Clone::clone);
-        let origin = Origin { pointer: JsonPointer::from_escaped(pointer).push("valueFrom"), ..origin.clone() };
+        let origin = Origin {
+            pointer: JsonPointer::from_escaped(pointer).push("valueFrom"),
+            ..origin.clone()
+        };
         let help = match key {
             SecretKey::Env(var) => format!("export {var} in drover's environment"),
             SecretKey::File(path) => format!("create {path}, readable by drover"),
         };
         self.problems.diagnostics.push(
-            Diagnostic::error("secret::missing", format!("secret `{name}` is not available: {key}: {why}"))
-                .at(load::locate(&origin))
-                .with_label("secret read from here")
-                .with_help(help),
+            Diagnostic::error(
+                "secret::missing",
+                format!("secret `{name}` is not available: {key}: {why}"),
+            )
+            .at(load::locate(&origin))
+            .with_label("secret read from here")
+            .with_help(help),
         );
     }
 
-    fn instance(&mut self, id: InstanceId, host: &Host, workflow: &Workflow, task: &Task, ctx: &Ctx, extra_needs: &[InstanceId]) -> Option<ResolvedInstance> {
-        let mut r = Renderer { run: self, id: &id, ctx, origin: &task.origin, failed: false, sensitive: false };
+    fn instance(
+        &mut self,
+        id: InstanceId,
+        host: &Host,
+        workflow: &Workflow,
+        task: &Task,
+        ctx: &Ctx,
+        extra_needs: &[InstanceId],
+    ) -> Option<ResolvedInstance> {
+        let mut r = Renderer {
+            run: self,
+            id: &id,
+            ctx,
+            origin: &task.origin,
+            failed: false,
+            sensitive: false,
+        };
         let action = r.action(&task.kind);
         let check = task.check.as_ref().and_then(|c| r.command(c, "check"));
         let undo = task.undo.as_ref().and_then(|c| r.command(c, "undo"));
@@ -277,14 +381,24 @@ impl Run<'_> {
         let connection = match host.spec.transport {
             Transport::Local => Connection::Local,
             Transport::Ssh => Connection::Ssh {
-                address: host.spec.address.clone().unwrap_or_else(|| host.name.to_string()),
+                address: host
+                    .spec
+                    .address
+                    .clone()
+                    .unwrap_or_else(|| host.name.to_string()),
                 port: host.spec.port,
                 user: host.spec.user.clone(),
             },
         };
         let r#become = task.r#become.clone().or_else(|| host.spec.r#become.clone());
-        let spec_hash = SpecHash::of(&HashInput { connection: &connection, r#become: r#become.as_deref(), action: &action });
-        let same = |name: &crate::model::meta::TaskName| InstanceId::new(host.name.clone(), workflow.name.clone(), name.clone());
+        let spec_hash = SpecHash::of(&HashInput {
+            connection: &connection,
+            r#become: r#become.as_deref(),
+            action: &action,
+        });
+        let same = |name: &crate::model::meta::TaskName| {
+            InstanceId::new(host.name.clone(), workflow.name.clone(), name.clone())
+        };
         let mut needs: Vec<InstanceId> = task.needs.iter().map(same).collect();
         needs.extend(extra_needs.iter().cloned());
         Some(ResolvedInstance {
@@ -326,13 +440,22 @@ impl Renderer<'_, '_> {
             }
             Err(error) => {
                 self.failed = true;
-                let origin = Origin { pointer: JsonPointer::from_escaped(&format!("{}{field}", self.origin.pointer)), ..self.origin.clone() };
-                self.run.problems.template(Place::Manifest(origin), text, error, self.id);
+                let origin = Origin {
+                    pointer: JsonPointer::from_escaped(&format!("{}{field}", self.origin.pointer)),
+                    ..self.origin.clone()
+                };
+                self.run
+                    .problems
+                    .template(Place::Manifest(origin), text, &error, self.id);
                 None
             }
         }
     }
 
+    #[expect(
+        clippy::option_option,
+        reason = "outer None: rendering failed; inner None: the field is absent"
+    )]
     fn opt(&mut self, text: Option<&String>, field: &str) -> Option<Option<String>> {
         match text {
             None => Some(None),
@@ -348,14 +471,26 @@ impl Renderer<'_, '_> {
     }
 
     fn argv(&mut self, words: &[String], field: &str) -> Option<String> {
-        let rendered: Option<Vec<String>> = words.iter().enumerate().map(|(i, w)| self.text(w, &format!("/{field}/{i}"))).collect();
+        let rendered: Option<Vec<String>> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| self.text(w, &format!("/{field}/{i}")))
+            .collect();
         rendered.map(|r| join_argv(&r))
     }
 
     fn action(&mut self, kind: &TaskKind) -> Option<Action> {
         match kind {
-            TaskKind::Run(RunSpec::Shell(s)) => Some(Action::Run { command: self.text(s, "/run")?, creates: None, unless: None }),
-            TaskKind::Run(RunSpec::Argv(words)) => Some(Action::Run { command: self.argv(words, "run")?, creates: None, unless: None }),
+            TaskKind::Run(RunSpec::Shell(s)) => Some(Action::Run {
+                command: self.text(s, "/run")?,
+                creates: None,
+                unless: None,
+            }),
+            TaskKind::Run(RunSpec::Argv(words)) => Some(Action::Run {
+                command: self.argv(words, "run")?,
+                creates: None,
+                unless: None,
+            }),
             TaskKind::Run(RunSpec::Guarded(g)) => {
                 let command = self.command(&g.command, "run/command");
                 let creates = self.opt(g.creates.as_ref(), "/run/creates");
@@ -363,16 +498,31 @@ impl Renderer<'_, '_> {
                     None => Some(None),
                     Some(c) => self.command(c, "run/unless").map(Some),
                 };
-                Some(Action::Run { command: command?, creates: creates?, unless: unless? })
+                Some(Action::Run {
+                    command: command?,
+                    creates: creates?,
+                    unless: unless?,
+                })
             }
             TaskKind::File(file) => self.file(file),
             TaskKind::Package(p) => {
-                let names: Option<Vec<String>> = p.names.iter().enumerate().map(|(i, n)| self.text(n, &format!("/package/names/{i}"))).collect();
-                Some(Action::Package { names: names?, state: p.state })
+                let names: Option<Vec<String>> = p
+                    .names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| self.text(n, &format!("/package/names/{i}")))
+                    .collect();
+                Some(Action::Package {
+                    names: names?,
+                    state: p.state,
+                })
             }
-            TaskKind::Service(s) => {
-                Some(Action::Service { name: self.text(&s.name, "/service/name")?, state: s.state, enabled: s.enabled, on_trigger: s.on_trigger })
-            }
+            TaskKind::Service(s) => Some(Action::Service {
+                name: self.text(&s.name, "/service/name")?,
+                state: s.state,
+                enabled: s.enabled,
+                on_trigger: s.on_trigger,
+            }),
         }
     }
 
@@ -381,16 +531,23 @@ impl Renderer<'_, '_> {
         let owner = self.opt(file.owner.as_ref(), "/file/owner");
         let group = self.opt(file.group.as_ref(), "/file/group");
         let content: Option<Arc<[u8]>> = if let Some(inline) = &file.content {
-            self.text(inline, "/file/content").map(|s| Arc::from(s.into_bytes()))
+            self.text(inline, "/file/content")
+                .map(|s| Arc::from(s.into_bytes()))
         } else if let Some(template) = &file.template {
             self.template_file(template)
         } else if let Some(source) = &file.source {
-            self.input_file(source, "/file/source").map(|(_, bytes)| bytes)
+            self.input_file(source, "/file/source")
+                .map(|(_, bytes)| bytes)
         } else {
             None
         };
         let content = content?;
-        if !file.content.is_some() && self.run.redactor.contains_secret(&String::from_utf8_lossy(&content)) {
+        if file.content.is_none()
+            && self
+                .run
+                .redactor
+                .contains_secret(&String::from_utf8_lossy(&content))
+        {
             self.sensitive = true;
         }
         Some(Action::File {
@@ -409,9 +566,15 @@ impl Renderer<'_, '_> {
             Some(Ok(bytes)) => Some((key, bytes.clone())),
             problem => {
                 self.failed = true;
-                let why = problem.and_then(|p| p.as_ref().err()).cloned().unwrap_or_else(|| "it was not read".to_owned());
-                let origin = Origin { pointer: JsonPointer::from_escaped(&format!("{}{field}", self.origin.pointer)), ..self.origin.clone() };
-                self.run.problems.missing_file(origin, &key, &why);
+                let why = problem
+                    .and_then(|p| p.as_ref().err())
+                    .cloned()
+                    .unwrap_or_else(|| "it was not read".to_owned());
+                let origin = Origin {
+                    pointer: JsonPointer::from_escaped(&format!("{}{field}", self.origin.pointer)),
+                    ..self.origin.clone()
+                };
+                self.run.problems.missing_file(&origin, &key, &why);
                 None
             }
         }
@@ -421,8 +584,18 @@ impl Renderer<'_, '_> {
         let (key, bytes) = self.input_file(path, "/file/template")?;
         let Ok(text) = std::str::from_utf8(&bytes) else {
             self.failed = true;
-            let origin = Origin { pointer: JsonPointer::from_escaped(&format!("{}/file/template", self.origin.pointer)), ..self.origin.clone() };
-            self.run.problems.missing_file(origin, &key, "it is not UTF-8 text; use `source` for binary files");
+            let origin = Origin {
+                pointer: JsonPointer::from_escaped(&format!(
+                    "{}/file/template",
+                    self.origin.pointer
+                )),
+                ..self.origin.clone()
+            };
+            self.run.problems.missing_file(
+                &origin,
+                &key,
+                "it is not UTF-8 text; use `source` for binary files",
+            );
             return None;
         };
         match self.run.templates.render(text, self.ctx) {
@@ -430,7 +603,9 @@ impl Renderer<'_, '_> {
             Err(error) => {
                 self.failed = true;
                 let file = Arc::new(SourceFile::new(key, text));
-                self.run.problems.template(Place::TemplateFile(file), text, error, self.id);
+                self.run
+                    .problems
+                    .template(Place::TemplateFile(file), text, &error, self.id);
                 None
             }
         }
@@ -443,17 +618,20 @@ enum Place {
     TemplateFile(Arc<SourceFile>),
 }
 
+/// (file, pointer, code, message, template line): what makes two template problems the same.
+type ProblemKey = (String, String, &'static str, String, Option<usize>);
+
 /// Rendering problems, grouped so one broken template yields one diagnostic.
 #[derive(Default)]
 struct Problems {
     diagnostics: Vec<Diagnostic>,
-    /// (file, pointer, code, message, line) → (where, template text, instances affected).
-    templates: BTreeMap<(String, String, &'static str, String, Option<usize>), (Location, Vec<InstanceId>)>,
+    /// One entry per distinct template problem: where it is, and the instances it affects.
+    templates: BTreeMap<ProblemKey, (Location, Vec<InstanceId>)>,
     missing_files: BTreeSet<(String, String)>,
 }
 
 impl Problems {
-    fn template(&mut self, place: Place, text: &str, error: TemplateError, id: &InstanceId) {
+    fn template(&mut self, place: Place, text: &str, error: &TemplateError, id: &InstanceId) {
         let (file, pointer) = match &place {
             Place::Manifest(o) => (o.file.path.clone(), o.pointer.to_string()),
             Place::TemplateFile(f) => (f.path.clone(), String::new()),
@@ -466,46 +644,77 @@ impl Problems {
         let location = match place {
             Place::Manifest(origin) => {
                 let mut location = load::locate(&origin);
-                if let Some(span) = error.line.and_then(|l| line_in(&location.file.text, location.span, text, l)) {
+                if let Some(span) = error
+                    .line
+                    .and_then(|l| line_in(&location.file.text, location.span, text, l))
+                {
                     location.span = span;
                 }
                 location
             }
             Place::TemplateFile(file) => {
-                let span = error.line.and_then(|l| nth_line(&file.text, l)).unwrap_or_default();
-                Location { file, span, pointer: None }
+                let span = error
+                    .line
+                    .and_then(|l| nth_line(&file.text, l))
+                    .unwrap_or_default();
+                Location {
+                    file,
+                    span,
+                    pointer: None,
+                }
             }
         };
         self.templates.insert(key, (location, vec![id.clone()]));
     }
 
-    fn missing_file(&mut self, origin: Origin, key: &str, why: &str) {
-        if !self.missing_files.insert((origin.file.path.clone(), origin.pointer.to_string())) {
+    fn missing_file(&mut self, origin: &Origin, key: &str, why: &str) {
+        if !self
+            .missing_files
+            .insert((origin.file.path.clone(), origin.pointer.to_string()))
+        {
             return;
         }
         self.diagnostics.push(
-            Diagnostic::error("manifest::missing-file", format!("cannot read {key}: {why}"))
-                .at(load::locate(&origin))
-                .with_label("named here")
-                .with_help("paths are relative to the manifest file that names them"),
+            Diagnostic::error(
+                "manifest::missing-file",
+                format!("cannot read {key}: {why}"),
+            )
+            .at(load::locate(origin))
+            .with_label("named here")
+            .with_help("paths are relative to the manifest file that names them"),
         );
     }
 
     fn into_diagnostics(mut self) -> Vec<Diagnostic> {
         for ((_, _, code, message, _), (location, ids)) in self.templates {
             let first = ids.first().map(ToString::to_string).unwrap_or_default();
-            let whom = if ids.len() == 1 { format!("instance {first}") } else { format!("{} instances ({first} and {} more)", ids.len(), ids.len() - 1) };
+            let whom = if ids.len() == 1 {
+                format!("instance {first}")
+            } else {
+                format!(
+                    "{} instances ({first} and {} more)",
+                    ids.len(),
+                    ids.len() - 1
+                )
+            };
             let help = match code {
-                "template::undefined" => "define it under `vars:` of the workflow or the host, or guard it with `{% if x is defined %}`",
+                "template::undefined" => {
+                    "define it under `vars:` of the workflow or the host, or guard it with `{% if x is defined %}`"
+                }
                 "template::syntax" => "fix the template syntax; templates follow Jinja2",
-                "template::unknown-name" => "drover's templates add the `shell_quote` (alias `q`) filter to Jinja2's built-ins",
+                "template::unknown-name" => {
+                    "drover's templates add the `shell_quote` (alias `q`) filter to Jinja2's built-ins"
+                }
                 _ => "check the template against the variables it uses",
             };
             self.diagnostics.push(
-                Diagnostic::error(code, format!("cannot render the template for {whom}: {message}"))
-                    .at(location)
-                    .with_label("in this template")
-                    .with_help(help),
+                Diagnostic::error(
+                    code,
+                    format!("cannot render the template for {whom}: {message}"),
+                )
+                .at(location)
+                .with_label("in this template")
+                .with_help(help),
             );
         }
         crate::diagnostic::sort(&mut self.diagnostics);
@@ -523,7 +732,10 @@ fn line_in(file_text: &str, node: Span, template: &str, line: usize) -> Option<S
         return None;
     }
     let mut offset = node.start;
-    for candidate in file_text.get(node.start..node.end.max(node.start))?.split_inclusive('\n') {
+    for candidate in file_text
+        .get(node.start..node.end.max(node.start))?
+        .split_inclusive('\n')
+    {
         let trimmed = candidate.trim();
         if trimmed == wanted || (line == 1 && trimmed.contains(wanted)) {
             let start = offset + candidate.find(wanted)?;
@@ -552,7 +764,10 @@ mod tests {
 
     #[test]
     fn relative_paths_join_the_manifest_directory() {
-        assert_eq!(relative_to("web/nginx.yaml", "files/nginx.conf"), "web/files/nginx.conf");
+        assert_eq!(
+            relative_to("web/nginx.yaml", "files/nginx.conf"),
+            "web/files/nginx.conf"
+        );
         assert_eq!(relative_to("nginx.yaml", "./a/../b.conf"), "b.conf");
         assert_eq!(relative_to("web/nginx.yaml", "../shared/x"), "shared/x");
         assert_eq!(relative_to("nginx.yaml", "../outside"), "../outside");

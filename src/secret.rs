@@ -21,7 +21,9 @@ impl SecretKey {
     pub fn new(source: &SecretSource, manifest_path: &str) -> SecretKey {
         match source {
             SecretSource::Env(name) => SecretKey::Env(name.clone()),
-            SecretSource::File(path) => SecretKey::File(crate::resolve::relative_to(manifest_path, path)),
+            SecretSource::File(path) => {
+                SecretKey::File(crate::resolve::relative_to(manifest_path, path))
+            }
         }
     }
 }
@@ -92,7 +94,9 @@ impl Redactor {
     }
 
     pub fn redact(&self, text: &str) -> String {
-        self.needles.iter().fold(text.to_owned(), |acc, needle| acc.replace(needle.as_str(), MASK))
+        self.needles.iter().fold(text.to_owned(), |acc, needle| {
+            acc.replace(needle.as_str(), MASK)
+        })
     }
 }
 

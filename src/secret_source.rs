@@ -2,7 +2,10 @@
 //! files on the controller. One of the two places allowed to read the environment.
 //!
 //! Values go straight into `Secret`s; nothing here logs or formats them.
-#![allow(clippy::disallowed_methods, reason = "reading secrets from the environment is this module's job")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "reading secrets from the environment is this module's job"
+)]
 
 use std::fs;
 use std::path::Path;

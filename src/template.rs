@@ -37,12 +37,18 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Files usually end with a newline, and Jinja2's default of eating it would make
         // every rendered file differ from its source by one byte.
-        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+        {
             env.set_syntax(syntax);
         }
         env.add_filter("shell_quote", |v: Value| shell_quote(&value_text(&v)));
         env.add_filter("q", |v: Value| shell_quote(&value_text(&v)));
-        Templates { env, names: BTreeMap::new() }
+        Templates {
+            env,
+            names: BTreeMap::new(),
+        }
     }
 
     /// Whether a text needs rendering at all.
@@ -55,26 +61,29 @@ impl Templates {
         if !Templates::is_template(text) {
             return Ok(text.to_owned());
         }
-        let name = match self.names.get(text) {
-            Some(name) => name.clone(),
-            None => {
-                let name = format!("t{}", self.names.len());
-                self.env.add_template_owned(name.clone(), text.to_owned()).map_err(convert)?;
-                self.names.insert(text.to_owned(), name.clone());
-                name
-            }
+        let name = if let Some(name) = self.names.get(text) {
+            name.clone()
+        } else {
+            let name = format!("t{}", self.names.len());
+            self.env
+                .add_template_owned(name.clone(), text.to_owned())
+                .map_err(|e| convert(&e))?;
+            self.names.insert(text.to_owned(), name.clone());
+            name
         };
-        let template = self.env.get_template(&name).map_err(convert)?;
-        template.render(ctx).map_err(convert)
+        let template = self.env.get_template(&name).map_err(|e| convert(&e))?;
+        template.render(ctx).map_err(|e| convert(&e))
     }
 }
 
-fn convert(error: minijinja::Error) -> TemplateError {
+fn convert(error: &minijinja::Error) -> TemplateError {
     use minijinja::ErrorKind;
     let code = match error.kind() {
         ErrorKind::UndefinedError => "template::undefined",
         ErrorKind::SyntaxError => "template::syntax",
-        ErrorKind::UnknownFilter | ErrorKind::UnknownFunction | ErrorKind::UnknownTest => "template::unknown-name",
+        ErrorKind::UnknownFilter | ErrorKind::UnknownFunction | ErrorKind::UnknownTest => {
+            "template::unknown-name"
+        }
         _ => "template::render",
     };
     let message = match error.kind() {
@@ -82,56 +91,86 @@ fn convert(error: minijinja::Error) -> TemplateError {
             || "undefined variable".to_owned(),
             |d| format!("undefined variable: {d}"),
         ),
-        _ => error.detail().map_or_else(|| error.kind().to_string(), str::to_owned),
+        _ => error
+            .detail()
+            .map_or_else(|| error.kind().to_string(), str::to_owned),
     };
-    TemplateError { code, message, line: error.line() }
+    TemplateError {
+        code,
+        message,
+        line: error.line(),
+    }
 }
 
 fn value_text(value: &Value) -> String {
-    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_owned)
 }
 
 /// Quotes a word for a POSIX shell. Words made only of safe characters stay as they are.
 pub fn shell_quote(word: &str) -> String {
     let safe = !word.is_empty()
-        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
-    if safe { word.to_owned() } else { format!("'{}'", word.replace('\'', r"'\''")) }
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
+    if safe {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// Joins an argv list into one command line, quoting every word.
 pub fn join_argv<S: AsRef<str>>(argv: &[S]) -> String {
-    argv.iter().map(|a| shell_quote(a.as_ref())).collect::<Vec<_>>().join(" ")
+    argv.iter()
+        .map(|a| shell_quote(a.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn render(text: &str, ctx: serde_json::Value) -> Result<String, TemplateError> {
+    fn render(text: &str, ctx: &serde_json::Value) -> Result<String, TemplateError> {
         Templates::new().render(text, &Value::from(minijinja::value::Serde(&ctx)))
     }
 
     #[test]
     fn renders_variables_and_keeps_plain_text() {
-        assert_eq!(render("workers {{ n }};\n", serde_json::json!({"n": 2})).unwrap(), "workers 2;\n");
-        assert_eq!(render("no template here", serde_json::json!({})).unwrap(), "no template here");
+        assert_eq!(
+            render("workers {{ n }};\n", &serde_json::json!({"n": 2})).unwrap(),
+            "workers 2;\n"
+        );
+        assert_eq!(
+            render("no template here", &serde_json::json!({})).unwrap(),
+            "no template here"
+        );
     }
 
     #[test]
     fn undefined_variables_are_errors_with_a_line() {
-        let error = render("a\n{{ missing }}", serde_json::json!({})).unwrap_err();
+        let error = render("a\n{{ missing }}", &serde_json::json!({})).unwrap_err();
         assert_eq!(error.code, "template::undefined");
         assert_eq!(error.line, Some(2));
     }
 
     #[test]
     fn shell_quote_filter_quotes_hostile_values() {
-        let out = render("echo {{ msg | shell_quote }} {{ safe | q }}", serde_json::json!({"msg": "it's $(rm -rf /)", "safe": "a.b"})).unwrap();
+        let out = render(
+            "echo {{ msg | shell_quote }} {{ safe | q }}",
+            &serde_json::json!({"msg": "it's $(rm -rf /)", "safe": "a.b"}),
+        )
+        .unwrap();
         assert_eq!(out, r"echo 'it'\''s $(rm -rf /)' a.b");
     }
 
     #[test]
     fn argv_words_are_quoted() {
-        assert_eq!(join_argv(&["echo", "hello world", "", "x"]), "echo 'hello world' '' x");
+        assert_eq!(
+            join_argv(&["echo", "hello world", "", "x"]),
+            "echo 'hello world' '' x"
+        );
     }
 }

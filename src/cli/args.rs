@@ -18,11 +18,11 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); `RUST_LOG` overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// When to use colour; NO_COLOR in the environment means never.
+    /// When to use colour; `NO_COLOR` in the environment means never.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 }
@@ -43,7 +43,9 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a manifest directory and report every problem in it.
-    #[command(after_help = "Exit status: 0 when valid (warnings allowed), 1 when any error was found.")]
+    #[command(
+        after_help = "Exit status: 0 when valid (warnings allowed), 1 when any error was found."
+    )]
     Validate {
         /// The manifest directory.
         #[arg(default_value = ".")]
@@ -55,7 +57,9 @@ pub enum Command {
         limits: LimitArgs,
     },
     /// Print the task-instance graph in Graphviz DOT.
-    #[command(after_help = "Example: drover graph manifests/site --host web-1 | dot -Tsvg > web-1.svg")]
+    #[command(
+        after_help = "Example: drover graph manifests/site --host web-1 | dot -Tsvg > web-1.svg"
+    )]
     Graph {
         /// The manifest directory.
         #[arg(default_value = ".")]
@@ -89,9 +93,7 @@ pub enum Command {
     },
     /// Print shell completions.
     #[command(after_help = "Example: drover completions bash > /etc/bash_completion.d/drover")]
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

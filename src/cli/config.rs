@@ -1,6 +1,9 @@
 //! Raw flags and the environment → a validated `Config`. The other place (with
 //! `secret_source`) allowed to read the environment.
-#![allow(clippy::disallowed_methods, reason = "NO_COLOR and RUST_LOG are read here, once")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "NO_COLOR and RUST_LOG are read here, once"
+)]
 
 use crate::cli::args::{Cli, ColorChoice, LimitArgs};
 use crate::cli::output::Output;
@@ -9,7 +12,7 @@ use crate::load::yaml::YamlLimits;
 use crate::report::style::Style;
 
 /// Settings every command shares.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub output: Output,
     /// Style for what goes to stdout and to stderr; colour only on a terminal.
@@ -23,10 +26,19 @@ impl Config {
         let pick = |tty: bool| match cli.color {
             ColorChoice::Always => Style::colored(),
             ColorChoice::Never => Style::plain(),
-            ColorChoice::Auto if tty && !no_color => Style::colored(),
-            ColorChoice::Auto => Style::plain(),
+            ColorChoice::Auto => {
+                if tty && !no_color {
+                    Style::colored()
+                } else {
+                    Style::plain()
+                }
+            }
         };
-        Config { output, stdout_style: pick(output.stdout_tty), stderr_style: pick(output.stderr_tty) }
+        Config {
+            output,
+            stdout_style: pick(output.stdout_tty),
+            stderr_style: pick(output.stderr_tty),
+        }
     }
 }
 
@@ -50,7 +62,10 @@ pub fn init_tracing(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| format!("drover={default}"));
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| format!("drover={default}"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

@@ -7,6 +7,7 @@ pub mod config;
 pub mod output;
 
 use std::error::Error as _;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +24,10 @@ pub enum Error {
     #[error(transparent)]
     ManifestDir(#[from] crate::manifest_dir::Error),
     #[error("cannot write {path}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} already exists")]
     Exists { path: PathBuf },
 }
@@ -31,10 +35,13 @@ pub enum Error {
 impl Error {
     fn help(&self) -> Option<String> {
         match self {
-            Error::ManifestDir(crate::manifest_dir::Error::Missing { .. }) => {
-                Some("give the manifest directory as an argument, or create one with `drover init DIR`".to_owned())
+            Error::ManifestDir(crate::manifest_dir::Error::Missing { .. }) => Some(
+                "give the manifest directory as an argument, or create one with `drover init DIR`"
+                    .to_owned(),
+            ),
+            Error::Exists { .. } => {
+                Some("pass --force to overwrite it, or choose another directory".to_owned())
             }
-            Error::Exists { .. } => Some("pass --force to overwrite it, or choose another directory".to_owned()),
             _ => None,
         }
     }
@@ -65,8 +72,17 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
     match command {
-        Command::Validate { dir, format, limits } => cmd::validate::run(&dir, format, &(&limits).into(), config),
-        Command::Graph { dir, hosts, workflows, limits } => cmd::graph::run(&dir, &hosts, &workflows, &(&limits).into(), config),
+        Command::Validate {
+            dir,
+            format,
+            limits,
+        } => cmd::validate::run(&dir, format, &(&limits).into(), config),
+        Command::Graph {
+            dir,
+            hosts,
+            workflows,
+            limits,
+        } => cmd::graph::run(&dir, &hosts, &workflows, &(&limits).into(), config),
         Command::Schema { write, kind } => cmd::schema::run(write.as_deref(), kind, config),
         Command::Init { dir, force } => cmd::init::run(&dir, force, config),
         Command::Completions { shell } => Ok(cmd::completions::run(shell, config)),
@@ -79,11 +95,11 @@ fn render_error(error: &Error, config: &Config) -> String {
     let mut out = format!("{}: {error}\n", style.error("error"));
     let mut source = error.source();
     while let Some(cause) = source {
-        out.push_str(&format!("  caused by: {cause}\n"));
+        let _ = writeln!(out, "  caused by: {cause}");
         source = cause.source();
     }
     if let Some(help) = error.help() {
-        out.push_str(&format!("  {}\n", style.help(&format!("help: {help}"))));
+        let _ = writeln!(out, "  {}", style.help(&format!("help: {help}")));
     }
     out
 }

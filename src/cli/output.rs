@@ -1,7 +1,11 @@
 //! The only module that writes to stdout and stderr.
 //!
 //! A closed pipe (`drover graph | head`) ends the program quietly, as ripgrep does.
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "this module is where output happens")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "this module is where output happens"
+)]
 
 use std::io::{self, IsTerminal, Write};
 
@@ -14,7 +18,10 @@ pub struct Output {
 
 impl Output {
     pub fn detect() -> Output {
-        Output { stdout_tty: io::stdout().is_terminal(), stderr_tty: io::stderr().is_terminal() }
+        Output {
+            stdout_tty: io::stdout().is_terminal(),
+            stderr_tty: io::stderr().is_terminal(),
+        }
     }
 
     pub fn stdout(self, text: &str) {
@@ -27,9 +34,11 @@ impl Output {
 }
 
 fn write_or_exit(stream: &mut impl Write, text: &str) {
-    if let Err(error) = stream.write_all(text.as_bytes()).and_then(|()| stream.flush()) {
-        if error.kind() == io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
+    if let Err(error) = stream
+        .write_all(text.as_bytes())
+        .and_then(|()| stream.flush())
+        && error.kind() == io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
     }
 }

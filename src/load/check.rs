@@ -20,8 +20,15 @@ pub trait Locator {
     fn tree(&self, origin: &Origin) -> Option<&Node>;
 
     fn at(&self, origin: &Origin, pointer: &JsonPointer) -> Location {
-        let span = self.tree(origin).map(|t| t.locate(pointer)).unwrap_or_default();
-        Location { file: origin.file.clone(), span, pointer: Some(pointer.clone()) }
+        let span = self
+            .tree(origin)
+            .map(|t| t.locate(pointer))
+            .unwrap_or_default();
+        Location {
+            file: origin.file.clone(),
+            span,
+            pointer: Some(pointer.clone()),
+        }
     }
 }
 
@@ -33,19 +40,35 @@ pub struct CheckLimits {
 }
 
 /// Runs every cross-document check and builds `Desired` from what passed.
-pub fn check(hosts: Vec<Host>, workflows: Vec<Workflow>, locator: &dyn Locator, limits: CheckLimits, out: &mut Vec<Diagnostic>) -> Desired {
+pub fn check(
+    hosts: Vec<Host>,
+    workflows: Vec<Workflow>,
+    locator: &dyn Locator,
+    limits: CheckLimits,
+    out: &mut Vec<Diagnostic>,
+) -> Desired {
     let mut desired = Desired::default();
     let name_ptr = JsonPointer::root().push("metadata").push("name");
     for host in hosts {
         if let Some(first) = desired.hosts.get(&host.name) {
-            out.push(duplicate("host", host.name.as_str(), locator.at(&host.origin, &name_ptr), locator.at(&first.origin, &name_ptr)));
+            out.push(duplicate(
+                "host",
+                host.name.as_str(),
+                locator.at(&host.origin, &name_ptr),
+                locator.at(&first.origin, &name_ptr),
+            ));
         } else {
             desired.hosts.insert(host.name.clone(), host);
         }
     }
     for workflow in workflows {
         if let Some(first) = desired.workflows.get(&workflow.name) {
-            out.push(duplicate("workflow", workflow.name.as_str(), locator.at(&workflow.origin, &name_ptr), locator.at(&first.origin, &name_ptr)));
+            out.push(duplicate(
+                "workflow",
+                workflow.name.as_str(),
+                locator.at(&workflow.origin, &name_ptr),
+                locator.at(&first.origin, &name_ptr),
+            ));
         } else {
             desired.workflows.insert(workflow.name.clone(), workflow);
         }
@@ -69,14 +92,24 @@ pub fn check(hosts: Vec<Host>, workflows: Vec<Workflow>, locator: &dyn Locator, 
 }
 
 fn duplicate(what: &str, name: &str, here: Location, first: Location) -> Diagnostic {
-    Diagnostic::error("manifest::duplicate-name", format!("{what} `{name}` is defined twice"))
-        .at(here)
-        .with_label("second definition")
-        .with_related(first, "first defined here")
-        .with_help(format!("{what} names must be unique; rename or remove one of them"))
+    Diagnostic::error(
+        "manifest::duplicate-name",
+        format!("{what} `{name}` is defined twice"),
+    )
+    .at(here)
+    .with_label("second definition")
+    .with_related(first, "first defined here")
+    .with_help(format!(
+        "{what} names must be unique; rename or remove one of them"
+    ))
 }
 
-fn check_tasks(workflow: &Workflow, locator: &dyn Locator, limits: CheckLimits, out: &mut Vec<Diagnostic>) {
+fn check_tasks(
+    workflow: &Workflow,
+    locator: &dyn Locator,
+    limits: CheckLimits,
+    out: &mut Vec<Diagnostic>,
+) {
     let tasks_ptr = JsonPointer::root().push("spec").push("tasks");
     if workflow.tasks.len() > limits.max_tasks_per_workflow {
         out.push(
@@ -93,11 +126,20 @@ fn check_tasks(workflow: &Workflow, locator: &dyn Locator, limits: CheckLimits, 
     for (i, task) in workflow.tasks.iter().enumerate() {
         if let Some(&first) = index.get(&task.name) {
             let here = locator.at(&task.origin, &task.origin.pointer.push("name"));
-            let there = workflow.tasks.get(first).map(|t| locator.at(&t.origin, &t.origin.pointer.push("name")));
-            let mut d = Diagnostic::error("manifest::duplicate-name", format!("task `{}` is defined twice in workflow `{}`", task.name, workflow.name))
-                .at(here)
-                .with_label("second definition")
-                .with_help("task names must be unique within a workflow; rename or remove one of them");
+            let there = workflow
+                .tasks
+                .get(first)
+                .map(|t| locator.at(&t.origin, &t.origin.pointer.push("name")));
+            let mut d = Diagnostic::error(
+                "manifest::duplicate-name",
+                format!(
+                    "task `{}` is defined twice in workflow `{}`",
+                    task.name, workflow.name
+                ),
+            )
+            .at(here)
+            .with_label("second definition")
+            .with_help("task names must be unique within a workflow; rename or remove one of them");
             if let Some(there) = there {
                 d = d.with_related(there, "first defined here");
             }
@@ -113,34 +155,68 @@ fn check_tasks(workflow: &Workflow, locator: &dyn Locator, limits: CheckLimits, 
             for (j, target) in targets.iter().enumerate() {
                 let pointer = task.origin.pointer.push(field).push(j);
                 match index.get(target) {
-                    Some(&to) => edges.push(Edge { from: i, to, field, pointer }),
+                    Some(&to) => edges.push(Edge {
+                        from: i,
+                        to,
+                        field,
+                        pointer,
+                    }),
                     None => out.push(
                         Diagnostic::error(
-                            if field == "needs" { "manifest::unknown-need" } else { "manifest::unknown-trigger" },
-                            format!("task `{}` {} `{target}`, which is not a task of workflow `{}`", task.name, verb(field), workflow.name),
+                            if field == "needs" {
+                                "manifest::unknown-need"
+                            } else {
+                                "manifest::unknown-trigger"
+                            },
+                            format!(
+                                "task `{}` {} `{target}`, which is not a task of workflow `{}`",
+                                task.name,
+                                verb(field),
+                                workflow.name
+                            ),
                         )
                         .at(locator.at(&task.origin, &pointer))
                         .with_label("unknown task")
-                        .with_suggestion(target.as_str(), names.iter().copied(), format!("the tasks of `{}` are: {}", workflow.name, quoted(&names))),
+                        .with_suggestion(
+                            target.as_str(),
+                            names.iter().copied(),
+                            format!("the tasks of `{}` are: {}", workflow.name, quoted(&names)),
+                        ),
                     ),
                 }
             }
         }
     }
     for cycle in find_cycles(workflow.tasks.len(), &edges) {
-        let path: Vec<&str> = cycle.iter().filter_map(|e| edges.get(*e)).filter_map(|e| names.get(e.from).copied()).collect();
+        let path: Vec<&str> = cycle
+            .iter()
+            .filter_map(|e| edges.get(*e))
+            .filter_map(|e| names.get(e.from).copied())
+            .collect();
         let described = describe_cycle(&path);
         let mut locations = cycle.iter().filter_map(|e| edges.get(*e)).map(|edge| {
             let from = workflow.tasks.get(edge.from);
             let to = names.get(edge.to).copied().unwrap_or_default();
-            let label = format!("`{}` {} `{to}`", from.map(|t| t.name.as_str()).unwrap_or_default(), verb(edge.field));
+            let label = format!(
+                "`{}` {} `{to}`",
+                from.map(|t| t.name.as_str()).unwrap_or_default(),
+                verb(edge.field)
+            );
             (from.map(|t| locator.at(&t.origin, &edge.pointer)), label)
         });
-        let Some((Some(first), first_label)) = locations.next() else { continue };
-        let mut d = Diagnostic::error("manifest::cycle", format!("tasks of workflow `{}` form a dependency cycle: {described}", workflow.name))
-            .at(first)
-            .with_label(first_label)
-            .with_help("remove one of these `needs` or `triggeredBy` entries; a cycle can never start");
+        let Some((Some(first), first_label)) = locations.next() else {
+            continue;
+        };
+        let mut d = Diagnostic::error(
+            "manifest::cycle",
+            format!(
+                "tasks of workflow `{}` form a dependency cycle: {described}",
+                workflow.name
+            ),
+        )
+        .at(first)
+        .with_label(first_label)
+        .with_help("remove one of these `needs` or `triggeredBy` entries; a cycle can never start");
         for (location, label) in locations {
             if let Some(location) = location {
                 d = d.with_related(location, label);
@@ -151,19 +227,38 @@ fn check_tasks(workflow: &Workflow, locator: &dyn Locator, limits: CheckLimits, 
 }
 
 fn verb(field: &str) -> &'static str {
-    if field == "needs" { "needs" } else { "is triggered by" }
+    if field == "needs" {
+        "needs"
+    } else {
+        "is triggered by"
+    }
 }
 
-fn check_workflow_refs(desired: &Desired, workflow: &Workflow, locator: &dyn Locator, out: &mut Vec<Diagnostic>) {
+fn check_workflow_refs(
+    desired: &Desired,
+    workflow: &Workflow,
+    locator: &dyn Locator,
+    out: &mut Vec<Diagnostic>,
+) {
     let spec = JsonPointer::root().push("spec");
     let workflow_names: Vec<&str> = desired.workflows.keys().map(WorkflowName::as_str).collect();
     for (j, needed) in workflow.needs.iter().enumerate() {
         if !desired.workflows.contains_key(needed) {
             out.push(
-                Diagnostic::error("manifest::unknown-workflow", format!("workflow `{}` needs `{needed}`, which is not a workflow", workflow.name))
-                    .at(locator.at(&workflow.origin, &spec.push("needs").push(j)))
-                    .with_label("unknown workflow")
-                    .with_suggestion(needed.as_str(), workflow_names.iter().copied(), format!("the workflows are: {}", quoted(&workflow_names))),
+                Diagnostic::error(
+                    "manifest::unknown-workflow",
+                    format!(
+                        "workflow `{}` needs `{needed}`, which is not a workflow",
+                        workflow.name
+                    ),
+                )
+                .at(locator.at(&workflow.origin, &spec.push("needs").push(j)))
+                .with_label("unknown workflow")
+                .with_suggestion(
+                    needed.as_str(),
+                    workflow_names.iter().copied(),
+                    format!("the workflows are: {}", quoted(&workflow_names)),
+                ),
             );
         }
     }
@@ -173,35 +268,63 @@ fn check_workflow_refs(desired: &Desired, workflow: &Workflow, locator: &dyn Loc
         if !desired.hosts.contains_key(name) {
             unknown_host = true;
             out.push(
-                Diagnostic::error("manifest::unknown-host", format!("workflow `{}` selects host `{name}`, which is not defined", workflow.name))
-                    .at(locator.at(&workflow.origin, &spec.push("hosts").push("names").push(j)))
-                    .with_label("unknown host")
-                    .with_suggestion(name.as_str(), host_names.iter().copied(), "define it with a `kind: Host` document, or remove it here"),
+                Diagnostic::error(
+                    "manifest::unknown-host",
+                    format!(
+                        "workflow `{}` selects host `{name}`, which is not defined",
+                        workflow.name
+                    ),
+                )
+                .at(locator.at(&workflow.origin, &spec.push("hosts").push("names").push(j)))
+                .with_label("unknown host")
+                .with_suggestion(
+                    name.as_str(),
+                    host_names.iter().copied(),
+                    "define it with a `kind: Host` document, or remove it here",
+                ),
             );
         }
     }
     let selected: BTreeSet<&HostName> = desired.selected_hosts(workflow).map(|h| &h.name).collect();
     if selected.is_empty() && !unknown_host && !workflow.hosts.is_empty() {
         out.push(
-            Diagnostic::warning("manifest::selects-nothing", format!("workflow `{}` selects no host; it will not run anywhere", workflow.name))
-                .at(locator.at(&workflow.origin, &spec.push("hosts")))
-                .with_label("matches no host")
-                .with_help("check the labels in `matchLabels` against the hosts' `metadata.labels`"),
+            Diagnostic::warning(
+                "manifest::selects-nothing",
+                format!(
+                    "workflow `{}` selects no host; it will not run anywhere",
+                    workflow.name
+                ),
+            )
+            .at(locator.at(&workflow.origin, &spec.push("hosts")))
+            .with_label("matches no host")
+            .with_help("check the labels in `matchLabels` against the hosts' `metadata.labels`"),
         );
     }
     for (j, needed) in workflow.needs.iter().enumerate() {
-        let Some(needed_workflow) = desired.workflows.get(needed) else { continue };
-        let there: BTreeSet<&HostName> = desired.selected_hosts(needed_workflow).map(|h| &h.name).collect();
+        let Some(needed_workflow) = desired.workflows.get(needed) else {
+            continue;
+        };
+        let there: BTreeSet<&HostName> = desired
+            .selected_hosts(needed_workflow)
+            .map(|h| &h.name)
+            .collect();
         let missing: Vec<&str> = selected.difference(&there).map(|h| h.as_str()).collect();
         if !missing.is_empty() {
             out.push(
                 Diagnostic::warning(
                     "manifest::need-not-on-host",
-                    format!("workflow `{}` needs `{needed}`, but `{needed}` does not run on {}", workflow.name, quoted(&missing)),
+                    format!(
+                        "workflow `{}` needs `{needed}`, but `{needed}` does not run on {}",
+                        workflow.name,
+                        quoted(&missing)
+                    ),
                 )
                 .at(locator.at(&workflow.origin, &spec.push("needs").push(j)))
                 .with_label("not ordered on those hosts")
-                .with_help(format!("`needs` orders workflows per host; on those hosts `{}` runs without waiting", workflow.name)),
+                .with_help(format!(
+                    "`needs` orders workflows per host; on those hosts `{}` runs without waiting",
+                    workflow.name
+                )),
             );
         }
     }
@@ -209,29 +332,53 @@ fn check_workflow_refs(desired: &Desired, workflow: &Workflow, locator: &dyn Loc
 
 fn check_workflow_cycles(desired: &Desired, locator: &dyn Locator, out: &mut Vec<Diagnostic>) {
     let workflows: Vec<&Workflow> = desired.workflows.values().collect();
-    let index: BTreeMap<&WorkflowName, usize> = workflows.iter().enumerate().map(|(i, w)| (&w.name, i)).collect();
+    let index: BTreeMap<&WorkflowName, usize> = workflows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (&w.name, i))
+        .collect();
     let mut edges = Vec::new();
     for (i, workflow) in workflows.iter().enumerate() {
         for (j, needed) in workflow.needs.iter().enumerate() {
             if let Some(&to) = index.get(needed) {
                 let pointer = JsonPointer::root().push("spec").push("needs").push(j);
-                edges.push(Edge { from: i, to, field: "needs", pointer });
+                edges.push(Edge {
+                    from: i,
+                    to,
+                    field: "needs",
+                    pointer,
+                });
             }
         }
     }
     for cycle in find_cycles(workflows.len(), &edges) {
         let cycle_edges: Vec<&Edge> = cycle.iter().filter_map(|e| edges.get(*e)).collect();
-        let path: Vec<&str> = cycle_edges.iter().filter_map(|e| workflows.get(e.from)).map(|w| w.name.as_str()).collect();
+        let path: Vec<&str> = cycle_edges
+            .iter()
+            .filter_map(|e| workflows.get(e.from))
+            .map(|w| w.name.as_str())
+            .collect();
         let mut parts = cycle_edges.iter().filter_map(|edge| {
             let from = workflows.get(edge.from)?;
             let to = workflows.get(edge.to)?;
-            Some((locator.at(&from.origin, &edge.pointer), format!("`{}` needs `{}`", from.name, to.name)))
+            Some((
+                locator.at(&from.origin, &edge.pointer),
+                format!("`{}` needs `{}`", from.name, to.name),
+            ))
         });
-        let Some((first, label)) = parts.next() else { continue };
-        let mut d = Diagnostic::error("manifest::cycle", format!("workflows form a dependency cycle: {}", describe_cycle(&path)))
-            .at(first)
-            .with_label(label)
-            .with_help("remove one of these `needs` entries; a cycle can never start");
+        let Some((first, label)) = parts.next() else {
+            continue;
+        };
+        let mut d = Diagnostic::error(
+            "manifest::cycle",
+            format!(
+                "workflows form a dependency cycle: {}",
+                describe_cycle(&path)
+            ),
+        )
+        .at(first)
+        .with_label(label)
+        .with_help("remove one of these `needs` entries; a cycle can never start");
         for (location, label) in parts {
             d = d.with_related(location, label);
         }
@@ -260,7 +407,9 @@ fn find_cycles(nodes: usize, edges: &[Edge]) -> Vec<Vec<usize>> {
     let mut cycles = Vec::new();
     for component in tarjan_scc(&graph) {
         let members: BTreeSet<usize> = component.iter().map(|n| n.index()).collect();
-        let Some(&start) = members.first() else { continue };
+        let Some(&start) = members.first() else {
+            continue;
+        };
         let self_loop = edges.iter().position(|e| e.from == start && e.to == start);
         if members.len() == 1 {
             if let Some(e) = self_loop {
@@ -282,7 +431,11 @@ fn path_back(start: usize, members: &BTreeSet<usize>, edges: &[Edge]) -> Option<
     let mut came_by: BTreeMap<usize, usize> = BTreeMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(node) = queue.pop_front() {
-        for (e, edge) in edges.iter().enumerate().filter(|(_, e)| e.from == node && members.contains(&e.to)) {
+        for (e, edge) in edges
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.from == node && members.contains(&e.to))
+        {
             if edge.to == start {
                 let mut path = vec![e];
                 let mut at = node;
@@ -312,7 +465,11 @@ fn describe_cycle(path: &[&str]) -> String {
 }
 
 fn quoted(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -320,7 +477,12 @@ mod tests {
     use super::*;
 
     fn edge(from: usize, to: usize) -> Edge {
-        Edge { from, to, field: "needs", pointer: JsonPointer::root() }
+        Edge {
+            from,
+            to,
+            field: "needs",
+            pointer: JsonPointer::root(),
+        }
     }
 
     #[test]

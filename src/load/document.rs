@@ -28,8 +28,16 @@ pub enum Decoded {
 }
 
 /// Decodes one document, appending any problems to `diagnostics`.
-pub fn decode(file: &Arc<SourceFile>, document: &Document, diagnostics: &mut Vec<Diagnostic>) -> Option<Decoded> {
-    let ctx = DocCtx { file, root: &document.root, index: document.index };
+pub fn decode(
+    file: &Arc<SourceFile>,
+    document: &Document,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Decoded> {
+    let ctx = DocCtx {
+        file,
+        root: &document.root,
+        index: document.index,
+    };
     if matches!(document.root.value, NodeValue::Null) {
         // An empty document (a trailing `---`, or only comments) is not an error.
         return None;
@@ -57,16 +65,31 @@ struct DocCtx<'a> {
 
 impl DocCtx<'_> {
     fn at(&self, pointer: &JsonPointer) -> Location {
-        Location { file: self.file.clone(), span: self.root.locate(pointer), pointer: Some(pointer.clone()) }
+        Location {
+            file: self.file.clone(),
+            span: self.root.locate(pointer),
+            pointer: Some(pointer.clone()),
+        }
     }
 
     fn at_key(&self, pointer: &JsonPointer) -> Location {
-        let span = self.root.locate_key(pointer).unwrap_or_else(|| self.root.locate(pointer));
-        Location { file: self.file.clone(), span, pointer: Some(pointer.clone()) }
+        let span = self
+            .root
+            .locate_key(pointer)
+            .unwrap_or_else(|| self.root.locate(pointer));
+        Location {
+            file: self.file.clone(),
+            span,
+            pointer: Some(pointer.clone()),
+        }
     }
 
     fn origin(&self, pointer: JsonPointer) -> Origin {
-        Origin { file: self.file.clone(), document: self.index, pointer }
+        Origin {
+            file: self.file.clone(),
+            document: self.index,
+            pointer,
+        }
     }
 
     /// Reads `apiVersion` and `kind` by hand so that an unknown kind gets one clear message
@@ -103,7 +126,11 @@ impl DocCtx<'_> {
                     Diagnostic::error("manifest::unknown-kind", format!("unknown kind `{text}`"))
                         .at(self.at(&root.push("kind")))
                         .with_label("unknown kind")
-                        .with_suggestion(&text, kinds.iter().copied(), format!("drover knows the kinds {}", kinds.join(", "))),
+                        .with_suggestion(
+                            &text,
+                            kinds.iter().copied(),
+                            format!("drover knows the kinds {}", kinds.join(", ")),
+                        ),
                 );
                 None
             }
@@ -111,12 +138,21 @@ impl DocCtx<'_> {
         let api_ok = match self.root.child("apiVersion").map(|n| &n.value) {
             Some(NodeValue::String(v)) if v == API_VERSION => true,
             found => {
-                let (message, location) = match found {
-                    None => ("missing required field `apiVersion`".to_owned(), self.at(&root)),
-                    Some(_) => {
-                        let text = self.root.child("apiVersion").and_then(Node::scalar_text).unwrap_or_default();
-                        (format!("unsupported apiVersion `{text}`"), self.at(&root.push("apiVersion")))
-                    }
+                let (message, location) = if found.is_none() {
+                    (
+                        "missing required field `apiVersion`".to_owned(),
+                        self.at(&root),
+                    )
+                } else {
+                    let text = self
+                        .root
+                        .child("apiVersion")
+                        .and_then(Node::scalar_text)
+                        .unwrap_or_default();
+                    (
+                        format!("unsupported apiVersion `{text}`"),
+                        self.at(&root.push("apiVersion")),
+                    )
                 };
                 diagnostics.push(
                     Diagnostic::error("manifest::api-version", message)
@@ -144,15 +180,24 @@ impl DocCtx<'_> {
             for (field, set) in ssh_only {
                 if set {
                     diagnostics.push(
-                        Diagnostic::error("manifest::local-host-field", format!("`{field}` has no meaning with `transport: local`"))
-                            .at(self.at_key(&JsonPointer::root().push("spec").push(field)))
-                            .with_label("ignored for a local host")
-                            .with_help("remove it, or remove `transport: local` to reach this host over SSH"),
+                        Diagnostic::error(
+                            "manifest::local-host-field",
+                            format!("`{field}` has no meaning with `transport: local`"),
+                        )
+                        .at(self.at_key(&JsonPointer::root().push("spec").push(field)))
+                        .with_label("ignored for a local host")
+                        .with_help(
+                            "remove it, or remove `transport: local` to reach this host over SSH",
+                        ),
                     );
                 }
             }
         }
-        self.check_vars(&spec.vars, &JsonPointer::root().push("spec").push("vars"), diagnostics);
+        self.check_vars(
+            &spec.vars,
+            &JsonPointer::root().push("spec").push("vars"),
+            diagnostics,
+        );
         Some(Host {
             name: document.metadata.name,
             labels: document.metadata.labels,
@@ -192,7 +237,12 @@ impl DocCtx<'_> {
         })
     }
 
-    fn task(&self, task: TaskSpec, pointer: &JsonPointer, diagnostics: &mut Vec<Diagnostic>) -> Option<Task> {
+    fn task(
+        &self,
+        task: TaskSpec,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Option<Task> {
         let mut kinds: Vec<(&'static str, TaskKind)> = Vec::new();
         if let Some(run) = task.run {
             kinds.push(("run", TaskKind::Run(run)));
@@ -210,10 +260,13 @@ impl DocCtx<'_> {
         let kind = match kinds.len() {
             0 => {
                 diagnostics.push(
-                    Diagnostic::error("manifest::task-kind-missing", format!("task `{name}` does not say what to do"))
-                        .at(self.at(pointer))
-                        .with_label("no task kind")
-                        .with_help("add exactly one of `run`, `file`, `package` or `service`"),
+                    Diagnostic::error(
+                        "manifest::task-kind-missing",
+                        format!("task `{name}` does not say what to do"),
+                    )
+                    .at(self.at(pointer))
+                    .with_label("no task kind")
+                    .with_help("add exactly one of `run`, `file`, `package` or `service`"),
                 );
                 return None;
             }
@@ -234,16 +287,26 @@ impl DocCtx<'_> {
             }
         };
         if let TaskKind::File(file) = &kind {
-            let sources: Vec<&str> = [("content", file.content.is_some()), ("template", file.template.is_some()), ("source", file.source.is_some())]
-                .into_iter()
-                .filter_map(|(n, set)| set.then_some(n))
-                .collect();
+            let sources: Vec<&str> = [
+                ("content", file.content.is_some()),
+                ("template", file.template.is_some()),
+                ("source", file.source.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(n, set)| set.then_some(n))
+            .collect();
             let file_ptr = pointer.push("file");
             if sources.len() != 1 {
                 let (message, location) = if sources.is_empty() {
-                    (format!("file task `{name}` has no content"), self.at(&file_ptr))
+                    (
+                        format!("file task `{name}` has no content"),
+                        self.at(&file_ptr),
+                    )
                 } else {
-                    (format!("file task `{name}` has {}", list(&sources)), self.at_key(&file_ptr.push(sources.get(1).copied().unwrap_or_default())))
+                    (
+                        format!("file task `{name}` has {}", list(&sources)),
+                        self.at_key(&file_ptr.push(sources.get(1).copied().unwrap_or_default())),
+                    )
                 };
                 diagnostics.push(
                     Diagnostic::error("manifest::file-source", message)
@@ -254,10 +317,15 @@ impl DocCtx<'_> {
             }
             if !file.path.starts_with('/') && !file.path.starts_with("{{") {
                 diagnostics.push(
-                    Diagnostic::error("manifest::relative-path", format!("file path `{}` is not absolute", file.path))
-                        .at(self.at(&file_ptr.push("path")))
-                        .with_label("relative path")
-                        .with_help("paths on the host must be absolute, such as `/etc/nginx/nginx.conf`"),
+                    Diagnostic::error(
+                        "manifest::relative-path",
+                        format!("file path `{}` is not absolute", file.path),
+                    )
+                    .at(self.at(&file_ptr.push("path")))
+                    .with_label("relative path")
+                    .with_help(
+                        "paths on the host must be absolute, such as `/etc/nginx/nginx.conf`",
+                    ),
                 );
             }
         }
@@ -283,10 +351,16 @@ impl DocCtx<'_> {
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !identifier {
                 diagnostics.push(
-                    Diagnostic::error("manifest::invalid-var-name", format!("variable name `{name}` cannot be used in templates"))
-                        .at(self.at_key(&var_ptr))
-                        .with_label("not an identifier")
-                        .with_help(format!("use letters, digits and `_`, for example `{}`", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"))),
+                    Diagnostic::error(
+                        "manifest::invalid-var-name",
+                        format!("variable name `{name}` cannot be used in templates"),
+                    )
+                    .at(self.at_key(&var_ptr))
+                    .with_label("not an identifier")
+                    .with_help(format!(
+                        "use letters, digits and `_`, for example `{}`",
+                        name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                    )),
                 );
             }
             if let VarValue::Secret(secret) = value {
@@ -296,17 +370,24 @@ impl DocCtx<'_> {
                 };
                 if text.trim().is_empty() {
                     diagnostics.push(
-                        Diagnostic::error("manifest::invalid-secret", format!("secret `{name}` has an empty `{field}`"))
-                            .at(self.at(&var_ptr.push("valueFrom").push(field)))
-                            .with_label("empty")
-                            .with_help("name the environment variable or file that holds the secret"),
+                        Diagnostic::error(
+                            "manifest::invalid-secret",
+                            format!("secret `{name}` has an empty `{field}`"),
+                        )
+                        .at(self.at(&var_ptr.push("valueFrom").push(field)))
+                        .with_label("empty")
+                        .with_help("name the environment variable or file that holds the secret"),
                     );
                 }
             }
         }
     }
 
-    fn typed<T: serde::de::DeserializeOwned>(&self, value: Value, diagnostics: &mut Vec<Diagnostic>) -> Option<T> {
+    fn typed<T: serde::de::DeserializeOwned>(
+        &self,
+        value: Value,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Option<T> {
         match serde_json::from_value(value) {
             Ok(typed) => Some(typed),
             Err(error) => {
@@ -324,5 +405,9 @@ impl DocCtx<'_> {
 }
 
 fn list(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" and ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(" and ")
 }

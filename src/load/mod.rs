@@ -89,17 +89,30 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
             trees.insert(file, document.index, document.root);
         }
     }
-    let check_limits = CheckLimits { max_tasks_per_workflow: limits.max_tasks_per_workflow, max_instances: limits.max_instances };
+    let check_limits = CheckLimits {
+        max_tasks_per_workflow: limits.max_tasks_per_workflow,
+        max_instances: limits.max_instances,
+    };
     let desired = check::check(hosts, workflows, &trees, check_limits, &mut diagnostics);
     diagnostic::sort(&mut diagnostics);
     let ok = !diagnostics.iter().any(Diagnostic::is_error);
-    Loaded { desired: ok.then_some(desired), diagnostics }
+    Loaded {
+        desired: ok.then_some(desired),
+        diagnostics,
+    }
 }
 
 fn too_large(file: &Arc<SourceFile>, limit: u64) -> Diagnostic {
-    Diagnostic::error("manifest::file-too-large", format!("{} is larger than the limit of {limit} bytes", file.path))
-        .at(Location { file: file.clone(), span: Span::default(), pointer: None })
-        .with_help("split it into several files, or raise the limit with --max-file-size")
+    Diagnostic::error(
+        "manifest::file-too-large",
+        format!("{} is larger than the limit of {limit} bytes", file.path),
+    )
+    .at(Location {
+        file: file.clone(),
+        span: Span::default(),
+        pointer: None,
+    })
+    .with_help("split it into several files, or raise the limit with --max-file-size")
 }
 
 /// The YAML trees of every document, kept while checking so diagnostics can point into them.
@@ -116,7 +129,8 @@ impl Trees {
 
 impl Locator for Trees {
     fn tree(&self, origin: &Origin) -> Option<&Node> {
-        self.by_document.get(&(origin.file.path.clone(), origin.document))
+        self.by_document
+            .get(&(origin.file.path.clone(), origin.document))
     }
 }
 
@@ -131,5 +145,9 @@ pub fn locate(origin: &Origin) -> Location {
         .find(|d| d.index == origin.document)
         .map(|d| d.root.locate(&origin.pointer))
         .unwrap_or_default();
-    Location { file: origin.file.clone(), span, pointer: Some(origin.pointer.clone()) }
+    Location {
+        file: origin.file.clone(),
+        span,
+        pointer: Some(origin.pointer.clone()),
+    }
 }

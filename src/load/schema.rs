@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, Location};
 use crate::load::yaml::Node;
-use crate::model::duration::{DURATION_PATTERN, MODE_PATTERN, FileMode, HumanDuration};
+use crate::model::duration::{DURATION_PATTERN, FileMode, HumanDuration, MODE_PATTERN};
 use crate::model::host::HostDocument;
 use crate::model::meta::{NAME_PATTERN, check_name};
 use crate::model::workflow::WorkflowDocument;
@@ -34,9 +34,18 @@ pub struct NamedSchema {
 /// Every schema drover publishes: one per kind, and one for any document.
 pub fn all() -> Vec<NamedSchema> {
     vec![
-        NamedSchema { file_name: "host.schema.json", schema: generate::<HostDocument>("host.schema.json") },
-        NamedSchema { file_name: "workflow.schema.json", schema: generate::<WorkflowDocument>("workflow.schema.json") },
-        NamedSchema { file_name: "document.schema.json", schema: generate::<AnyDocument>("document.schema.json") },
+        NamedSchema {
+            file_name: "host.schema.json",
+            schema: generate::<HostDocument>("host.schema.json"),
+        },
+        NamedSchema {
+            file_name: "workflow.schema.json",
+            schema: generate::<WorkflowDocument>("workflow.schema.json"),
+        },
+        NamedSchema {
+            file_name: "document.schema.json",
+            schema: generate::<AnyDocument>("document.schema.json"),
+        },
     ]
 }
 
@@ -48,14 +57,19 @@ fn generate<T: schemars::JsonSchema>(file_name: &str) -> Value {
         .into_generator();
     let mut schema = generator.into_root_schema_for::<T>().to_value();
     if let Some(object) = schema.as_object_mut() {
-        object.insert("$id".to_owned(), Value::String(format!("{SCHEMA_BASE}/{file_name}")));
+        object.insert(
+            "$id".to_owned(),
+            Value::String(format!("{SCHEMA_BASE}/{file_name}")),
+        );
     }
     schema
 }
 
 /// Removes the `null` alternative schemars adds for `Option<T>` fields.
 fn drop_null(schema: &mut schemars::Schema) {
-    let Some(object) = schema.as_object_mut() else { return };
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
     if let Some(Value::Array(types)) = object.get_mut("type") {
         types.retain(|t| t != "null");
         if let [only] = types.as_slice() {
@@ -64,13 +78,18 @@ fn drop_null(schema: &mut schemars::Schema) {
         }
     }
     let is_null = |v: &Value| v.get("type").and_then(Value::as_str) == Some("null");
-    if let Some(Value::Array(branches)) = object.get("anyOf") {
-        if branches.len() == 2 && branches.iter().any(is_null) {
-            let kept = branches.iter().find(|b| !is_null(b)).and_then(Value::as_object).cloned();
-            object.remove("anyOf");
-            for (key, value) in kept.into_iter().flatten() {
-                object.entry(key).or_insert(value);
-            }
+    if let Some(Value::Array(branches)) = object.get("anyOf")
+        && branches.len() == 2
+        && branches.iter().any(is_null)
+    {
+        let kept = branches
+            .iter()
+            .find(|b| !is_null(b))
+            .and_then(Value::as_object)
+            .cloned();
+        object.remove("anyOf");
+        for (key, value) in kept.into_iter().flatten() {
+            object.entry(key).or_insert(value);
         }
     }
 }
@@ -103,10 +122,19 @@ fn compiled(kind: Kind) -> Option<&'static Compiled> {
 /// Validates one document's value against its kind's schema.
 pub fn validate(kind: Kind, value: &Value, root: &Node, file: &Arc<SourceFile>) -> Vec<Diagnostic> {
     let Some(compiled) = compiled(kind) else {
-        return vec![Diagnostic::error("internal::schema", format!("the built-in {} schema does not compile", kind.as_str()))
-            .with_help("this is a bug in drover; please report it")];
+        return vec![
+            Diagnostic::error(
+                "internal::schema",
+                format!("the built-in {} schema does not compile", kind.as_str()),
+            )
+            .with_help("this is a bug in drover; please report it"),
+        ];
     };
-    let ctx = Ctx { schema: &compiled.schema, root, file };
+    let ctx = Ctx {
+        schema: &compiled.schema,
+        root,
+        file,
+    };
     let mut diagnostics = Vec::new();
     for error in compiled.validator.iter_errors(value) {
         ctx.describe(&error, &mut diagnostics);
@@ -122,12 +150,23 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn at(&self, pointer: &JsonPointer) -> Location {
-        Location { file: self.file.clone(), span: self.root.locate(pointer), pointer: Some(pointer.clone()) }
+        Location {
+            file: self.file.clone(),
+            span: self.root.locate(pointer),
+            pointer: Some(pointer.clone()),
+        }
     }
 
     fn at_key(&self, pointer: &JsonPointer) -> Location {
-        let span = self.root.locate_key(pointer).unwrap_or_else(|| self.root.locate(pointer));
-        Location { file: self.file.clone(), span, pointer: Some(pointer.clone()) }
+        let span = self
+            .root
+            .locate_key(pointer)
+            .unwrap_or_else(|| self.root.locate(pointer));
+        Location {
+            file: self.file.clone(),
+            span,
+            pointer: Some(pointer.clone()),
+        }
     }
 
     /// The schema object that holds the failing keyword.
@@ -143,44 +182,73 @@ impl Ctx<'_> {
         let instance = error.instance().as_ref();
         let diagnostic = match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
-                let allowed = self.keyword_parent(error).and_then(|s| s.get("properties")).and_then(Value::as_object);
-                let names: Vec<&str> = allowed.map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+                let allowed = self
+                    .keyword_parent(error)
+                    .and_then(|s| s.get("properties"))
+                    .and_then(Value::as_object);
+                let names: Vec<&str> = allowed
+                    .map(|m| m.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
                 for field in unexpected {
                     let location = self.at_key(&pointer.push(field));
                     out.push(
-                        Diagnostic::error("manifest::unknown-field", format!("unknown field `{field}`"))
-                            .at(location)
-                            .with_label("not a field here")
-                            .with_suggestion(field, names.iter().copied(), format!("the fields here are: {}", list(&names))),
+                        Diagnostic::error(
+                            "manifest::unknown-field",
+                            format!("unknown field `{field}`"),
+                        )
+                        .at(location)
+                        .with_label("not a field here")
+                        .with_suggestion(
+                            field,
+                            names.iter().copied(),
+                            format!("the fields here are: {}", list(&names)),
+                        ),
                     );
                 }
                 return;
             }
             ValidationErrorKind::Required { property } => {
                 let field = property.as_str().unwrap_or_default();
-                Diagnostic::error("manifest::missing-field", format!("missing required field `{field}`"))
-                    .at(self.at(&pointer))
-                    .with_label(format!("`{field}` is missing here"))
-                    .with_help(format!("add `{field}:`; `drover schema` shows every field"))
+                Diagnostic::error(
+                    "manifest::missing-field",
+                    format!("missing required field `{field}`"),
+                )
+                .at(self.at(&pointer))
+                .with_label(format!("`{field}` is missing here"))
+                .with_help(format!("add `{field}:`; `drover schema` shows every field"))
             }
             ValidationErrorKind::Type { .. } => self.type_error(error, &pointer, instance),
             ValidationErrorKind::Enum { options } => {
-                let choices: Vec<String> = options.as_array().map(|a| a.iter().map(short).collect()).unwrap_or_default();
+                let choices: Vec<String> = options
+                    .as_array()
+                    .map(|a| a.iter().map(short).collect())
+                    .unwrap_or_default();
                 let wrong = short(instance);
-                Diagnostic::error("manifest::invalid-value", format!("{wrong} is not one of {}", choices.join(", ")))
-                    .at(self.at(&pointer))
-                    .with_label("unexpected value")
-                    .with_suggestion(
-                        wrong.trim_matches('`'),
-                        choices.iter().map(|c| c.trim_matches('`')),
-                        format!("use one of {}", choices.join(", ")),
-                    )
+                Diagnostic::error(
+                    "manifest::invalid-value",
+                    format!("{wrong} is not one of {}", choices.join(", ")),
+                )
+                .at(self.at(&pointer))
+                .with_label("unexpected value")
+                .with_suggestion(
+                    wrong.trim_matches('`'),
+                    choices.iter().map(|c| c.trim_matches('`')),
+                    format!("use one of {}", choices.join(", ")),
+                )
             }
-            ValidationErrorKind::Pattern { pattern } => self.pattern_error(pattern, &pointer, instance),
-            ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            ValidationErrorKind::Pattern { pattern } => {
+                self.pattern_error(pattern, &pointer, instance)
+            }
+            ValidationErrorKind::AnyOf { context }
+            | ValidationErrorKind::OneOfNotValid { context } => {
                 // When one alternative has the instance's JSON type, its errors are the
                 // precise ones (`run: {command: x, unles: y}` is a typo in the object form).
-                if let Some(branch) = context.iter().find(|errors| errors.iter().all(|e| !matches!(e.kind(), ValidationErrorKind::Type { .. })) && !errors.is_empty()) {
+                if let Some(branch) = context.iter().find(|errors| {
+                    errors
+                        .iter()
+                        .all(|e| !matches!(e.kind(), ValidationErrorKind::Type { .. }))
+                        && !errors.is_empty()
+                }) {
                     for inner in branch {
                         self.describe(inner, out);
                     }
@@ -191,31 +259,49 @@ impl Ctx<'_> {
                     .and_then(|s| s.get("description"))
                     .and_then(Value::as_str)
                     .map(first_sentence)
-                    .or_else(|| parent.map(|s| branch_types(self.schema, s)).filter(|t| !t.is_empty()))
+                    .or_else(|| {
+                        parent
+                            .map(|s| branch_types(self.schema, s))
+                            .filter(|t| !t.is_empty())
+                    })
                     .unwrap_or_else(|| "a different value".to_owned());
-                Diagnostic::error("manifest::invalid-value", format!("{} is not valid here", short(instance)))
-                    .at(self.at(&pointer))
-                    .with_label("unexpected value")
-                    .with_help(format!("expected {expected}"))
+                Diagnostic::error(
+                    "manifest::invalid-value",
+                    format!("{} is not valid here", short(instance)),
+                )
+                .at(self.at(&pointer))
+                .with_label("unexpected value")
+                .with_help(format!("expected {expected}"))
             }
-            ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
-                Diagnostic::error("manifest::invalid-value", format!("{} is below the minimum of {limit}", short(instance)))
-                    .at(self.at(&pointer))
-                    .with_label("too small")
-                    .with_help(format!("use a value of at least {limit}"))
-            }
-            ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
-                Diagnostic::error("manifest::invalid-value", format!("{} is above the maximum of {limit}", short(instance)))
-                    .at(self.at(&pointer))
-                    .with_label("too large")
-                    .with_help(format!("use a value of at most {limit}"))
-            }
+            ValidationErrorKind::Minimum { limit }
+            | ValidationErrorKind::ExclusiveMinimum { limit } => Diagnostic::error(
+                "manifest::invalid-value",
+                format!("{} is below the minimum of {limit}", short(instance)),
+            )
+            .at(self.at(&pointer))
+            .with_label("too small")
+            .with_help(format!("use a value of at least {limit}")),
+            ValidationErrorKind::Maximum { limit }
+            | ValidationErrorKind::ExclusiveMaximum { limit } => Diagnostic::error(
+                "manifest::invalid-value",
+                format!("{} is above the maximum of {limit}", short(instance)),
+            )
+            .at(self.at(&pointer))
+            .with_label("too large")
+            .with_help(format!("use a value of at most {limit}")),
             ValidationErrorKind::MinItems { limit } => {
-                let what = if *limit == 1 { "at least one item".to_owned() } else { format!("at least {limit} items") };
-                Diagnostic::error("manifest::invalid-value", format!("the list is empty; it needs {what}"))
-                    .at(self.at(&pointer))
-                    .with_label("empty list")
-                    .with_help("add an item, or remove the field")
+                let what = if *limit == 1 {
+                    "at least one item".to_owned()
+                } else {
+                    format!("at least {limit} items")
+                };
+                Diagnostic::error(
+                    "manifest::invalid-value",
+                    format!("the list is empty; it needs {what}"),
+                )
+                .at(self.at(&pointer))
+                .with_label("empty list")
+                .with_help("add an item, or remove the field")
             }
             _ => Diagnostic::error("manifest::invalid-value", error.to_string())
                 .at(self.at(&pointer))
@@ -224,21 +310,41 @@ impl Ctx<'_> {
         out.push(diagnostic);
     }
 
-    fn type_error(&self, error: &ValidationError<'_>, pointer: &JsonPointer, instance: &Value) -> Diagnostic {
-        let expected = self.keyword_parent(error).and_then(|s| s.get("type")).map(type_names).unwrap_or_default();
+    fn type_error(
+        &self,
+        error: &ValidationError<'_>,
+        pointer: &JsonPointer,
+        instance: &Value,
+    ) -> Diagnostic {
+        let expected = self
+            .keyword_parent(error)
+            .and_then(|s| s.get("type"))
+            .map(type_names)
+            .unwrap_or_default();
         let found = json_type(instance);
-        let mut diagnostic = Diagnostic::error("manifest::wrong-type", format!("expected {expected}, found {found}"))
-            .at(self.at(pointer))
-            .with_label(format!("this is {found}"));
-        let plain_scalar = self.root.find(pointer).is_some_and(|n| !n.quoted && !matches!(instance, Value::Object(_) | Value::Array(_)));
+        let mut diagnostic = Diagnostic::error(
+            "manifest::wrong-type",
+            format!("expected {expected}, found {found}"),
+        )
+        .at(self.at(pointer))
+        .with_label(format!("this is {found}"));
+        let plain_scalar = self
+            .root
+            .find(pointer)
+            .is_some_and(|n| !n.quoted && !matches!(instance, Value::Object(_) | Value::Array(_)));
         // The text as written (`0644`, `0o644`), not as YAML resolved it (644, 420).
-        let written = self.root.find(pointer).and_then(|n| self.file.text.get(n.span.start..n.span.end)).unwrap_or_default();
+        let written = self
+            .root
+            .find(pointer)
+            .and_then(|n| self.file.text.get(n.span.start..n.span.end))
+            .unwrap_or_default();
         if pointer.as_str().ends_with("/mode") && instance.is_number() {
             diagnostic = diagnostic.with_help(format!(
                 "quote the mode: mode: \"{written}\"; unquoted, YAML 1.2 reads {written} as the number {instance}"
             ));
         } else if expected.starts_with("a string") && plain_scalar {
-            diagnostic = diagnostic.with_help(format!("quote it to make it a string: \"{written}\""));
+            diagnostic =
+                diagnostic.with_help(format!("quote it to make it a string: \"{written}\""));
         } else {
             diagnostic = diagnostic.with_help("`drover schema` shows what each field expects");
         }
@@ -249,11 +355,16 @@ impl Ctx<'_> {
         let text = instance.as_str().unwrap_or_default();
         let location = self.at(pointer);
         if pattern == NAME_PATTERN {
-            let reason = check_name(text).err().unwrap_or_else(|| format!("`{text}` is not a valid name"));
+            let reason = check_name(text)
+                .err()
+                .unwrap_or_else(|| format!("`{text}` is not a valid name"));
             return Diagnostic::error("manifest::invalid-name", format!("invalid name: {reason}"))
                 .at(location)
                 .with_label("invalid name")
-                .with_help(format!("names are DNS labels, for example `{}`", suggest_name(text)));
+                .with_help(format!(
+                    "names are DNS labels, for example `{}`",
+                    suggest_name(text)
+                ));
         }
         if pattern == DURATION_PATTERN {
             let reason = HumanDuration::parse(text).err().unwrap_or_default();
@@ -263,19 +374,24 @@ impl Ctx<'_> {
                 .with_help("units are ms, s, m, h and d; combine them as in `1h30m`");
         }
         if pattern == MODE_PATTERN {
-            let reason = FileMode::parse(text).err().unwrap_or_else(|| format!("`{text}` is not a file mode"));
+            let reason = FileMode::parse(text)
+                .err()
+                .unwrap_or_else(|| format!("`{text}` is not a file mode"));
             return Diagnostic::error("manifest::invalid-mode", reason)
                 .at(location)
                 .with_label("invalid mode")
                 .with_help("octal digits 0-7, as chmod takes them: \"0644\", \"0755\", \"0600\"");
         }
-        Diagnostic::error("manifest::invalid-value", format!("`{text}` does not have the expected form"))
-            .at(location)
-            .with_label("unexpected form")
-            .with_help(match pattern {
-                p if p.contains('%') => "write a percentage such as \"25%\"".to_owned(),
-                p => format!("it must match {p}"),
-            })
+        Diagnostic::error(
+            "manifest::invalid-value",
+            format!("`{text}` does not have the expected form"),
+        )
+        .at(location)
+        .with_label("unexpected form")
+        .with_help(match pattern {
+            p if p.contains('%') => "write a percentage such as \"25%\"".to_owned(),
+            p => format!("it must match {p}"),
+        })
     }
 }
 
@@ -283,7 +399,11 @@ impl Ctx<'_> {
 fn walk_schema<'s>(schema: &'s Value, tokens: &[&str]) -> Option<&'s Value> {
     let mut node = schema;
     for token in tokens {
-        if let Some(reference) = node.get("$ref").and_then(Value::as_str).filter(|_| *token != "$ref") {
+        if let Some(reference) = node
+            .get("$ref")
+            .and_then(Value::as_str)
+            .filter(|_| *token != "$ref")
+        {
             node = resolve_ref(schema, reference)?;
         }
         if *token == "$ref" {
@@ -304,10 +424,17 @@ fn walk_schema<'s>(schema: &'s Value, tokens: &[&str]) -> Option<&'s Value> {
 
 /// "a string or a list", from the `type`s of the branches of an `anyOf`/`oneOf`.
 fn branch_types(root: &Value, schema: &Value) -> String {
-    let branches = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Value::as_array);
+    let branches = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array);
     let mut names: Vec<String> = Vec::new();
     for branch in branches.into_iter().flatten() {
-        let branch = branch.get("$ref").and_then(Value::as_str).and_then(|r| resolve_ref(root, r)).unwrap_or(branch);
+        let branch = branch
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| resolve_ref(root, r))
+            .unwrap_or(branch);
         if let Some(types) = branch.get("type") {
             let name = type_names(types);
             if !name.is_empty() && !names.contains(&name) {
@@ -325,7 +452,12 @@ fn resolve_ref<'s>(schema: &'s Value, reference: &str) -> Option<&'s Value> {
 fn type_names(types: &Value) -> String {
     let names: Vec<&str> = match types {
         Value::String(t) => vec![article(t)],
-        Value::Array(ts) => ts.iter().filter_map(Value::as_str).filter(|t| *t != "null").map(article).collect(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .map(article)
+            .collect(),
         _ => Vec::new(),
     };
     names.join(" or ")
@@ -367,14 +499,24 @@ fn short(value: &Value) -> String {
 }
 
 fn list(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The first sentence of a schema description, lowercased, without its full stop.
 fn first_sentence(description: &str) -> String {
-    let sentence = description.split(". ").next().unwrap_or(description).trim_end_matches('.');
+    let sentence = description
+        .split(". ")
+        .next()
+        .unwrap_or(description)
+        .trim_end_matches('.');
     let mut chars = sentence.chars();
-    chars.next().map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }
 
 /// A valid name close to an invalid one, for the help text.
@@ -382,8 +524,18 @@ fn suggest_name(text: &str) -> String {
     let lowered: String = text
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let trimmed = lowered.trim_matches('-');
-    if trimmed.is_empty() { "web-1".to_owned() } else { trimmed.chars().take(63).collect() }
+    if trimmed.is_empty() {
+        "web-1".to_owned()
+    } else {
+        trimmed.chars().take(63).collect()
+    }
 }

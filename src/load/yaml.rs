@@ -60,7 +60,10 @@ pub struct YamlLimits {
 
 impl Default for YamlLimits {
     fn default() -> YamlLimits {
-        YamlLimits { max_nodes: 200_000, max_depth: 64 }
+        YamlLimits {
+            max_nodes: 200_000,
+            max_depth: 64,
+        }
     }
 }
 
@@ -105,19 +108,36 @@ pub fn parse(file: &Arc<SourceFile>, limits: YamlLimits) -> (Vec<Document>, Vec<
 
 fn syntax_error(file: &Arc<SourceFile>, error: &ScanError) -> Box<Diagnostic> {
     let mark = error.marker();
-    let start = mark.byte_offset().unwrap_or_else(|| offset_of(&file.text, mark.line(), mark.col()));
-    let end = file.text.get(start..).and_then(|rest| rest.chars().next()).map_or(start, |c| start + c.len_utf8());
+    let start = mark
+        .byte_offset()
+        .unwrap_or_else(|| offset_of(&file.text, mark.line(), mark.col()));
+    let end = file
+        .text
+        .get(start..)
+        .and_then(|rest| rest.chars().next())
+        .map_or(start, |c| start + c.len_utf8());
     Box::new(
-        Diagnostic::error("manifest::yaml-syntax", format!("invalid YAML: {}", error.info()))
-            .at(Location { file: file.clone(), span: Span::new(start, end), pointer: None })
-            .with_label("here")
-            .with_help("fix the YAML syntax; a YAML linter or `drover validate` after each edit helps"),
+        Diagnostic::error(
+            "manifest::yaml-syntax",
+            format!("invalid YAML: {}", error.info()),
+        )
+        .at(Location {
+            file: file.clone(),
+            span: Span::new(start, end),
+            pointer: None,
+        })
+        .with_label("here")
+        .with_help("fix the YAML syntax; a YAML linter or `drover validate` after each edit helps"),
     )
 }
 
 /// Byte offset of a 1-based line and 0-based character column.
 fn offset_of(text: &str, line: usize, col: usize) -> usize {
-    let line_start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
     let rest = text.get(line_start..).unwrap_or_default();
     line_start + rest.chars().take(col).map(char::len_utf8).sum::<usize>()
 }
@@ -125,8 +145,17 @@ fn offset_of(text: &str, line: usize, col: usize) -> usize {
 /// A collection being built, with where it started.
 #[derive(Debug)]
 enum Open {
-    Seq { start: Span, anchor: usize, items: Vec<Node> },
-    Map { start: Span, anchor: usize, entries: Vec<(Key, Node)>, pending_key: Option<Key> },
+    Seq {
+        start: Span,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        start: Span,
+        anchor: usize,
+        entries: Vec<(Key, Node)>,
+        pending_key: Option<Key>,
+    },
 }
 
 #[derive(Debug)]
@@ -153,21 +182,43 @@ impl Builder<'_> {
             Event::Scalar(text, style, anchor, tag) => {
                 let forced_string = tag.as_ref().is_some_and(|t| t.suffix() == "str");
                 let quoted = style != ScalarStyle::Plain || forced_string;
-                let value = if quoted { NodeValue::String(text.into_owned()) } else { resolve_plain(&text) };
-                self.push_node(Node { value, span, quoted }, anchor)
+                let value = if quoted {
+                    NodeValue::String(text.into_owned())
+                } else {
+                    resolve_plain(&text)
+                };
+                self.push_node(
+                    Node {
+                        value,
+                        span,
+                        quoted,
+                    },
+                    anchor,
+                )
             }
             Event::SequenceStart(_, anchor, _) => {
-                self.stack.push(Open::Seq { start: span, anchor, items: Vec::new() });
+                self.stack.push(Open::Seq {
+                    start: span,
+                    anchor,
+                    items: Vec::new(),
+                });
                 Ok(())
             }
             Event::MappingStart(_, anchor, _) => {
-                self.stack.push(Open::Map { start: span, anchor, entries: Vec::new(), pending_key: None });
+                self.stack.push(Open::Map {
+                    start: span,
+                    anchor,
+                    entries: Vec::new(),
+                    pending_key: None,
+                });
                 Ok(())
             }
             Event::SequenceEnd | Event::MappingEnd => self.close(span),
             Event::Alias(id) => {
                 let Some(node) = self.anchors.get(&id).cloned() else {
-                    return Err(self.error(span, "manifest::yaml-syntax", "alias to an unknown anchor").into());
+                    return Err(self
+                        .error(span, "manifest::yaml-syntax", "alias to an unknown anchor")
+                        .into());
                 };
                 let size = node.size();
                 self.count(size, span)?;
@@ -189,7 +240,10 @@ impl Builder<'_> {
     fn count(&mut self, n: usize, span: Span) -> Step {
         self.nodes = self.nodes.saturating_add(n);
         if self.nodes > self.limits.max_nodes {
-            let message = format!("document has more than {} nodes (after expanding aliases)", self.limits.max_nodes);
+            let message = format!(
+                "document has more than {} nodes (after expanding aliases)",
+                self.limits.max_nodes
+            );
             return Err(self
                 .error(span, "manifest::limit", message)
                 .with_help("split the document, or use fewer aliases; the limit protects the daemon from alias bombs")
@@ -199,14 +253,35 @@ impl Builder<'_> {
     }
 
     fn close(&mut self, end: Span) -> Step {
-        let Some(open) = self.stack.pop() else { return Ok(()) };
+        let Some(open) = self.stack.pop() else {
+            return Ok(());
+        };
         let (node, anchor) = match open {
-            Open::Seq { start, anchor, items } => {
-                (Node { value: NodeValue::Seq(items), span: Span::new(start.start, end.end), quoted: false }, anchor)
-            }
-            Open::Map { start, anchor, entries, .. } => {
-                (Node { value: NodeValue::Map(entries), span: Span::new(start.start, end.end), quoted: false }, anchor)
-            }
+            Open::Seq {
+                start,
+                anchor,
+                items,
+            } => (
+                Node {
+                    value: NodeValue::Seq(items),
+                    span: Span::new(start.start, end.end),
+                    quoted: false,
+                },
+                anchor,
+            ),
+            Open::Map {
+                start,
+                anchor,
+                entries,
+                ..
+            } => (
+                Node {
+                    value: NodeValue::Map(entries),
+                    span: Span::new(start.start, end.end),
+                    quoted: false,
+                },
+                anchor,
+            ),
         };
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
@@ -228,28 +303,39 @@ impl Builder<'_> {
                 items.push(node);
                 Ok(())
             }
-            Some(Open::Map { entries, pending_key, .. }) => match pending_key.take() {
-                Some(key) => {
+            Some(Open::Map {
+                entries,
+                pending_key,
+                ..
+            }) => {
+                if let Some(key) = pending_key.take() {
                     entries.push((key, node));
                     Ok(())
-                }
-                None => {
+                } else {
                     let Some(text) = node.scalar_text() else {
-                        return Err(located(file, node.span, "manifest::yaml-syntax", "a mapping key must be a plain value, not a list or mapping")
-                            .with_help("use a string key")
-                            .into());
+                        return Err(located(
+                            file,
+                            node.span,
+                            "manifest::yaml-syntax",
+                            "a mapping key must be a plain value, not a list or mapping",
+                        )
+                        .with_help("use a string key")
+                        .into());
                     };
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.text == text) {
                         return Err(located(file, node.span, "manifest::duplicate-key", format!("duplicate key `{text}`"))
-                            .with_label("second definition")
-                            .with_related(Location { file: file.clone(), span: first.span, pointer: None }, "first defined here")
-                            .with_help("remove one of them: YAML keys must be unique, and drover never guesses which one you meant")
-                            .into());
+                        .with_label("second definition")
+                        .with_related(Location { file: file.clone(), span: first.span, pointer: None }, "first defined here")
+                        .with_help("remove one of them: YAML keys must be unique, and drover never guesses which one you meant")
+                        .into());
                     }
-                    *pending_key = Some(Key { text, span: node.span });
+                    *pending_key = Some(Key {
+                        text,
+                        span: node.span,
+                    });
                     Ok(())
                 }
-            },
+            }
         }
     }
 
@@ -258,8 +344,17 @@ impl Builder<'_> {
     }
 }
 
-fn located(file: &Arc<SourceFile>, span: Span, code: &'static str, message: impl Into<String>) -> Diagnostic {
-    Diagnostic::error(code, message).at(Location { file: file.clone(), span, pointer: None })
+fn located(
+    file: &Arc<SourceFile>,
+    span: Span,
+    code: &'static str,
+    message: impl Into<String>,
+) -> Diagnostic {
+    Diagnostic::error(code, message).at(Location {
+        file: file.clone(),
+        span,
+        pointer: None,
+    })
 }
 
 /// Resolves a plain scalar by the YAML 1.2 core schema.
@@ -289,7 +384,11 @@ fn resolve_int(text: &str) -> Option<Number> {
         if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        return text.parse::<i64>().ok().map(Number::from).or_else(|| text.parse::<u64>().ok().map(Number::from));
+        return text
+            .parse::<i64>()
+            .ok()
+            .map(Number::from)
+            .or_else(|| text.parse::<u64>().ok().map(Number::from));
     };
     if digits.is_empty() {
         return None;
@@ -300,7 +399,9 @@ fn resolve_int(text: &str) -> Option<Number> {
 fn resolve_float(text: &str) -> Option<Number> {
     let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
     let looks_numeric = unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && unsigned.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
+        && unsigned
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
         && unsigned.chars().any(|c| c.is_ascii_digit());
     // `.inf` and `.nan` have no JSON form; they stay strings and fail type checks clearly.
     if !looks_numeric {
@@ -339,7 +440,10 @@ impl Node {
             NodeValue::String(s) => Value::String(s.clone()),
             NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             NodeValue::Map(entries) => {
-                let map: Map<String, Value> = entries.iter().map(|(k, v)| (k.text.clone(), v.to_json())).collect();
+                let map: Map<String, Value> = entries
+                    .iter()
+                    .map(|(k, v)| (k.text.clone(), v.to_json()))
+                    .collect();
                 Value::Object(map)
             }
         }
@@ -348,7 +452,10 @@ impl Node {
     /// The child named by one pointer token.
     pub fn child(&self, token: &str) -> Option<&Node> {
         match &self.value {
-            NodeValue::Map(entries) => entries.iter().find(|(k, _)| k.text == token).map(|(_, v)| v),
+            NodeValue::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.text == token)
+                .map(|(_, v)| v),
             NodeValue::Seq(items) => token.parse::<usize>().ok().and_then(|i| items.get(i)),
             _ => None,
         }
@@ -357,14 +464,19 @@ impl Node {
     /// The key node of a mapping entry.
     pub fn key(&self, token: &str) -> Option<&Key> {
         match &self.value {
-            NodeValue::Map(entries) => entries.iter().find(|(k, _)| k.text == token).map(|(k, _)| k),
+            NodeValue::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.text == token)
+                .map(|(k, _)| k),
             _ => None,
         }
     }
 
     /// The node at `pointer`, or `None` if any step is missing.
     pub fn find(&self, pointer: &JsonPointer) -> Option<&Node> {
-        pointer.tokens().try_fold(self, |node, token| node.child(&token))
+        pointer
+            .tokens()
+            .try_fold(self, |node, token| node.child(&token))
     }
 
     /// The span to underline for `pointer`: the node itself, or the deepest existing
@@ -385,19 +497,21 @@ impl Node {
     pub fn locate_key(&self, pointer: &JsonPointer) -> Option<Span> {
         let tokens: Vec<String> = pointer.tokens().collect();
         let (last, parents) = tokens.split_last()?;
-        let parent = parents.iter().try_fold(self, |node, token| node.child(token))?;
+        let parent = parents
+            .iter()
+            .try_fold(self, |node, token| node.child(token))?;
         parent.key(last).map(|k| k.span)
     }
 
     /// For collections, only the first line: underlining a whole mapping is noise.
     pub fn head_span(&self) -> Span {
         match &self.value {
-            NodeValue::Map(entries) => {
-                entries.first().map_or(self.span, |(k, _)| Span::new(self.span.start.min(k.span.start), k.span.end))
-            }
-            NodeValue::Seq(items) => {
-                items.first().map_or(self.span, |first| Span::new(self.span.start.min(first.span.start), first.head_span().end))
-            }
+            NodeValue::Map(entries) => entries.first().map_or(self.span, |(k, _)| {
+                Span::new(self.span.start.min(k.span.start), k.span.end)
+            }),
+            NodeValue::Seq(items) => items.first().map_or(self.span, |first| {
+                Span::new(self.span.start.min(first.span.start), first.head_span().end)
+            }),
             _ => self.span,
         }
     }
@@ -408,7 +522,10 @@ mod tests {
     use super::*;
 
     fn parse_str(text: &str) -> (Vec<Document>, Vec<Diagnostic>) {
-        parse(&Arc::new(SourceFile::new("t.yaml", text)), YamlLimits::default())
+        parse(
+            &Arc::new(SourceFile::new("t.yaml", text)),
+            YamlLimits::default(),
+        )
     }
 
     fn json(text: &str) -> Value {
@@ -419,7 +536,9 @@ mod tests {
 
     #[test]
     fn scalars_follow_the_yaml_1_2_core_schema() {
-        let v = json("a: NO\nb: yes\nc: 0644\nd: '0644'\ne: 0o644\nf: 1.5\ng: ~\nh: true\ni: .inf\nj: 1e3\n");
+        let v = json(
+            "a: NO\nb: yes\nc: 0644\nd: '0644'\ne: 0o644\nf: 1.5\ng: ~\nh: true\ni: .inf\nj: 1e3\n",
+        );
         assert_eq!(
             v,
             serde_json::json!({"a":"NO","b":"yes","c":644,"d":"0644","e":420,"f":1.5,"g":null,"h":true,"i":".inf","j":1000.0})
@@ -453,7 +572,13 @@ mod tests {
     #[test]
     fn alias_bombs_hit_the_node_budget() {
         let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n";
-        let (_, diags) = parse(&Arc::new(SourceFile::new("t.yaml", bomb)), YamlLimits { max_nodes: 10_000, max_depth: 64 });
+        let (_, diags) = parse(
+            &Arc::new(SourceFile::new("t.yaml", bomb)),
+            YamlLimits {
+                max_nodes: 10_000,
+                max_depth: 64,
+            },
+        );
         assert_eq!(diags[0].code, "manifest::limit");
     }
 
@@ -465,7 +590,9 @@ mod tests {
         let needs = JsonPointer::from_escaped("/spec/tasks/0/needs/0");
         let span = root.locate(&needs);
         assert_eq!(&text[span.start..span.end], "b");
-        let key = root.locate_key(&JsonPointer::from_escaped("/spec/tasks/0/needs")).unwrap();
+        let key = root
+            .locate_key(&JsonPointer::from_escaped("/spec/tasks/0/needs"))
+            .unwrap();
         assert_eq!(&text[key.start..key.end], "needs");
         // A missing child falls back to its deepest existing ancestor.
         let missing = root.locate(&JsonPointer::from_escaped("/spec/tasks/0/nope"));

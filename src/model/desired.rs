@@ -27,7 +27,11 @@ pub struct Origin {
 impl Origin {
     #[must_use]
     pub fn push(&self, token: impl std::fmt::Display) -> Origin {
-        Origin { file: self.file.clone(), document: self.document, pointer: self.pointer.push(token) }
+        Origin {
+            file: self.file.clone(),
+            document: self.document,
+            pointer: self.pointer.push(token),
+        }
     }
 }
 
@@ -75,12 +79,20 @@ pub struct Task {
 
 impl Desired {
     /// The hosts a workflow runs on, in name order.
-    pub fn selected_hosts<'a>(&'a self, workflow: &'a Workflow) -> impl Iterator<Item = &'a Host> + 'a {
-        self.hosts.values().filter(|h| workflow.hosts.matches(&h.name, &h.labels))
+    pub fn selected_hosts<'a>(
+        &'a self,
+        workflow: &'a Workflow,
+    ) -> impl Iterator<Item = &'a Host> + 'a {
+        self.hosts
+            .values()
+            .filter(|h| workflow.hosts.matches(&h.name, &h.labels))
     }
 
     /// Number of task instances this desired state expands to.
     pub fn instance_count(&self) -> usize {
-        self.workflows.values().map(|w| self.selected_hosts(w).count() * w.tasks.len()).sum()
+        self.workflows
+            .values()
+            .map(|w| self.selected_hosts(w).count() * w.tasks.len())
+            .sum()
     }
 }

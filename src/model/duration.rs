@@ -26,17 +26,22 @@ impl HumanDuration {
     }
 
     pub fn parse(text: &str) -> Result<HumanDuration, String> {
-        let invalid = || format!("`{text}` is not a duration; write it like `30s`, `5m`, `1h30m` or `500ms`");
+        let invalid =
+            || format!("`{text}` is not a duration; write it like `30s`, `5m`, `1h30m` or `500ms`");
         let mut total = Duration::ZERO;
         let mut rest = text;
         if rest.is_empty() {
             return Err(invalid());
         }
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .ok_or_else(invalid)?;
             let (number, tail) = rest.split_at(digits);
             let number: u64 = number.parse().map_err(|_| invalid())?;
-            let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+            let unit_len = tail
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(tail.len());
             let (unit, tail) = tail.split_at(unit_len);
             let part = match unit {
                 "ms" => Duration::from_millis(number),
@@ -60,7 +65,13 @@ impl fmt::Display for HumanDuration {
             return f.write_str("0s");
         }
         let mut rest = ms;
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
             if rest >= size {
                 write!(f, "{}{unit}", rest / size)?;
                 rest %= size;
@@ -111,9 +122,14 @@ impl FileMode {
     }
 
     pub fn parse(text: &str) -> Result<FileMode, String> {
-        let digits = text.strip_prefix('0').filter(|d| d.len() >= 3).unwrap_or(text);
+        let digits = text
+            .strip_prefix('0')
+            .filter(|d| d.len() >= 3)
+            .unwrap_or(text);
         if !(3..=4).contains(&digits.len()) {
-            return Err(format!("`{text}` is not a file mode; write it in octal like \"0644\""));
+            return Err(format!(
+                "`{text}` is not a file mode; write it in octal like \"0644\""
+            ));
         }
         u32::from_str_radix(digits, 8)
             .map(FileMode)
@@ -160,7 +176,13 @@ mod tests {
 
     #[test]
     fn durations_parse_and_print_back() {
-        for (text, ms) in [("500ms", 500), ("30s", 30_000), ("5m", 300_000), ("1h30m", 5_400_000), ("2d", 172_800_000)] {
+        for (text, ms) in [
+            ("500ms", 500),
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("1h30m", 5_400_000),
+            ("2d", 172_800_000),
+        ] {
             let d = HumanDuration::parse(text).unwrap();
             assert_eq!(d.as_duration().as_millis(), ms);
             assert_eq!(d.to_string(), text);

@@ -51,7 +51,7 @@ pub struct HostSpec {
     pub user: Option<String>,
     /// Private key file; without it, ssh-agent is used.
     pub identity_file: Option<String>,
-    /// known_hosts file that verifies this host's key (default `~/.ssh/known_hosts`).
+    /// `known_hosts` file that verifies this host's key (default `~/.ssh/known_hosts`).
     pub known_hosts_file: Option<String>,
     /// Run every task on this host as this user through `sudo -n`.
     pub r#become: Option<String>,

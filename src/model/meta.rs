@@ -22,8 +22,13 @@ pub fn check_name(text: &str) -> Result<(), String> {
     if text.len() > 63 {
         return Err(format!("`{text}` is longer than 63 characters"));
     }
-    if let Some(bad) = text.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
-        return Err(format!("`{text}` contains `{bad}`; names use lowercase letters, digits and `-`"));
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "`{text}` contains `{bad}`; names use lowercase letters, digits and `-`"
+        ));
     }
     if text.starts_with('-') || text.ends_with('-') {
         return Err(format!("`{text}` starts or ends with `-`"));

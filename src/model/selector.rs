@@ -38,20 +38,35 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn selectors_match_labels_names_or_both() {
         let web = HostName::parse("web-1").unwrap();
         let host_labels = labels(&[("role", "web"), ("site", "lyon")]);
-        let by_label = HostSelector { match_labels: Some(labels(&[("role", "web")])), names: None };
+        let by_label = HostSelector {
+            match_labels: Some(labels(&[("role", "web")])),
+            names: None,
+        };
         assert!(by_label.matches(&web, &host_labels));
-        let wrong_label = HostSelector { match_labels: Some(labels(&[("role", "db")])), names: None };
+        let wrong_label = HostSelector {
+            match_labels: Some(labels(&[("role", "db")])),
+            names: None,
+        };
         assert!(!wrong_label.matches(&web, &host_labels));
-        let all = HostSelector { match_labels: Some(BTreeMap::new()), names: None };
+        let all = HostSelector {
+            match_labels: Some(BTreeMap::new()),
+            names: None,
+        };
         assert!(all.matches(&web, &BTreeMap::new()));
-        let both = HostSelector { match_labels: Some(labels(&[("role", "web")])), names: Some(vec![HostName::parse("web-2").unwrap()]) };
+        let both = HostSelector {
+            match_labels: Some(labels(&[("role", "web")])),
+            names: Some(vec![HostName::parse("web-2").unwrap()]),
+        };
         assert!(!both.matches(&web, &host_labels));
         assert!(!HostSelector::default().matches(&web, &host_labels));
     }

@@ -44,8 +44,13 @@ impl<'de> Deserialize<'de> for VarValue {
         let value = Value::deserialize(deserializer)?;
         // Any mapping that mentions `valueFrom` is meant as a secret: decode it strictly so a
         // typo is an error, never a plain value that leaks into a file.
-        if value.as_object().is_some_and(|m| m.contains_key("valueFrom")) {
-            return serde_json::from_value(value).map(VarValue::Secret).map_err(D::Error::custom);
+        if value
+            .as_object()
+            .is_some_and(|m| m.contains_key("valueFrom"))
+        {
+            return serde_json::from_value(value)
+                .map(VarValue::Secret)
+                .map_err(D::Error::custom);
         }
         Ok(VarValue::Plain(value))
     }

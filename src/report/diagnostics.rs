@@ -47,41 +47,101 @@ fn render_one(out: &mut String, d: &Diagnostic, style: Style) {
     };
     let width = gutter_width(d);
     if let Some(location) = &d.location {
-        snippet(out, location, d.label.as_deref(), "-->", caret, width, style);
+        snippet(
+            out,
+            location,
+            d.label.as_deref(),
+            "-->",
+            caret,
+            width,
+            style,
+        );
     }
     for (location, label) in &d.related {
         snippet(out, location, Some(label), ":::", '-', width, style);
     }
     if let Some(help) = &d.help {
-        let _ = writeln!(out, "{:width$} {} {}", "", style.gutter("="), style.help(&format!("help: {help}")));
+        let _ = writeln!(
+            out,
+            "{:width$} {} {}",
+            "",
+            style.gutter("="),
+            style.help(&format!("help: {help}"))
+        );
     }
 }
 
 fn gutter_width(d: &Diagnostic) -> usize {
-    let lines = d.location.iter().chain(d.related.iter().map(|(l, _)| l)).map(|l| l.line_col().line);
+    let lines = d
+        .location
+        .iter()
+        .chain(d.related.iter().map(|(l, _)| l))
+        .map(|l| l.line_col().line);
     lines.max().unwrap_or(1).to_string().len()
 }
 
-fn snippet(out: &mut String, location: &Location, label: Option<&str>, arrow: &str, caret: char, width: usize, style: Style) {
+fn snippet(
+    out: &mut String,
+    location: &Location,
+    label: Option<&str>,
+    arrow: &str,
+    caret: char,
+    width: usize,
+    style: Style,
+) {
     let lc = location.line_col();
-    let pointer = location.pointer.as_ref().filter(|p| !p.is_root()).map(|p| format!(" ({p})")).unwrap_or_default();
-    let _ = writeln!(out, "{:width$}{} {}:{lc}{pointer}", "", style.gutter(arrow), location.file.path);
+    let pointer = location
+        .pointer
+        .as_ref()
+        .filter(|p| !p.is_root())
+        .map(|p| format!(" ({p})"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{:width$}{} {}:{lc}{pointer}",
+        "",
+        style.gutter(arrow),
+        location.file.path
+    );
     let text = &location.file.text;
     if text.is_empty() {
         return;
     }
-    let line_start = text.get(..location.span.start.min(text.len())).and_then(|t| t.rfind('\n')).map_or(0, |i| i + 1);
-    let line_end = text.get(line_start..).and_then(|t| t.find('\n')).map_or(text.len(), |i| line_start + i);
+    let line_start = text
+        .get(..location.span.start.min(text.len()))
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let line_end = text
+        .get(line_start..)
+        .and_then(|t| t.find('\n'))
+        .map_or(text.len(), |i| line_start + i);
     let line = text.get(line_start..line_end).unwrap_or_default();
     let bar = style.gutter("|");
     let _ = writeln!(out, "{:width$} {bar}", "");
-    let _ = writeln!(out, "{} {bar} {}", style.gutter(&format!("{:>width$}", lc.line)), expand_tabs(line));
-    let start_col = expand_tabs(text.get(line_start..location.span.start).unwrap_or_default()).chars().count();
+    let _ = writeln!(
+        out,
+        "{} {bar} {}",
+        style.gutter(&format!("{:>width$}", lc.line)),
+        expand_tabs(line)
+    );
+    let start_col = expand_tabs(
+        text.get(line_start..location.span.start)
+            .unwrap_or_default(),
+    )
+    .chars()
+    .count();
     let end = location.span.end.min(line_end).max(location.span.start);
-    let len = expand_tabs(text.get(location.span.start..end).unwrap_or_default()).chars().count().max(1);
+    let len = expand_tabs(text.get(location.span.start..end).unwrap_or_default())
+        .chars()
+        .count()
+        .max(1);
     let marks: String = std::iter::repeat_n(caret, len).collect();
     let label = label.map(|l| format!(" {l}")).unwrap_or_default();
-    let painted = if caret == '-' { style.gutter(&format!("{marks}{label}")) } else { style.error(&format!("{marks}{label}")) };
+    let painted = if caret == '-' {
+        style.gutter(&format!("{marks}{label}"))
+    } else {
+        style.error(&format!("{marks}{label}"))
+    };
     let _ = writeln!(out, "{:width$} {bar} {:start_col$}{painted}", "", "");
 }
 
@@ -152,7 +212,11 @@ pub fn json(diagnostics: &[Diagnostic], redactor: &Redactor) -> String {
                 message: d.message.clone(),
                 location: d.location.as_ref().map(|l| place(l, d.label.as_deref())),
                 help: d.help.clone(),
-                related: d.related.iter().map(|(l, label)| place(l, Some(label))).collect(),
+                related: d
+                    .related
+                    .iter()
+                    .map(|(l, label)| place(l, Some(label)))
+                    .collect(),
             })
             .collect(),
     };
@@ -173,9 +237,20 @@ mod tests {
     fn renders_a_snippet_with_caret_pointer_and_help() {
         let file = Arc::new(SourceFile::new("web.yaml", "tasks:\n\t- needs: [instal]\n"));
         let d = Diagnostic::error("manifest::unknown-need", "task `config` needs `instal`")
-            .at(Location { file: file.clone(), span: Span::new(17, 23), pointer: Some(JsonPointer::from_escaped("/tasks/0/needs/0")) })
+            .at(Location {
+                file: file.clone(),
+                span: Span::new(18, 24),
+                pointer: Some(JsonPointer::from_escaped("/tasks/0/needs/0")),
+            })
             .with_label("unknown task")
-            .with_related(Location { file, span: Span::new(0, 5), pointer: None }, "tasks are here")
+            .with_related(
+                Location {
+                    file,
+                    span: Span::new(0, 5),
+                    pointer: None,
+                },
+                "tasks are here",
+            )
             .with_help("did you mean `install`?");
         expect![[r#"
             error[manifest::unknown-need]: task `config` needs `instal`

@@ -1,1 +1,24 @@
-//! Integration tests.
+//! Integration tests: one binary, so the crate links once.
+//!
+//! Where new tests go:
+//! * `corpus.rs`: invalid manifests under `tests/corpus/<case>/`, each with the full
+//!   rendered output of `drover validate` in `expected.txt` (bless with `UPDATE_EXPECT=1`);
+//! * `cli.rs`: the binary's commands on the examples and scratch directories;
+//! * `hashing.rs`: spec-hash stability and sensitivity, with property tests;
+//! * `schemas.rs`: the checked-in JSON Schemas are what the types generate;
+//! * `tidy.rs`: architecture invariants checked over the source tree.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods,
+    reason = "tests drive the binary as a user would"
+)]
+
+mod cli;
+mod corpus;
+mod harness;
+mod hashing;
+mod schemas;
+mod tidy;

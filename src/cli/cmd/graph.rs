@@ -9,23 +9,56 @@ use crate::graph::InstanceGraph;
 use crate::load::Limits;
 use crate::report::diagnostics;
 
-pub fn run(dir: &Path, hosts: &[String], workflows: &[String], limits: &Limits, config: &Config) -> Result<Outcome, Error> {
+pub fn run(
+    dir: &Path,
+    hosts: &[String],
+    workflows: &[String],
+    limits: &Limits,
+    config: &Config,
+) -> Result<Outcome, Error> {
     let evaluation = evaluate(dir, limits)?;
     let redactor = evaluation.redactor();
     if !evaluation.diagnostics.is_empty() {
-        config.output.stderr(&diagnostics::human(&evaluation.diagnostics, config.stderr_style, &redactor));
+        config.output.stderr(&diagnostics::human(
+            &evaluation.diagnostics,
+            config.stderr_style,
+            &redactor,
+        ));
     }
-    let Some(resolved) = evaluation.resolved.as_ref().filter(|_| !evaluation.has_errors()) else {
-        config.output.stderr(&format!("{}: {} is not valid; no graph drawn\n", config.stderr_style.error("error"), dir.display()));
+    let Some(resolved) = evaluation
+        .resolved
+        .as_ref()
+        .filter(|_| !evaluation.has_errors())
+    else {
+        config.output.stderr(&format!(
+            "{}: {} is not valid; no graph drawn\n",
+            config.stderr_style.error("error"),
+            dir.display()
+        ));
         return Ok(Outcome::Invalid);
     };
     let mut unknown = Vec::new();
     if let Some(desired) = &evaluation.desired {
-        unknown.extend(hosts.iter().filter(|h| !desired.hosts.keys().any(|k| k.as_str() == h.as_str())).map(|h| format!("host `{h}`")));
-        unknown.extend(workflows.iter().filter(|w| !desired.workflows.keys().any(|k| k.as_str() == w.as_str())).map(|w| format!("workflow `{w}`")));
+        unknown.extend(
+            hosts
+                .iter()
+                .filter(|h| !desired.hosts.keys().any(|k| k.as_str() == h.as_str()))
+                .map(|h| format!("host `{h}`")),
+        );
+        unknown.extend(
+            workflows
+                .iter()
+                .filter(|w| !desired.workflows.keys().any(|k| k.as_str() == w.as_str()))
+                .map(|w| format!("workflow `{w}`")),
+        );
     }
     if !unknown.is_empty() {
-        config.output.stderr(&format!("{}: no {} in {}\n", config.stderr_style.warning("warning"), unknown.join(", "), dir.display()));
+        config.output.stderr(&format!(
+            "{}: no {} in {}\n",
+            config.stderr_style.warning("warning"),
+            unknown.join(", "),
+            dir.display()
+        ));
     }
     let graph = InstanceGraph::build(&resolved.instances);
     let dot = graph.to_dot(|id| {

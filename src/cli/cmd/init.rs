@@ -11,12 +11,21 @@ use crate::cli::{Error, Outcome};
 use crate::load::schema::SCHEMA_BASE;
 
 const FILES: [(&str, &str); 2] = [
-    ("hosts.yaml", include_str!("../../../manifests/demo/hosts.yaml")),
-    ("hello.yaml", include_str!("../../../manifests/demo/hello.yaml")),
+    (
+        "hosts.yaml",
+        include_str!("../../../manifests/demo/hosts.yaml"),
+    ),
+    (
+        "hello.yaml",
+        include_str!("../../../manifests/demo/hello.yaml"),
+    ),
 ];
 
 pub fn run(dir: &Path, force: bool, config: &Config) -> Result<Outcome, Error> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_owned(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
     for (name, _) in FILES {
         let path = dir.join(name);
         if path.exists() && !force {
@@ -26,7 +35,10 @@ pub fn run(dir: &Path, force: bool, config: &Config) -> Result<Outcome, Error> {
     for (name, text) in FILES {
         let path = dir.join(name);
         let text = text.replace("../../schemas", SCHEMA_BASE);
-        std::fs::write(&path, text).map_err(|source| Error::Write { path: path.clone(), source })?;
+        std::fs::write(&path, text).map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
     }
     let shown = dir.display();
     config.output.stdout(&format!(

@@ -10,10 +10,16 @@ use crate::load::schema;
 pub fn run(write: Option<&Path>, kind: SchemaKind, config: &Config) -> Result<Outcome, Error> {
     let schemas = schema::all();
     if let Some(dir) = write {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+            path: dir.to_owned(),
+            source,
+        })?;
         for named in &schemas {
             let path = dir.join(named.file_name);
-            std::fs::write(&path, render(&named.schema)).map_err(|source| Error::Write { path: path.clone(), source })?;
+            std::fs::write(&path, render(&named.schema)).map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
             config.output.stderr(&format!("wrote {}\n", path.display()));
         }
         return Ok(Outcome::Success);

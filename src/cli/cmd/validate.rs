@@ -13,28 +13,52 @@ pub fn run(dir: &Path, format: Format, limits: &Limits, config: &Config) -> Resu
     let evaluation = evaluate(dir, limits)?;
     let redactor = evaluation.redactor();
     match format {
-        Format::Json => config.output.stdout(&diagnostics::json(&evaluation.diagnostics, &redactor)),
+        Format::Json => config
+            .output
+            .stdout(&diagnostics::json(&evaluation.diagnostics, &redactor)),
         Format::Human => {
             if !evaluation.diagnostics.is_empty() {
-                config.output.stderr(&diagnostics::human(&evaluation.diagnostics, config.stderr_style, &redactor));
+                config.output.stderr(&diagnostics::human(
+                    &evaluation.diagnostics,
+                    config.stderr_style,
+                    &redactor,
+                ));
             }
             if evaluation.has_errors() {
                 let summary = diagnostics::summary(&evaluation.diagnostics).unwrap_or_default();
-                let line = format!("{}: {} is not valid: {summary}\n", config.stderr_style.error("error"), dir.display());
+                let line = format!(
+                    "{}: {} is not valid: {summary}\n",
+                    config.stderr_style.error("error"),
+                    dir.display()
+                );
                 config.output.stderr(&line);
             } else {
-                config.output.stdout(&format!("{}\n", success_line(dir, &evaluation, config)));
+                config
+                    .output
+                    .stdout(&format!("{}\n", success_line(dir, &evaluation, config)));
             }
         }
     }
-    Ok(if evaluation.has_errors() { Outcome::Invalid } else { Outcome::Success })
+    Ok(if evaluation.has_errors() {
+        Outcome::Invalid
+    } else {
+        Outcome::Success
+    })
 }
 
 fn success_line(dir: &Path, evaluation: &Evaluation, config: &Config) -> String {
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    let (hosts, workflows) = evaluation.desired.as_ref().map_or((0, 0), |d| (d.hosts.len(), d.workflows.len()));
-    let instances = evaluation.resolved.as_ref().map_or(0, |r| r.instances.len());
-    let warnings = diagnostics::summary(&evaluation.diagnostics).map(|w| format!(" ({w})")).unwrap_or_default();
+    let (hosts, workflows) = evaluation
+        .desired
+        .as_ref()
+        .map_or((0, 0), |d| (d.hosts.len(), d.workflows.len()));
+    let instances = evaluation
+        .resolved
+        .as_ref()
+        .map_or(0, |r| r.instances.len());
+    let warnings = diagnostics::summary(&evaluation.diagnostics)
+        .map(|w| format!(" ({w})"))
+        .unwrap_or_default();
     format!(
         "{} {}: {}, {}, {}, {}{warnings}",
         config.stdout_style.success("valid"),

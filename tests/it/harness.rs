@@ -1,0 +1,123 @@
+//! A fluent harness around the built `drover` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of the repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds and runs one `drover` invocation; assertions read its output.
+#[must_use]
+pub struct Drover {
+    command: Command,
+}
+
+impl Drover {
+    pub fn new() -> Drover {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_drover"));
+        command
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
+            .current_dir(root());
+        Drover { command }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Drover
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn arg_path(mut self, path: impl AsRef<Path>) -> Drover {
+        self.command.arg(path.as_ref());
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Drover {
+        self.command.current_dir(dir);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Drover {
+        self.command.env(key, value);
+        self
+    }
+
+    #[track_caller]
+    pub fn run(mut self) -> Run {
+        let output = self.command.output().expect("drover runs");
+        Run { output }
+    }
+}
+
+/// The result of one run.
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+
+    #[track_caller]
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// Writes a directory of files described by one string with `//- path` markers.
+pub fn write_fixture(dir: &Path, fixture: &str) {
+    let mut current: Option<(PathBuf, String)> = None;
+    let flush = |entry: Option<(PathBuf, String)>| {
+        if let Some((path, text)) = entry {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+    };
+    for line in fixture.lines() {
+        if let Some(name) = line.strip_prefix("//- ") {
+            flush(current.take());
+            current = Some((dir.join(name.trim()), String::new()));
+        } else if let Some((_, text)) = current.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    flush(current);
+}
+
+/// Compares `actual` with the file at `path`, or rewrites it under `UPDATE_EXPECT=1`.
+#[track_caller]
+pub fn assert_matches_file(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "{} is out of date (run with UPDATE_EXPECT=1 to bless)\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
