@@ -39,7 +39,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use drover::load::{Limits, load};
 use drover::model::desired::Desired;
 use drover::resolve::{Inputs, Resolved, needed, resolve};
@@ -258,7 +260,7 @@ fn sanity(hosts: usize, files: &[Arc<SourceFile>]) {
 }
 
 fn measurement_time(instances: usize) -> Duration {
-    // Ten samples of the biggest case take a few seconds; smaller ones need less.
+    // About 4 µs per instance: ten flat samples fit with room to spare.
     Duration::from_millis(1_000 + u64::try_from(instances).unwrap() / 20)
 }
 
@@ -273,7 +275,10 @@ fn benches(c: &mut Criterion) {
         .collect();
 
     let mut group = c.benchmark_group("load_resolve");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .sampling_mode(SamplingMode::Flat);
     for (_, instances, files) in &fleets {
         group.throughput(Throughput::Elements(*instances as u64));
         group.measurement_time(measurement_time(*instances));
@@ -284,7 +289,10 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("load_only");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .sampling_mode(SamplingMode::Flat);
     for (_, instances, files) in &fleets {
         group.throughput(Throughput::Elements(*instances as u64));
         group.measurement_time(measurement_time(*instances) / 2);
@@ -295,7 +303,10 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("resolve_only");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .sampling_mode(SamplingMode::Flat);
     for (_, instances, files) in &fleets {
         let desired = load_desired(files);
         group.throughput(Throughput::Elements(*instances as u64));

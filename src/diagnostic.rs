@@ -149,23 +149,36 @@ pub fn suggest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -
         .map(|(_, c)| c)
 }
 
-/// Levenshtein distance over characters, case-insensitive (a wrong case is a typo too).
+/// Edit distance counting insertions, deletions, substitutions and swaps of neighbours
+/// (optimal string alignment), case-insensitive: `Hots` is one edit from `Host`.
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.to_lowercase().chars().collect();
     let b: Vec<char> = b.to_lowercase().chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = Vec::with_capacity(b.len() + 1);
-        cur.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = prev.get(j).copied().unwrap_or(0) + usize::from(ca != cb);
-            let delete = prev.get(j + 1).copied().unwrap_or(0) + 1;
-            let insert = cur.get(j).copied().unwrap_or(0) + 1;
-            cur.push(substitute.min(delete).min(insert));
+    let width = b.len() + 1;
+    // Row-major (a.len() + 1) × (b.len() + 1) table; `at` reads it without indexing panics.
+    let mut table = vec![0usize; (a.len() + 1) * width];
+    let at =
+        |t: &[usize], i: usize, j: usize| t.get(i * width + j).copied().unwrap_or(usize::MAX / 2);
+    for i in 0..=a.len() {
+        for j in 0..=b.len() {
+            let value = if i == 0 || j == 0 {
+                i + j
+            } else {
+                let (ca, cb) = (a.get(i - 1), b.get(j - 1));
+                let mut best = (at(&table, i - 1, j) + 1)
+                    .min(at(&table, i, j - 1) + 1)
+                    .min(at(&table, i - 1, j - 1) + usize::from(ca != cb));
+                if i > 1 && j > 1 && ca == b.get(j - 2) && a.get(i - 2) == cb {
+                    best = best.min(at(&table, i - 2, j - 2) + 1);
+                }
+                best
+            };
+            if let Some(cell) = table.get_mut(i * width + j) {
+                *cell = value;
+            }
         }
-        prev = cur;
     }
-    prev.last().copied().unwrap_or(0)
+    at(&table, a.len(), b.len())
 }
 
 #[cfg(test)]
@@ -190,5 +203,7 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("Hots", "Host"), 1, "a swap is one edit");
+        assert_eq!(edit_distance("bsae", "base"), 1);
     }
 }

@@ -44,6 +44,7 @@ impl Evaluation {
 /// with its content are diagnostics.
 pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir::Error> {
     let read = manifest_dir::read(dir, limits.max_file_bytes)?;
+    tracing::info!(dir = %dir.display(), files = read.files.len(), "read manifest directory");
     let mut diagnostics = read.diagnostics;
     if read.files.is_empty() && diagnostics.is_empty() {
         diagnostics.push(
@@ -69,12 +70,27 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
             files,
         });
     };
+    tracing::info!(
+        hosts = desired.hosts.len(),
+        workflows = desired.workflows.len(),
+        "loaded desired state"
+    );
     let needed = resolve::needed(&desired);
+    tracing::debug!(
+        files = needed.files.len(),
+        secrets = needed.secrets.len(),
+        "reading inputs"
+    );
     let inputs = Inputs {
         files: manifest_dir::read_inputs(dir, &needed.files, MAX_INPUT_FILE_BYTES),
         secrets: secret_source::read(dir, &needed.secrets),
     };
     let mut resolved = resolve::resolve(&desired, &inputs);
+    tracing::info!(
+        instances = resolved.instances.len(),
+        problems = resolved.diagnostics.len(),
+        "resolved instances"
+    );
     diagnostics.append(&mut resolved.diagnostics);
     diagnostic::sort(&mut diagnostics);
     Ok(Evaluation {

@@ -149,6 +149,16 @@ fn read_capped(path: &Path, limit: u64) -> std::io::Result<Capped> {
     }
 }
 
+/// An I/O error as the end of a sentence ("cannot read x: it does not exist").
+pub fn describe_io(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "it does not exist".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        std::io::ErrorKind::IsADirectory => "it is a directory".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
 /// Reads the files manifests name, relative to `dir`, each capped at `limit` bytes.
 pub fn read_inputs<'a>(
     dir: &Path,
@@ -169,7 +179,7 @@ pub fn read_inputs<'a>(
                     Err(format!("it is larger than {limit} bytes"))
                 }
                 Ok(bytes) => Ok(Arc::from(bytes)),
-                Err(error) => Err(error.to_string()),
+                Err(error) => Err(describe_io(&error)),
             };
             (relative.clone(), value)
         })

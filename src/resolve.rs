@@ -130,10 +130,10 @@ pub fn needed(desired: &Desired) -> Needed {
     let mut needed = Needed::default();
     let mut add_vars = |vars: &Vars, origin: &Origin| {
         for value in vars.values() {
-            if let VarValue::Secret(secret) = value {
+            if let Some(source) = secret_source(value) {
                 needed
                     .secrets
-                    .insert(SecretKey::new(&secret.value_from, &origin.file.path));
+                    .insert(SecretKey::new(&source, &origin.file.path));
             }
         }
     };
@@ -155,6 +155,13 @@ pub fn needed(desired: &Desired) -> Needed {
         }
     }
     needed
+}
+
+fn secret_source(value: &VarValue) -> Option<crate::model::vars::SecretSource> {
+    match value {
+        VarValue::Secret(secret) => secret.source(),
+        VarValue::Plain(_) => None,
+    }
 }
 
 /// Joins `path` to the directory of the manifest at `manifest_path` (both relative to the
@@ -191,7 +198,7 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
     for workflow in desired.workflows.values() {
         let roots = roots(workflow);
         for host in desired.selected_hosts(workflow) {
-            let Some(ctx) = run.context(host, workflow) else {
+            let Some((ctx, names)) = run.context(host, workflow) else {
                 continue;
             };
             let after = workflow_needs_on_host(desired, workflow, host);
@@ -203,7 +210,9 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
                 } else {
                     &[]
                 };
-                if let Some(instance) = run.instance(id, host, workflow, task, &ctx, extra) {
+                if let Some(instance) =
+                    run.instance(id, host, workflow, task, (&ctx, &names), extra)
+                {
                     instances.push(instance);
                 }
             }
@@ -274,7 +283,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// The template context for a workflow on a host; `None` if a secret it needs is missing.
-    fn context(&mut self, host: &Host, workflow: &Workflow) -> Option<Ctx> {
+    fn context(&mut self, host: &Host, workflow: &Workflow) -> Option<(Ctx, Vec<String>)> {
         let mut vars = Map::new();
         let mut complete = true;
         for (vars_of, origin, base) in [
@@ -285,7 +294,10 @@ impl Run<'_> {
                 let value = match value {
                     VarValue::Plain(v) => v.clone(),
                     VarValue::Secret(secret) => {
-                        let key = SecretKey::new(&secret.value_from, &origin.file.path);
+                        let Some(source) = secret.source() else {
+                            continue;
+                        };
+                        let key = SecretKey::new(&source, &origin.file.path);
                         match self.inputs.secrets.get(&key) {
                             Some(Ok(value)) => Value::String(value.expose().to_owned()),
                             problem => {
@@ -322,7 +334,12 @@ impl Run<'_> {
             "workflow".to_owned(),
             serde_json::json!({"name": workflow.name.as_str(), "labels": workflow.labels}),
         );
-        complete.then(|| Ctx::from(minijinja::value::Serde(&vars)))
+        complete.then(|| {
+            (
+                Ctx::from(minijinja::value::Serde(&vars)),
+                vars.keys().cloned().collect(),
+            )
+        })
     }
 
     fn report_secret(
@@ -362,13 +379,14 @@ impl Run<'_> {
         host: &Host,
         workflow: &Workflow,
         task: &Task,
-        ctx: &Ctx,
+        (ctx, names): (&Ctx, &[String]),
         extra_needs: &[InstanceId],
     ) -> Option<ResolvedInstance> {
         let mut r = Renderer {
             run: self,
             id: &id,
             ctx,
+            names,
             origin: &task.origin,
             failed: false,
             sensitive: false,
@@ -424,6 +442,8 @@ struct Renderer<'r, 'a> {
     run: &'r mut Run<'a>,
     id: &'r InstanceId,
     ctx: &'r Ctx,
+    /// Names of the variables in `ctx`, for "did you mean".
+    names: &'r [String],
     origin: &'r Origin,
     failed: bool,
     sensitive: bool,
@@ -444,9 +464,13 @@ impl Renderer<'_, '_> {
                     pointer: JsonPointer::from_escaped(&format!("{}{field}", self.origin.pointer)),
                     ..self.origin.clone()
                 };
-                self.run
-                    .problems
-                    .template(Place::Manifest(origin), text, &error, self.id);
+                self.run.problems.template(
+                    Place::Manifest(origin),
+                    text,
+                    &error,
+                    self.id,
+                    self.names,
+                );
                 None
             }
         }
@@ -603,9 +627,13 @@ impl Renderer<'_, '_> {
             Err(error) => {
                 self.failed = true;
                 let file = Arc::new(SourceFile::new(key, text));
-                self.run
-                    .problems
-                    .template(Place::TemplateFile(file), text, &error, self.id);
+                self.run.problems.template(
+                    Place::TemplateFile(file),
+                    text,
+                    &error,
+                    self.id,
+                    self.names,
+                );
                 None
             }
         }
@@ -625,28 +653,37 @@ type ProblemKey = (String, String, &'static str, String, Option<usize>);
 #[derive(Default)]
 struct Problems {
     diagnostics: Vec<Diagnostic>,
-    /// One entry per distinct template problem: where it is, and the instances it affects.
-    templates: BTreeMap<ProblemKey, (Location, Vec<InstanceId>)>,
+    /// One entry per distinct template problem: where it is, a suggestion, and the
+    /// instances it affects.
+    templates: BTreeMap<ProblemKey, (Location, Option<String>, Vec<InstanceId>)>,
     missing_files: BTreeSet<(String, String)>,
 }
 
 impl Problems {
-    fn template(&mut self, place: Place, text: &str, error: &TemplateError, id: &InstanceId) {
+    fn template(
+        &mut self,
+        place: Place,
+        text: &str,
+        error: &TemplateError,
+        id: &InstanceId,
+        names: &[String],
+    ) {
         let (file, pointer) = match &place {
             Place::Manifest(o) => (o.file.path.clone(), o.pointer.to_string()),
             Place::TemplateFile(f) => (f.path.clone(), String::new()),
         };
         let key = (file, pointer, error.code, error.message.clone(), error.line);
-        if let Some((_, ids)) = self.templates.get_mut(&key) {
+        if let Some((_, _, ids)) = self.templates.get_mut(&key) {
             ids.push(id.clone());
             return;
         }
         let location = match place {
             Place::Manifest(origin) => {
                 let mut location = load::locate(&origin);
+                let snippet = error.range.clone().and_then(|r| text.get(r));
                 if let Some(span) = error
                     .line
-                    .and_then(|l| line_in(&location.file.text, location.span, text, l))
+                    .and_then(|l| line_in(&location.file.text, location.span, text, l, snippet))
                 {
                     location.span = span;
                 }
@@ -654,8 +691,11 @@ impl Problems {
             }
             Place::TemplateFile(file) => {
                 let span = error
-                    .line
-                    .and_then(|l| nth_line(&file.text, l))
+                    .range
+                    .clone()
+                    .filter(|r| file.text.get(r.clone()).is_some())
+                    .map(|r| Span::new(r.start, r.end))
+                    .or_else(|| error.line.and_then(|l| nth_line(&file.text, l)))
                     .unwrap_or_default();
                 Location {
                     file,
@@ -664,7 +704,12 @@ impl Problems {
                 }
             }
         };
-        self.templates.insert(key, (location, vec![id.clone()]));
+        let hint = error.undefined.as_deref().and_then(|name| {
+            crate::diagnostic::suggest(name, names.iter().map(String::as_str))
+                .map(|near| format!("did you mean `{near}`?"))
+        });
+        self.templates
+            .insert(key, (location, hint, vec![id.clone()]));
     }
 
     fn missing_file(&mut self, origin: &Origin, key: &str, why: &str) {
@@ -686,7 +731,7 @@ impl Problems {
     }
 
     fn into_diagnostics(mut self) -> Vec<Diagnostic> {
-        for ((_, _, code, message, _), (location, ids)) in self.templates {
+        for ((_, _, code, message, _), (location, hint, ids)) in self.templates {
             let first = ids.first().map(ToString::to_string).unwrap_or_default();
             let whom = if ids.len() == 1 {
                 format!("instance {first}")
@@ -701,6 +746,9 @@ impl Problems {
                 "template::undefined" => {
                     "define it under `vars:` of the workflow or the host, or guard it with `{% if x is defined %}`"
                 }
+                "template::syntax" if message.contains("end of block") => {
+                    "a `{% for %}`, `{% if %}` or `{% block %}` is missing its `{% endfor %}`, `{% endif %}` or `{% endblock %}`"
+                }
                 "template::syntax" => "fix the template syntax; templates follow Jinja2",
                 "template::unknown-name" => {
                     "drover's templates add the `shell_quote` (alias `q`) filter to Jinja2's built-ins"
@@ -714,7 +762,7 @@ impl Problems {
                 )
                 .at(location)
                 .with_label("in this template")
-                .with_help(help),
+                .with_help(hint.unwrap_or_else(|| help.to_owned())),
             );
         }
         crate::diagnostic::sort(&mut self.diagnostics);
@@ -726,7 +774,13 @@ impl Problems {
 ///
 /// Block scalars hold template lines verbatim apart from indentation, so we search the node
 /// for the first line whose trimmed text is the template line's trimmed text.
-fn line_in(file_text: &str, node: Span, template: &str, line: usize) -> Option<Span> {
+fn line_in(
+    file_text: &str,
+    node: Span,
+    template: &str,
+    line: usize,
+    snippet: Option<&str>,
+) -> Option<Span> {
     let wanted = template.lines().nth(line.checked_sub(1)?)?.trim();
     if wanted.is_empty() {
         return None;
@@ -739,6 +793,14 @@ fn line_in(file_text: &str, node: Span, template: &str, line: usize) -> Option<S
         let trimmed = candidate.trim();
         if trimmed == wanted || (line == 1 && trimmed.contains(wanted)) {
             let start = offset + candidate.find(wanted)?;
+            // Narrow to the failing expression when it appears once on that line.
+            let line_text = &candidate[candidate.find(wanted)?..][..wanted.len()];
+            if let Some(snippet) =
+                snippet.filter(|s| !s.is_empty() && line_text.matches(*s).count() == 1)
+            {
+                let at = start + line_text.find(snippet)?;
+                return Some(Span::new(at, at + snippet.len()));
+            }
             return Some(Span::new(start, start + wanted.len()));
         }
         offset += candidate.len();
@@ -778,7 +840,9 @@ mod tests {
     fn template_lines_are_found_inside_block_scalars() {
         let file = "content: |\n  a\n  worker {{ x }};\n";
         let node = Span::new(9, file.len());
-        let span = line_in(file, node, "a\nworker {{ x }};\n", 2).unwrap();
+        let span = line_in(file, node, "a\nworker {{ x }};\n", 2, None).unwrap();
         assert_eq!(&file[span.start..span.end], "worker {{ x }};");
+        let span = line_in(file, node, "a\nworker {{ x }};\n", 2, Some("x")).unwrap();
+        assert_eq!(&file[span.start..span.end], "x");
     }
 }

@@ -25,7 +25,7 @@ pub fn read<'a>(dir: &Path, keys: impl IntoIterator<Item = &'a SecretKey>) -> Se
                 // part of the secret.
                 SecretKey::File(path) => fs::read_to_string(dir.join(path))
                     .map(|text| text.strip_suffix('\n').map(str::to_owned).unwrap_or(text))
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| crate::manifest_dir::describe_io(&e)),
             };
             (key.clone(), value.map(Secret::new))
         })

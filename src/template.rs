@@ -15,6 +15,10 @@ pub struct TemplateError {
     pub message: String,
     /// 1-based line within the template text, when known.
     pub line: Option<usize>,
+    /// Byte range of the failing expression within the template text, when known.
+    pub range: Option<std::ops::Range<usize>>,
+    /// For an undefined variable: its name, so callers can suggest a near one.
+    pub undefined: Option<String>,
 }
 
 /// A template engine with a cache of compiled templates.
@@ -87,18 +91,23 @@ fn convert(error: &minijinja::Error) -> TemplateError {
         _ => "template::render",
     };
     let message = match error.kind() {
-        ErrorKind::UndefinedError => error.detail().map_or_else(
-            || "undefined variable".to_owned(),
-            |d| format!("undefined variable: {d}"),
-        ),
+        ErrorKind::UndefinedError => error
+            .detail()
+            .map_or_else(|| "undefined variable".to_owned(), str::to_owned),
         _ => error
             .detail()
             .map_or_else(|| error.kind().to_string(), str::to_owned),
     };
+    // minijinja says "`name` is undefined"; the name is what a suggestion needs.
+    let undefined = (error.kind() == ErrorKind::UndefinedError)
+        .then(|| message.split('`').nth(1).map(str::to_owned))
+        .flatten();
     TemplateError {
         code,
         message,
         line: error.line(),
+        range: error.range(),
+        undefined,
     }
 }
 

@@ -32,6 +32,16 @@ pub trait Locator {
     }
 }
 
+/// Names declared by documents (or tasks) that failed their own checks. They exist as far
+/// as references are concerned, so one mistake is reported once, not again at every use.
+#[derive(Debug, Default)]
+pub struct Declared {
+    pub hosts: BTreeSet<String>,
+    pub workflows: BTreeSet<String>,
+    /// Broken tasks by workflow name.
+    pub tasks: BTreeMap<String, BTreeSet<String>>,
+}
+
 /// Limits that keep one desired state within what a small controller can hold.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckLimits {
@@ -43,6 +53,7 @@ pub struct CheckLimits {
 pub fn check(
     hosts: Vec<Host>,
     workflows: Vec<Workflow>,
+    declared: &Declared,
     locator: &dyn Locator,
     limits: CheckLimits,
     out: &mut Vec<Diagnostic>,
@@ -74,8 +85,8 @@ pub fn check(
         }
     }
     for workflow in desired.workflows.values() {
-        check_tasks(workflow, locator, limits, out);
-        check_workflow_refs(&desired, workflow, locator, out);
+        check_tasks(&desired, workflow, declared, locator, limits, out);
+        check_workflow_refs(&desired, workflow, declared, locator, out);
     }
     check_workflow_cycles(&desired, locator, out);
     let instances = desired.instance_count();
@@ -105,7 +116,9 @@ fn duplicate(what: &str, name: &str, here: Location, first: Location) -> Diagnos
 }
 
 fn check_tasks(
+    desired: &Desired,
     workflow: &Workflow,
+    declared: &Declared,
     locator: &dyn Locator,
     limits: CheckLimits,
     out: &mut Vec<Diagnostic>,
@@ -122,6 +135,61 @@ fn check_tasks(
             .with_help("split it into several workflows linked by `needs`, or raise the limit with --max-tasks"),
         );
     }
+    let index = unique_tasks(workflow, locator, out);
+    let names: Vec<&str> = workflow.tasks.iter().map(|t| t.name.as_str()).collect();
+    let broken = declared.tasks.get(workflow.name.as_str());
+    let mut edges: Vec<Edge> = Vec::new();
+    for (i, task) in workflow.tasks.iter().enumerate() {
+        for (field, targets) in [("needs", &task.needs), ("triggeredBy", &task.triggered_by)] {
+            for (j, target) in targets.iter().enumerate() {
+                let pointer = task.origin.pointer.push(field).push(j);
+                match index.get(target) {
+                    Some(&to) => edges.push(Edge {
+                        from: i,
+                        to,
+                        field,
+                        pointer,
+                    }),
+                    None if broken.is_some_and(|b| b.contains(target.as_str())) => {}
+                    None => out.push(
+                        Diagnostic::error(
+                            if field == "needs" {
+                                "manifest::unknown-need"
+                            } else {
+                                "manifest::unknown-trigger"
+                            },
+                            format!(
+                                "task `{}` {} `{target}`, which is not a task of workflow `{}`",
+                                task.name,
+                                verb(field),
+                                workflow.name
+                            ),
+                        )
+                        .at(locator.at(&task.origin, &pointer))
+                        .with_label("unknown task")
+                        .with_suggestion(
+                            target.as_str(),
+                            names.iter().copied().filter(|n| *n != task.name.as_str()),
+                            if desired.workflows.keys().any(|w| w.as_str() == target.as_str()) {
+                                format!("`{target}` is a workflow: to wait for it, list it under the workflow's `spec.needs`")
+                            } else {
+                                format!("the tasks of `{}` are: {}", workflow.name, quoted(&names))
+                            },
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+    task_cycles(workflow, &names, &edges, locator, out);
+}
+
+/// Reports duplicate task names; returns each name's first position.
+fn unique_tasks<'w>(
+    workflow: &'w Workflow,
+    locator: &dyn Locator,
+    out: &mut Vec<Diagnostic>,
+) -> BTreeMap<&'w TaskName, usize> {
     let mut index: BTreeMap<&TaskName, usize> = BTreeMap::new();
     for (i, task) in workflow.tasks.iter().enumerate() {
         if let Some(&first) = index.get(&task.name) {
@@ -148,46 +216,18 @@ fn check_tasks(
             index.insert(&task.name, i);
         }
     }
-    let names: Vec<&str> = workflow.tasks.iter().map(|t| t.name.as_str()).collect();
-    let mut edges: Vec<Edge> = Vec::new();
-    for (i, task) in workflow.tasks.iter().enumerate() {
-        for (field, targets) in [("needs", &task.needs), ("triggeredBy", &task.triggered_by)] {
-            for (j, target) in targets.iter().enumerate() {
-                let pointer = task.origin.pointer.push(field).push(j);
-                match index.get(target) {
-                    Some(&to) => edges.push(Edge {
-                        from: i,
-                        to,
-                        field,
-                        pointer,
-                    }),
-                    None => out.push(
-                        Diagnostic::error(
-                            if field == "needs" {
-                                "manifest::unknown-need"
-                            } else {
-                                "manifest::unknown-trigger"
-                            },
-                            format!(
-                                "task `{}` {} `{target}`, which is not a task of workflow `{}`",
-                                task.name,
-                                verb(field),
-                                workflow.name
-                            ),
-                        )
-                        .at(locator.at(&task.origin, &pointer))
-                        .with_label("unknown task")
-                        .with_suggestion(
-                            target.as_str(),
-                            names.iter().copied(),
-                            format!("the tasks of `{}` are: {}", workflow.name, quoted(&names)),
-                        ),
-                    ),
-                }
-            }
-        }
-    }
-    for cycle in find_cycles(workflow.tasks.len(), &edges) {
+    index
+}
+
+/// Reports every cycle among a workflow's tasks, naming each edge of it.
+fn task_cycles(
+    workflow: &Workflow,
+    names: &[&str],
+    edges: &[Edge],
+    locator: &dyn Locator,
+    out: &mut Vec<Diagnostic>,
+) {
+    for cycle in find_cycles(workflow.tasks.len(), edges) {
         let path: Vec<&str> = cycle
             .iter()
             .filter_map(|e| edges.get(*e))
@@ -237,13 +277,33 @@ fn verb(field: &str) -> &'static str {
 fn check_workflow_refs(
     desired: &Desired,
     workflow: &Workflow,
+    declared: &Declared,
+    locator: &dyn Locator,
+    out: &mut Vec<Diagnostic>,
+) {
+    needed_workflows(desired, workflow, declared, locator, out);
+    let unknown_host = named_hosts(desired, workflow, declared, locator, out);
+    selection(desired, workflow, declared, unknown_host, locator, out);
+}
+
+/// Workflows named in `spec.needs` exist.
+fn needed_workflows(
+    desired: &Desired,
+    workflow: &Workflow,
+    declared: &Declared,
     locator: &dyn Locator,
     out: &mut Vec<Diagnostic>,
 ) {
     let spec = JsonPointer::root().push("spec");
-    let workflow_names: Vec<&str> = desired.workflows.keys().map(WorkflowName::as_str).collect();
+    let workflow_names: Vec<&str> = desired
+        .workflows
+        .keys()
+        .map(WorkflowName::as_str)
+        .filter(|w| *w != workflow.name.as_str())
+        .collect();
     for (j, needed) in workflow.needs.iter().enumerate() {
-        if !desired.workflows.contains_key(needed) {
+        if !desired.workflows.contains_key(needed) && !declared.workflows.contains(needed.as_str())
+        {
             out.push(
                 Diagnostic::error(
                     "manifest::unknown-workflow",
@@ -257,15 +317,45 @@ fn check_workflow_refs(
                 .with_suggestion(
                     needed.as_str(),
                     workflow_names.iter().copied(),
-                    format!("the workflows are: {}", quoted(&workflow_names)),
+                    if workflow_names.is_empty() {
+                        format!("define `{needed}` with a `kind: Workflow` document, or remove it from `needs`")
+                    } else {
+                        format!("the other workflows are: {}", quoted(&workflow_names))
+                    },
                 ),
             );
         }
     }
-    let host_names: Vec<&str> = desired.hosts.keys().map(HostName::as_str).collect();
+}
+
+/// Hosts named in `spec.hosts.names` exist; returns whether one does not.
+fn named_hosts(
+    desired: &Desired,
+    workflow: &Workflow,
+    declared: &Declared,
+    locator: &dyn Locator,
+    out: &mut Vec<Diagnostic>,
+) -> bool {
+    let spec = JsonPointer::root().push("spec");
+    let listed: BTreeSet<&str> = workflow
+        .hosts
+        .names
+        .iter()
+        .flatten()
+        .map(HostName::as_str)
+        .collect();
+    // A host already in the list is never the one the user meant instead.
+    let host_names: Vec<&str> = desired
+        .hosts
+        .keys()
+        .map(HostName::as_str)
+        .filter(|h| !listed.contains(h))
+        .collect();
     let mut unknown_host = false;
     for (j, name) in workflow.hosts.names.iter().flatten().enumerate() {
-        if !desired.hosts.contains_key(name) {
+        if declared.hosts.contains(name.as_str()) {
+            unknown_host = true;
+        } else if !desired.hosts.contains_key(name) {
             unknown_host = true;
             out.push(
                 Diagnostic::error(
@@ -277,16 +367,30 @@ fn check_workflow_refs(
                 )
                 .at(locator.at(&workflow.origin, &spec.push("hosts").push("names").push(j)))
                 .with_label("unknown host")
-                .with_suggestion(
-                    name.as_str(),
-                    host_names.iter().copied(),
-                    "define it with a `kind: Host` document, or remove it here",
-                ),
+                .with_help(match crate::diagnostic::suggest(name.as_str(), host_names.iter().copied()) {
+                    Some(near) => format!("did you mean `{near}`? Otherwise define `{name}` with a `kind: Host` document"),
+                    None => format!("define `{name}` with a `kind: Host` document, or remove it here"),
+                }),
             );
         }
     }
+    unknown_host
+}
+
+/// Warnings about what the selector picks: nothing at all, or hosts a needed workflow skips.
+fn selection(
+    desired: &Desired,
+    workflow: &Workflow,
+    declared: &Declared,
+    unknown_host: bool,
+    locator: &dyn Locator,
+    out: &mut Vec<Diagnostic>,
+) {
+    let spec = JsonPointer::root().push("spec");
     let selected: BTreeSet<&HostName> = desired.selected_hosts(workflow).map(|h| &h.name).collect();
-    if selected.is_empty() && !unknown_host && !workflow.hosts.is_empty() {
+    // With hosts that failed their own checks, what a selector matches is not known.
+    let hosts_known = declared.hosts.is_empty();
+    if selected.is_empty() && !unknown_host && hosts_known && !workflow.hosts.is_empty() {
         out.push(
             Diagnostic::warning(
                 "manifest::selects-nothing",
@@ -309,7 +413,7 @@ fn check_workflow_refs(
             .map(|h| &h.name)
             .collect();
         let missing: Vec<&str> = selected.difference(&there).map(|h| h.as_str()).collect();
-        if !missing.is_empty() {
+        if !missing.is_empty() && hosts_known {
             out.push(
                 Diagnostic::warning(
                     "manifest::need-not-on-host",

@@ -24,7 +24,9 @@ use crate::source::{JsonPointer, SourceFile};
 #[derive(Debug)]
 pub enum Decoded {
     Host(Host),
-    Workflow(Workflow),
+    /// A workflow, and the names of its tasks that broke a rule and were left out (so that
+    /// references to them are not reported as unknown on top of the real error).
+    Workflow(Workflow, Vec<crate::model::meta::TaskName>),
 }
 
 /// Decodes one document, appending any problems to `diagnostics`.
@@ -49,12 +51,25 @@ pub fn decode(
         diagnostics.extend(schema_problems);
         return None;
     }
-    let before = diagnostics.len();
-    let decoded = match kind {
+    // A document that breaks a rule is still returned, so cross-document checks see its
+    // names and report their own problems in the same pass; loading fails all the same.
+    match kind {
         Kind::Host => ctx.host(value, diagnostics).map(Decoded::Host),
-        Kind::Workflow => ctx.workflow(value, diagnostics).map(Decoded::Workflow),
+        Kind::Workflow => ctx.workflow(value, diagnostics),
+    }
+}
+
+/// The kind and name a document declares, read leniently from a document that failed
+/// validation, so references to it are not reported as unknown.
+pub fn declared_name(document: &Document) -> Option<(Kind, String)> {
+    let kind = match &document.root.child("kind")?.value {
+        NodeValue::String(text) => Kind::parse(text)?,
+        _ => return None,
     };
-    decoded.filter(|_| diagnostics.len() == before)
+    match &document.root.child("metadata")?.child("name")?.value {
+        NodeValue::String(name) => Some((kind, name.clone())),
+        _ => None,
+    }
 }
 
 struct DocCtx<'a> {
@@ -119,8 +134,13 @@ impl DocCtx<'_> {
             Some(NodeValue::String(text)) if Kind::parse(text).is_some() => Kind::parse(text),
             Some(other) => {
                 let text = match other {
-                    NodeValue::String(s) => s.clone(),
-                    _ => String::new(),
+                    NodeValue::Seq(_) => "a list".to_owned(),
+                    NodeValue::Map(_) => "a mapping".to_owned(),
+                    _ => self
+                        .root
+                        .child("kind")
+                        .and_then(Node::scalar_text)
+                        .unwrap_or_default(),
                 };
                 diagnostics.push(
                     Diagnostic::error("manifest::unknown-kind", format!("unknown kind `{text}`"))
@@ -206,7 +226,7 @@ impl DocCtx<'_> {
         })
     }
 
-    fn workflow(&self, value: Value, diagnostics: &mut Vec<Diagnostic>) -> Option<Workflow> {
+    fn workflow(&self, value: Value, diagnostics: &mut Vec<Diagnostic>) -> Option<Decoded> {
         let document: WorkflowDocument = self.typed(value, diagnostics)?;
         let spec = document.spec;
         let spec_ptr = JsonPointer::root().push("spec");
@@ -219,13 +239,16 @@ impl DocCtx<'_> {
             );
         }
         self.check_vars(&spec.vars, &spec_ptr.push("vars"), diagnostics);
-        let tasks: Vec<Task> = spec
-            .tasks
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, task)| self.task(task, &spec_ptr.push("tasks").push(i), diagnostics))
-            .collect();
-        Some(Workflow {
+        let mut tasks = Vec::with_capacity(spec.tasks.len());
+        let mut broken = Vec::new();
+        for (i, task) in spec.tasks.into_iter().enumerate() {
+            let name = task.name.clone();
+            match self.task(task, &spec_ptr.push("tasks").push(i), diagnostics) {
+                Some(task) => tasks.push(task),
+                None => broken.push(name),
+            }
+        }
+        let workflow = Workflow {
             name: document.metadata.name,
             labels: document.metadata.labels,
             hosts: spec.hosts,
@@ -234,7 +257,8 @@ impl DocCtx<'_> {
             rollout: spec.rollout,
             tasks,
             origin: self.origin(JsonPointer::root()),
-        })
+        };
+        Some(Decoded::Workflow(workflow, broken))
     }
 
     fn task(
@@ -300,7 +324,7 @@ impl DocCtx<'_> {
                 let (message, location) = if sources.is_empty() {
                     (
                         format!("file task `{name}` has no content"),
-                        self.at(&file_ptr),
+                        self.at_key(&file_ptr),
                     )
                 } else {
                     (
@@ -364,9 +388,31 @@ impl DocCtx<'_> {
                 );
             }
             if let VarValue::Secret(secret) = value {
-                let (field, text) = match &secret.value_from {
-                    SecretSource::Env(n) => ("env", n),
-                    SecretSource::File(p) => ("file", p),
+                let from_ptr = var_ptr.push("valueFrom");
+                let (field, text) = match secret.source() {
+                    Some(SecretSource::Env(n)) => ("env", n),
+                    Some(SecretSource::File(p)) => ("file", p),
+                    None => {
+                        let both = secret.value_from.env.is_some();
+                        diagnostics.push(
+                            Diagnostic::error(
+                                "manifest::invalid-secret",
+                                if both {
+                                    format!("secret `{name}` gives both `env` and `file`")
+                                } else {
+                                    format!("secret `{name}` does not say where to read it from")
+                                },
+                            )
+                            .at(if both {
+                                self.at_key(&from_ptr.push("file"))
+                            } else {
+                                self.at_key(&from_ptr)
+                            })
+                            .with_label(if both { "second source" } else { "no source" })
+                            .with_help("give exactly one of `env: VARIABLE` or `file: PATH`"),
+                        );
+                        continue;
+                    }
                 };
                 if text.trim().is_empty() {
                     diagnostics.push(
@@ -374,7 +420,7 @@ impl DocCtx<'_> {
                             "manifest::invalid-secret",
                             format!("secret `{name}` has an empty `{field}`"),
                         )
-                        .at(self.at(&var_ptr.push("valueFrom").push(field)))
+                        .at(self.at(&from_ptr.push(field)))
                         .with_label("empty")
                         .with_help("name the environment variable or file that holds the secret"),
                     );

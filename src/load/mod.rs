@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::diagnostic::{self, Diagnostic, Location};
+use crate::model::Kind;
 use crate::model::desired::{Desired, Origin};
 use crate::source::{SourceFile, Span};
 
-use check::{CheckLimits, Locator};
+use check::{CheckLimits, Declared, Locator};
 use document::Decoded;
 use yaml::{Node, YamlLimits};
 
@@ -62,6 +63,7 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
     let mut trees = Trees::default();
     let mut hosts = Vec::new();
     let mut workflows = Vec::new();
+    let mut declared = Declared::default();
     let mut documents = 0usize;
     for file in files {
         if file.text.len() as u64 > limits.max_file_bytes {
@@ -83,8 +85,23 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
             }
             match document::decode(file, &document, &mut diagnostics) {
                 Some(Decoded::Host(host)) => hosts.push(host),
-                Some(Decoded::Workflow(workflow)) => workflows.push(workflow),
-                None => {}
+                Some(Decoded::Workflow(workflow, broken)) => {
+                    declared
+                        .tasks
+                        .entry(workflow.name.to_string())
+                        .or_default()
+                        .extend(broken.iter().map(ToString::to_string));
+                    workflows.push(workflow);
+                }
+                None => match document::declared_name(&document) {
+                    Some((Kind::Host, name)) => {
+                        declared.hosts.insert(name);
+                    }
+                    Some((Kind::Workflow, name)) => {
+                        declared.workflows.insert(name);
+                    }
+                    None => {}
+                },
             }
             trees.insert(file, document.index, document.root);
         }
@@ -93,7 +110,14 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
         max_tasks_per_workflow: limits.max_tasks_per_workflow,
         max_instances: limits.max_instances,
     };
-    let desired = check::check(hosts, workflows, &trees, check_limits, &mut diagnostics);
+    let desired = check::check(
+        hosts,
+        workflows,
+        &declared,
+        &trees,
+        check_limits,
+        &mut diagnostics,
+    );
     diagnostic::sort(&mut diagnostics);
     let ok = !diagnostics.iter().any(Diagnostic::is_error);
     Loaded {

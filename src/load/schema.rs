@@ -177,6 +177,10 @@ impl Ctx<'_> {
         walk_schema(self.schema, &tokens)
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per kind of schema error; splitting it scatters the messages"
+    )]
     fn describe(&self, error: &ValidationError<'_>, out: &mut Vec<Diagnostic>) {
         let pointer = JsonPointer::from_escaped(&error.instance_path().to_string());
         let instance = error.instance().as_ref();
@@ -213,28 +217,14 @@ impl Ctx<'_> {
                     "manifest::missing-field",
                     format!("missing required field `{field}`"),
                 )
-                .at(self.at(&pointer))
+                .at(self.at_key(&pointer))
                 .with_label(format!("`{field}` is missing here"))
                 .with_help(format!("add `{field}:`; `drover schema` shows every field"))
             }
             ValidationErrorKind::Type { .. } => self.type_error(error, &pointer, instance),
             ValidationErrorKind::Enum { options } => {
-                let choices: Vec<String> = options
-                    .as_array()
-                    .map(|a| a.iter().map(short).collect())
-                    .unwrap_or_default();
-                let wrong = short(instance);
-                Diagnostic::error(
-                    "manifest::invalid-value",
-                    format!("{wrong} is not one of {}", choices.join(", ")),
-                )
-                .at(self.at(&pointer))
-                .with_label("unexpected value")
-                .with_suggestion(
-                    wrong.trim_matches('`'),
-                    choices.iter().map(|c| c.trim_matches('`')),
-                    format!("use one of {}", choices.join(", ")),
-                )
+                let choices: Vec<Value> = options.as_array().cloned().unwrap_or_default();
+                self.enum_error(&pointer, instance, &choices)
             }
             ValidationErrorKind::Pattern { pattern } => {
                 self.pattern_error(pattern, &pointer, instance)
@@ -243,7 +233,10 @@ impl Ctx<'_> {
             | ValidationErrorKind::OneOfNotValid { context } => {
                 // When one alternative has the instance's JSON type, its errors are the
                 // precise ones (`run: {command: x, unles: y}` is a typo in the object form).
-                if let Some(branch) = context.iter().find(|errors| {
+                let consts = self
+                    .keyword_parent(error)
+                    .and_then(|s| branch_consts(self.schema, s));
+                if let Some(branch) = context.iter().filter(|_| consts.is_none()).find(|errors| {
                     errors
                         .iter()
                         .all(|e| !matches!(e.kind(), ValidationErrorKind::Type { .. }))
@@ -255,6 +248,12 @@ impl Ctx<'_> {
                     return;
                 }
                 let parent = self.keyword_parent(error);
+                // Enums whose variants are documented become `oneOf` of `const`s: report
+                // them like any enum.
+                if let Some(choices) = parent.and_then(|s| branch_consts(self.schema, s)) {
+                    out.push(self.enum_error(&pointer, instance, &choices));
+                    return;
+                }
                 let expected = parent
                     .and_then(|s| s.get("description"))
                     .and_then(Value::as_str)
@@ -301,7 +300,15 @@ impl Ctx<'_> {
                 )
                 .at(self.at(&pointer))
                 .with_label("empty list")
-                .with_help("add an item, or remove the field")
+                .with_help(match pointer.tokens().last().as_deref() {
+                    Some("tasks") => "add at least one task".to_owned(),
+                    Some("names") => "list at least one name".to_owned(),
+                    Some("run" | "command" | "check" | "undo" | "unless") => {
+                        "give the program and its arguments, such as [\"systemctl\", \"restart\", \"nginx\"]".to_owned()
+                    }
+                    Some(field) => format!("add at least one entry to `{field}`"),
+                    None => "add at least one entry".to_owned(),
+                })
             }
             _ => Diagnostic::error("manifest::invalid-value", error.to_string())
                 .at(self.at(&pointer))
@@ -310,17 +317,37 @@ impl Ctx<'_> {
         out.push(diagnostic);
     }
 
+    fn enum_error(&self, pointer: &JsonPointer, instance: &Value, choices: &[Value]) -> Diagnostic {
+        let choices: Vec<String> = choices.iter().map(short).collect();
+        let wrong = short(instance);
+        Diagnostic::error(
+            "manifest::invalid-value",
+            format!("{wrong} is not one of {}", choices.join(", ")),
+        )
+        .at(self.at(pointer))
+        .with_label("unexpected value")
+        .with_suggestion(
+            wrong.trim_matches('`'),
+            choices.iter().map(|c| c.trim_matches('`')),
+            format!("use one of {}", choices.join(", ")),
+        )
+    }
+
     fn type_error(
         &self,
         error: &ValidationError<'_>,
         pointer: &JsonPointer,
         instance: &Value,
     ) -> Diagnostic {
-        let expected = self
-            .keyword_parent(error)
+        let parent = self.keyword_parent(error);
+        let expected = parent
             .and_then(|s| s.get("type"))
             .map(type_names)
             .unwrap_or_default();
+        let is_duration = parent
+            .and_then(|s| s.get("pattern"))
+            .and_then(Value::as_str)
+            == Some(DURATION_PATTERN);
         let found = json_type(instance);
         let mut diagnostic = Diagnostic::error(
             "manifest::wrong-type",
@@ -341,6 +368,18 @@ impl Ctx<'_> {
         if pointer.as_str().ends_with("/mode") && instance.is_number() {
             diagnostic = diagnostic.with_help(format!(
                 "quote the mode: mode: \"{written}\"; unquoted, YAML 1.2 reads {written} as the number {instance}"
+            ));
+        } else if is_duration && instance.is_number() {
+            diagnostic = diagnostic.with_help(format!(
+                "add a unit: `{written}s` or `{written}m` (units are ms, s, m, h and d)"
+            ));
+        } else if matches!(expected.as_str(), "an integer" | "a number")
+            && instance
+                .as_str()
+                .is_some_and(|s| s.trim().parse::<f64>().is_ok())
+        {
+            diagnostic = diagnostic.with_help(format!(
+                "remove the quotes: {written} is a string, the field takes a number"
             ));
         } else if expected.starts_with("a string") && plain_scalar {
             diagnostic =
@@ -382,14 +421,16 @@ impl Ctx<'_> {
                 .with_label("invalid mode")
                 .with_help("octal digits 0-7, as chmod takes them: \"0644\", \"0755\", \"0600\"");
         }
-        Diagnostic::error(
-            "manifest::invalid-value",
-            format!("`{text}` does not have the expected form"),
-        )
+        let message = if pattern.contains('%') {
+            format!("`{text}` is not a batch size")
+        } else {
+            format!("`{text}` does not have the expected form")
+        };
+        Diagnostic::error("manifest::invalid-value", message)
         .at(location)
         .with_label("unexpected form")
         .with_help(match pattern {
-            p if p.contains('%') => "write a percentage such as \"25%\"".to_owned(),
+            p if p.contains('%') => "write a percentage from 1% to 100% in quotes (\"25%\"), or a host count such as 2".to_owned(),
             p => format!("it must match {p}"),
         })
     }
@@ -420,6 +461,31 @@ fn walk_schema<'s>(schema: &'s Value, tokens: &[&str]) -> Option<&'s Value> {
         return resolve_ref(schema, reference).or(Some(node));
     }
     Some(node)
+}
+
+/// The allowed values when every branch of an `anyOf`/`oneOf` is a `const`.
+fn branch_consts(root: &Value, schema: &Value) -> Option<Vec<Value>> {
+    let branches = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))?
+        .as_array()?;
+    branches
+        .iter()
+        .map(|b| {
+            let b = b
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| resolve_ref(root, r))
+                .unwrap_or(b);
+            b.get("const").cloned().or_else(|| {
+                b.get("enum")?
+                    .as_array()?
+                    .first()
+                    .cloned()
+                    .filter(|_| b["enum"].as_array().is_some_and(|a| a.len() == 1))
+            })
+        })
+        .collect()
 }
 
 /// "a string or a list", from the `type`s of the branches of an `anyOf`/`oneOf`.

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use granit_parser::{Event, Parser, ScalarStyle, ScanError};
+use granit_parser::{Event, Parser, ScalarStyle, ScanError, StructureStyle};
 use serde_json::{Map, Number, Value};
 
 use crate::diagnostic::{Diagnostic, Location};
@@ -24,6 +24,8 @@ pub struct Node {
     pub span: Span,
     /// For scalars: whether it was written quoted or as a block (then it is always a string).
     pub quoted: bool,
+    /// For collections: written in flow style (`{a: 1}`, `[1, 2]`), usually on one line.
+    pub flow: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,24 +113,85 @@ fn syntax_error(file: &Arc<SourceFile>, error: &ScanError) -> Box<Diagnostic> {
     let start = mark
         .byte_offset()
         .unwrap_or_else(|| offset_of(&file.text, mark.line(), mark.col()));
-    let end = file
-        .text
+    let text = &file.text;
+    let info = error.info();
+    let line_start = text
+        .get(..start.min(text.len()))
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let line = text
+        .get(line_start..)
+        .and_then(|t| t.split('\n').next())
+        .unwrap_or_default();
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let (mut span, mut message, help) = (
+        char_span(text, start),
+        format!("invalid YAML: {info}"),
+        syntax_help(&info),
+    );
+    let help = if let Some(tab) = indent.find('\t') {
+        // Tabs are the most common cause of "bad indentation"; point at the tab itself.
+        span = Span::new(line_start + tab, line_start + tab + 1);
+        "invalid YAML: a tab is used for indentation".clone_into(&mut message);
+        "indent with spaces; YAML does not allow tabs for indentation".to_owned()
+    } else if info.contains("unknown anchor") {
+        let rest = text.get(start..).unwrap_or_default();
+        let name: String = rest
+            .trim_start_matches('*')
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !",]}".contains(*c))
+            .collect();
+        span = Span::new(
+            start,
+            start
+                + rest
+                    .find(|c: char| c.is_whitespace() || ",]}".contains(c))
+                    .unwrap_or(rest.len()),
+        );
+        message = format!(
+            "invalid YAML: alias `*{name}` refers to an anchor that is not defined before it in this document"
+        );
+        format!("define `&{name}` on a value earlier in the same document, or remove the alias")
+    } else {
+        help
+    };
+    Box::new(
+        Diagnostic::error("manifest::yaml-syntax", message)
+            .at(Location {
+                file: file.clone(),
+                span,
+                pointer: None,
+            })
+            .with_label("here")
+            .with_help(help),
+    )
+}
+
+/// The one-character span at `start`.
+fn char_span(text: &str, start: usize) -> Span {
+    let end = text
         .get(start..)
         .and_then(|rest| rest.chars().next())
         .map_or(start, |c| start + c.len_utf8());
-    Box::new(
-        Diagnostic::error(
-            "manifest::yaml-syntax",
-            format!("invalid YAML: {}", error.info()),
-        )
-        .at(Location {
-            file: file.clone(),
-            span: Span::new(start, end),
-            pointer: None,
-        })
-        .with_label("here")
-        .with_help("fix the YAML syntax; a YAML linter or `drover validate` after each edit helps"),
-    )
+    Span::new(start, end)
+}
+
+/// What usually causes a parser message, in the user's terms.
+fn syntax_help(info: &str) -> String {
+    if info.contains("quoted scalar") {
+        "a quoted string is probably missing its closing quote; the parser noticed only here"
+            .to_owned()
+    } else if info.contains("did not find expected") || info.contains("indentation") {
+        "check the indentation of this line against the lines above; YAML nests by indentation"
+            .to_owned()
+    } else if info.contains("flow sequence")
+        || info.contains("flow mapping")
+        || info.contains("bracket")
+    {
+        "a `[` or `{` is probably missing its closing `]` or `}`".to_owned()
+    } else {
+        "fix the YAML syntax at this point".to_owned()
+    }
 }
 
 /// Byte offset of a 1-based line and 0-based character column.
@@ -146,11 +209,13 @@ fn offset_of(text: &str, line: usize, col: usize) -> usize {
 #[derive(Debug)]
 enum Open {
     Seq {
+        flow: bool,
         start: Span,
         anchor: usize,
         items: Vec<Node>,
     },
     Map {
+        flow: bool,
         start: Span,
         anchor: usize,
         entries: Vec<(Key, Node)>,
@@ -192,20 +257,23 @@ impl Builder<'_> {
                         value,
                         span,
                         quoted,
+                        flow: false,
                     },
                     anchor,
                 )
             }
-            Event::SequenceStart(_, anchor, _) => {
+            Event::SequenceStart(style, anchor, _) => {
                 self.stack.push(Open::Seq {
+                    flow: style == StructureStyle::Flow,
                     start: span,
                     anchor,
                     items: Vec::new(),
                 });
                 Ok(())
             }
-            Event::MappingStart(_, anchor, _) => {
+            Event::MappingStart(style, anchor, _) => {
                 self.stack.push(Open::Map {
+                    flow: style == StructureStyle::Flow,
                     start: span,
                     anchor,
                     entries: Vec::new(),
@@ -261,11 +329,13 @@ impl Builder<'_> {
                 start,
                 anchor,
                 items,
+                flow,
             } => (
                 Node {
                     value: NodeValue::Seq(items),
                     span: Span::new(start.start, end.end),
                     quoted: false,
+                    flow,
                 },
                 anchor,
             ),
@@ -273,12 +343,14 @@ impl Builder<'_> {
                 start,
                 anchor,
                 entries,
+                flow,
                 ..
             } => (
                 Node {
                     value: NodeValue::Map(entries),
                     span: Span::new(start.start, end.end),
                     quoted: false,
+                    flow,
                 },
                 anchor,
             ),
@@ -505,6 +577,9 @@ impl Node {
 
     /// For collections, only the first line: underlining a whole mapping is noise.
     pub fn head_span(&self) -> Span {
+        if self.flow {
+            return self.span;
+        }
         match &self.value {
             NodeValue::Map(entries) => entries.first().map_or(self.span, |(k, _)| {
                 Span::new(self.span.start.min(k.span.start), k.span.end)

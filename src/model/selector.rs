@@ -14,6 +14,7 @@ pub struct HostSelector {
     /// Hosts whose labels include all of these (`{}` selects every host).
     pub match_labels: Option<BTreeMap<String, String>>,
     /// Hosts with one of these names.
+    #[schemars(length(min = 1))]
     pub names: Option<Vec<HostName>>,
 }
 

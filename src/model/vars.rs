@@ -26,17 +26,36 @@ pub enum VarValue {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretRef {
-    pub value_from: SecretSource,
+    pub value_from: SecretFrom,
 }
 
-/// Where a secret comes from: exactly one of `env` or `file`.
+/// `valueFrom`: exactly one of `env` or `file` (checked by the loader, which says so
+/// clearly; a schema `oneOf` would only say "no alternative matched").
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum SecretSource {
+pub struct SecretFrom {
     /// The name of an environment variable of the drover process.
-    Env(String),
+    pub env: Option<String>,
     /// A file on the controller, relative to the manifest file that names it.
+    pub file: Option<String>,
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SecretSource {
+    Env(String),
     File(String),
+}
+
+impl SecretRef {
+    /// The source, when exactly one is given (always, in a loaded `Desired`).
+    pub fn source(&self) -> Option<SecretSource> {
+        match (&self.value_from.env, &self.value_from.file) {
+            (Some(name), None) => Some(SecretSource::Env(name.clone())),
+            (None, Some(path)) => Some(SecretSource::File(path.clone())),
+            _ => None,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for VarValue {

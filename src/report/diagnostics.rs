@@ -252,7 +252,7 @@ mod tests {
                 "tasks are here",
             )
             .with_help("did you mean `install`?");
-        expect![[r#"
+        expect![[r"
             error[manifest::unknown-need]: task `config` needs `instal`
              --> web.yaml:2:12 (/tasks/0/needs/0)
               |
@@ -264,7 +264,7 @@ mod tests {
               | ----- tasks are here
               = help: did you mean `install`?
 
-        "#]]
+        "]]
         .assert_eq(&human(&[d], Style::plain(), &Redactor::default()));
     }
 }
