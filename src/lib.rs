@@ -12,10 +12,12 @@ pub mod hash;
 pub mod instance;
 pub mod load;
 pub mod model;
+pub mod plan;
 pub mod report;
 pub mod resolve;
 pub mod secret;
 pub mod source;
+pub mod state;
 pub mod template;
 
 // ── effectful shell ──

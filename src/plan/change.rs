@@ -1,0 +1,132 @@
+//! `PlannedChange`: one instance in a plan, what will happen to it, and why.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::SpecHash;
+use crate::instance::InstanceId;
+use crate::state::{Outcome, RunId};
+
+/// What the apply will do to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeKind {
+    /// Never applied: run it.
+    Create,
+    /// Its spec changed, or its last attempt did not succeed: run it again.
+    Update,
+    /// A task it is triggered by is in this plan (or fired earlier and is still pending).
+    Trigger,
+    /// A drift probe found the host differs: run it again.
+    Drifted,
+    /// No longer desired: run its recorded `undo`, or just forget it.
+    Remove,
+    /// Forced by `--replace` or `--force`.
+    Replace,
+}
+
+impl ChangeKind {
+    pub const ALL: [ChangeKind; 6] = [
+        ChangeKind::Create,
+        ChangeKind::Update,
+        ChangeKind::Trigger,
+        ChangeKind::Drifted,
+        ChangeKind::Remove,
+        ChangeKind::Replace,
+    ];
+
+    /// The one-character mark in the text plan, like Terraform's.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ChangeKind::Create => "+",
+            ChangeKind::Update => "~",
+            ChangeKind::Trigger => "!",
+            ChangeKind::Drifted => "≠",
+            ChangeKind::Remove => "-",
+            ChangeKind::Replace => "±",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Create => "create",
+            ChangeKind::Update => "update",
+            ChangeKind::Trigger => "trigger",
+            ChangeKind::Drifted => "drifted",
+            ChangeKind::Remove => "remove",
+            ChangeKind::Replace => "replace",
+        }
+    }
+}
+
+/// Why an instance is in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "camelCase")]
+pub enum Reason {
+    /// Never applied before.
+    New,
+    /// The resolved spec differs from what was applied.
+    SpecChanged { from: SpecHash, to: SpecHash },
+    /// The last attempt did not succeed.
+    LastAttempt { outcome: Outcome },
+    /// These instances change in this plan and trigger it.
+    TriggeredBy { sources: Vec<InstanceId> },
+    /// A trigger fired in an earlier run and the instance has not succeeded since.
+    PendingTrigger {
+        sources: Vec<InstanceId>,
+        since: RunId,
+    },
+    /// The last drift probe found the host differs.
+    Drift { summary: String },
+    /// Recorded but no longer in the manifests.
+    NoLongerDesired { has_undo: bool },
+    /// `--replace` or `--force` asked for it.
+    Forced,
+}
+
+impl Reason {
+    /// The reason as a short phrase for the text plan.
+    pub fn describe(&self) -> String {
+        let ids = |v: &[InstanceId]| {
+            v.iter()
+                .map(|i| format!("{}/{}", i.workflow, i.task))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Reason::New => "new".to_owned(),
+            Reason::SpecChanged { from, to } => {
+                format!("spec changed ({} → {})", from.short(), to.short())
+            }
+            Reason::LastAttempt { outcome } => format!("last attempt {outcome}"),
+            Reason::TriggeredBy { sources } => format!("triggered by {}", ids(sources)),
+            Reason::PendingTrigger { sources, since } => {
+                format!("trigger pending since run {since} from {}", ids(sources))
+            }
+            Reason::Drift { summary } => format!("drifted: {summary}"),
+            Reason::NoLongerDesired { has_undo: true } => {
+                "no longer desired; runs its undo".to_owned()
+            }
+            Reason::NoLongerDesired { has_undo: false } => {
+                "no longer desired; no undo recorded, so it is only forgotten".to_owned()
+            }
+            Reason::Forced => "replacement requested".to_owned(),
+        }
+    }
+}
+
+/// One instance in a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedChange {
+    pub id: InstanceId,
+    pub kind: ChangeKind,
+    pub reasons: Vec<Reason>,
+    /// The spec hash the change applies (`None` for a removal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<SpecHash>,
+    /// `Recorded::fingerprint` of the instance when planned; see `saved`.
+    pub recorded_fingerprint: String,
+    /// Instances of this plan that must finish first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<InstanceId>,
+}

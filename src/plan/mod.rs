@@ -1,0 +1,351 @@
+//! `plan(desired, recorded, options) -> Plan`: the minimal, dependency-ordered set of
+//! instances an apply must touch. Pure and deterministic: the same inputs give the same plan,
+//! byte for byte.
+//!
+//! An instance whose spec hash matches the record, whose last attempt succeeded, with no
+//! pending trigger or drift, is unchanged and absent from the plan; nothing contacts its host.
+
+pub mod change;
+pub mod saved;
+pub mod target;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::instance::InstanceId;
+use crate::model::workflow::DriftPolicy;
+use crate::resolve::ResolvedInstance;
+use crate::state::{Outcome, Recorded};
+
+use change::{ChangeKind, PlannedChange, Reason};
+use target::Target;
+
+/// What the user asked for beyond "converge everything".
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Only these instances (and what they need); empty means all.
+    pub targets: Vec<Target>,
+    /// Re-run these even if unchanged (`--replace`).
+    pub replace: Vec<Target>,
+    /// Re-run everything selected (`--force`).
+    pub force: bool,
+}
+
+/// A plan: changes in the order they may run (removals first), and what was left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub changes: Vec<PlannedChange>,
+    /// Desired instances that need nothing.
+    pub unchanged: usize,
+    /// Changes left out because `--target` did not select them.
+    #[serde(default)]
+    pub outside_targets: usize,
+    /// Targets (`--target`, `--replace`) that matched no instance; the CLI refuses them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmatched: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// How many changes of each kind, in `ChangeKind::ALL` order.
+    pub fn counts(&self) -> BTreeMap<ChangeKind, usize> {
+        let mut counts: BTreeMap<ChangeKind, usize> =
+            ChangeKind::ALL.iter().map(|k| (*k, 0)).collect();
+        for change in &self.changes {
+            *counts.entry(change.kind).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Computes the plan.
+pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOptions) -> Plan {
+    let mut changes: BTreeMap<usize, (ChangeKind, Vec<Reason>)> = BTreeMap::new();
+    let position: BTreeMap<&InstanceId, usize> = desired
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (&d.id, i))
+        .collect();
+    let mut unmatched: Vec<String> = Vec::new();
+    let replace = matching(desired, &options.replace, &mut unmatched);
+    for (i, instance) in desired.iter().enumerate() {
+        if let Some(change) = own_change(instance, recorded, options.force || replace.contains(&i))
+        {
+            changes.insert(i, change);
+        }
+    }
+    propagate_triggers(desired, &position, &mut changes);
+    let removals = removals(recorded, &position);
+    let unchanged = desired.len() - changes.len();
+    let all_changes = changes.len() + removals.len();
+    // Targets narrow the plan to what they name and what that needs.
+    let (changes, removals) = if options.targets.is_empty() {
+        (changes, removals)
+    } else {
+        let selected = matching(desired, &options.targets, &mut unmatched);
+        let keep = with_dependencies(desired, &position, &selected);
+        let removals = removals
+            .into_iter()
+            .filter(|r| options.targets.iter().any(|t| t.matches(&r.id)))
+            .collect();
+        (
+            changes
+                .into_iter()
+                .filter(|(i, _)| keep.contains(i))
+                .collect(),
+            removals,
+        )
+    };
+    let ordered = order(desired, &position, &changes);
+    let mut planned: Vec<PlannedChange> = removals;
+    let in_plan: BTreeSet<&InstanceId> = ordered
+        .iter()
+        .filter_map(|i| desired.get(*i))
+        .map(|d| &d.id)
+        .collect();
+    for i in ordered {
+        let (Some(instance), Some((kind, reasons))) = (desired.get(i), changes.get(&i)) else {
+            continue;
+        };
+        let after: Vec<InstanceId> = instance
+            .needs
+            .iter()
+            .chain(&instance.triggered_by)
+            .filter(|d| in_plan.contains(d))
+            .cloned()
+            .collect();
+        planned.push(PlannedChange {
+            id: instance.id.clone(),
+            kind: *kind,
+            reasons: reasons.clone(),
+            spec_hash: Some(instance.spec_hash),
+            recorded_fingerprint: recorded.fingerprint(&instance.id),
+            after,
+        });
+    }
+    unmatched.sort();
+    unmatched.dedup();
+    let outside_targets = all_changes - planned.len();
+    Plan {
+        unchanged,
+        outside_targets,
+        changes: planned,
+        unmatched,
+    }
+}
+
+/// The change an instance needs on its own account (not because of a trigger).
+fn own_change(
+    instance: &ResolvedInstance,
+    recorded: &Recorded,
+    forced: bool,
+) -> Option<(ChangeKind, Vec<Reason>)> {
+    let record = recorded.instances.get(&instance.id);
+    if forced {
+        return Some((ChangeKind::Replace, vec![Reason::Forced]));
+    }
+    let Some(record) = record else {
+        return Some((ChangeKind::Create, vec![Reason::New]));
+    };
+    let mut reasons = Vec::new();
+    if record.spec_hash != instance.spec_hash {
+        reasons.push(Reason::SpecChanged {
+            from: record.spec_hash,
+            to: instance.spec_hash,
+        });
+    }
+    if record.outcome != Outcome::Succeeded {
+        reasons.push(Reason::LastAttempt {
+            outcome: record.outcome,
+        });
+    }
+    if !reasons.is_empty() {
+        return Some((ChangeKind::Update, reasons));
+    }
+    if instance.drift != DriftPolicy::Ignore {
+        if let Some(finding) = recorded.drift.get(&instance.id) {
+            return Some((
+                ChangeKind::Drifted,
+                vec![Reason::Drift {
+                    summary: finding.summary.clone(),
+                }],
+            ));
+        }
+    }
+    recorded.pending_triggers.get(&instance.id).map(|pending| {
+        let reason = Reason::PendingTrigger {
+            sources: pending.sources.iter().cloned().collect(),
+            since: pending.since,
+        };
+        (ChangeKind::Trigger, vec![reason])
+    })
+}
+
+/// Adds `Trigger` changes for instances whose `triggeredBy` sources are in the plan, until
+/// nothing more fires (a triggered task that runs may trigger another).
+fn propagate_triggers(
+    desired: &[ResolvedInstance],
+    position: &BTreeMap<&InstanceId, usize>,
+    changes: &mut BTreeMap<usize, (ChangeKind, Vec<Reason>)>,
+) {
+    let triggered: Vec<usize> = desired
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !d.triggered_by.is_empty())
+        .map(|(i, _)| i)
+        .collect();
+    if triggered.is_empty() {
+        return;
+    }
+    loop {
+        let mut grew = false;
+        for &i in &triggered {
+            let Some(instance) = desired.get(i) else {
+                continue;
+            };
+            let sources: Vec<InstanceId> = instance
+                .triggered_by
+                .iter()
+                .filter(|s| position.get(s).is_some_and(|p| changes.contains_key(p)))
+                .cloned()
+                .collect();
+            if sources.is_empty() {
+                continue;
+            }
+            let entry = changes.entry(i).or_insert_with(|| {
+                grew = true;
+                (ChangeKind::Trigger, Vec::new())
+            });
+            if !entry
+                .1
+                .iter()
+                .any(|r| matches!(r, Reason::TriggeredBy { .. }))
+            {
+                entry.1.push(Reason::TriggeredBy { sources });
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+}
+
+/// Recorded instances that are no longer desired, sorted by id.
+fn removals(recorded: &Recorded, position: &BTreeMap<&InstanceId, usize>) -> Vec<PlannedChange> {
+    recorded
+        .instances
+        .keys()
+        .filter(|id| !position.contains_key(id))
+        .map(|id| PlannedChange {
+            id: id.clone(),
+            kind: ChangeKind::Remove,
+            // Whether an undo exists is filled in by the caller, which reads the details.
+            reasons: vec![Reason::NoLongerDesired { has_undo: false }],
+            spec_hash: None,
+            recorded_fingerprint: recorded.fingerprint(id),
+            after: Vec::new(),
+        })
+        .collect()
+}
+
+/// Positions of the instances any target names; targets that name nothing are recorded.
+fn matching(
+    desired: &[ResolvedInstance],
+    targets: &[Target],
+    unmatched: &mut Vec<String>,
+) -> BTreeSet<usize> {
+    let mut out = BTreeSet::new();
+    for target in targets {
+        let before = out.len();
+        out.extend(
+            desired
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| target.matches(&d.id))
+                .map(|(i, _)| i),
+        );
+        if out.len() == before && !desired.iter().any(|d| target.matches(&d.id)) {
+            unmatched.push(target.to_string());
+        }
+    }
+    out
+}
+
+/// `selected` and everything it needs, transitively.
+fn with_dependencies(
+    desired: &[ResolvedInstance],
+    position: &BTreeMap<&InstanceId, usize>,
+    selected: &BTreeSet<usize>,
+) -> BTreeSet<usize> {
+    let mut keep = selected.clone();
+    let mut stack: Vec<usize> = selected.iter().copied().collect();
+    while let Some(i) = stack.pop() {
+        let Some(instance) = desired.get(i) else {
+            continue;
+        };
+        for dependency in instance.needs.iter().chain(&instance.triggered_by) {
+            if let Some(&p) = position.get(dependency) {
+                if keep.insert(p) {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    keep
+}
+
+/// The planned positions in dependency order: Kahn's algorithm over the whole desired graph
+/// (so order through unplanned instances still holds), ready instances taken in manifest
+/// order, then filtered to the plan.
+fn order(
+    desired: &[ResolvedInstance],
+    position: &BTreeMap<&InstanceId, usize>,
+    changes: &BTreeMap<usize, (ChangeKind, Vec<Reason>)>,
+) -> Vec<usize> {
+    if changes.is_empty() {
+        return Vec::new();
+    }
+    let mut waiting: Vec<usize> = vec![0; desired.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); desired.len()];
+    for (i, instance) in desired.iter().enumerate() {
+        for dependency in instance.needs.iter().chain(&instance.triggered_by) {
+            if let Some(&p) = position.get(dependency) {
+                if let Some(w) = waiting.get_mut(i) {
+                    *w += 1;
+                }
+                if let Some(d) = dependents.get_mut(p) {
+                    d.push(i);
+                }
+            }
+        }
+    }
+    let mut ready: BTreeSet<usize> = waiting
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| **w == 0)
+        .map(|(i, _)| i)
+        .collect();
+    let mut out = Vec::with_capacity(changes.len());
+    while let Some(i) = ready.pop_first() {
+        if changes.contains_key(&i) {
+            out.push(i);
+        }
+        for &next in dependents.get(i).map(Vec::as_slice).unwrap_or_default() {
+            if let Some(w) = waiting.get_mut(next) {
+                *w -= 1;
+                if *w == 0 {
+                    ready.insert(next);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

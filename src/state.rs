@@ -1,0 +1,373 @@
+//! `Recorded`: what the store knows about past applies, as plain data the planner reads.
+//!
+//! The store produces these values and persists them; this module only defines them and
+//! the pure helpers around them (fingerprints for saved plans, what to record for an
+//! instance). It never touches the database.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::SpecHash;
+use crate::instance::InstanceId;
+use crate::model::duration::FileMode;
+use crate::model::task_kind::{OnTrigger, PackageState, ServiceState};
+use crate::resolve::{Action, Connection, ResolvedInstance};
+use crate::secret::Redactor;
+
+/// Milliseconds since the Unix epoch. The core receives it; only the shell reads the clock.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// Days since 1970-01-01 → (year, month, day), the proleptic Gregorian calendar.
+    fn civil(days: i64) -> (i64, i64, i64) {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        (year, month, day)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC, to the second: `2026-11-20T14:03:07Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seconds = self.0.div_euclid(1000);
+        let (days, secs) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+        let (y, m, d) = Timestamp::civil(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            secs / 3600,
+            secs % 3600 / 60,
+            secs % 60
+        )
+    }
+}
+
+/// A run's number, counting from 1 in each store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RunId(pub u64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// How the last attempt of an instance ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    /// Started but never finished: the process died mid-attempt.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed out",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn to_code(self) -> u8 {
+        match self {
+            Outcome::Succeeded => 0,
+            Outcome::Failed => 1,
+            Outcome::TimedOut => 2,
+            Outcome::Cancelled => 3,
+            Outcome::Interrupted => 4,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Outcome> {
+        Some(match code {
+            0 => Outcome::Succeeded,
+            1 => Outcome::Failed,
+            2 => Outcome::TimedOut,
+            3 => Outcome::Cancelled,
+            4 => Outcome::Interrupted,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The compact record the planner needs for every instance: kept small so a no-op plan
+/// over a large fleet reads little.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedInstance {
+    pub spec_hash: SpecHash,
+    pub outcome: Outcome,
+    pub finished_at: Timestamp,
+    pub duration_ms: u64,
+    pub run: Option<RunId>,
+}
+
+/// What was applied, in enough detail to diff against and to undo; read only for the
+/// instances a plan shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceDetail {
+    pub action: RecordedAction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// Whether the host connection ran commands through `sudo`, and as whom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#become: Option<String>,
+    pub connection: String,
+}
+
+/// `Action` as recorded: file bytes become capped, redacted text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum RecordedAction {
+    Run {
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        creates: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unless: Option<String>,
+    },
+    File {
+        path: String,
+        content: RecordedText,
+        content_hash: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<FileMode>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    Package {
+        names: Vec<String>,
+        state: PackageState,
+    },
+    Service {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<ServiceState>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enabled: Option<bool>,
+        on_trigger: OnTrigger,
+    },
+}
+
+/// File content kept for diffs: at most `MAX_RECORDED_CONTENT` bytes, secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedText {
+    pub text: String,
+    #[serde(default)]
+    pub truncated: bool,
+    /// Not UTF-8: only its hash and size are meaningful.
+    #[serde(default)]
+    pub binary: bool,
+    pub size: u64,
+}
+
+/// Largest file content the store keeps for diffs.
+pub const MAX_RECORDED_CONTENT: usize = 256 * 1024;
+
+impl RecordedText {
+    pub fn new(bytes: &[u8], redactor: &Redactor) -> RecordedText {
+        let size = bytes.len() as u64;
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return RecordedText {
+                text: String::new(),
+                truncated: false,
+                binary: true,
+                size,
+            };
+        };
+        let mut end = text.len().min(MAX_RECORDED_CONTENT);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let kept = text.get(..end).unwrap_or_default();
+        RecordedText {
+            text: redactor.redact(kept),
+            truncated: end < text.len(),
+            binary: false,
+            size,
+        }
+    }
+}
+
+/// What the store should keep about an instance it applies (or that a plan shows).
+pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDetail {
+    let action = match &instance.action {
+        Action::Run {
+            command,
+            creates,
+            unless,
+        } => RecordedAction::Run {
+            command: redactor.redact(command),
+            creates: creates.as_deref().map(|c| redactor.redact(c)),
+            unless: unless.as_deref().map(|u| redactor.redact(u)),
+        },
+        Action::File {
+            path,
+            content,
+            content_hash,
+            mode,
+            owner,
+            group,
+        } => RecordedAction::File {
+            path: path.clone(),
+            content: RecordedText::new(content, redactor),
+            content_hash: content_hash.clone(),
+            mode: *mode,
+            owner: owner.clone(),
+            group: group.clone(),
+        },
+        Action::Package { names, state } => RecordedAction::Package {
+            names: names.clone(),
+            state: *state,
+        },
+        Action::Service {
+            name,
+            state,
+            enabled,
+            on_trigger,
+        } => RecordedAction::Service {
+            name: name.clone(),
+            state: *state,
+            enabled: *enabled,
+            on_trigger: *on_trigger,
+        },
+    };
+    InstanceDetail {
+        action,
+        // Undo and check run later, possibly after the manifests changed; they are stored
+        // in clear because they must run, but never shown unredacted.
+        undo: instance.undo.clone(),
+        check: instance.check.clone(),
+        r#become: instance.r#become.clone(),
+        connection: connection_text(&instance.connection),
+    }
+}
+
+/// How a person reads a connection: `local`, or `ssh deploy@10.0.0.5:22`.
+pub fn connection_text(connection: &Connection) -> String {
+    match connection {
+        Connection::Local => "local".to_owned(),
+        Connection::Ssh {
+            address,
+            port,
+            user,
+        } => {
+            let user = user.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            format!("ssh {user}{address}{port}")
+        }
+    }
+}
+
+/// A trigger that fired but whose target has not yet succeeded since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingTrigger {
+    /// The instances whose change fired it.
+    pub sources: BTreeSet<InstanceId>,
+    /// The run in which it first fired.
+    pub since: RunId,
+}
+
+/// What the last drift probe found for an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftFinding {
+    pub summary: String,
+    pub found_at: Timestamp,
+}
+
+/// Everything the planner needs to know about the past.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    pub instances: BTreeMap<InstanceId, RecordedInstance>,
+    pub pending_triggers: BTreeMap<InstanceId, PendingTrigger>,
+    pub drift: BTreeMap<InstanceId, DriftFinding>,
+}
+
+impl Recorded {
+    /// A short hash of everything recorded about one instance. A saved plan stores it per
+    /// instance; when it differs at apply time, that instance's plan is stale.
+    pub fn fingerprint(&self, id: &InstanceId) -> String {
+        let instance = self
+            .instances
+            .get(id)
+            .map(|r| (r.spec_hash, r.outcome.to_code(), r.run.map(|r| r.0)));
+        SpecHash::of(&(instance, self.pending_triggers.get(id), self.drift.get(id))).short()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_print_as_rfc3339() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            Timestamp(1_795_651_387_000).to_string(),
+            "2026-11-26T00:03:07Z"
+        );
+        assert_eq!(
+            Timestamp(951_782_400_000).to_string(),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn outcomes_round_trip_through_codes() {
+        for outcome in [
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::TimedOut,
+            Outcome::Cancelled,
+            Outcome::Interrupted,
+        ] {
+            assert_eq!(Outcome::from_code(outcome.to_code()), Some(outcome));
+        }
+        assert_eq!(Outcome::from_code(99), None);
+    }
+
+    #[test]
+    fn recorded_text_is_capped_and_redacted() {
+        let secret = crate::secret::Secret::new("hunter2".to_owned());
+        let redactor = Redactor::new([&secret]);
+        let text = RecordedText::new(b"password=hunter2\n", &redactor);
+        assert_eq!(text.text, "password=***\n");
+        let big = vec![b'a'; MAX_RECORDED_CONTENT + 10];
+        let capped = RecordedText::new(&big, &redactor);
+        assert!(capped.truncated);
+        assert_eq!(capped.text.len(), MAX_RECORDED_CONTENT);
+        assert!(RecordedText::new(&[0xff, 0xfe], &redactor).binary);
+    }
+}
