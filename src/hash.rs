@@ -7,7 +7,9 @@
 //! only steers execution (`needs`, `timeout`, `retries`, `check`, `undo`, `drift`) is left out
 //! so editing it does not re-run the task (`docs/decisions/0003-spec-hash.md`).
 
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +25,33 @@ impl SpecHash {
     /// Hashes any serializable value through its canonical JSON encoding. Struct fields are
     /// written in declaration order and maps are `BTreeMap`s, so the bytes are deterministic.
     pub fn of<T: Serialize>(value: &T) -> SpecHash {
-        let mut hasher = blake3::Hasher::new_derive_key(CONTEXT);
-        // Writing into a hasher cannot fail, and our types serialize infallibly (no maps
-        // with non-string keys); if it ever failed, the hash would still be deterministic.
-        let _ = serde_json::to_writer(HashWriter(&mut hasher), value);
+        thread_local! {
+            /// Reused encoding buffer: one `update` per hash is much cheaper than the many
+            /// small writes serde would make straight into the hasher.
+            static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        // Deriving the key costs as much as hashing a short spec; do it once.
+        static KEYED: OnceLock<blake3::Hasher> = OnceLock::new();
+        let mut hasher = KEYED
+            .get_or_init(|| blake3::Hasher::new_derive_key(CONTEXT))
+            .clone();
+        BUFFER.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            buffer.clear();
+            // Our types serialize infallibly (no maps with non-string keys); were it ever to
+            // fail, the hash would still be deterministic.
+            let _ = serde_json::to_writer(&mut *buffer, value);
+            hasher.update(&buffer);
+        });
         SpecHash(*hasher.finalize().as_bytes())
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> SpecHash {
+        SpecHash(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     pub fn to_hex(self) -> String {
@@ -47,19 +71,6 @@ impl SpecHash {
 /// Hash of raw bytes (file content), as hex.
 pub fn content_hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
-}
-
-struct HashWriter<'a>(&'a mut blake3::Hasher);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 impl fmt::Display for SpecHash {

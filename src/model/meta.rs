@@ -2,11 +2,13 @@
 //!
 //! Names follow the DNS-label rule (lowercase letters, digits and `-`, at most 63 long, not
 //! starting or ending with `-`) so they are safe in instance ids, file names and shell words.
-//! A name can only be built through `parse`, so nothing downstream re-checks it.
+//! A name can only be built through `parse`, so nothing downstream re-checks it. Names are
+//! shared (`Arc<str>`): every instance id and dependency edge clones them.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
@@ -41,11 +43,11 @@ macro_rules! name_type {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             pub fn parse(text: &str) -> Result<$name, String> {
-                check_name(text).map(|()| $name(text.to_owned()))
+                check_name(text).map(|()| $name(Arc::from(text)))
             }
 
             pub fn as_str(&self) -> &str {
@@ -56,13 +58,13 @@ macro_rules! name_type {
         impl TryFrom<String> for $name {
             type Error = String;
             fn try_from(text: String) -> Result<$name, String> {
-                check_name(&text).map(|()| $name(text))
+                check_name(&text).map(|()| $name(Arc::from(text)))
             }
         }
 
         impl From<$name> for String {
             fn from(name: $name) -> String {
-                name.0
+                name.0.to_string()
             }
         }
 
