@@ -4,4 +4,5 @@
 //! `cli::output` writes, and it decides whether colour is on.
 
 pub mod diagnostics;
+pub mod plan;
 pub mod style;
