@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 /// every instance once (a deliberate, visible event).
 const CONTEXT: &str = "drover 2026-11 instance spec v1";
 
+#[expect(
+    clippy::unsafe_derive_deserialize,
+    reason = "the only unsafe is inside thread_local!, unrelated to decoding"
+)]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SpecHash([u8; 32]);

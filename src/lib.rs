@@ -15,13 +15,16 @@ pub mod model;
 pub mod plan;
 pub mod report;
 pub mod resolve;
+pub mod run;
 pub mod secret;
 pub mod source;
 pub mod state;
+pub mod store;
 pub mod template;
 
 // ── effectful shell ──
 pub mod cli;
+pub mod clock;
 pub mod evaluate;
 pub mod manifest_dir;
 pub mod secret_source;

@@ -132,8 +132,12 @@ pub struct RecordedInstance {
 #[serde(rename_all = "camelCase")]
 pub struct InstanceDetail {
     pub action: RecordedAction,
+    /// The undo command, with secrets masked: secrets never reach the store in clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<String>,
+    /// Masking changed the undo command, so it cannot run as recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undo_masked: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
     /// Whether the host connection ran commands through `sudo`, and as whom.
@@ -264,10 +268,14 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
     };
     InstanceDetail {
         action,
-        // Undo and check run later, possibly after the manifests changed; they are stored
-        // in clear because they must run, but never shown unredacted.
-        undo: instance.undo.clone(),
-        check: instance.check.clone(),
+        // Secrets never reach the store in clear. An undo that needs one cannot be kept
+        // runnable; it is marked so the apply refuses it with a clear message.
+        undo: instance.undo.as_deref().map(|u| redactor.redact(u)),
+        undo_masked: instance
+            .undo
+            .as_deref()
+            .is_some_and(|u| redactor.contains_secret(u)),
+        check: instance.check.as_deref().map(|c| redactor.redact(c)),
         r#become: instance.r#become.clone(),
         connection: connection_text(&instance.connection),
     }

@@ -73,6 +73,67 @@ pub enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Show what an apply would change, without changing anything.
+    #[command(
+        after_help = "Exit status: 0 success, 1 error; with --detailed-exitcode, 0 no changes, 1 error, 2 changes.\n\nExamples:\n  drover plan manifests/site\n  drover plan manifests/site --target host=web-1 --target 'web-*/nginx/config'\n  drover plan manifests/site -o site.plan && drover apply site.plan"
+    )]
+    Plan {
+        /// The manifest directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Save the plan for `drover apply FILE`.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Only these instances and what they need: an id, a glob (`web-*/nginx/*`),
+        /// `host=NAME` or `workflow=NAME`. Repeatable.
+        #[arg(long = "target", value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Re-run these instances even if unchanged (same forms as --target). Repeatable.
+        #[arg(long = "replace", value_name = "TARGET")]
+        replace: Vec<String>,
+        /// Re-run every selected instance.
+        #[arg(long)]
+        force: bool,
+        /// Exit 2 when there are changes, 0 when there are none.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Inspect or edit the state store.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+    /// List past runs, newest first.
+    History {
+        /// The manifest directory (its `.drover/state.redb` is the default state file).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Show at most this many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Show one run and its events.
+    Show {
+        /// The run number, as `drover history` lists it.
+        run: u64,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+        format: ShowFormat,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Print the JSON Schema of manifest documents, or write every schema to a directory.
     Schema {
         /// Write host, workflow and document schemas into this directory.
@@ -94,6 +155,75 @@ pub enum Command {
     /// Print shell completions.
     #[command(after_help = "Example: drover completions bash > /etc/bash_completion.d/drover")]
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List recorded instances.
+    List {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Show everything recorded about one instance.
+    Show {
+        /// The instance id, such as web-1/nginx/config.
+        instance: String,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Forget instances: drover will treat them as never applied (nothing runs on hosts).
+    Forget {
+        /// Instance ids or globs.
+        #[arg(required = true)]
+        instances: Vec<String>,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Release the writer lock left by a process that hangs, or on a filesystem without flock.
+    Unlock {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+/// Where the state file is, and how long to wait for the writer lock.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// The state file (default: .drover/state.redb in the manifest directory).
+    #[arg(long = "state", value_name = "PATH", env = "DROVER_STATE")]
+    pub path: Option<PathBuf>,
+    /// How long to wait for another plan -o or apply to release the state (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub lock_timeout: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -54,6 +54,69 @@ impl From<&LimitArgs> for Limits {
     }
 }
 
+/// Where the state file is and how long to wait for its writer lock.
+#[derive(Debug, Clone)]
+pub struct StateSettings {
+    pub path: std::path::PathBuf,
+    pub lock_timeout: std::time::Duration,
+}
+
+impl StateSettings {
+    /// `--state`/`DROVER_STATE`, else `.drover/state.redb` in the manifest directory.
+    pub fn new(
+        args: &crate::cli::args::StateArgs,
+        dir: &std::path::Path,
+    ) -> Result<StateSettings, crate::cli::Error> {
+        let path = args
+            .path
+            .clone()
+            .unwrap_or_else(|| dir.join(".drover").join("state.redb"));
+        let lock_timeout = crate::model::duration::HumanDuration::parse(&args.lock_timeout)
+            .map_err(|message| crate::cli::Error::Usage {
+                message: format!("--lock-timeout: {message}"),
+                help: "for example --lock-timeout 30s".to_owned(),
+            })?
+            .as_duration();
+        Ok(StateSettings { path, lock_timeout })
+    }
+
+    pub fn store(&self) -> crate::store::Store {
+        crate::store::Store::at(&self.path)
+    }
+
+    /// Takes the writer lock, warning when it was left by a process that died.
+    pub fn lock(
+        &self,
+        config: &Config,
+        command: &str,
+    ) -> Result<crate::store::lock::WriterLock, crate::cli::Error> {
+        let me = crate::store::lock::Holder {
+            pid: std::process::id(),
+            host: hostname(),
+            command: command.to_owned(),
+            since: crate::clock::now(),
+        };
+        let lock = crate::store::lock::WriterLock::acquire(&self.path, &me, self.lock_timeout)?;
+        if let Some(previous) = &lock.taken_over_from {
+            config.output.stderr(&format!(
+                "{}: took over the state lock left by {previous}, which is no longer running\n",
+                config.stderr_style.warning("warning")
+            ));
+        }
+        Ok(lock)
+    }
+}
+
+/// This machine's name, for lock holders; read where the environment is allowed.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 /// Logs go to stderr so they never mix with plans or graphs on stdout.
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {

@@ -30,6 +30,11 @@ pub enum Error {
     },
     #[error("{path} already exists")]
     Exists { path: PathBuf },
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// A request that cannot be carried out as given; `help` says what would work.
+    #[error("{message}")]
+    Usage { message: String, help: String },
 }
 
 impl Error {
@@ -42,6 +47,8 @@ impl Error {
             Error::Exists { .. } => {
                 Some("pass --force to overwrite it, or choose another directory".to_owned())
             }
+            Error::Store(error) => error.help(),
+            Error::Usage { help, .. } => Some(help.clone()),
             _ => None,
         }
     }
@@ -54,6 +61,8 @@ pub enum Outcome {
     Success,
     /// The input has errors, already reported; exit 1.
     Invalid,
+    /// `plan --detailed-exitcode` found changes; exit 2.
+    Changes,
 }
 
 pub fn main() -> ExitCode {
@@ -63,6 +72,7 @@ pub fn main() -> ExitCode {
     match run(cli.command, &config) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Invalid) => ExitCode::from(1),
+        Ok(Outcome::Changes) => ExitCode::from(2),
         Err(error) => {
             config.output.stderr(&render_error(&error, &config));
             ExitCode::from(1)
@@ -86,6 +96,53 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
         Command::Schema { write, kind } => cmd::schema::run(write.as_deref(), kind, config),
         Command::Init { dir, force } => cmd::init::run(&dir, force, config),
         Command::Completions { shell } => Ok(cmd::completions::run(shell, config)),
+        Command::Plan {
+            dir,
+            format,
+            out,
+            targets,
+            replace,
+            force,
+            detailed_exitcode,
+            state,
+            limits,
+        } => {
+            let request = cmd::plan::Request {
+                dir: &dir,
+                format,
+                out: out.as_deref(),
+                targets: &targets,
+                replace: &replace,
+                force,
+                detailed_exitcode,
+                state: config::StateSettings::new(&state, &dir)?,
+                limits: (&limits).into(),
+            };
+            cmd::plan::run(&request, config)
+        }
+        Command::State { command } => cmd::state::run(command, config),
+        Command::History {
+            dir,
+            limit,
+            format,
+            state,
+        } => cmd::history::run(
+            &config::StateSettings::new(&state, &dir)?,
+            limit,
+            format,
+            config,
+        ),
+        Command::Show {
+            run,
+            dir,
+            format,
+            state,
+        } => cmd::show::run(
+            &config::StateSettings::new(&state, &dir)?,
+            run,
+            format,
+            config,
+        ),
     }
 }
 

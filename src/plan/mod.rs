@@ -167,15 +167,15 @@ fn own_change(
     if !reasons.is_empty() {
         return Some((ChangeKind::Update, reasons));
     }
-    if instance.drift != DriftPolicy::Ignore {
-        if let Some(finding) = recorded.drift.get(&instance.id) {
-            return Some((
-                ChangeKind::Drifted,
-                vec![Reason::Drift {
-                    summary: finding.summary.clone(),
-                }],
-            ));
-        }
+    if instance.drift != DriftPolicy::Ignore
+        && let Some(finding) = recorded.drift.get(&instance.id)
+    {
+        return Some((
+            ChangeKind::Drifted,
+            vec![Reason::Drift {
+                summary: finding.summary.clone(),
+            }],
+        ));
     }
     recorded.pending_triggers.get(&instance.id).map(|pending| {
         let reason = Reason::PendingTrigger {
@@ -289,10 +289,10 @@ fn with_dependencies(
             continue;
         };
         for dependency in instance.needs.iter().chain(&instance.triggered_by) {
-            if let Some(&p) = position.get(dependency) {
-                if keep.insert(p) {
-                    stack.push(p);
-                }
+            if let Some(&p) = position.get(dependency)
+                && keep.insert(p)
+            {
+                stack.push(p);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Planner tests: fixture manifests → resolved instances; recorded states built from them.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use expect_test::{Expect, expect};
@@ -81,19 +82,14 @@ fn check(
     let mut out = String::new();
     for c in &plan.changes {
         let reasons: Vec<String> = c.reasons.iter().map(Reason::describe).collect();
-        out.push_str(&format!(
-            "{} {} ({})\n",
-            c.kind.symbol(),
-            c.id,
-            reasons.join("; ")
-        ));
+        let _ = writeln!(out, "{} {} ({})", c.kind.symbol(), c.id, reasons.join("; "));
     }
-    out.push_str(&format!("unchanged: {}\n", plan.unchanged));
+    let _ = writeln!(out, "unchanged: {}", plan.unchanged);
     if plan.outside_targets > 0 {
-        out.push_str(&format!("outside targets: {}\n", plan.outside_targets));
+        let _ = writeln!(out, "outside targets: {}", plan.outside_targets);
     }
     if !plan.unmatched.is_empty() {
-        out.push_str(&format!("unmatched: {:?}\n", plan.unmatched));
+        let _ = writeln!(out, "unmatched: {:?}", plan.unmatched);
     }
     expect.assert_eq(&out);
 }
@@ -105,7 +101,7 @@ fn first_plan_creates_everything_in_dependency_order() {
         &desired,
         &Recorded::default(),
         &PlanOptions::default(),
-        &expect![[r#"
+        &expect![[r"
         + web-1/nginx/install (new)
         + web-1/nginx/config (new)
         + web-1/nginx/service (new)
@@ -117,7 +113,7 @@ fn first_plan_creates_everything_in_dependency_order() {
         + web-2/nginx/reload (new; triggered by nginx/config)
         + web-2/nginx/smoke (new)
         unchanged: 0
-    "#]],
+    "]],
     );
 }
 
@@ -138,13 +134,13 @@ fn an_edited_template_updates_only_its_instances_and_triggers_the_reload() {
         &after,
         &applied(&before),
         &PlanOptions::default(),
-        &expect![[r#"
+        &expect![[r"
         ~ web-1/nginx/config (spec changed (5d53bfdd6502 → 792930c336b1))
         ! web-1/nginx/reload (triggered by nginx/config)
         ~ web-2/nginx/config (spec changed (8f891e3cd2dd → 380520615be5))
         ! web-2/nginx/reload (triggered by nginx/config)
         unchanged: 6
-    "#]],
+    "]],
     );
 }
 
@@ -167,11 +163,11 @@ fn failed_instances_are_retried_and_pending_triggers_survive() {
         &desired,
         &recorded,
         &PlanOptions::default(),
-        &expect![[r#"
+        &expect![[r"
         ~ web-1/nginx/service (last attempt failed)
         ! web-1/nginx/reload (trigger pending since run 7 from nginx/config)
         unchanged: 8
-    "#]],
+    "]],
     );
 }
 
@@ -191,11 +187,11 @@ fn drift_findings_replan_unless_ignored() {
         &desired,
         &recorded,
         &PlanOptions::default(),
-        &expect![[r#"
+        &expect![[r"
         ≠ web-2/nginx/config (drifted: content differs)
         ! web-2/nginx/reload (triggered by nginx/config)
         unchanged: 8
-    "#]],
+    "]],
     );
 }
 
@@ -210,11 +206,11 @@ fn removed_instances_come_first() {
         &after,
         &applied(&before),
         &PlanOptions::default(),
-        &expect![[r#"
+        &expect![[r"
         - web-1/nginx/smoke (no longer desired; no undo recorded, so it is only forgotten)
         - web-2/nginx/smoke (no longer desired; no undo recorded, so it is only forgotten)
         unchanged: 8
-    "#]],
+    "]],
     );
 }
 
@@ -255,11 +251,11 @@ fn replace_and_force_rerun_unchanged_instances() {
         &desired,
         &recorded,
         &options,
-        &expect![[r#"
+        &expect![[r"
         ± web-1/nginx/config (replacement requested)
         ! web-1/nginx/reload (triggered by nginx/config)
         unchanged: 8
-    "#]],
+    "]],
     );
     let forced = plan(
         &desired,

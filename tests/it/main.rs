@@ -20,5 +20,7 @@ mod cli;
 mod corpus;
 mod harness;
 mod hashing;
+mod plan;
 mod schemas;
+mod store;
 mod tidy;

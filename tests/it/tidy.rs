@@ -38,6 +38,9 @@ const CORE: &[&str] = &[
     "hash.rs",
     "graph.rs",
     "report/",
+    "state.rs",
+    "run.rs",
+    "plan/",
 ];
 
 #[test]

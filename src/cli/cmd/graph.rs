@@ -4,10 +4,8 @@ use std::path::Path;
 
 use crate::cli::config::Config;
 use crate::cli::{Error, Outcome};
-use crate::evaluate::evaluate;
 use crate::graph::InstanceGraph;
 use crate::load::Limits;
-use crate::report::diagnostics;
 
 pub fn run(
     dir: &Path,
@@ -16,25 +14,10 @@ pub fn run(
     limits: &Limits,
     config: &Config,
 ) -> Result<Outcome, Error> {
-    let evaluation = evaluate(dir, limits)?;
-    let redactor = evaluation.redactor();
-    if !evaluation.diagnostics.is_empty() {
-        config.output.stderr(&diagnostics::human(
-            &evaluation.diagnostics,
-            config.stderr_style,
-            &redactor,
-        ));
-    }
-    let Some(resolved) = evaluation
-        .resolved
-        .as_ref()
-        .filter(|_| !evaluation.has_errors())
-    else {
-        config.output.stderr(&format!(
-            "{}: {} is not valid; no graph drawn\n",
-            config.stderr_style.error("error"),
-            dir.display()
-        ));
+    let Some(evaluation) = super::evaluate_valid(dir, limits, "no graph drawn", config)? else {
+        return Ok(Outcome::Invalid);
+    };
+    let Some(resolved) = evaluation.resolved.as_ref() else {
         return Ok(Outcome::Invalid);
     };
     let mut unknown = Vec::new();

@@ -1,0 +1,63 @@
+//! `drover history`: past runs, newest first.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use crate::cli::args::Format;
+use crate::cli::config::{Config, StateSettings};
+use crate::cli::{Error, Outcome};
+use crate::run::RunRecord;
+
+pub fn run(
+    settings: &StateSettings,
+    limit: usize,
+    format: Format,
+    config: &Config,
+) -> Result<Outcome, Error> {
+    let runs: Vec<RunRecord> = settings.store().runs()?.into_iter().take(limit).collect();
+    let text = match format {
+        Format::Json => {
+            serde_json::to_string_pretty(&json!({"formatVersion": 1, "runs": runs}))
+                .unwrap_or_default()
+                + "\n"
+        }
+        Format::Human if runs.is_empty() => {
+            format!("no runs recorded in {}\n", settings.path.display())
+        }
+        Format::Human => {
+            let mut out = format!(
+                "{:<4}  {:11}  {:20}  {:>9}  {:>7}  {:>6}  {:>7}  COMMAND\n",
+                "RUN", "STATUS", "STARTED", "DURATION", "CHANGED", "FAILED", "SKIPPED"
+            );
+            for run in &runs {
+                let duration = run
+                    .finished_at
+                    .map(|f| format!("{:.1}s", duration_secs(f.0 - run.started_at.0)))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{:<4}  {:11}  {:20}  {duration:>9}  {:>7}  {:>6}  {:>7}  {}",
+                    run.id.to_string(),
+                    run.status.as_str(),
+                    run.started_at.to_string(),
+                    run.changed,
+                    run.failed,
+                    run.skipped,
+                    run.command
+                );
+            }
+            out
+        }
+    };
+    config.output.stdout(&text);
+    Ok(Outcome::Success)
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "run durations are far below 2^52 ms"
+)]
+pub fn duration_secs(ms: i64) -> f64 {
+    ms.max(0) as f64 / 1000.0
+}

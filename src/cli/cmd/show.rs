@@ -1,0 +1,110 @@
+//! `drover show RUN`: one run and its events, as text, JSON or Markdown.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use crate::cli::args::ShowFormat;
+use crate::cli::config::{Config, StateSettings};
+use crate::cli::{Error, Outcome};
+use crate::run::{Event, EventKind, RunRecord};
+use crate::state::RunId;
+
+pub fn run(
+    settings: &StateSettings,
+    run: u64,
+    format: ShowFormat,
+    config: &Config,
+) -> Result<Outcome, Error> {
+    let Some((record, events)) = settings.store().run(RunId(run))? else {
+        return Err(Error::Usage {
+            message: format!("there is no run {run} in {}", settings.path.display()),
+            help: "list runs with `drover history`".to_owned(),
+        });
+    };
+    let text = match format {
+        ShowFormat::Json => {
+            serde_json::to_string_pretty(
+                &json!({"formatVersion": 1, "run": record, "events": events}),
+            )
+            .unwrap_or_default()
+                + "\n"
+        }
+        ShowFormat::Text => text(&record, &events),
+        ShowFormat::Markdown => markdown(&record, &events),
+    };
+    config.output.stdout(&text);
+    Ok(Outcome::Success)
+}
+
+fn header(record: &RunRecord) -> String {
+    let duration = record
+        .finished_at
+        .map(|f| {
+            format!(
+                " in {:.1}s",
+                super::history::duration_secs(f.0 - record.started_at.0)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "run {} {}{duration}: {} planned, {} changed, {} failed, {} skipped",
+        record.id,
+        record.status.as_str(),
+        record.planned,
+        record.changed,
+        record.failed,
+        record.skipped
+    )
+}
+
+fn describe(event: &Event) -> String {
+    match &event.kind {
+        EventKind::RunStarted => "run started".to_owned(),
+        EventKind::InstanceStarted { id } => format!("{id} started"),
+        EventKind::InstanceFinished {
+            id,
+            outcome,
+            changed,
+        } => {
+            format!("{id} {outcome}{}", if *changed { ", changed" } else { "" })
+        }
+        EventKind::InstanceSkipped { id, because } => {
+            format!("{id} skipped because {because} did not succeed")
+        }
+        EventKind::RunFinished { status } => format!("run {}", status.as_str()),
+    }
+}
+
+fn text(record: &RunRecord, events: &[Event]) -> String {
+    let mut out = format!(
+        "{}\n  started {} by {} (`{}`)\n",
+        header(record),
+        record.started_at,
+        record.trigger,
+        record.command
+    );
+    if let Some(commit) = &record.commit {
+        let _ = writeln!(out, "  commit {commit}");
+    }
+    for event in events {
+        let _ = writeln!(out, "  {}  {}", event.at, describe(event));
+    }
+    out
+}
+
+fn markdown(record: &RunRecord, events: &[Event]) -> String {
+    let mut out = format!(
+        "**drover {}**\n\n| time | event |\n| --- | --- |\n",
+        header(record)
+    );
+    for event in events {
+        let _ = writeln!(
+            out,
+            "| {} | {} |",
+            event.at,
+            describe(event).replace('|', "\\|")
+        );
+    }
+    out
+}

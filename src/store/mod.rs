@@ -1,0 +1,567 @@
+//! The state store: one redb file (default `<manifests>/.drover/state.redb`, created 0600).
+//!
+//! redb locks its file exclusively, so the store never stays open: every operation opens
+//! the file, runs one transaction, commits durably and closes. Readers (`plan`, `status`,
+//! `history`) therefore work while an apply runs, retrying for a moment if they meet the
+//! apply mid-commit (`docs/decisions/0004-store-access.md`). Writers also take the
+//! `lock::WriterLock`, which serialises whole applies. Nothing here plans or applies.
+
+pub mod lock;
+pub mod retention;
+pub mod tables;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::OpenOptions;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redb::{
+    Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
+};
+
+use crate::hash::SpecHash;
+use crate::instance::InstanceId;
+use crate::run::{Event, EventKind, RunRecord, RunStatus};
+use crate::state::{
+    DriftFinding, InstanceDetail, Outcome, PendingTrigger, Recorded, RecordedInstance, RunId,
+    Timestamp,
+};
+use lock::Holder;
+use tables::{DETAILS, DRIFT, EVENTS, INSTANCES, RUNS, SCHEMA_VERSION, TRIGGERS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create the state directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the state file {path}")]
+    Open {
+        path: PathBuf,
+        source: DatabaseError,
+    },
+    #[error(
+        "the state file {path} stayed busy for {waited:?}: another drover process kept it open"
+    )]
+    Busy { path: PathBuf, waited: Duration },
+    #[error(
+        "the state file {path} was written by a newer drover (schema version {found}; this drover knows up to {known})"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error("cannot read the state file")]
+    Read { source: redb::Error },
+    #[error("cannot write the state file")]
+    Write { source: redb::Error },
+    #[error("the state file holds a record drover cannot decode: {what}")]
+    Corrupt { what: String },
+    #[error("cannot use the lock file {path}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", locked_message(path, holder.as_ref(), *waited))]
+    Locked {
+        path: PathBuf,
+        holder: Option<Holder>,
+        waited: Duration,
+    },
+    #[error("run {run} is {from}; it cannot become {to}")]
+    RunStatus {
+        run: RunId,
+        from: &'static str,
+        to: &'static str,
+    },
+    #[error("there is no run {run}")]
+    NoRun { run: RunId },
+}
+
+fn locked_message(path: &Path, holder: Option<&Holder>, waited: Duration) -> String {
+    let who = holder.map_or_else(|| "another drover process".to_owned(), |h| format!("{h}"));
+    let waited = if waited.is_zero() {
+        String::new()
+    } else {
+        format!(" (waited {waited:?})")
+    };
+    format!(
+        "the state file {} is locked by {who}{waited}",
+        path.display()
+    )
+}
+
+impl Error {
+    /// What the user can do about it.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Error::Locked { .. } => Some("wait for it to finish, or pass --lock-timeout 5m to wait; if that process hangs, stop it (its lock is released when it exits)".to_owned()),
+            Error::Busy { .. } => Some("retry in a moment".to_owned()),
+            Error::TooNew { .. } => Some("use the newer drover that wrote it, or point --state at another file".to_owned()),
+            Error::Corrupt { .. } => Some("restore the state file from a backup, or move it aside to start afresh (drover will then re-apply everything once)".to_owned()),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How long an operation waits for another process that has the file open mid-commit.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What to record after an attempt at one instance.
+#[derive(Debug)]
+pub struct InstanceWrite<'a> {
+    pub id: &'a InstanceId,
+    pub spec_hash: SpecHash,
+    pub outcome: Outcome,
+    pub finished_at: Timestamp,
+    pub duration_ms: u64,
+    pub run: Option<RunId>,
+    pub detail: Option<&'a InstanceDetail>,
+    /// Instances this one's change triggers: recorded as pending until each succeeds.
+    pub fires: &'a [InstanceId],
+}
+
+/// A handle on a state file; cheap, and holds nothing open.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn at(path: impl Into<PathBuf>) -> Store {
+        Store { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// Everything the planner needs. A missing state file reads as empty (and is not created).
+    pub fn snapshot(&self) -> Result<Recorded> {
+        let Some(db) = self.open_existing()? else {
+            return Ok(Recorded::default());
+        };
+        let tx = begin_read(&db)?;
+        let mut recorded = Recorded::default();
+        if let Some(table) = open_read(&tx, INSTANCES)? {
+            for entry in table.iter().map_err(read)? {
+                let (key, value) = entry.map_err(read)?;
+                let id = parse_id(key.value())?;
+                let (hash, outcome, finished, duration, run) = value.value();
+                let outcome = Outcome::from_code(outcome)
+                    .ok_or_else(|| corrupt(format!("outcome code {outcome} of {id}")))?;
+                let run = (run != 0).then_some(RunId(run));
+                let spec_hash = SpecHash::from_bytes(hash);
+                recorded.instances.insert(
+                    id,
+                    RecordedInstance {
+                        spec_hash,
+                        outcome,
+                        finished_at: Timestamp(finished),
+                        duration_ms: duration,
+                        run,
+                    },
+                );
+            }
+        }
+        recorded.pending_triggers = read_json_table(&tx, TRIGGERS)?;
+        recorded.drift = read_json_table(&tx, DRIFT)?;
+        Ok(recorded)
+    }
+
+    /// The recorded details of these instances (those that have any).
+    pub fn details<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a InstanceId>,
+    ) -> Result<BTreeMap<InstanceId, InstanceDetail>> {
+        let Some(db) = self.open_existing()? else {
+            return Ok(BTreeMap::new());
+        };
+        let tx = begin_read(&db)?;
+        let Some(table) = open_read(&tx, DETAILS)? else {
+            return Ok(BTreeMap::new());
+        };
+        let mut out = BTreeMap::new();
+        for id in ids {
+            if let Some(value) = table.get(id.to_string().as_str()).map_err(read)? {
+                out.insert(id.clone(), decode(value.value(), &id.to_string())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records the outcome of one attempt, durably, in one transaction.
+    pub fn record(&self, write: &InstanceWrite<'_>) -> Result<()> {
+        self.write(|tx| {
+            let key = write.id.to_string();
+            let mut instances = tx.open_table(INSTANCES).map_err(write_err)?;
+            let value = (
+                *write.spec_hash.as_bytes(),
+                write.outcome.to_code(),
+                write.finished_at.0,
+                write.duration_ms,
+                write.run.map_or(0, |r| r.0),
+            );
+            instances.insert(key.as_str(), value).map_err(write_err)?;
+            if let Some(detail) = write.detail {
+                let mut details = tx.open_table(DETAILS).map_err(write_err)?;
+                details
+                    .insert(key.as_str(), encode(detail).as_slice())
+                    .map_err(write_err)?;
+            }
+            let mut triggers = tx.open_table(TRIGGERS).map_err(write_err)?;
+            if write.outcome == Outcome::Succeeded {
+                triggers.remove(key.as_str()).map_err(write_err)?;
+                tx.open_table(DRIFT)
+                    .map_err(write_err)?
+                    .remove(key.as_str())
+                    .map_err(write_err)?;
+            }
+            for target in write.fires {
+                let target_key = target.to_string();
+                let existing = triggers
+                    .get(target_key.as_str())
+                    .map_err(write_err)?
+                    .map(|v| v.value().to_vec());
+                let mut pending: PendingTrigger = match existing {
+                    Some(bytes) => decode(&bytes, &target_key)?,
+                    None => PendingTrigger {
+                        sources: BTreeSet::new(),
+                        since: write.run.unwrap_or(RunId(0)),
+                    },
+                };
+                pending.sources.insert(write.id.clone());
+                triggers
+                    .insert(target_key.as_str(), encode(&pending).as_slice())
+                    .map_err(write_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records (or clears, with `None`) a drift finding.
+    pub fn record_drift(&self, id: &InstanceId, finding: Option<&DriftFinding>) -> Result<()> {
+        self.write(|tx| {
+            let mut drift = tx.open_table(DRIFT).map_err(write_err)?;
+            let key = id.to_string();
+            match finding {
+                Some(f) => drift.insert(key.as_str(), encode(f).as_slice()).map(|_| ()),
+                None => drift.remove(key.as_str()).map(|_| ()),
+            }
+            .map_err(write_err)
+        })
+    }
+
+    /// Forgets instances entirely; returns those that were recorded.
+    pub fn forget(&self, ids: &[InstanceId]) -> Result<Vec<InstanceId>> {
+        if !self.exists() {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| {
+            let mut forgotten = Vec::new();
+            let mut instances = tx.open_table(INSTANCES).map_err(write_err)?;
+            let mut details = tx.open_table(DETAILS).map_err(write_err)?;
+            let mut triggers = tx.open_table(TRIGGERS).map_err(write_err)?;
+            let mut drift = tx.open_table(DRIFT).map_err(write_err)?;
+            for id in ids {
+                let key = id.to_string();
+                if instances.remove(key.as_str()).map_err(write_err)?.is_some() {
+                    forgotten.push(id.clone());
+                }
+                details.remove(key.as_str()).map_err(write_err)?;
+                triggers.remove(key.as_str()).map_err(write_err)?;
+                drift.remove(key.as_str()).map_err(write_err)?;
+            }
+            Ok(forgotten)
+        })
+    }
+
+    /// Starts a run: a new id, status running, and its first event.
+    pub fn begin_run(&self, mut record: RunRecord) -> Result<RunId> {
+        self.write(|tx| {
+            let id = tables::next_run_id(tx)?;
+            record.id = RunId(id);
+            record.status = RunStatus::Running;
+            tx.open_table(RUNS)
+                .map_err(write_err)?
+                .insert(id, encode(&record).as_slice())
+                .map_err(write_err)?;
+            append(
+                tx,
+                RunId(id),
+                &Event {
+                    at: record.started_at,
+                    kind: EventKind::RunStarted,
+                },
+            )?;
+            Ok(RunId(id))
+        })
+    }
+
+    /// Appends an event to a running run.
+    pub fn append_event(&self, run: RunId, event: &Event) -> Result<()> {
+        self.write(|tx| append(tx, run, event))
+    }
+
+    /// Ends a run; its status may only move forward.
+    pub fn finish_run(
+        &self,
+        run: RunId,
+        status: RunStatus,
+        at: Timestamp,
+        update: impl FnOnce(&mut RunRecord),
+    ) -> Result<()> {
+        self.write(|tx| {
+            let mut runs = tx.open_table(RUNS).map_err(write_err)?;
+            let bytes = runs
+                .get(run.0)
+                .map_err(write_err)?
+                .map(|v| v.value().to_vec())
+                .ok_or(Error::NoRun { run })?;
+            let mut record: RunRecord = decode(&bytes, &format!("run {run}"))?;
+            if !record.status.may_become(status) {
+                return Err(Error::RunStatus {
+                    run,
+                    from: record.status.as_str(),
+                    to: status.as_str(),
+                });
+            }
+            record.status = status;
+            record.finished_at = Some(at);
+            update(&mut record);
+            runs.insert(run.0, encode(&record).as_slice())
+                .map_err(write_err)?;
+            drop(runs);
+            append(
+                tx,
+                run,
+                &Event {
+                    at,
+                    kind: EventKind::RunFinished { status },
+                },
+            )
+        })
+    }
+
+    /// Every run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        let Some(db) = self.open_existing()? else {
+            return Ok(Vec::new());
+        };
+        let tx = begin_read(&db)?;
+        let Some(table) = open_read(&tx, RUNS)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(read)?.rev() {
+            let (key, value) = entry.map_err(read)?;
+            out.push(decode(value.value(), &format!("run {}", key.value()))?);
+        }
+        Ok(out)
+    }
+
+    /// One run and its events in order.
+    pub fn run(&self, run: RunId) -> Result<Option<(RunRecord, Vec<Event>)>> {
+        let Some(db) = self.open_existing()? else {
+            return Ok(None);
+        };
+        let tx = begin_read(&db)?;
+        let Some(runs) = open_read(&tx, RUNS)? else {
+            return Ok(None);
+        };
+        let Some(value) = runs.get(run.0).map_err(read)? else {
+            return Ok(None);
+        };
+        let record: RunRecord = decode(value.value(), &format!("run {run}"))?;
+        let mut events = Vec::new();
+        if let Some(table) = open_read(&tx, EVENTS)? {
+            for entry in table.range((run.0, 0)..(run.0 + 1, 0)).map_err(read)? {
+                let (_, value) = entry.map_err(read)?;
+                events.push(decode(value.value(), &format!("an event of run {run}"))?);
+            }
+        }
+        Ok(Some((record, events)))
+    }
+
+    /// Runs one write transaction and commits it durably.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+        let db = self.open_for_write()?;
+        let tx = db.begin_write().map_err(write_err)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(write_err)?;
+        Ok(out)
+    }
+
+    /// Opens the file if it exists, checking its schema version.
+    fn open_existing(&self) -> Result<Option<Database>> {
+        if !self.exists() {
+            return Ok(None);
+        }
+        let db = self.with_retry(|| redb::Builder::new().open(&self.path))?;
+        let version = tables::version(&db)?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        // An older file is read as it is; the next write upgrades it.
+        Ok(Some(db))
+    }
+
+    /// Opens the file for writing, creating it (0600, in a 0700 directory) and upgrading
+    /// its schema as needed.
+    fn open_for_write(&self) -> Result<Database> {
+        if !self.exists()
+            && let Some(dir) = self
+                .path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| Error::CreateDir {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+        }
+        let db = self.with_retry(|| {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&self.path)
+                .map_err(|e| DatabaseError::Storage(redb::StorageError::Io(e)))?;
+            redb::Builder::new().create_file(file)
+        })?;
+        let version = tables::version(&db)?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version < SCHEMA_VERSION {
+            let tx = db.begin_write().map_err(write_err)?;
+            tables::migrate(&tx, version)?;
+            tx.commit().map_err(write_err)?;
+        }
+        Ok(db)
+    }
+
+    /// Retries an open while another process holds the file for a transaction.
+    fn with_retry(
+        &self,
+        mut open: impl FnMut() -> std::result::Result<Database, DatabaseError>,
+    ) -> Result<Database> {
+        let mut waited = Duration::ZERO;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match open() {
+                Ok(db) => return Ok(db),
+                Err(DatabaseError::DatabaseAlreadyOpen) if waited < BUSY_TIMEOUT => {
+                    std::thread::sleep(pause);
+                    waited += pause;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(DatabaseError::DatabaseAlreadyOpen) => {
+                    return Err(Error::Busy {
+                        path: self.path.clone(),
+                        waited,
+                    });
+                }
+                Err(source) => {
+                    return Err(Error::Open {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn append(tx: &WriteTransaction, run: RunId, event: &Event) -> Result<()> {
+    let mut events = tx.open_table(EVENTS).map_err(write_err)?;
+    let seq = match events
+        .range((run.0, 0)..(run.0 + 1, 0))
+        .map_err(write_err)?
+        .next_back()
+    {
+        Some(entry) => entry.map_err(write_err)?.0.value().1 + 1,
+        None => 0,
+    };
+    events
+        .insert((run.0, seq), encode(event).as_slice())
+        .map_err(write_err)?;
+    Ok(())
+}
+
+fn begin_read(db: &Database) -> Result<ReadTransaction> {
+    db.begin_read().map_err(read)
+}
+
+/// Opens a table for reading; a table that was never created reads as absent.
+fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
+    tx: &ReadTransaction,
+    table: redb::TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>> {
+    match tx.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(read(e)),
+    }
+}
+
+fn read_json_table<T: serde::de::DeserializeOwned>(
+    tx: &ReadTransaction,
+    table: redb::TableDefinition<&str, &[u8]>,
+) -> Result<BTreeMap<InstanceId, T>> {
+    let mut out = BTreeMap::new();
+    if let Some(table) = open_read(tx, table)? {
+        for entry in table.iter().map_err(read)? {
+            let (key, value) = entry.map_err(read)?;
+            out.insert(parse_id(key.value())?, decode(value.value(), key.value())?);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_id(text: &str) -> Result<InstanceId> {
+    InstanceId::parse(text).map_err(|e| corrupt(format!("instance key {text:?}: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(format!("{what}: {e}")))
+}
+
+fn corrupt(what: String) -> Error {
+    Error::Corrupt { what }
+}
+
+fn read(e: impl Into<redb::Error>) -> Error {
+    Error::Read { source: e.into() }
+}
+
+pub(crate) fn write_err(e: impl Into<redb::Error>) -> Error {
+    Error::Write { source: e.into() }
+}
