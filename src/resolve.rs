@@ -44,7 +44,11 @@ pub enum Connection {
 
 /// What an instance does, fully rendered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Action {
     Run {
         command: String,

@@ -148,7 +148,11 @@ pub struct InstanceDetail {
 
 /// `Action` as recorded: file bytes become capped, redacted text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum RecordedAction {
     Run {
         command: String,

@@ -134,13 +134,13 @@ fn an_edited_template_updates_only_its_instances_and_triggers_the_reload() {
         &after,
         &applied(&before),
         &PlanOptions::default(),
-        &expect![[r"
-        ~ web-1/nginx/config (spec changed (5d53bfdd6502 → 792930c336b1))
-        ! web-1/nginx/reload (triggered by nginx/config)
-        ~ web-2/nginx/config (spec changed (8f891e3cd2dd → 380520615be5))
-        ! web-2/nginx/reload (triggered by nginx/config)
-        unchanged: 6
-    "]],
+        &expect![[r#"
+            ~ web-1/nginx/config (spec changed (09c3fad01159 → 319af49bf2e9))
+            ! web-1/nginx/reload (triggered by nginx/config)
+            ~ web-2/nginx/config (spec changed (6cbd658d943e → c69226bf7223))
+            ! web-2/nginx/reload (triggered by nginx/config)
+            unchanged: 6
+        "#]],
     );
 }
 

@@ -4,5 +4,6 @@
 //! `cli::output` writes, and it decides whether colour is on.
 
 pub mod diagnostics;
+pub mod diff;
 pub mod plan;
 pub mod style;

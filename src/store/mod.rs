@@ -201,51 +201,13 @@ impl Store {
 
     /// Records the outcome of one attempt, durably, in one transaction.
     pub fn record(&self, write: &InstanceWrite<'_>) -> Result<()> {
-        self.write(|tx| {
-            let key = write.id.to_string();
-            let mut instances = tx.open_table(INSTANCES).map_err(write_err)?;
-            let value = (
-                *write.spec_hash.as_bytes(),
-                write.outcome.to_code(),
-                write.finished_at.0,
-                write.duration_ms,
-                write.run.map_or(0, |r| r.0),
-            );
-            instances.insert(key.as_str(), value).map_err(write_err)?;
-            if let Some(detail) = write.detail {
-                let mut details = tx.open_table(DETAILS).map_err(write_err)?;
-                details
-                    .insert(key.as_str(), encode(detail).as_slice())
-                    .map_err(write_err)?;
-            }
-            let mut triggers = tx.open_table(TRIGGERS).map_err(write_err)?;
-            if write.outcome == Outcome::Succeeded {
-                triggers.remove(key.as_str()).map_err(write_err)?;
-                tx.open_table(DRIFT)
-                    .map_err(write_err)?
-                    .remove(key.as_str())
-                    .map_err(write_err)?;
-            }
-            for target in write.fires {
-                let target_key = target.to_string();
-                let existing = triggers
-                    .get(target_key.as_str())
-                    .map_err(write_err)?
-                    .map(|v| v.value().to_vec());
-                let mut pending: PendingTrigger = match existing {
-                    Some(bytes) => decode(&bytes, &target_key)?,
-                    None => PendingTrigger {
-                        sources: BTreeSet::new(),
-                        since: write.run.unwrap_or(RunId(0)),
-                    },
-                };
-                pending.sources.insert(write.id.clone());
-                triggers
-                    .insert(target_key.as_str(), encode(&pending).as_slice())
-                    .map_err(write_err)?;
-            }
-            Ok(())
-        })
+        self.write(|tx| record_in(tx, write))
+    }
+
+    /// Records many outcomes in one transaction (imports, tests, benchmarks); an apply
+    /// records each instance on its own so a crash loses none that finished.
+    pub fn record_all(&self, writes: &[InstanceWrite<'_>]) -> Result<()> {
+        self.write(|tx| writes.iter().try_for_each(|w| record_in(tx, w)))
     }
 
     /// Records (or clears, with `None`) a drift finding.
@@ -494,6 +456,52 @@ impl Store {
             }
         }
     }
+}
+
+fn record_in(tx: &WriteTransaction, write: &InstanceWrite<'_>) -> Result<()> {
+    let key = write.id.to_string();
+    let mut instances = tx.open_table(INSTANCES).map_err(write_err)?;
+    let value = (
+        *write.spec_hash.as_bytes(),
+        write.outcome.to_code(),
+        write.finished_at.0,
+        write.duration_ms,
+        write.run.map_or(0, |r| r.0),
+    );
+    instances.insert(key.as_str(), value).map_err(write_err)?;
+    if let Some(detail) = write.detail {
+        let mut details = tx.open_table(DETAILS).map_err(write_err)?;
+        details
+            .insert(key.as_str(), encode(detail).as_slice())
+            .map_err(write_err)?;
+    }
+    let mut triggers = tx.open_table(TRIGGERS).map_err(write_err)?;
+    if write.outcome == Outcome::Succeeded {
+        triggers.remove(key.as_str()).map_err(write_err)?;
+        tx.open_table(DRIFT)
+            .map_err(write_err)?
+            .remove(key.as_str())
+            .map_err(write_err)?;
+    }
+    for target in write.fires {
+        let target_key = target.to_string();
+        let existing = triggers
+            .get(target_key.as_str())
+            .map_err(write_err)?
+            .map(|v| v.value().to_vec());
+        let mut pending: PendingTrigger = match existing {
+            Some(bytes) => decode(&bytes, &target_key)?,
+            None => PendingTrigger {
+                sources: BTreeSet::new(),
+                since: write.run.unwrap_or(RunId(0)),
+            },
+        };
+        pending.sources.insert(write.id.clone());
+        triggers
+            .insert(target_key.as_str(), encode(&pending).as_slice())
+            .map_err(write_err)?;
+    }
+    Ok(())
 }
 
 fn append(tx: &WriteTransaction, run: RunId, event: &Event) -> Result<()> {

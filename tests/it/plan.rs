@@ -289,10 +289,10 @@ fn history_and_show_read_empty_and_recorded_stores() {
         .arg_path(dir.path())
         .run()
         .expect_code(0);
-    expect_test::expect![[r#"
+    expect_test::expect![[r"
         RUN   STATUS       STARTED                DURATION  CHANGED  FAILED  SKIPPED  COMMAND
         1     succeeded    2026-11-18T11:06:40Z       4.2s        4       0        0  drover apply manifests/demo
-    "#]]
+    "]]
     .assert_eq(&run.stdout());
     let run = Drover::new()
         .args(["show", "1", "--dir"])
