@@ -6,6 +6,8 @@
 //! the composition root and the only place that prints. See `docs/ARCHITECTURE.md`.
 
 // ── pure core: no I/O, no clock, no environment ──
+pub mod apply;
+pub mod backoff;
 pub mod diagnostic;
 pub mod graph;
 pub mod hash;
@@ -16,11 +18,14 @@ pub mod plan;
 pub mod report;
 pub mod resolve;
 pub mod run;
+pub mod schedule;
 pub mod secret;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod task;
 pub mod template;
+pub mod transport;
 
 // ── effectful shell ──
 pub mod cli;

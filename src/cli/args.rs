@@ -105,6 +105,43 @@ pub enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Converge the hosts: plan, confirm, apply, record.
+    #[command(
+        after_help = "Examples:\n  drover apply manifests/demo                  shows the plan, asks, applies\n  drover apply --auto-approve manifests/demo   for scripts and CI\n  drover apply site.plan                       applies exactly a saved plan\n\nCtrl-C stops launching tasks and lets running ones finish; a second Ctrl-C kills them."
+    )]
+    Apply {
+        /// A manifest directory, or a plan saved by `drover plan -o`.
+        #[arg(default_value = ".")]
+        source: PathBuf,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        /// Most tasks running at once, over all hosts.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        parallelism: u32,
+        /// Most tasks running at once on one host.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        per_host: u32,
+        /// Stop launching tasks after the first failure.
+        #[arg(long)]
+        fail_fast: bool,
+        /// Write the run report (JSON) to this file.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Only these instances and what they need (as for `drover plan`).
+        #[arg(long = "target", value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Re-run these instances even if unchanged.
+        #[arg(long = "replace", value_name = "TARGET")]
+        replace: Vec<String>,
+        /// Re-run every selected instance.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
     /// Inspect or edit the state store.
     State {
         #[command(subcommand)]

@@ -32,6 +32,10 @@ pub enum Error {
     Exists { path: PathBuf },
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    #[error("cannot start the async runtime")]
+    Runtime { source: std::io::Error },
+    #[error("the apply stopped")]
+    Apply(#[source] crate::apply::Error),
     /// A request that cannot be carried out as given; `help` says what would work.
     #[error("{message}")]
     Usage { message: String, help: String },
@@ -119,6 +123,34 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
                 limits: (&limits).into(),
             };
             cmd::plan::run(&request, config)
+        }
+        Command::Apply {
+            source,
+            auto_approve,
+            parallelism,
+            per_host,
+            fail_fast,
+            report,
+            targets,
+            replace,
+            force,
+            state,
+            limits,
+        } => {
+            let request = cmd::apply::Request {
+                source: &source,
+                auto_approve,
+                parallelism: parallelism as usize,
+                per_host: per_host as usize,
+                fail_fast,
+                report: report.as_deref(),
+                targets: &targets,
+                replace: &replace,
+                force,
+                state,
+                limits: (&limits).into(),
+            };
+            cmd::apply::run(&request, config)
         }
         Command::State { command } => cmd::state::run(command, config),
         Command::History {

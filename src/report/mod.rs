@@ -3,6 +3,7 @@
 //! Renderers take a `Style` value and never look at the terminal themselves; only
 //! `cli::output` writes, and it decides whether colour is on.
 
+pub mod apply;
 pub mod diagnostics;
 pub mod diff;
 pub mod plan;

@@ -28,7 +28,7 @@ use crate::state::{
     Timestamp,
 };
 use lock::Holder;
-use tables::{DETAILS, DRIFT, EVENTS, INSTANCES, RUNS, SCHEMA_VERSION, TRIGGERS};
+use tables::{DETAILS, DRIFT, EVENTS, INSTANCES, REPORTS, RUNS, SCHEMA_VERSION, TRIGGERS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -312,6 +312,51 @@ impl Store {
                 },
             )
         })
+    }
+
+    /// Marks runs still `running` as `interrupted`: called by a writer holding the lock, so
+    /// their process is gone (killed, power loss). Returns the runs it marked.
+    pub fn mark_interrupted_runs(&self, now: Timestamp) -> Result<Vec<RunId>> {
+        let stuck: Vec<RunId> = self
+            .runs()?
+            .iter()
+            .filter(|r| !r.status.is_terminal())
+            .map(|r| r.id)
+            .collect();
+        for run in &stuck {
+            self.finish_run(*run, RunStatus::Interrupted, now, |_| {})?;
+        }
+        Ok(stuck)
+    }
+
+    /// Keeps the full report of a run, for `drover show`.
+    pub fn save_report(
+        &self,
+        run: RunId,
+        report: &crate::report::apply::ApplyReport,
+    ) -> Result<()> {
+        self.write(|tx| {
+            tx.open_table(REPORTS)
+                .map_err(write_err)?
+                .insert(run.0, encode(report).as_slice())
+                .map_err(write_err)?;
+            Ok(())
+        })
+    }
+
+    /// The full report of a run, if one was kept.
+    pub fn report(&self, run: RunId) -> Result<Option<crate::report::apply::ApplyReport>> {
+        let Some(db) = self.open_existing()? else {
+            return Ok(None);
+        };
+        let tx = begin_read(&db)?;
+        let Some(table) = open_read(&tx, REPORTS)? else {
+            return Ok(None);
+        };
+        let Some(value) = table.get(run.0).map_err(read)? else {
+            return Ok(None);
+        };
+        decode(value.value(), &format!("the report of run {run}")).map(Some)
     }
 
     /// Every run, newest first.

@@ -4,7 +4,7 @@ use redb::ReadableTable;
 
 use crate::run::RunRecord;
 use crate::state::Timestamp;
-use crate::store::tables::{EVENTS, RUNS};
+use crate::store::tables::{EVENTS, REPORTS, RUNS};
 use crate::store::{Result, Store, write_err};
 
 /// How much history to keep. A run is pruned when it is beyond the newest `keep_runs`
@@ -48,8 +48,10 @@ impl Store {
         self.write(|tx| {
             let mut table = tx.open_table(RUNS).map_err(write_err)?;
             let mut events = tx.open_table(EVENTS).map_err(write_err)?;
+            let mut reports = tx.open_table(REPORTS).map_err(write_err)?;
             for run in &doomed {
                 table.remove(*run).map_err(write_err)?;
+                reports.remove(*run).map_err(write_err)?;
                 let keys: Vec<(u64, u64)> = events
                     .range((*run, 0)..(*run + 1, 0))
                     .map_err(write_err)?

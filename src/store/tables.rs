@@ -23,6 +23,8 @@ pub const TRIGGERS: TableDefinition<&str, &[u8]> = TableDefinition::new("trigger
 pub const DRIFT: TableDefinition<&str, &[u8]> = TableDefinition::new("drift");
 /// Run id → JSON `RunRecord`.
 pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("runs");
+/// Run id → JSON `ApplyReport` (output capped, secrets masked).
+pub const REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("reports");
 /// (run id, sequence) → JSON `Event`.
 pub const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
 
@@ -58,6 +60,7 @@ pub fn migrate(tx: &WriteTransaction, from: u32) -> Result<(), Error> {
         tx.open_table(DRIFT).map_err(write)?;
         tx.open_table(RUNS).map_err(write)?;
         tx.open_table(EVENTS).map_err(write)?;
+        tx.open_table(REPORTS).map_err(write)?;
     }
     let mut meta = tx.open_table(META).map_err(write)?;
     meta.insert(VERSION_KEY, SCHEMA_VERSION)

@@ -16,6 +16,7 @@
     reason = "tests drive the binary as a user would"
 )]
 
+mod apply;
 mod cli;
 mod corpus;
 mod harness;

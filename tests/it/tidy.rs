@@ -41,6 +41,8 @@ const CORE: &[&str] = &[
     "state.rs",
     "run.rs",
     "plan/",
+    "schedule.rs",
+    "backoff.rs",
 ];
 
 #[test]

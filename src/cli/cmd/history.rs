@@ -15,7 +15,14 @@ pub fn run(
     format: Format,
     config: &Config,
 ) -> Result<Outcome, Error> {
-    let runs: Vec<RunRecord> = settings.store().runs()?.into_iter().take(limit).collect();
+    let mut runs: Vec<RunRecord> = settings.store().runs()?.into_iter().take(limit).collect();
+    // A run still marked running while nobody holds the writer lock lost its process; the
+    // next writer records that, but readers can already say it.
+    if crate::store::lock::WriterLock::holder(&settings.path).is_none() {
+        for run in runs.iter_mut().filter(|r| !r.status.is_terminal()) {
+            run.status = crate::run::RunStatus::Interrupted;
+        }
+    }
     let text = match format {
         Format::Json => {
             serde_json::to_string_pretty(&json!({"formatVersion": 1, "runs": runs}))

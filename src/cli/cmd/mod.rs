@@ -1,6 +1,7 @@
 //! One file per subcommand; each takes validated arguments and a `Config` and returns an
 //! `Outcome` or a `cli::Error`.
 
+pub mod apply;
 pub mod completions;
 pub mod graph;
 pub mod history;

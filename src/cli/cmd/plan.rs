@@ -91,7 +91,7 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     Ok(outcome)
 }
 
-fn parse_targets(texts: &[String]) -> Result<Vec<Target>, Error> {
+pub fn parse_targets(texts: &[String]) -> Result<Vec<Target>, Error> {
     texts
         .iter()
         .map(|t| {
@@ -103,7 +103,7 @@ fn parse_targets(texts: &[String]) -> Result<Vec<Target>, Error> {
         .collect()
 }
 
-fn unmatched(targets: &[String]) -> Error {
+pub fn unmatched(targets: &[String]) -> Error {
     let list = targets
         .iter()
         .map(|t| format!("`{t}`"))
@@ -118,7 +118,7 @@ fn unmatched(targets: &[String]) -> Error {
 }
 
 /// Removals say whether they run an undo, which only the recorded details know.
-fn note_undo(plan: &mut Plan, recorded: &BTreeMap<InstanceId, InstanceDetail>) {
+pub fn note_undo(plan: &mut Plan, recorded: &BTreeMap<InstanceId, InstanceDetail>) {
     for change in plan
         .changes
         .iter_mut()
@@ -129,7 +129,7 @@ fn note_undo(plan: &mut Plan, recorded: &BTreeMap<InstanceId, InstanceDetail>) {
     }
 }
 
-fn desired_details(plan: &Plan, resolved: &Resolved) -> BTreeMap<InstanceId, InstanceDetail> {
+pub fn desired_details(plan: &Plan, resolved: &Resolved) -> BTreeMap<InstanceId, InstanceDetail> {
     let planned: std::collections::BTreeSet<&InstanceId> =
         plan.changes.iter().map(|c| &c.id).collect();
     resolved

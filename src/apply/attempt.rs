@@ -1,0 +1,245 @@
+//! One planned instance, attempted: its task kind through its host's transport, retried with
+//! backoff, its output streamed live line by line.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::ConsoleEvent;
+use crate::backoff::Backoff;
+use crate::instance::InstanceId;
+use crate::resolve::ResolvedInstance;
+use crate::state::InstanceDetail;
+use crate::task::{self, Applied, Failure, TaskContext};
+use crate::transport::local::LocalTransport;
+use crate::transport::{CommandLine, OutputChunk, Stream, Transport};
+
+/// How drover reaches a host in this run.
+#[derive(Debug, Clone)]
+pub enum HostTransport {
+    Local(Arc<LocalTransport>),
+    /// The host cannot be reached in this run; every instance on it fails with this reason.
+    Unreachable(String),
+}
+
+impl HostTransport {
+    async fn apply(
+        &self,
+        instance: &ResolvedInstance,
+        ctx: &TaskContext,
+    ) -> Result<Applied, Failure> {
+        match self {
+            HostTransport::Local(t) => task::apply(instance, t.as_ref(), ctx).await,
+            HostTransport::Unreachable(reason) => Err(Failure::Transport {
+                message: reason.clone(),
+            }),
+        }
+    }
+
+    async fn undo(
+        &self,
+        command: &str,
+        r#become: Option<&str>,
+        ctx: &TaskContext,
+    ) -> Result<Applied, Failure> {
+        let mut commands = Vec::new();
+        let out = match self {
+            HostTransport::Local(t) => {
+                task::exec(
+                    t.as_ref(),
+                    ctx,
+                    r#become,
+                    CommandLine::Shell(command.to_owned()),
+                    &mut commands,
+                )
+                .await?
+            }
+            HostTransport::Unreachable(reason) => {
+                return Err(Failure::Transport {
+                    message: reason.clone(),
+                });
+            }
+        };
+        if !out.status.success() {
+            return Err(task::failed(&out, "the undo command", &mut commands));
+        }
+        Ok(Applied {
+            changed: true,
+            summary: "undo ran".to_owned(),
+            diff: None,
+            commands,
+        })
+    }
+
+    pub fn counters(&self) -> Option<crate::transport::CounterSnapshot> {
+        match self {
+            HostTransport::Local(t) => Some(t.counters().snapshot()),
+            HostTransport::Unreachable(_) => None,
+        }
+    }
+}
+
+/// What one attempt needs besides the instance.
+#[derive(Debug, Clone)]
+pub struct AttemptContext {
+    pub transport: HostTransport,
+    /// A source changed in this run, or a trigger was pending.
+    pub triggered: bool,
+    /// First Ctrl-C: no further retries.
+    pub graceful: CancellationToken,
+    /// Second Ctrl-C: kill what runs.
+    pub force: CancellationToken,
+    pub console: mpsc::Sender<ConsoleEvent>,
+    /// Seeds the retry jitter, so a run's delays are reproducible from its id.
+    pub seed: u64,
+}
+
+/// Attempts an instance, retrying as its `retries` says; returns the last result and how
+/// many attempts were made.
+pub async fn run(
+    instance: Arc<ResolvedInstance>,
+    ctx: AttemptContext,
+) -> (Result<Applied, Failure>, u32) {
+    let (attempts, backoff) = match instance.retries {
+        Some(r) => (r.attempts.max(1), r.backoff.as_duration()),
+        None => (1, Duration::ZERO),
+    };
+    let mut delays = Backoff::new(backoff, Duration::from_secs(300), ctx.seed);
+    let mut made = 0;
+    loop {
+        made += 1;
+        let timeout = instance
+            .timeout
+            .map(crate::model::duration::HumanDuration::as_duration);
+        let result = with_output(&instance.id, &ctx, timeout, |task_ctx| {
+            let instance = instance.clone();
+            let transport = ctx.transport.clone();
+            async move { transport.apply(&instance, &task_ctx).await }
+        })
+        .await;
+        let retry = matches!(
+            result,
+            Err(Failure::Failed { .. } | Failure::TimedOut { .. } | Failure::Transport { .. })
+        ) && made < attempts
+            && !ctx.graceful.is_cancelled();
+        if !retry {
+            return (result, made);
+        }
+        let delay = delays.next().unwrap_or(backoff);
+        let _ = ctx
+            .console
+            .send(ConsoleEvent::Retrying {
+                id: instance.id.clone(),
+                attempt: made + 1,
+                delay,
+            })
+            .await;
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = ctx.graceful.cancelled() => return (result, made),
+        }
+    }
+}
+
+/// Runs a recorded undo command for a removed instance.
+pub async fn undo(
+    id: &InstanceId,
+    detail: &InstanceDetail,
+    ctx: AttemptContext,
+) -> Result<Applied, Failure> {
+    let Some(command) = detail.undo.clone() else {
+        return Ok(Applied {
+            changed: true,
+            summary: "forgotten (no undo recorded)".to_owned(),
+            ..Applied::default()
+        });
+    };
+    if detail.undo_masked {
+        return Err(Failure::Failed {
+            message: format!(
+                "its undo used a secret, which the state never keeps; run it by hand, then `drover state forget {id}`"
+            ),
+            commands: Vec::new(),
+        });
+    }
+    let r#become = detail.r#become.clone();
+    with_output(id, &ctx, None, |task_ctx| {
+        let transport = ctx.transport.clone();
+        async move {
+            transport
+                .undo(&command, r#become.as_deref(), &task_ctx)
+                .await
+        }
+    })
+    .await
+}
+
+/// Runs `work` with a live-output channel whose chunks become console lines prefixed by
+/// the instance id.
+async fn with_output<F, Fut>(
+    id: &InstanceId,
+    ctx: &AttemptContext,
+    timeout: Option<Duration>,
+    work: F,
+) -> Result<Applied, Failure>
+where
+    F: FnOnce(TaskContext) -> Fut,
+    Fut: std::future::Future<Output = Result<Applied, Failure>>,
+{
+    let (tx, rx) = mpsc::channel::<OutputChunk>(64);
+    let task_ctx = TaskContext {
+        force: ctx.force.clone(),
+        timeout,
+        output: Some(tx),
+        triggered: ctx.triggered,
+    };
+    let forward = forward_lines(id.clone(), rx, ctx.console.clone());
+    let (result, ()) = tokio::join!(work(task_ctx), forward);
+    result
+}
+
+/// Splits chunks into lines (per stream) and sends each to the console.
+async fn forward_lines(
+    id: InstanceId,
+    mut rx: mpsc::Receiver<OutputChunk>,
+    console: mpsc::Sender<ConsoleEvent>,
+) {
+    let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    while let Some(chunk) = rx.recv().await {
+        let slot = usize::from(chunk.stream == Stream::Stderr);
+        let Some(buffer) = pending.get_mut(slot) else {
+            continue;
+        };
+        buffer.extend_from_slice(&chunk.bytes);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let text =
+                String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned();
+            let _ = console
+                .send(ConsoleEvent::Output {
+                    id: id.clone(),
+                    stream: chunk.stream,
+                    line: text,
+                })
+                .await;
+        }
+    }
+    for (slot, rest) in pending.into_iter().enumerate() {
+        if !rest.is_empty() {
+            let stream = if slot == 0 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+            let _ = console
+                .send(ConsoleEvent::Output {
+                    id: id.clone(),
+                    stream,
+                    line: String::from_utf8_lossy(&rest).into_owned(),
+                })
+                .await;
+        }
+    }
+}

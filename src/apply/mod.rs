@@ -1,0 +1,786 @@
+//! `apply`: drives the sans-IO `Schedule` with a `JoinSet` of attempts, recording every
+//! outcome durably before the schedule acts on it.
+//!
+//! The loop only moves things around: which instance may start is `schedule`'s decision,
+//! how a task kind acts is `task`'s, what is remembered is `store`'s. Shutdown is two
+//! tokens: the first stops launching (running attempts finish and are recorded), the second
+//! kills what runs.
+
+pub mod attempt;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::instance::InstanceId;
+use crate::model::meta::HostName;
+use crate::plan::Plan;
+use crate::plan::change::{ChangeKind, PlannedChange, Reason};
+use crate::report::apply::{ApplyReport, CommandReport, Contacts, InstanceReport, InstanceStatus};
+use crate::resolve::{Resolved, ResolvedInstance};
+use crate::run::{Event, EventKind, RunRecord, RunStatus};
+use crate::schedule::{self, Finished, Node, Schedule, ScheduleOptions, Settled};
+use crate::secret::Redactor;
+use crate::state::{InstanceDetail, Outcome, RunId, detail_of};
+use crate::store::{InstanceWrite, Store};
+use crate::task::{Applied, Failure};
+use crate::transport::{ExitStatus, Stream};
+
+pub use attempt::HostTransport;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("an attempt at {instance} crashed")]
+    Attempt {
+        instance: String,
+        source: tokio::task::JoinError,
+    },
+    #[error("the scheduler stopped with {left} instances unsettled")]
+    Stuck { left: usize },
+}
+
+/// What the console is told while a run goes on.
+#[derive(Debug, Clone)]
+pub enum ConsoleEvent {
+    Started {
+        id: InstanceId,
+    },
+    Output {
+        id: InstanceId,
+        stream: Stream,
+        line: String,
+    },
+    Retrying {
+        id: InstanceId,
+        attempt: u32,
+        delay: Duration,
+    },
+    Ended {
+        id: InstanceId,
+        status: InstanceStatus,
+        summary: String,
+    },
+    Draining {
+        running: usize,
+    },
+}
+
+/// The two stages of stopping.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    /// Stop launching; let running attempts finish and record them.
+    pub graceful: CancellationToken,
+    /// Kill running attempts (their process groups) and record them cancelled.
+    pub force: CancellationToken,
+}
+
+/// Settings of one run.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub limits: schedule::Limits,
+    pub fail_fast: bool,
+    pub trigger: String,
+    pub command: String,
+    pub commit: Option<String>,
+    pub manifest_digest: String,
+}
+
+/// Everything a run applies.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub plan: &'a Plan,
+    pub resolved: &'a Resolved,
+    /// Recorded details of planned instances (removals need their undo).
+    pub recorded: &'a BTreeMap<InstanceId, InstanceDetail>,
+    /// Planned instances refused because their inputs changed since a saved plan.
+    pub stale: &'a BTreeSet<InstanceId>,
+    /// Rollout position of each planned instance.
+    pub rollout: BTreeMap<InstanceId, schedule::RolloutSlot>,
+    pub hosts: &'a BTreeMap<HostName, HostTransport>,
+    pub options: ApplyOptions,
+}
+
+/// Applies a plan; returns the report (also stored with the run).
+pub async fn apply(
+    request: Request<'_>,
+    store: &Store,
+    shutdown: &Shutdown,
+    console: mpsc::Sender<ConsoleEvent>,
+) -> Result<ApplyReport, Error> {
+    let started = Instant::now();
+    let started_at = clock::now();
+    let record = run_record(&request, started_at);
+    let run = blocking(store, move |s| {
+        s.mark_interrupted_runs(clock::now())?;
+        s.begin_run(record)
+    })
+    .await?;
+    let mut driver = Driver::new(&request, store.clone(), run, console);
+    driver.drive(&request, shutdown).await?;
+    let status = if driver.reports.values().any(|r| r.status.is_failure()) {
+        RunStatus::Failed
+    } else if shutdown.graceful.is_cancelled() {
+        RunStatus::Cancelled
+    } else {
+        RunStatus::Succeeded
+    };
+    let finished_at = clock::now();
+    let report = ApplyReport {
+        format_version: crate::report::apply::FORMAT_VERSION,
+        run,
+        status,
+        trigger: request.options.trigger.clone(),
+        commit: request.options.commit.clone(),
+        manifest_digest: request.options.manifest_digest.clone(),
+        started_at,
+        finished_at,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        instances: request
+            .plan
+            .changes
+            .iter()
+            .filter_map(|c| driver.reports.remove(&c.id))
+            .collect(),
+        contacts: contacts(request.hosts),
+    };
+    let saved = report.clone();
+    blocking(store, move |s| {
+        s.finish_run(run, status, finished_at, |r| {
+            r.changed = saved.count(InstanceStatus::Changed) + saved.count(InstanceStatus::Removed);
+            r.failed = saved
+                .instances
+                .iter()
+                .filter(|i| i.status.is_failure())
+                .count();
+            r.skipped =
+                saved.count(InstanceStatus::Skipped) + saved.count(InstanceStatus::Cancelled);
+        })?;
+        s.save_report(run, &saved)?;
+        s.prune(crate::store::retention::Retention::default(), finished_at)
+            .map(|_| ())
+    })
+    .await?;
+    Ok(report)
+}
+
+fn run_record(request: &Request<'_>, started_at: crate::state::Timestamp) -> RunRecord {
+    RunRecord {
+        id: RunId(0),
+        status: RunStatus::Pending,
+        started_at,
+        finished_at: None,
+        trigger: request.options.trigger.clone(),
+        command: request.options.command.clone(),
+        commit: request.options.commit.clone(),
+        manifest_digest: Some(request.options.manifest_digest.clone()),
+        planned: request.plan.changes.len(),
+        changed: 0,
+        failed: 0,
+        skipped: 0,
+    }
+}
+
+fn contacts(hosts: &BTreeMap<HostName, HostTransport>) -> Contacts {
+    let mut total = Contacts::default();
+    for counters in hosts.values().filter_map(HostTransport::counters) {
+        total.connections += counters.connections;
+        total.channels += counters.channels;
+        total.commands += counters.commands;
+        total.files_written += counters.files_written;
+        total.files_read += counters.files_read;
+    }
+    total
+}
+
+/// Runs blocking store work (fsyncs) off the async threads.
+async fn blocking<T: Send + 'static>(
+    store: &Store,
+    work: impl FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
+) -> Result<T, Error> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || work(&store)).await {
+        Ok(result) => result.map_err(Error::Store),
+        Err(source) => Err(Error::Attempt {
+            instance: "the state store".to_owned(),
+            source,
+        }),
+    }
+}
+
+/// What an attempt hands back to the loop.
+struct Done {
+    id: InstanceId,
+    result: Result<Applied, Failure>,
+    attempts: u32,
+    duration: Duration,
+    worker: usize,
+}
+
+struct Driver {
+    store: Store,
+    run: RunId,
+    console: mpsc::Sender<ConsoleEvent>,
+    changes: BTreeMap<InstanceId, PlannedChange>,
+    instances: BTreeMap<InstanceId, Arc<ResolvedInstance>>,
+    /// Source → the desired instances it triggers (in the plan or not).
+    triggers: BTreeMap<InstanceId, Vec<InstanceId>>,
+    /// Instances that reported a change in this run.
+    changed: BTreeSet<InstanceId>,
+    redactor: Redactor,
+    reports: BTreeMap<InstanceId, InstanceReport>,
+    /// When each instance finished, to compute how long its dependents queued.
+    finished_at: BTreeMap<InstanceId, Instant>,
+    started: Instant,
+    /// Which worker slots are busy; an attempt takes the lowest free one.
+    workers: Vec<bool>,
+}
+
+impl Driver {
+    fn new(
+        request: &Request<'_>,
+        store: Store,
+        run: RunId,
+        console: mpsc::Sender<ConsoleEvent>,
+    ) -> Driver {
+        let mut triggers: BTreeMap<InstanceId, Vec<InstanceId>> = BTreeMap::new();
+        for instance in &request.resolved.instances {
+            for source in &instance.triggered_by {
+                triggers
+                    .entry(source.clone())
+                    .or_default()
+                    .push(instance.id.clone());
+            }
+        }
+        let planned: BTreeSet<&InstanceId> = request.plan.changes.iter().map(|c| &c.id).collect();
+        Driver {
+            store,
+            run,
+            console,
+            changes: request
+                .plan
+                .changes
+                .iter()
+                .map(|c| (c.id.clone(), c.clone()))
+                .collect(),
+            instances: request
+                .resolved
+                .instances
+                .iter()
+                .filter(|i| planned.contains(&i.id))
+                .map(|i| (i.id.clone(), Arc::new(i.clone())))
+                .collect(),
+            triggers,
+            changed: BTreeSet::new(),
+            redactor: request.resolved.redactor.clone(),
+            reports: BTreeMap::new(),
+            finished_at: BTreeMap::new(),
+            started: Instant::now(),
+            workers: vec![false; request.options.limits.parallelism.max(1)],
+        }
+    }
+
+    async fn drive(&mut self, request: &Request<'_>, shutdown: &Shutdown) -> Result<(), Error> {
+        let nodes = self.nodes(request);
+        let mut schedule = Schedule::new(
+            nodes,
+            request.options.limits,
+            ScheduleOptions {
+                fail_fast: request.options.fail_fast,
+            },
+        );
+        let mut running: JoinSet<Done> = JoinSet::new();
+        let mut draining = false;
+        loop {
+            let progressed = !draining
+                && self
+                    .start_ready(request, shutdown, &mut schedule, &mut running)
+                    .await?;
+            if schedule.is_done() {
+                return Ok(());
+            }
+            if running.is_empty() {
+                if progressed {
+                    continue;
+                }
+                return Err(Error::Stuck {
+                    left: schedule.unsettled(),
+                });
+            }
+            tokio::select! {
+                joined = running.join_next() => {
+                    let Some(joined) = joined else { continue };
+                    let done = joined.map_err(|source| Error::Attempt { instance: "an instance".to_owned(), source })?;
+                    let finished = self.record(request, done).await?;
+                    let (id, finished) = finished;
+                    let settled = schedule.finish(&id, finished);
+                    self.settle(settled).await?;
+                }
+                () = shutdown.graceful.cancelled(), if !draining => {
+                    draining = true;
+                    let _ = self.console.send(ConsoleEvent::Draining { running: running.len() }).await;
+                    let settled = schedule.cancel_pending();
+                    self.settle(settled).await?;
+                }
+            }
+        }
+    }
+
+    /// Starts what the schedule says may start; stale instances fail in place instead (their
+    /// report already says why) so their dependents are skipped. Returns whether anything
+    /// started or settled.
+    async fn start_ready(
+        &mut self,
+        request: &Request<'_>,
+        shutdown: &Shutdown,
+        schedule: &mut Schedule,
+        running: &mut JoinSet<Done>,
+    ) -> Result<bool, Error> {
+        let (ready, settled) = schedule.take_ready();
+        let progressed = !ready.is_empty() || !settled.is_empty();
+        self.settle(settled).await?;
+        for id in ready {
+            if request.stale.contains(&id) {
+                let settled = schedule.finish(
+                    &id,
+                    Finished {
+                        succeeded: false,
+                        changed: false,
+                    },
+                );
+                self.settle(settled).await?;
+            } else {
+                self.launch(request, shutdown, running, id).await?;
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Schedule nodes: planned instances with their in-plan dependencies; stale ones are
+    /// settled as failures before anything starts, so their dependents are skipped.
+    fn nodes(&mut self, request: &Request<'_>) -> Vec<Node> {
+        let mut nodes = Vec::with_capacity(request.plan.changes.len());
+        for change in &request.plan.changes {
+            let only_if_changed = (change.kind == ChangeKind::Trigger
+                && !change
+                    .reasons
+                    .iter()
+                    .any(|r| matches!(r, Reason::PendingTrigger { .. })))
+            .then(|| {
+                change
+                    .reasons
+                    .iter()
+                    .filter_map(|r| match r {
+                        Reason::TriggeredBy { sources } => Some(sources.clone()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect()
+            });
+            nodes.push(Node {
+                id: change.id.clone(),
+                after: change.after.clone(),
+                only_if_changed,
+                rollout: request.rollout.get(&change.id).cloned(),
+            });
+            if request.stale.contains(&change.id) {
+                self.reports.insert(
+                    change.id.clone(),
+                    Driver::report(
+                        change,
+                        InstanceStatus::Stale,
+                        Some(
+                            "its inputs changed since the plan was saved; run `drover plan` again"
+                                .to_owned(),
+                        ),
+                    ),
+                );
+            }
+        }
+        nodes
+    }
+
+    fn report(
+        change: &PlannedChange,
+        status: InstanceStatus,
+        error: Option<String>,
+    ) -> InstanceReport {
+        InstanceReport {
+            id: change.id.clone(),
+            change: change.kind,
+            status,
+            attempts: 0,
+            summary: String::new(),
+            error,
+            diff: None,
+            commands: Vec::new(),
+            duration_ms: 0,
+            queue_wait_ms: 0,
+            worker: None,
+        }
+    }
+
+    /// Records instances that settled without running (skipped, cancelled, not triggered).
+    async fn settle(&mut self, settled: Vec<(InstanceId, Settled)>) -> Result<(), Error> {
+        for (id, how) in settled {
+            let Some(change) = self.changes.get(&id) else {
+                continue;
+            };
+            if self.reports.contains_key(&id) {
+                continue;
+            }
+            let (status, error, event) = match &how {
+                Settled::Skipped { because } => (
+                    InstanceStatus::Skipped,
+                    Some(format!("skipped: {because} did not succeed")),
+                    Some(EventKind::InstanceSkipped {
+                        id: id.clone(),
+                        because: because.clone(),
+                    }),
+                ),
+                Settled::NotTriggered => (InstanceStatus::NotTriggered, None, None),
+                Settled::Cancelled { reason } => (
+                    InstanceStatus::Cancelled,
+                    Some(format!("cancelled: {reason:?}")),
+                    None,
+                ),
+            };
+            let report = Driver::report(change, status, error.clone());
+            self.reports.insert(id.clone(), report);
+            if let Some(kind) = event {
+                let (run, at) = (self.run, clock::now());
+                blocking(&self.store, move |s| {
+                    s.append_event(run, &crate::run::Event { at, kind })
+                })
+                .await?;
+            }
+            let _ = self
+                .console
+                .send(ConsoleEvent::Ended {
+                    id,
+                    status,
+                    summary: error.unwrap_or_else(|| "no trigger fired".to_owned()),
+                })
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Records the start durably, then spawns the attempt.
+    async fn launch(
+        &mut self,
+        request: &Request<'_>,
+        shutdown: &Shutdown,
+        running: &mut JoinSet<Done>,
+        id: InstanceId,
+    ) -> Result<(), Error> {
+        let Some(change) = self.changes.get(&id).cloned() else {
+            return Ok(());
+        };
+        let worker = self.workers.iter().position(|busy| !busy).unwrap_or(0);
+        if let Some(slot) = self.workers.get_mut(worker) {
+            *slot = true;
+        }
+        let transport = request.hosts.get(&id.host).cloned().unwrap_or_else(|| {
+            HostTransport::Unreachable(format!("host {} is not in the manifests any more", id.host))
+        });
+        let triggered = change
+            .reasons
+            .iter()
+            .any(|r| matches!(r, Reason::PendingTrigger { .. }))
+            || self
+                .instances
+                .get(&id)
+                .is_some_and(|i| i.triggered_by.iter().any(|s| self.changed.contains(s)));
+        let ctx = attempt::AttemptContext {
+            transport,
+            triggered,
+            graceful: shutdown.graceful.clone(),
+            force: shutdown.force.clone(),
+            console: self.console.clone(),
+            seed: jitter_seed(self.run, &id),
+        };
+        self.mark_started(&id, change.kind).await?;
+        let _ = self
+            .console
+            .send(ConsoleEvent::Started { id: id.clone() })
+            .await;
+        let queue_from = change
+            .after
+            .iter()
+            .filter_map(|d| self.finished_at.get(d))
+            .max()
+            .copied()
+            .unwrap_or(self.started);
+        let wait = queue_from.elapsed();
+        if let Some(report) = self.reports.get_mut(&id) {
+            report.queue_wait_ms = millis(wait);
+        } else {
+            let mut report = Driver::report(&change, InstanceStatus::Failed, None);
+            report.queue_wait_ms = millis(wait);
+            self.reports.insert(id.clone(), report);
+        }
+        match (change.kind, self.instances.get(&id).cloned()) {
+            (ChangeKind::Remove, _) | (_, None) => {
+                let detail = request.recorded.get(&id).cloned();
+                running.spawn(async move {
+                    let begun = Instant::now();
+                    let result = match &detail {
+                        Some(detail) => attempt::undo(&id, detail, ctx).await,
+                        None => Ok(Applied {
+                            changed: true,
+                            summary: "forgotten".to_owned(),
+                            ..Applied::default()
+                        }),
+                    };
+                    Done {
+                        id,
+                        result,
+                        attempts: 1,
+                        duration: begun.elapsed(),
+                        worker,
+                    }
+                });
+            }
+            (_, Some(instance)) => {
+                running.spawn(async move {
+                    let begun = Instant::now();
+                    let (result, attempts) = attempt::run(instance, ctx).await;
+                    Done {
+                        id,
+                        result,
+                        attempts,
+                        duration: begun.elapsed(),
+                        worker,
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Before an attempt starts, its record says "interrupted": if drover dies now, the next
+    /// plan runs it again. The finished attempt overwrites it.
+    async fn mark_started(&self, id: &InstanceId, kind: ChangeKind) -> Result<(), Error> {
+        let (run, at) = (self.run, clock::now());
+        let event = Event {
+            at,
+            kind: EventKind::InstanceStarted { id: id.clone() },
+        };
+        let instance = self.instances.get(id).cloned();
+        let id = id.clone();
+        blocking(&self.store, move |s| {
+            if let (Some(instance), false) = (instance, kind == ChangeKind::Remove) {
+                s.record(&InstanceWrite {
+                    id: &id,
+                    spec_hash: instance.spec_hash,
+                    outcome: Outcome::Interrupted,
+                    finished_at: at,
+                    duration_ms: 0,
+                    run: Some(run),
+                    detail: None,
+                    fires: &[],
+                })?;
+            }
+            s.append_event(run, &event)
+        })
+        .await
+    }
+
+    /// Records a finished attempt durably; returns what the schedule must learn.
+    async fn record(
+        &mut self,
+        request: &Request<'_>,
+        done: Done,
+    ) -> Result<(InstanceId, Finished), Error> {
+        if let Some(slot) = self.workers.get_mut(done.worker) {
+            *slot = false;
+        }
+        self.finished_at.insert(done.id.clone(), Instant::now());
+        let Some(change) = self.changes.get(&done.id).cloned() else {
+            return Ok((
+                done.id,
+                Finished {
+                    succeeded: false,
+                    changed: false,
+                },
+            ));
+        };
+        let (outcome, status, changed) = match &done.result {
+            Ok(applied) if change.kind == ChangeKind::Remove => {
+                (Outcome::Succeeded, InstanceStatus::Removed, applied.changed)
+            }
+            Ok(applied) => (
+                Outcome::Succeeded,
+                if applied.changed {
+                    InstanceStatus::Changed
+                } else {
+                    InstanceStatus::Unchanged
+                },
+                applied.changed,
+            ),
+            Err(Failure::TimedOut { .. }) => (Outcome::TimedOut, InstanceStatus::TimedOut, false),
+            Err(Failure::Cancelled { .. }) => {
+                (Outcome::Cancelled, InstanceStatus::Cancelled, false)
+            }
+            Err(_) => (Outcome::Failed, InstanceStatus::Failed, false),
+        };
+        if changed {
+            self.changed.insert(done.id.clone());
+        }
+        self.persist(request, &done, &change, outcome, changed)
+            .await?;
+        let report = self.instance_report(&done, &change, status);
+        let summary = report
+            .error
+            .clone()
+            .unwrap_or_else(|| report.summary.clone());
+        self.reports.insert(done.id.clone(), report);
+        let _ = self
+            .console
+            .send(ConsoleEvent::Ended {
+                id: done.id.clone(),
+                status,
+                summary,
+            })
+            .await;
+        Ok((
+            done.id,
+            Finished {
+                succeeded: outcome == Outcome::Succeeded,
+                changed,
+            },
+        ))
+    }
+
+    async fn persist(
+        &self,
+        request: &Request<'_>,
+        done: &Done,
+        change: &PlannedChange,
+        outcome: Outcome,
+        changed: bool,
+    ) -> Result<(), Error> {
+        let (run, at) = (self.run, clock::now());
+        let id = done.id.clone();
+        let event = Event {
+            at,
+            kind: EventKind::InstanceFinished {
+                id: id.clone(),
+                outcome,
+                changed,
+            },
+        };
+        if change.kind == ChangeKind::Remove {
+            let forget = outcome == Outcome::Succeeded;
+            return blocking(&self.store, move |s| {
+                if forget {
+                    s.forget(std::slice::from_ref(&id))?;
+                }
+                s.append_event(run, &event)
+            })
+            .await;
+        }
+        let Some(instance) = self.instances.get(&done.id).cloned() else {
+            return Ok(());
+        };
+        // A failed attempt keeps the previous details: the host is in an unknown state, and
+        // the next plan should still diff against what last succeeded.
+        let detail = (outcome == Outcome::Succeeded)
+            .then(|| detail_of(&instance, &request.resolved.redactor));
+        let fires = if changed {
+            self.triggers.get(&done.id).cloned().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let duration_ms = millis(done.duration);
+        blocking(&self.store, move |s| {
+            s.record(&InstanceWrite {
+                id: &id,
+                spec_hash: instance.spec_hash,
+                outcome,
+                finished_at: at,
+                duration_ms,
+                run: Some(run),
+                detail: detail.as_ref(),
+                fires: &fires,
+            })?;
+            s.append_event(run, &event)
+        })
+        .await
+    }
+
+    fn instance_report(
+        &self,
+        done: &Done,
+        change: &PlannedChange,
+        status: InstanceStatus,
+    ) -> InstanceReport {
+        let (summary, error, diff, commands) = match &done.result {
+            Ok(applied) => (
+                applied.summary.clone(),
+                None,
+                applied.diff.clone(),
+                applied.commands.as_slice(),
+            ),
+            Err(failure) => (
+                String::new(),
+                Some(failure.message()),
+                None,
+                failure.commands(),
+            ),
+        };
+        let mask = |text: String| self.redactor.redact(&text);
+        InstanceReport {
+            id: done.id.clone(),
+            change: change.kind,
+            status,
+            attempts: done.attempts,
+            summary: mask(summary),
+            error: error.map(mask),
+            diff: diff.map(mask),
+            commands: commands
+                .iter()
+                .map(|c| CommandReport {
+                    command: mask(c.command.clone()),
+                    ended: ended(c.status),
+                    stdout: mask(c.stdout.text()),
+                    stderr: mask(c.stderr.text()),
+                })
+                .collect(),
+            duration_ms: millis(done.duration),
+            queue_wait_ms: self.reports.get(&done.id).map_or(0, |r| r.queue_wait_ms),
+            worker: Some(done.worker),
+        }
+    }
+}
+
+fn ended(status: ExitStatus) -> String {
+    match status {
+        ExitStatus::Code { code } => format!("exit {code}"),
+        ExitStatus::Signal { signal } => format!("signal {signal}"),
+        ExitStatus::TimedOut => "timed out".to_owned(),
+        ExitStatus::Cancelled => "cancelled".to_owned(),
+    }
+}
+
+/// Retry jitter is seeded by run and instance, so delays differ across instances (no
+/// thundering herd) yet are reproducible.
+fn jitter_seed(run: RunId, id: &InstanceId) -> u64 {
+    let hash = crate::hash::SpecHash::of(&(run.0, id));
+    let bytes = hash.as_bytes();
+    u64::from_le_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ])
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,571 @@
+//! `LocalTransport`: commands as processes on the controller itself (the edge-box case and
+//! the zero-setup demo), files through the filesystem.
+//!
+//! Every command runs in its own process group, so a timeout or a forced cancel kills the
+//! command and everything it started, not just the shell. `become` goes through `sudo -n`
+//! unless it names the user drover already runs as.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the local transport is where processes are spawned"
+)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::OpenOptions;
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::template::shell_quote;
+use crate::transport::{
+    Captured, CommandLine, Counters, Error, ExecOutput, ExecRequest, ExitStatus, FileState,
+    OutputChunk, PutFile, READ_CONTENT_LIMIT, Result, Stream, Transport, describe,
+};
+
+/// How long a killed command's group gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long to keep reading output after the command ended: a daemon it started may hold
+/// the pipes open forever.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Default)]
+pub struct LocalTransport {
+    counters: Counters,
+    /// Numbers temporary file names within this process.
+    temp_serial: AtomicU64,
+}
+
+impl LocalTransport {
+    pub fn new() -> Arc<LocalTransport> {
+        let transport = LocalTransport::default();
+        // "Connecting" to the local host is free, but counted once so reports read the same
+        // for every transport.
+        Counters::add(&transport.counters.connections);
+        Arc::new(transport)
+    }
+}
+
+impl Transport for LocalTransport {
+    async fn exec(&self, request: ExecRequest, force: &CancellationToken) -> Result<ExecOutput> {
+        Counters::add(&self.counters.commands);
+        Counters::add(&self.counters.channels);
+        run(request, force).await
+    }
+
+    async fn put_file(&self, file: &PutFile) -> Result<()> {
+        Counters::add(&self.counters.files_written);
+        if needs_sudo(file.r#become.as_deref()) {
+            return put_with_sudo(file).await;
+        }
+        let file = file.clone();
+        let serial = self
+            .temp_serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = file.path.clone();
+        tokio::task::spawn_blocking(move || put_direct(&file, serial))
+            .await
+            .map_err(|e| Error::File {
+                operation: "write",
+                path,
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    async fn read_file(
+        &self,
+        path: &str,
+        r#become: Option<&str>,
+        want_content: bool,
+    ) -> Result<Option<FileState>> {
+        Counters::add(&self.counters.files_read);
+        if needs_sudo(r#become) {
+            return read_with_sudo(path, r#become, want_content).await;
+        }
+        let owned = path.to_owned();
+        tokio::task::spawn_blocking(move || read_direct(&owned, want_content))
+            .await
+            .map_err(|e| Error::File {
+                operation: "read",
+                path: path.to_owned(),
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+/// The program and arguments for a request, with `sudo -n -u USER` in front when needed.
+fn argv(request: &ExecRequest) -> Vec<String> {
+    let mut argv = Vec::new();
+    if let Some(user) = request.r#become.as_deref().filter(|u| needs_sudo(Some(u))) {
+        argv.extend(["sudo", "-n", "-u", user, "--"].map(str::to_owned));
+    }
+    match &request.command {
+        CommandLine::Shell(s) => argv.extend(["sh".to_owned(), "-c".to_owned(), s.clone()]),
+        CommandLine::Argv(words) => argv.extend(words.iter().cloned()),
+    }
+    argv
+}
+
+async fn run(request: ExecRequest, force: &CancellationToken) -> Result<ExecOutput> {
+    let argv = argv(&request);
+    let text = describe(&request.command);
+    let (program, rest) = argv.split_first().ok_or_else(|| Error::Spawn {
+        command: text.clone(),
+        source: std::io::Error::other("empty command"),
+    })?;
+    let mut command = Command::new(program);
+    command
+        .args(rest)
+        .envs(&request.env)
+        .stdin(if request.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|source| Error::Spawn {
+        command: text.clone(),
+        source,
+    })?;
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let (Some(bytes), Some(mut stdin)) = (request.stdin, child.stdin.take()) {
+        // A command that does not read its input closes the pipe; that is not an error.
+        let _ = stdin.write_all(&bytes).await;
+        drop(stdin);
+    }
+    let stdout = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(pump(s, Stream::Stdout, request.output.clone())));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(pump(s, Stream::Stderr, request.output.clone())));
+    let timeout = request.timeout.unwrap_or(Duration::MAX);
+    let ended = tokio::select! {
+        status = child.wait() => Some(status),
+        () = sleep(timeout) => None,
+        () = force.cancelled() => None,
+    };
+    let status = if let Some(status) = ended {
+        let status = status.map_err(|source| Error::Output {
+            command: text.clone(),
+            source,
+        })?;
+        exit_status(status)
+    } else {
+        let reason = if force.is_cancelled() {
+            ExitStatus::Cancelled
+        } else {
+            ExitStatus::TimedOut
+        };
+        kill_group(group, &mut child).await;
+        reason
+    };
+    let stdout = collect(stdout).await;
+    let stderr = collect(stderr).await;
+    if let (Some(user), ExitStatus::Code { code: 1 }) = (request.r#become.as_deref(), status)
+        && String::from_utf8_lossy(&stderr.bytes).contains("password is required")
+    {
+        return Err(Error::BecomePassword {
+            user: user.to_owned(),
+        });
+    }
+    Ok(ExecOutput {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+async fn sleep(duration: Duration) {
+    // `Duration::MAX` would overflow the timer; a century is forever enough.
+    tokio::time::sleep(duration.min(Duration::from_secs(100 * 365 * 86_400))).await;
+}
+
+/// SIGTERM to the whole group, a grace period, then SIGKILL; then reap the child.
+async fn kill_group(group: Option<rustix::process::Pid>, child: &mut tokio::process::Child) {
+    if let Some(group) = group {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+        if tokio::time::timeout(KILL_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        // Members of the group that outlive the shell get the KILL too.
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
+fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitStatus::Code { code },
+        (None, Some(signal)) => ExitStatus::Signal { signal },
+        (None, None) => ExitStatus::Code { code: -1 },
+    }
+}
+
+/// Copies one output stream into a capped capture and, live, to the sink.
+async fn pump(
+    mut stream: impl AsyncRead + Unpin,
+    which: Stream,
+    sink: Option<mpsc::Sender<OutputChunk>>,
+) -> Captured {
+    let mut captured = Captured::default();
+    let mut buffer = vec![0u8; 8192];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let bytes = buffer.get(..n).unwrap_or_default();
+                captured.push(bytes);
+                if let Some(sink) = &sink {
+                    let _ = sink
+                        .send(OutputChunk {
+                            stream: which,
+                            bytes: bytes.to_vec(),
+                        })
+                        .await;
+                }
+            }
+        }
+    }
+    captured
+}
+
+async fn collect(reader: Option<tokio::task::JoinHandle<Captured>>) -> Captured {
+    let Some(mut reader) = reader else {
+        return Captured::default();
+    };
+    if let Ok(Ok(captured)) = tokio::time::timeout(DRAIN_GRACE, &mut reader).await {
+        captured
+    } else {
+        reader.abort();
+        Captured {
+            truncated: true,
+            ..Captured::default()
+        }
+    }
+}
+
+/// Whether becoming `user` takes `sudo`: not when drover already runs as that user.
+fn needs_sudo(user: Option<&str>) -> bool {
+    user.is_some_and(|u| current_user().is_none_or(|me| me != u))
+}
+
+fn current_user() -> Option<&'static str> {
+    static USER: OnceLock<Option<String>> = OnceLock::new();
+    USER.get_or_init(|| user_name(rustix::process::getuid().as_raw()))
+        .as_deref()
+}
+
+/// Reads `/etc/passwd`-style files (name:x:id:...) into id → name.
+fn id_names(path: &str) -> BTreeMap<u32, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id = fields.nth(1)?.parse().ok()?;
+            Some((id, name.to_owned()))
+        })
+        .collect()
+}
+
+fn users() -> &'static BTreeMap<u32, String> {
+    static USERS: OnceLock<BTreeMap<u32, String>> = OnceLock::new();
+    USERS.get_or_init(|| id_names("/etc/passwd"))
+}
+
+fn groups() -> &'static BTreeMap<u32, String> {
+    static GROUPS: OnceLock<BTreeMap<u32, String>> = OnceLock::new();
+    GROUPS.get_or_init(|| id_names("/etc/group"))
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    users().get(&uid).cloned()
+}
+
+fn id_of(names: &BTreeMap<u32, String>, name: &str) -> Option<u32> {
+    names
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(id, _)| *id)
+        .or_else(|| name.parse().ok())
+}
+
+fn put_direct(file: &PutFile, serial: u64) -> Result<()> {
+    let path = Path::new(&file.path);
+    let fail = |operation: &'static str| {
+        move |source| Error::File {
+            operation,
+            path: file.path.clone(),
+            source,
+        }
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let temp = dir.join(format!(".{name}.drover-{}-{serial}", std::process::id()));
+    // Keep the mode of the file being replaced unless the task sets one.
+    let mode = file.mode.unwrap_or_else(|| {
+        std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777)
+    });
+    let result = (|| {
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)
+            .map_err(fail("create a temporary file for"))?;
+        out.write_all(&file.content).map_err(fail("write"))?;
+        // The umask may have narrowed the mode at creation.
+        out.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(fail("set the mode of"))?;
+        if file.owner.is_some() || file.group.is_some() {
+            let uid = file
+                .owner
+                .as_deref()
+                .map(|o| id_of(users(), o).ok_or_else(|| unknown("user", o, &file.path)))
+                .transpose()?;
+            let gid = file
+                .group
+                .as_deref()
+                .map(|g| id_of(groups(), g).ok_or_else(|| unknown("group", g, &file.path)))
+                .transpose()?;
+            std::os::unix::fs::chown(&temp, uid, gid).map_err(fail("set the owner of"))?;
+        }
+        out.sync_all().map_err(fail("flush"))?;
+        std::fs::rename(&temp, path).map_err(fail("replace"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn unknown(what: &str, name: &str, path: &str) -> Error {
+    Error::Remote {
+        operation: "set the owner of",
+        path: path.to_owned(),
+        message: format!("there is no {what} `{name}` on this host"),
+    }
+}
+
+fn read_direct(path: &str, want_content: bool) -> Result<Option<FileState>> {
+    let fail = |source| Error::File {
+        operation: "read",
+        path: path.to_owned(),
+        source,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(e)),
+    };
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    let mut hasher = blake3::Hasher::new();
+    let keep = want_content && meta.len() <= READ_CONTENT_LIMIT;
+    let mut content = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buffer).map_err(fail)?;
+        let Some(chunk) = buffer.get(..n).filter(|c| !c.is_empty()) else {
+            break;
+        };
+        hasher.update(chunk);
+        if keep {
+            content.extend_from_slice(chunk);
+        }
+    }
+    Ok(Some(FileState {
+        size: meta.len(),
+        mode: meta.permissions().mode() & 0o7777,
+        owner: user_name(meta.uid()).unwrap_or_else(|| meta.uid().to_string()),
+        group: groups()
+            .get(&meta.gid())
+            .cloned()
+            .unwrap_or_else(|| meta.gid().to_string()),
+        content_hash: hasher.finalize().to_hex().to_string(),
+        content: keep.then_some(content),
+    }))
+}
+
+/// Writes through `sudo -n sh -c`: content on stdin, a temporary file beside the target,
+/// mode and owner set, then renamed over it.
+async fn put_with_sudo(file: &PutFile) -> Result<()> {
+    let path = shell_quote(&file.path);
+    let mut script = format!(
+        "set -e\nt=$(mktemp \"$(dirname {path})/.drover.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n"
+    );
+    if let Some(mode) = file.mode {
+        let _ = writeln!(script, "chmod {mode:o} \"$t\"");
+    }
+    if file.owner.is_some() || file.group.is_some() {
+        let owner = file.owner.as_deref().map(shell_quote).unwrap_or_default();
+        let group = file
+            .group
+            .as_deref()
+            .map(|g| format!(":{}", shell_quote(g)))
+            .unwrap_or_default();
+        let _ = writeln!(script, "chown {owner}{group} \"$t\"");
+    }
+    let _ = writeln!(script, "mv -f \"$t\" {path}\ntrap - EXIT");
+    let mut request = ExecRequest::shell(script);
+    request.stdin = Some(file.content.to_vec());
+    request.r#become.clone_from(&file.r#become);
+    let out = run(request, &CancellationToken::new()).await?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Remote {
+            operation: "write",
+            path: file.path.clone(),
+            message: String::from_utf8_lossy(&out.stderr.bytes).trim().to_owned(),
+        })
+    }
+}
+
+async fn read_with_sudo(
+    path: &str,
+    r#become: Option<&str>,
+    want_content: bool,
+) -> Result<Option<FileState>> {
+    let quoted = shell_quote(path);
+    let script = format!(
+        "[ -e {quoted} ] || exit 3\nstat -L -c '%s %a %U %G' {quoted}\n{}",
+        if want_content {
+            format!("cat {quoted}")
+        } else {
+            format!("b3sum --no-names {quoted} 2>/dev/null || sha256sum {quoted}")
+        }
+    );
+    let mut request = ExecRequest::shell(script);
+    request.r#become = r#become.map(str::to_owned);
+    let out = run(request, &CancellationToken::new()).await?;
+    if out.status == (ExitStatus::Code { code: 3 }) {
+        return Ok(None);
+    }
+    let remote = |message: String| Error::Remote {
+        operation: "read",
+        path: path.to_owned(),
+        message,
+    };
+    if !out.status.success() {
+        return Err(remote(
+            String::from_utf8_lossy(&out.stderr.bytes).trim().to_owned(),
+        ));
+    }
+    let text = &out.stdout.bytes;
+    let newline = text
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| remote("unexpected stat output".to_owned()))?;
+    let head = String::from_utf8_lossy(text.get(..newline).unwrap_or_default()).into_owned();
+    let body = text.get(newline + 1..).unwrap_or_default();
+    let mut fields = head.split_whitespace();
+    let size: u64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mode = fields
+        .next()
+        .and_then(|m| u32::from_str_radix(m, 8).ok())
+        .unwrap_or(0);
+    let owner = fields.next().unwrap_or_default().to_owned();
+    let group = fields.next().unwrap_or_default().to_owned();
+    let (content_hash, content) = if want_content {
+        (
+            blake3::hash(body).to_hex().to_string(),
+            (size <= READ_CONTENT_LIMIT).then(|| body.to_vec()),
+        )
+    } else {
+        // Not blake3 when b3sum is missing: the caller compares it only against a hash it
+        // computes the same way, and a mismatch just means "rewrite the file".
+        (
+            String::from_utf8_lossy(body)
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            None,
+        )
+    };
+    Ok(Some(FileState {
+        size,
+        mode,
+        owner,
+        group,
+        content_hash,
+        content,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_files_parse_into_names() {
+        let dir = std::env::temp_dir().join(format!("drover-passwd-{}", std::process::id()));
+        std::fs::write(
+            &dir,
+            "root:x:0:0:root:/root:/bin/sh\ndeploy:x:1000:1000::/home/deploy:/bin/sh\nbroken\n",
+        )
+        .unwrap();
+        let names = id_names(dir.to_str().unwrap());
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(names.get(&1000).map(String::as_str), Some("deploy"));
+        assert_eq!(id_of(&names, "root"), Some(0));
+        assert_eq!(
+            id_of(&names, "42"),
+            Some(42),
+            "numeric ids are accepted as they are"
+        );
+        assert_eq!(id_of(&names, "nobody-here"), None);
+    }
+
+    #[test]
+    fn become_adds_sudo_only_for_another_user() {
+        let mut request = ExecRequest::shell("id -u");
+        assert_eq!(argv(&request), ["sh", "-c", "id -u"]);
+        request.r#become = Some("someone-else".to_owned());
+        assert_eq!(
+            argv(&request).get(..4),
+            Some(
+                &[
+                    "sudo".to_owned(),
+                    "-n".to_owned(),
+                    "-u".to_owned(),
+                    "someone-else".to_owned()
+                ][..]
+            )
+        );
+        if let Some(me) = current_user() {
+            request.r#become = Some(me.to_owned());
+            assert_eq!(argv(&request).first().map(String::as_str), Some("sh"));
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! `Transport`: how drover runs commands and moves files on a host. It knows nothing about
+//! tasks, plans or the store; `task` turns task kinds into these calls.
+//!
+//! Two implementations: `local` (processes on the controller) and, later, SSH. Both count
+//! what they open, so tests can assert that a no-op apply contacted nothing.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What to run: a shell command line (`sh -c`), or an argv list run without a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandLine {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of live output, sent as it arrives.
+#[derive(Debug, Clone)]
+pub struct OutputChunk {
+    pub stream: Stream,
+    pub bytes: Vec<u8>,
+}
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub command: CommandLine,
+    pub stdin: Option<Vec<u8>>,
+    pub env: BTreeMap<String, String>,
+    /// Run as this user through `sudo -n`.
+    pub r#become: Option<String>,
+    /// Kill the command (its whole process group) after this long.
+    pub timeout: Option<Duration>,
+    /// Where live output goes; the receiver prints it. Bounded, so a slow console slows the
+    /// command down rather than growing memory.
+    pub output: Option<mpsc::Sender<OutputChunk>>,
+}
+
+impl ExecRequest {
+    pub fn shell(command: impl Into<String>) -> ExecRequest {
+        ExecRequest {
+            command: CommandLine::Shell(command.into()),
+            stdin: None,
+            env: BTreeMap::new(),
+            r#become: None,
+            timeout: None,
+            output: None,
+        }
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "ended", rename_all = "camelCase")]
+pub enum ExitStatus {
+    Code {
+        code: i32,
+    },
+    Signal {
+        signal: i32,
+    },
+    /// Killed by drover because it ran past its timeout.
+    TimedOut,
+    /// Killed by drover because the apply was aborted.
+    Cancelled,
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code { code: 0 }
+    }
+}
+
+/// Output kept for the report, capped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Captured {
+    #[serde(serialize_with = "lossy")]
+    pub bytes: Vec<u8>,
+    pub truncated: bool,
+}
+
+fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(bytes))
+}
+
+/// Bytes of each stream kept per command.
+pub const CAPTURE_LIMIT: usize = 64 * 1024;
+
+impl Captured {
+    pub fn push(&mut self, bytes: &[u8]) {
+        let room = CAPTURE_LIMIT.saturating_sub(self.bytes.len());
+        if bytes.len() > room {
+            self.truncated = true;
+        }
+        self.bytes
+            .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+    }
+
+    pub fn text(&self) -> String {
+        let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
+        if self.truncated {
+            text.push_str("\n[output truncated]\n");
+        }
+        text
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub status: ExitStatus,
+    pub stdout: Captured,
+    pub stderr: Captured,
+}
+
+/// A file to write atomically (temporary file, then rename over the target).
+#[derive(Debug, Clone)]
+pub struct PutFile {
+    pub path: String,
+    pub content: Arc<[u8]>,
+    pub mode: Option<u32>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub r#become: Option<String>,
+}
+
+/// What a file on the host is, without necessarily transferring it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub size: u64,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+    /// blake3 of the content, hex.
+    pub content_hash: String,
+    /// The content itself, when asked for and not larger than `READ_CONTENT_LIMIT`.
+    pub content: Option<Vec<u8>>,
+}
+
+/// Largest file content `read_file` returns; larger files come back as hash and mode only.
+pub const READ_CONTENT_LIMIT: u64 = 1024 * 1024;
+
+/// What a transport has opened so far; tests assert on these.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub channels: AtomicU64,
+    pub commands: AtomicU64,
+    pub files_written: AtomicU64,
+    pub files_read: AtomicU64,
+}
+
+/// A point-in-time copy of `Counters`, for reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CounterSnapshot {
+    pub connections: u64,
+    pub channels: u64,
+    pub commands: u64,
+    pub files_written: u64,
+    pub files_read: u64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            connections: self.connections.load(Ordering::Relaxed),
+            channels: self.channels.load(Ordering::Relaxed),
+            commands: self.commands.load(Ordering::Relaxed),
+            files_written: self.files_written.load(Ordering::Relaxed),
+            files_read: self.files_read.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot start `{command}`")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("cannot {operation} {path}")]
+    File {
+        operation: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("`sudo -n` needs a password to become {user}")]
+    BecomePassword { user: String },
+    #[error("cannot {operation} {path}: {message}")]
+    Remote {
+        operation: &'static str,
+        path: String,
+        message: String,
+    },
+    #[error("lost the output of `{command}`")]
+    Output {
+        command: String,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How drover reaches one host.
+pub trait Transport: Send + Sync + 'static {
+    /// Runs a command; streams output to `request.output`; kills its process group on
+    /// timeout or when `force` is cancelled (a second Ctrl-C).
+    fn exec(
+        &self,
+        request: ExecRequest,
+        force: &CancellationToken,
+    ) -> impl Future<Output = Result<ExecOutput>> + Send;
+
+    /// Writes a file atomically with its mode and owner.
+    fn put_file(&self, file: &PutFile) -> impl Future<Output = Result<()>> + Send;
+
+    /// Reads a file's state (`None` if it does not exist); its content only when asked for
+    /// and small enough.
+    fn read_file(
+        &self,
+        path: &str,
+        r#become: Option<&str>,
+        want_content: bool,
+    ) -> impl Future<Output = Result<Option<FileState>>> + Send;
+
+    fn counters(&self) -> &Counters;
+}
+
+/// The text of a command line, for messages and logs.
+pub fn describe(command: &CommandLine) -> String {
+    match command {
+        CommandLine::Shell(s) => s.clone(),
+        CommandLine::Argv(argv) => crate::template::join_argv(argv),
+    }
+}

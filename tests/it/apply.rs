@@ -1,0 +1,452 @@
+//! `drover apply` over the local transport on real temporary directories: converge, no-op,
+//! update, remove with undo, triggers, timeouts that kill process groups, retries, Ctrl-C,
+//! and `kill -9` followed by a plan that shows exactly the unfinished instances.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Drover, write_fixture};
+
+/// A scratch manifest directory whose only host is local; `{{ dir }}` is a scratch area for
+/// the tasks' files, given as the host variable `dir`.
+struct Scratch {
+    manifests: tempfile::TempDir,
+    area: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new(workflow_tasks: &str) -> Scratch {
+        let scratch = Scratch {
+            manifests: tempfile::tempdir().unwrap(),
+            area: tempfile::tempdir().unwrap(),
+        };
+        scratch.write(workflow_tasks);
+        scratch
+    }
+
+    fn write(&self, workflow_tasks: &str) {
+        let text = format!(
+            "//- hosts.yaml\napiVersion: drover/v1\nkind: Host\nmetadata: {{name: box}}\nspec:\n  transport: local\n  vars: {{dir: {}}}\n//- app.yaml\napiVersion: drover/v1\nkind: Workflow\nmetadata: {{name: app}}\nspec:\n  hosts: {{names: [box]}}\n  tasks:\n{workflow_tasks}",
+            self.area.path().display()
+        );
+        write_fixture(self.manifests.path(), &text);
+    }
+
+    fn dir(&self) -> &Path {
+        self.manifests.path()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.area.path().join(name)
+    }
+
+    fn apply(&self) -> crate::harness::Run {
+        Drover::new()
+            .args(["apply", "--auto-approve", "--color", "never"])
+            .arg_path(self.dir())
+            .run()
+    }
+
+    fn apply_with_report(&self) -> (crate::harness::Run, serde_json::Value) {
+        let report = self.area.path().join("report.json");
+        let run = Drover::new()
+            .args(["apply", "--auto-approve", "--color", "never", "--report"])
+            .arg_path(&report)
+            .arg_path(self.dir())
+            .run();
+        let value = serde_json::from_str(
+            &std::fs::read_to_string(&report)
+                .unwrap_or_else(|_| panic!("no report: {}{}", run.stdout(), run.stderr())),
+        )
+        .unwrap();
+        (run, value)
+    }
+}
+
+const BASIC: &str = r#"    - name: config
+      file: {path: "{{ dir }}/app.conf", content: "port = 8080\n", mode: "0640"}
+    - name: reload
+      triggeredBy: [config]
+      run: echo reloaded >> {{ dir }}/reloads.log
+    - name: marker
+      needs: [config]
+      run: {command: "touch {{ dir }}/marker", creates: "{{ dir }}/marker"}
+      undo: rm -f {{ dir }}/marker
+"#;
+
+fn statuses(report: &serde_json::Value) -> Vec<String> {
+    report["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["id"].as_str().unwrap(),
+                i["status"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn apply_converges_then_a_second_apply_contacts_nothing() {
+    let s = Scratch::new(BASIC);
+    let (run, report) = s.apply_with_report();
+    run.expect_code(0);
+    assert_eq!(
+        statuses(&report),
+        [
+            "box/app/config changed",
+            "box/app/reload changed",
+            "box/app/marker changed"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.file("app.conf")).unwrap(),
+        "port = 8080\n"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(s.file("app.conf")).unwrap().permissions(),
+    ) & 0o777;
+    assert_eq!(mode, 0o640);
+    assert_eq!(report["status"], "succeeded");
+    assert!(
+        report["instances"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+port = 8080")
+    );
+    let (run, report) = s.apply_with_report();
+    let run = run.expect_code(0);
+    assert!(run.stdout().contains("No changes"), "{}", run.stdout());
+    assert_eq!(
+        report["contacts"],
+        serde_json::json!({"connections": 0, "channels": 0, "commands": 0, "filesWritten": 0, "filesRead": 0})
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.file("reloads.log")).unwrap(),
+        "reloaded\n"
+    );
+}
+
+#[test]
+fn an_edit_updates_only_what_changed_and_fires_its_trigger() {
+    let s = Scratch::new(BASIC);
+    s.apply().expect_code(0);
+    s.write(&BASIC.replace("port = 8080", "port = 9090"));
+    let (run, report) = s.apply_with_report();
+    run.expect_code(0);
+    assert_eq!(
+        statuses(&report),
+        ["box/app/config changed", "box/app/reload changed"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.file("reloads.log")).unwrap(),
+        "reloaded\nreloaded\n"
+    );
+    // Someone fixes the file by hand to match: the planned update finds nothing to do, so
+    // the reload it would trigger does not run.
+    s.write(&BASIC.replace("port = 8080", "port = 7070"));
+    std::fs::write(s.file("app.conf"), "port = 7070\n").unwrap();
+    let (_, report) = s.apply_with_report();
+    assert_eq!(
+        statuses(&report),
+        ["box/app/config unchanged", "box/app/reload notTriggered"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.file("reloads.log"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn removed_tasks_run_their_undo_and_are_forgotten() {
+    let s = Scratch::new(BASIC);
+    s.apply().expect_code(0);
+    assert!(s.file("marker").exists());
+    let without_marker = BASIC.split("    - name: marker").next().unwrap();
+    s.write(without_marker);
+    let (run, report) = s.apply_with_report();
+    run.expect_code(0);
+    assert_eq!(statuses(&report), ["box/app/marker removed"]);
+    assert!(!s.file("marker").exists(), "the undo ran");
+    let run = Drover::new()
+        .args(["state", "list", "--dir"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(!run.stdout().contains("marker"), "{}", run.stdout());
+}
+
+#[test]
+fn a_failure_skips_dependents_and_independent_branches_go_on() {
+    let s = Scratch::new(
+        r#"    - name: broken
+      run: echo boom >&2; exit 3
+    - name: after-broken
+      needs: [broken]
+      run: touch {{ dir }}/never
+    - name: independent
+      run: touch {{ dir }}/independent
+"#,
+    );
+    let (run, report) = s.apply_with_report();
+    run.expect_code(1);
+    assert_eq!(
+        statuses(&report),
+        [
+            "box/app/broken failed",
+            "box/app/after-broken skipped",
+            "box/app/independent changed"
+        ]
+    );
+    assert!(
+        report["instances"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 3: boom"),
+        "{report}"
+    );
+    assert!(!s.file("never").exists());
+    assert!(s.file("independent").exists());
+    // The failure is retried by the next plan; the skipped task is still to create.
+    let run = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(
+        run.stdout().contains("last attempt failed") && run.stdout().contains("after-broken"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn retries_back_off_and_count_attempts() {
+    let s = Scratch::new(
+        r#"    - name: flaky
+      run: n=$(cat {{ dir }}/tries 2>/dev/null || echo 0); n=$((n+1)); echo $n > {{ dir }}/tries; [ $n -ge 3 ]
+      retries: {attempts: 4, backoff: 10ms}
+"#,
+    );
+    let (run, report) = s.apply_with_report();
+    run.expect_code(0);
+    assert_eq!(report["instances"][0]["attempts"], 3);
+    assert_eq!(report["instances"][0]["status"], "changed");
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group() {
+    let s = Scratch::new(
+        r#"    - name: slow
+      run: sleep 300 & echo $! > {{ dir }}/child.pid; wait
+      timeout: 1s
+"#,
+    );
+    let (run, report) = s.apply_with_report();
+    run.expect_code(1);
+    assert_eq!(report["instances"][0]["status"], "timedOut");
+    let pid: u32 = std::fs::read_to_string(s.file("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pid_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !pid_alive(pid),
+        "the background child {pid} outlived the timeout"
+    );
+}
+
+/// Starts `drover apply` as a child and waits until `marker` exists.
+fn start_apply(s: &Scratch, marker: &Path) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg(s.dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+const SLOW_CHAIN: &str = r#"    - name: first
+      run: touch {{ dir }}/first
+    - name: slow
+      needs: [first]
+      run: touch {{ dir }}/slow-started; sleep 2; touch {{ dir }}/slow-done
+    - name: last
+      needs: [slow]
+      run: touch {{ dir }}/last
+"#;
+
+#[test]
+fn ctrl_c_lets_running_tasks_finish_and_cancels_the_rest() {
+    let s = Scratch::new(SLOW_CHAIN);
+    let child = start_apply(&s, &s.file("slow-started"));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(
+        s.file("slow-done").exists(),
+        "the running task was allowed to finish"
+    );
+    assert!(!s.file("last").exists(), "nothing new started after Ctrl-C");
+    let history = Drover::new()
+        .args(["history", "--dir"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(
+        history.stdout().contains("cancelled"),
+        "{}",
+        history.stdout()
+    );
+    let plan = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(
+        plan.stdout().contains("+ last") && !plan.stdout().contains("slow  run"),
+        "{}",
+        plan.stdout()
+    );
+}
+
+#[test]
+fn kill_9_mid_run_then_plan_shows_exactly_the_unfinished_instances() {
+    let s = Scratch::new(&SLOW_CHAIN.replace("sleep 2", "sleep 30"));
+    let mut child = start_apply(&s, &s.file("slow-started"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let plan = Drover::new()
+        .args(["plan", "--color", "never", "--format", "json"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&plan.stdout()).unwrap();
+    let planned: Vec<String> = doc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["id"].as_str().unwrap(),
+                c["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        planned,
+        ["box/app/slow update", "box/app/last create"],
+        "first finished and is not planned again"
+    );
+    let history = Drover::new()
+        .args(["history", "--dir"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(
+        history.stdout().contains("interrupted"),
+        "{}",
+        history.stdout()
+    );
+    // The killed task's process group may still be sleeping; it is not drover's to reap.
+}
+
+#[test]
+fn apply_refuses_without_a_terminal_unless_approved() {
+    let s = Scratch::new(BASIC);
+    let run = Drover::new()
+        .args(["apply", "--color", "never"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(1);
+    assert!(run.stderr().contains("--auto-approve"), "{}", run.stderr());
+    assert!(!s.file("app.conf").exists());
+}
+
+#[test]
+fn a_saved_plan_applies_exactly_and_refuses_stale_instances() {
+    let s = Scratch::new(BASIC);
+    let saved = s.area.path().join("p.plan");
+    Drover::new()
+        .args(["plan", "-o"])
+        .arg_path(&saved)
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    // The config changes after the plan was saved: only it (and what needs it) is refused.
+    s.write(&BASIC.replace("port = 8080", "port = 1"));
+    let run = Drover::new()
+        .args(["apply", "--color", "never"])
+        .arg_path(&saved)
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stderr()
+            .contains("box/app/config is stale: its manifests changed"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!s.file("app.conf").exists());
+    assert!(
+        run.stdout().contains("box/app/marker skipped"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn history_and_show_describe_the_run() {
+    let s = Scratch::new(BASIC);
+    s.apply().expect_code(0);
+    let run = Drover::new()
+        .args(["show", "1", "--format", "json", "--dir"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(doc["run"]["status"], "succeeded");
+    assert_eq!(doc["run"]["changed"], 3);
+    let kinds: Vec<&str> = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"runStarted"));
+    assert_eq!(kinds.last(), Some(&"runFinished"));
+}
