@@ -28,7 +28,7 @@ use crate::run::{Event, EventKind, RunRecord, RunStatus};
 use crate::schedule::{self, Finished, Node, Schedule, ScheduleOptions, Settled};
 use crate::secret::Redactor;
 use crate::state::{InstanceDetail, Outcome, RunId, detail_of};
-use crate::store::{InstanceWrite, Store};
+use crate::store::{Change, InstanceWrite, Store};
 use crate::task::{Applied, Failure};
 use crate::transport::{ExitStatus, Stream};
 
@@ -574,22 +574,30 @@ impl Driver {
             at,
             kind: EventKind::InstanceStarted { id: id.clone() },
         };
-        let instance = self.instances.get(id).cloned();
+        // Every other kind of change is planned again after a crash by what is already
+        // recorded (no record, another hash, a failed outcome, a pending trigger or drift);
+        // only a forced replacement needs the marker.
+        let marker = self
+            .instances
+            .get(id)
+            .filter(|_| kind == ChangeKind::Replace)
+            .map(|i| i.spec_hash);
         let id = id.clone();
-        blocking(&self.store, move |s| {
-            if let (Some(instance), false) = (instance, kind == ChangeKind::Remove) {
-                s.record(&InstanceWrite {
+        blocking(&self.store, move |s| match marker {
+            Some(spec_hash) => {
+                let write = InstanceWrite {
                     id: &id,
-                    spec_hash: instance.spec_hash,
+                    spec_hash,
                     outcome: Outcome::Interrupted,
                     finished_at: at,
                     duration_ms: 0,
                     run: Some(run),
                     detail: None,
                     fires: &[],
-                })?;
+                };
+                s.log(run, &event, Change::Record(&write))
             }
-            s.append_event(run, &event)
+            None => s.log(run, &event, Change::None),
         })
         .await
     }
@@ -681,10 +689,15 @@ impl Driver {
         if change.kind == ChangeKind::Remove {
             let forget = outcome == Outcome::Succeeded;
             return blocking(&self.store, move |s| {
-                if forget {
-                    s.forget(std::slice::from_ref(&id))?;
-                }
-                s.append_event(run, &event)
+                s.log(
+                    run,
+                    &event,
+                    if forget {
+                        Change::Forget(&id)
+                    } else {
+                        Change::None
+                    },
+                )
             })
             .await;
         }
@@ -702,7 +715,7 @@ impl Driver {
         };
         let duration_ms = millis(done.duration);
         blocking(&self.store, move |s| {
-            s.record(&InstanceWrite {
+            let write = InstanceWrite {
                 id: &id,
                 spec_hash: instance.spec_hash,
                 outcome,
@@ -711,8 +724,8 @@ impl Driver {
                 run: Some(run),
                 detail: detail.as_ref(),
                 fires: &fires,
-            })?;
-            s.append_event(run, &event)
+            };
+            s.log(run, &event, Change::Record(&write))
         })
         .await
     }

@@ -126,6 +126,14 @@ pub struct InstanceWrite<'a> {
     pub fires: &'a [InstanceId],
 }
 
+/// What `Store::log` does to an instance alongside its event.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    None,
+    Record(&'a InstanceWrite<'a>),
+    Forget(&'a InstanceId),
+}
+
 /// A handle on a state file; cheap, and holds nothing open.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -210,6 +218,19 @@ impl Store {
         self.write(|tx| writes.iter().try_for_each(|w| record_in(tx, w)))
     }
 
+    /// Appends a run event and, in the same transaction, records an instance's outcome or
+    /// forgets it: what an apply does as each instance starts or ends (one commit, not two).
+    pub fn log(&self, run: RunId, event: &Event, change: Change<'_>) -> Result<()> {
+        self.write(|tx| {
+            match change {
+                Change::None => {}
+                Change::Record(write) => record_in(tx, write)?,
+                Change::Forget(id) => forget_in(tx, id).map(|_| ())?,
+            }
+            append(tx, run, event)
+        })
+    }
+
     /// Records (or clears, with `None`) a drift finding.
     pub fn record_drift(&self, id: &InstanceId, finding: Option<&DriftFinding>) -> Result<()> {
         self.write(|tx| {
@@ -230,18 +251,10 @@ impl Store {
         }
         self.write(|tx| {
             let mut forgotten = Vec::new();
-            let mut instances = tx.open_table(INSTANCES).map_err(write_err)?;
-            let mut details = tx.open_table(DETAILS).map_err(write_err)?;
-            let mut triggers = tx.open_table(TRIGGERS).map_err(write_err)?;
-            let mut drift = tx.open_table(DRIFT).map_err(write_err)?;
             for id in ids {
-                let key = id.to_string();
-                if instances.remove(key.as_str()).map_err(write_err)?.is_some() {
+                if forget_in(tx, id)? {
                     forgotten.push(id.clone());
                 }
-                details.remove(key.as_str()).map_err(write_err)?;
-                triggers.remove(key.as_str()).map_err(write_err)?;
-                drift.remove(key.as_str()).map_err(write_err)?;
             }
             Ok(forgotten)
         })
@@ -547,6 +560,30 @@ fn record_in(tx: &WriteTransaction, write: &InstanceWrite<'_>) -> Result<()> {
             .map_err(write_err)?;
     }
     Ok(())
+}
+
+/// Removes everything recorded about an instance; returns whether it was recorded.
+fn forget_in(tx: &WriteTransaction, id: &InstanceId) -> Result<bool> {
+    let key = id.to_string();
+    let found = tx
+        .open_table(INSTANCES)
+        .map_err(write_err)?
+        .remove(key.as_str())
+        .map_err(write_err)?
+        .is_some();
+    tx.open_table(DETAILS)
+        .map_err(write_err)?
+        .remove(key.as_str())
+        .map_err(write_err)?;
+    tx.open_table(TRIGGERS)
+        .map_err(write_err)?
+        .remove(key.as_str())
+        .map_err(write_err)?;
+    tx.open_table(DRIFT)
+        .map_err(write_err)?
+        .remove(key.as_str())
+        .map_err(write_err)?;
+    Ok(found)
 }
 
 fn append(tx: &WriteTransaction, run: RunId, event: &Event) -> Result<()> {

@@ -370,7 +370,7 @@ fn kill_9_mid_run_then_plan_shows_exactly_the_unfinished_instances() {
         .collect();
     assert_eq!(
         planned,
-        ["box/app/slow update", "box/app/last create"],
+        ["box/app/slow create", "box/app/last create"],
         "first finished and is not planned again"
     );
     let history = Drover::new()
@@ -384,6 +384,51 @@ fn kill_9_mid_run_then_plan_shows_exactly_the_unfinished_instances() {
         history.stdout()
     );
     // The killed task's process group may still be sleeping; it is not drover's to reap.
+}
+
+#[test]
+fn a_replacement_killed_mid_run_is_planned_again() {
+    // `slow` is quick unless a hold file exists, so its spec never changes: only the record
+    // that it started can tell the next plan that the forced re-run did not finish.
+    let s = Scratch::new(
+        r#"    - name: slow
+      run: touch {{ dir }}/slow-started; if [ -e {{ dir }}/hold ]; then sleep 30; fi
+"#,
+    );
+    s.apply().expect_code(0);
+    std::fs::remove_file(s.file("slow-started")).unwrap();
+    std::fs::write(s.file("hold"), "").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "apply",
+            "--auto-approve",
+            "--color",
+            "never",
+            "--replace",
+            "box/app/slow",
+        ])
+        .arg(s.dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !s.file("slow-started").exists() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let plan = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(
+        plan.stdout().contains("last attempt interrupted"),
+        "{}",
+        plan.stdout()
+    );
 }
 
 #[test]
