@@ -14,12 +14,14 @@ use crate::resolve::ResolvedInstance;
 use crate::state::InstanceDetail;
 use crate::task::{self, Applied, Failure, TaskContext};
 use crate::transport::local::LocalTransport;
+use crate::transport::ssh::SshTransport;
 use crate::transport::{CommandLine, OutputChunk, Stream, Transport};
 
 /// How drover reaches a host in this run.
 #[derive(Debug, Clone)]
 pub enum HostTransport {
     Local(Arc<LocalTransport>),
+    Ssh(Arc<SshTransport>),
     /// The host cannot be reached in this run; every instance on it fails with this reason.
     Unreachable(String),
 }
@@ -32,6 +34,7 @@ impl HostTransport {
     ) -> Result<Applied, Failure> {
         match self {
             HostTransport::Local(t) => task::apply(instance, t.as_ref(), ctx).await,
+            HostTransport::Ssh(t) => task::apply(instance, t.as_ref(), ctx).await,
             HostTransport::Unreachable(reason) => Err(Failure::Transport {
                 message: reason.clone(),
             }),
@@ -46,6 +49,16 @@ impl HostTransport {
     ) -> Result<Applied, Failure> {
         let mut commands = Vec::new();
         let out = match self {
+            HostTransport::Ssh(t) => {
+                task::exec(
+                    t.as_ref(),
+                    ctx,
+                    r#become,
+                    CommandLine::Shell(command.to_owned()),
+                    &mut commands,
+                )
+                .await?
+            }
             HostTransport::Local(t) => {
                 task::exec(
                     t.as_ref(),
@@ -76,6 +89,7 @@ impl HostTransport {
     pub fn counters(&self) -> Option<crate::transport::CounterSnapshot> {
         match self {
             HostTransport::Local(t) => Some(t.counters().snapshot()),
+            HostTransport::Ssh(t) => Some(t.counters().snapshot()),
             HostTransport::Unreachable(_) => None,
         }
     }

@@ -128,6 +128,10 @@ pub enum Command {
         /// Write the run report (JSON) to this file.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// Trust an SSH host key seen for the first time and record it in `known_hosts` (a
+        /// changed key is always refused).
+        #[arg(long)]
+        accept_new_host_keys: bool,
         /// Only these instances and what they need (as for `drover plan`).
         #[arg(long = "target", value_name = "TARGET")]
         targets: Vec<String>,

@@ -107,6 +107,35 @@ impl StateSettings {
     }
 }
 
+/// What SSH connections default to, read from the environment once.
+#[derive(Debug, Clone)]
+pub struct SshDefaults {
+    pub home: Option<std::path::PathBuf>,
+    pub user: String,
+    pub accept_new: bool,
+}
+
+impl SshDefaults {
+    pub fn from_environment(accept_new: bool) -> SshDefaults {
+        SshDefaults {
+            home: std::env::var_os("HOME").map(std::path::PathBuf::from),
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "root".to_owned()),
+            accept_new,
+        }
+    }
+
+    /// `~/x` → `$HOME/x`; relative paths are relative to the manifest directory.
+    pub fn path(&self, text: &str, manifests: &std::path::Path) -> std::path::PathBuf {
+        match (text.strip_prefix("~/"), &self.home) {
+            (Some(rest), Some(home)) => home.join(rest),
+            _ if text.starts_with('/') => std::path::PathBuf::from(text),
+            _ => manifests.join(text),
+        }
+    }
+}
+
 /// This machine's name, for lock holders; read where the environment is allowed.
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

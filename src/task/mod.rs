@@ -191,6 +191,7 @@ pub(crate) async fn exec<T: Transport>(
         r#become: r#become.map(str::to_owned),
         timeout: ctx.timeout,
         output: ctx.output.clone(),
+        capture_limit: transport::CAPTURE_LIMIT,
     };
     let out = transport
         .exec(request, &ctx.force)

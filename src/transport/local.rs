@@ -10,7 +10,6 @@
 )]
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -25,10 +24,9 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::template::shell_quote;
 use crate::transport::{
     Captured, CommandLine, Counters, Error, ExecOutput, ExecRequest, ExitStatus, FileState,
-    OutputChunk, PutFile, READ_CONTENT_LIMIT, Result, Stream, Transport, describe,
+    OutputChunk, PutFile, READ_CONTENT_LIMIT, Result, Stream, Transport, describe, script,
 };
 
 /// How long a killed command's group gets between SIGTERM and SIGKILL.
@@ -151,14 +149,22 @@ async fn run(request: ExecRequest, force: &CancellationToken) -> Result<ExecOutp
         let _ = stdin.write_all(&bytes).await;
         drop(stdin);
     }
-    let stdout = child
-        .stdout
-        .take()
-        .map(|s| tokio::spawn(pump(s, Stream::Stdout, request.output.clone())));
-    let stderr = child
-        .stderr
-        .take()
-        .map(|s| tokio::spawn(pump(s, Stream::Stderr, request.output.clone())));
+    let stdout = child.stdout.take().map(|s| {
+        tokio::spawn(pump(
+            s,
+            Stream::Stdout,
+            request.output.clone(),
+            request.capture_limit,
+        ))
+    });
+    let stderr = child.stderr.take().map(|s| {
+        tokio::spawn(pump(
+            s,
+            Stream::Stderr,
+            request.output.clone(),
+            request.capture_limit,
+        ))
+    });
     let timeout = request.timeout.unwrap_or(Duration::MAX);
     let ended = tokio::select! {
         status = child.wait() => Some(status),
@@ -232,8 +238,9 @@ async fn pump(
     mut stream: impl AsyncRead + Unpin,
     which: Stream,
     sink: Option<mpsc::Sender<OutputChunk>>,
+    limit: usize,
 ) -> Captured {
-    let mut captured = Captured::default();
+    let mut captured = Captured::with_limit(limit);
     let mut buffer = vec![0u8; 8192];
     loop {
         match stream.read(&mut buffer).await {
@@ -416,39 +423,13 @@ fn read_direct(path: &str, want_content: bool) -> Result<Option<FileState>> {
     }))
 }
 
-/// Writes through `sudo -n sh -c`: content on stdin, a temporary file beside the target,
-/// mode and owner set, then renamed over it.
+/// Writes through `sudo -n`: the same script the SSH transport runs.
 async fn put_with_sudo(file: &PutFile) -> Result<()> {
-    let path = shell_quote(&file.path);
-    let mut script = format!(
-        "set -e\nt=$(mktemp \"$(dirname {path})/.drover.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n"
-    );
-    if let Some(mode) = file.mode {
-        let _ = writeln!(script, "chmod {mode:o} \"$t\"");
-    }
-    if file.owner.is_some() || file.group.is_some() {
-        let owner = file.owner.as_deref().map(shell_quote).unwrap_or_default();
-        let group = file
-            .group
-            .as_deref()
-            .map(|g| format!(":{}", shell_quote(g)))
-            .unwrap_or_default();
-        let _ = writeln!(script, "chown {owner}{group} \"$t\"");
-    }
-    let _ = writeln!(script, "mv -f \"$t\" {path}\ntrap - EXIT");
-    let mut request = ExecRequest::shell(script);
+    let mut request = ExecRequest::shell(script::put(file));
     request.stdin = Some(file.content.to_vec());
     request.r#become.clone_from(&file.r#become);
     let out = run(request, &CancellationToken::new()).await?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Remote {
-            operation: "write",
-            path: file.path.clone(),
-            message: String::from_utf8_lossy(&out.stderr.bytes).trim().to_owned(),
-        })
-    }
+    script::put_result(&file.path, &out)
 }
 
 async fn read_with_sudo(
@@ -456,71 +437,11 @@ async fn read_with_sudo(
     r#become: Option<&str>,
     want_content: bool,
 ) -> Result<Option<FileState>> {
-    let quoted = shell_quote(path);
-    let script = format!(
-        "[ -e {quoted} ] || exit 3\nstat -L -c '%s %a %U %G' {quoted}\n{}",
-        if want_content {
-            format!("cat {quoted}")
-        } else {
-            format!("b3sum --no-names {quoted} 2>/dev/null || sha256sum {quoted}")
-        }
-    );
-    let mut request = ExecRequest::shell(script);
+    let mut request = ExecRequest::shell(script::read(path, want_content));
     request.r#become = r#become.map(str::to_owned);
+    request.capture_limit = script::READ_CAPTURE;
     let out = run(request, &CancellationToken::new()).await?;
-    if out.status == (ExitStatus::Code { code: 3 }) {
-        return Ok(None);
-    }
-    let remote = |message: String| Error::Remote {
-        operation: "read",
-        path: path.to_owned(),
-        message,
-    };
-    if !out.status.success() {
-        return Err(remote(
-            String::from_utf8_lossy(&out.stderr.bytes).trim().to_owned(),
-        ));
-    }
-    let text = &out.stdout.bytes;
-    let newline = text
-        .iter()
-        .position(|b| *b == b'\n')
-        .ok_or_else(|| remote("unexpected stat output".to_owned()))?;
-    let head = String::from_utf8_lossy(text.get(..newline).unwrap_or_default()).into_owned();
-    let body = text.get(newline + 1..).unwrap_or_default();
-    let mut fields = head.split_whitespace();
-    let size: u64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mode = fields
-        .next()
-        .and_then(|m| u32::from_str_radix(m, 8).ok())
-        .unwrap_or(0);
-    let owner = fields.next().unwrap_or_default().to_owned();
-    let group = fields.next().unwrap_or_default().to_owned();
-    let (content_hash, content) = if want_content {
-        (
-            blake3::hash(body).to_hex().to_string(),
-            (size <= READ_CONTENT_LIMIT).then(|| body.to_vec()),
-        )
-    } else {
-        // Not blake3 when b3sum is missing: the caller compares it only against a hash it
-        // computes the same way, and a mismatch just means "rewrite the file".
-        (
-            String::from_utf8_lossy(body)
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-            None,
-        )
-    };
-    Ok(Some(FileState {
-        size,
-        mode,
-        owner,
-        group,
-        content_hash,
-        content,
-    }))
+    script::parse_read(path, want_content, &out)
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! what they open, so tests can assert that a no-op apply contacted nothing.
 
 pub mod local;
+pub mod script;
+pub mod ssh;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -51,6 +53,8 @@ pub struct ExecRequest {
     /// Where live output goes; the receiver prints it. Bounded, so a slow console slows the
     /// command down rather than growing memory.
     pub output: Option<mpsc::Sender<OutputChunk>>,
+    /// Bytes of each stream kept in the result (file reads need more than reports).
+    pub capture_limit: usize,
 }
 
 impl ExecRequest {
@@ -62,6 +66,7 @@ impl ExecRequest {
             r#become: None,
             timeout: None,
             output: None,
+            capture_limit: CAPTURE_LIMIT,
         }
     }
 }
@@ -89,11 +94,19 @@ impl ExitStatus {
 }
 
 /// Output kept for the report, capped.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Captured {
     #[serde(serialize_with = "lossy")]
     pub bytes: Vec<u8>,
     pub truncated: bool,
+    #[serde(skip)]
+    pub limit: usize,
+}
+
+impl Default for Captured {
+    fn default() -> Captured {
+        Captured::with_limit(CAPTURE_LIMIT)
+    }
 }
 
 fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -104,8 +117,16 @@ fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
 pub const CAPTURE_LIMIT: usize = 64 * 1024;
 
 impl Captured {
+    pub fn with_limit(limit: usize) -> Captured {
+        Captured {
+            bytes: Vec::new(),
+            truncated: false,
+            limit,
+        }
+    }
+
     pub fn push(&mut self, bytes: &[u8]) {
-        let room = CAPTURE_LIMIT.saturating_sub(self.bytes.len());
+        let room = self.limit.saturating_sub(self.bytes.len());
         if bytes.len() > room {
             self.truncated = true;
         }
@@ -219,6 +240,10 @@ pub enum Error {
         command: String,
         source: std::io::Error,
     },
+    #[error("{host}: {message}")]
+    Connect { host: String, message: String },
+    #[error("{message}")]
+    HostKey { message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

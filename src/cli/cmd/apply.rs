@@ -30,6 +30,7 @@ use crate::report::plan::{self as render, PlanView};
 use crate::run::RunStatus;
 use crate::schedule::{Limits as ScheduleLimits, RolloutSlot, rollout_batches};
 use crate::transport::local::LocalTransport;
+use crate::transport::ssh::{SshTarget, SshTransport};
 
 use super::plan::{desired_details, note_undo, parse_targets, unmatched};
 
@@ -42,6 +43,7 @@ pub struct Request<'a> {
     pub per_host: usize,
     pub fail_fast: bool,
     pub report: Option<&'a Path>,
+    pub ssh: crate::cli::config::SshDefaults,
     pub targets: &'a [String],
     pub replace: &'a [String],
     pub force: bool,
@@ -111,7 +113,7 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
             .stdout("Apply cancelled; nothing was changed.\n");
         return Ok(Outcome::Success);
     }
-    let hosts = transports(desired);
+    let hosts = transports(desired, &request.ssh, &dir, request.per_host);
     let apply_request = apply::Request {
         plan: &plan,
         resolved,
@@ -247,8 +249,13 @@ fn confirmed(auto_approve: bool, config: &Config) -> Result<bool, Error> {
     Ok(answer.trim() == "yes")
 }
 
-/// How each host is reached in this run.
-fn transports(desired: &Desired) -> BTreeMap<HostName, HostTransport> {
+/// How each host is reached in this run. SSH connections open lazily, on first use.
+fn transports(
+    desired: &Desired,
+    ssh: &crate::cli::config::SshDefaults,
+    manifests: &Path,
+    per_host: usize,
+) -> BTreeMap<HostName, HostTransport> {
     let local = LocalTransport::new();
     desired
         .hosts
@@ -256,10 +263,32 @@ fn transports(desired: &Desired) -> BTreeMap<HostName, HostTransport> {
         .map(|host| {
             let transport = match host.spec.transport {
                 HostKind::Local => HostTransport::Local(Arc::clone(&local)),
-                HostKind::Ssh => HostTransport::Unreachable(format!(
-                    "host {} is reached over SSH, which this build of drover cannot do yet; use `transport: local` for the machine drover runs on",
-                    host.name
-                )),
+                HostKind::Ssh => HostTransport::Ssh(SshTransport::new(SshTarget {
+                    host: host.name.to_string(),
+                    address: host
+                        .spec
+                        .address
+                        .clone()
+                        .unwrap_or_else(|| host.name.to_string()),
+                    port: host.spec.port.unwrap_or(22),
+                    user: host.spec.user.clone().unwrap_or_else(|| ssh.user.clone()),
+                    identity: host
+                        .spec
+                        .identity_file
+                        .as_deref()
+                        .map(|p| ssh.path(p, manifests)),
+                    known_hosts: ssh.path(
+                        host.spec
+                            .known_hosts_file
+                            .as_deref()
+                            .unwrap_or("~/.ssh/known_hosts"),
+                        manifests,
+                    ),
+                    accept_new: ssh.accept_new,
+                    connect_timeout: std::time::Duration::from_secs(10),
+                    // OpenSSH allows 10 sessions per connection; stay under it.
+                    max_channels: per_host.clamp(1, 8),
+                })),
             };
             (host.name.clone(), transport)
         })

@@ -1,0 +1,135 @@
+//! The shell scripts that move files over a command channel: write atomically (temporary
+//! file beside the target, mode and owner, rename) and read a file's state. Used by the SSH
+//! transport for every file and by the local one when `become` needs `sudo`.
+//!
+//! Every path and name is shell-quoted; content travels on stdin, never in the command line.
+
+use std::fmt::Write as _;
+
+use crate::template::shell_quote;
+use crate::transport::{
+    Error, ExecOutput, ExitStatus, FileState, PutFile, READ_CONTENT_LIMIT, Result,
+};
+
+/// The script that writes `file` from stdin.
+pub fn put(file: &PutFile) -> String {
+    let path = shell_quote(&file.path);
+    let mut script = format!(
+        "set -e\nt=$(mktemp \"$(dirname {path})/.drover.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n"
+    );
+    match file.mode {
+        Some(mode) => {
+            let _ = writeln!(script, "chmod {mode:o} \"$t\"");
+        }
+        // Keep the mode of the file being replaced, else the usual 0644.
+        None => {
+            let _ = writeln!(
+                script,
+                "if [ -e {path} ]; then chmod \"$(stat -L -c %a {path})\" \"$t\"; else chmod 644 \"$t\"; fi"
+            );
+        }
+    }
+    if file.owner.is_some() || file.group.is_some() {
+        let owner = file.owner.as_deref().map(shell_quote).unwrap_or_default();
+        let group = file
+            .group
+            .as_deref()
+            .map(|g| format!(":{}", shell_quote(g)))
+            .unwrap_or_default();
+        let _ = writeln!(script, "chown {owner}{group} \"$t\"");
+    }
+    let _ = writeln!(script, "mv -f \"$t\" {path}\ntrap - EXIT");
+    script
+}
+
+/// What the write script's output means.
+pub fn put_result(path: &str, out: &ExecOutput) -> Result<()> {
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::Remote {
+        operation: "write",
+        path: path.to_owned(),
+        message: String::from_utf8_lossy(&out.stderr.bytes).trim().to_owned(),
+    })
+}
+
+/// Output kept when reading a file over a command: its content and the stat line.
+#[expect(clippy::cast_possible_truncation, reason = "1 MiB fits any usize drover runs on")]
+pub const READ_CAPTURE: usize = READ_CONTENT_LIMIT as usize + 4096;
+
+/// The script that prints `size mode owner group` and then the content (or a hash).
+pub fn read(path: &str, want_content: bool) -> String {
+    let quoted = shell_quote(path);
+    // Content only when asked and small; otherwise a blake3 hash when the host has `b3sum`
+    // (without it, a large file compares unequal and is simply rewritten).
+    let hash = format!("b3sum --no-names {quoted} 2>/dev/null || echo unknown");
+    let body = if want_content {
+        format!(
+            "if [ \"$(stat -L -c %s {quoted})\" -le {READ_CONTENT_LIMIT} ]; then cat {quoted}; else {hash}; fi"
+        )
+    } else {
+        hash
+    };
+    format!("[ -e {quoted} ] || exit 3\nstat -L -c '%s %a %U %G' {quoted}\n{body}")
+}
+
+/// Parses the read script's output; exit status 3 means the file does not exist.
+pub fn parse_read(path: &str, want_content: bool, out: &ExecOutput) -> Result<Option<FileState>> {
+    if out.status == (ExitStatus::Code { code: 3 }) {
+        return Ok(None);
+    }
+    let remote = |message: String| Error::Remote {
+        operation: "read",
+        path: path.to_owned(),
+        message,
+    };
+    if !out.status.success() {
+        return Err(remote(
+            String::from_utf8_lossy(&out.stderr.bytes).trim().to_owned(),
+        ));
+    }
+    if out.stdout.truncated {
+        return Err(remote(
+            "the file is larger than drover reads over a command channel".to_owned(),
+        ));
+    }
+    let text = &out.stdout.bytes;
+    let newline = text
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| remote("unexpected stat output".to_owned()))?;
+    let head = String::from_utf8_lossy(text.get(..newline).unwrap_or_default()).into_owned();
+    let body = text.get(newline + 1..).unwrap_or_default();
+    let mut fields = head.split_whitespace();
+    let size: u64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mode = fields
+        .next()
+        .and_then(|m| u32::from_str_radix(m, 8).ok())
+        .unwrap_or(0);
+    let owner = fields.next().unwrap_or_default().to_owned();
+    let group = fields.next().unwrap_or_default().to_owned();
+    let (content_hash, content) = if want_content && size <= READ_CONTENT_LIMIT {
+        (
+            blake3::hash(body).to_hex().to_string(),
+            (size <= READ_CONTENT_LIMIT).then(|| body.to_vec()),
+        )
+    } else {
+        (
+            String::from_utf8_lossy(body)
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            None,
+        )
+    };
+    Ok(Some(FileState {
+        size,
+        mode,
+        owner,
+        group,
+        content_hash,
+        content,
+    }))
+}

@@ -1,0 +1,487 @@
+//! `SshTransport`: one authenticated connection per host (russh), opened on first use and
+//! again after it drops, with many exec channels over it, bounded by a semaphore.
+//!
+//! Every command reports its process group first (sshd starts it in a session of its own), so
+//! a timeout or a forced cancel kills the whole group on the host through a second channel.
+//! Files move through the scripts of `transport::script` over the same connection. A no-op
+//! run never calls this, so it never connects.
+
+pub mod auth;
+pub mod known_hosts;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client::{self, Handle};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::template::shell_quote;
+use crate::transport::{
+    Captured, CommandLine, Counters, Error, ExecOutput, ExecRequest, ExitStatus, FileState,
+    OutputChunk, PutFile, Result, Stream, Transport, describe, script,
+};
+use known_hosts::HostKeyCheck;
+
+/// How long a killed command's group gets between SIGTERM and SIGKILL.
+const KILL_GRACE_SECS: u32 = 2;
+/// How long to keep reading after a kill before giving the channel up.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+/// The first stderr line of every command: its process group on the host.
+const GROUP_MARKER: &str = "DROVER_PGID ";
+
+/// Where and how to reach one host.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    /// The host's name in the manifests, for messages.
+    pub host: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub identity: Option<PathBuf>,
+    pub known_hosts: PathBuf,
+    /// Trust and record an unknown host key (never a changed one).
+    pub accept_new: bool,
+    pub connect_timeout: Duration,
+    /// Channels open at once on the connection (OpenSSH's `MaxSessions` defaults to 10).
+    pub max_channels: usize,
+}
+
+impl SshTarget {
+    fn describe(&self) -> String {
+        format!("{} ({}:{})", self.host, self.address, self.port)
+    }
+}
+
+pub struct SshTransport {
+    target: SshTarget,
+    counters: Counters,
+    /// The authenticated connection; `None` until first use or after it was found closed.
+    /// A tokio mutex: connecting awaits while holding it, so concurrent first uses share one
+    /// connection instead of opening several.
+    connection: tokio::sync::Mutex<Option<Arc<Handle<HostKeyCheck>>>>,
+    /// Bounds concurrent channels on the connection.
+    channels: Semaphore,
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport")
+            .field("target", &self.target)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshTransport {
+    pub fn new(target: SshTarget) -> Arc<SshTransport> {
+        let permits = target.max_channels.max(1);
+        Arc::new(SshTransport {
+            target,
+            counters: Counters::default(),
+            connection: tokio::sync::Mutex::new(None),
+            channels: Semaphore::new(permits),
+        })
+    }
+
+    /// The live connection, connecting (again) when there is none.
+    async fn handle(&self) -> Result<Arc<Handle<HostKeyCheck>>> {
+        let mut slot = self.connection.lock().await;
+        if let Some(handle) = slot.as_ref().filter(|h| !h.is_closed()) {
+            return Ok(handle.clone());
+        }
+        let handle = Arc::new(self.connect().await?);
+        Counters::add(&self.counters.connections);
+        *slot = Some(handle.clone());
+        Ok(handle)
+    }
+
+    async fn connect(&self) -> Result<Handle<HostKeyCheck>> {
+        let t = &self.target;
+        let config = Arc::new(client::Config {
+            // Nagle's algorithm costs ~45 ms per round trip on small exchanges.
+            nodelay: true,
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
+            inactivity_timeout: None,
+            ..client::Config::default()
+        });
+        let check = HostKeyCheck {
+            address: t.address.clone(),
+            port: t.port,
+            known_hosts: t.known_hosts.clone(),
+            accept_new: t.accept_new,
+            refusal: Arc::new(Mutex::new(None)),
+        };
+        let refusal = check.refusal.clone();
+        let connecting = client::connect(config, (t.address.as_str(), t.port), check);
+        // russh has no connect or handshake timeout of its own.
+        let handle = match tokio::time::timeout(t.connect_timeout, connecting).await {
+            Err(_) => {
+                return Err(self.error(format!(
+                    "no answer within {:?} (connect timeout)",
+                    t.connect_timeout
+                )));
+            }
+            Ok(Err(e)) => {
+                if let Some(refused) = refusal.lock().ok().and_then(|r| r.clone()) {
+                    return Err(Error::HostKey {
+                        message: known_hosts::explain(
+                            &refused,
+                            &t.host,
+                            &t.address,
+                            t.port,
+                            &t.known_hosts,
+                        ),
+                    });
+                }
+                return Err(self.error(format!("cannot connect: {e}")));
+            }
+            Ok(Ok(handle)) => handle,
+        };
+        let mut handle = handle;
+        match tokio::time::timeout(
+            t.connect_timeout,
+            auth::authenticate(&mut handle, &t.user, t.identity.as_deref()),
+        )
+        .await
+        {
+            Err(_) => Err(self.error("authentication did not finish in time".to_owned())),
+            Ok(Err(message)) => Err(self.error(message)),
+            Ok(Ok(())) => Ok(handle),
+        }
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Connect {
+            host: self.target.describe(),
+            message,
+        }
+    }
+
+    /// Opens a session channel, retrying briefly: sshd frees session slots lazily.
+    async fn channel(&self, handle: &Handle<HostKeyCheck>) -> Result<russh::Channel<client::Msg>> {
+        let mut pause = Duration::from_millis(10);
+        for _ in 0..8 {
+            match handle.channel_open_session().await {
+                Ok(channel) => {
+                    Counters::add(&self.counters.channels);
+                    return Ok(channel);
+                }
+                Err(russh::Error::ChannelOpenFailure(_)) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => return Err(self.lost(&e.to_string())),
+            }
+        }
+        Err(self.error("the server refused to open more channels (sshd MaxSessions)".to_owned()))
+    }
+
+    fn lost(&self, message: &str) -> Error {
+        Error::Connect {
+            host: self.target.describe(),
+            message: format!("the connection was lost: {message}"),
+        }
+    }
+
+    /// Kills a remote process group: TERM, a grace period, then KILL, on a channel of its own.
+    async fn kill_group(&self, handle: &Handle<HostKeyCheck>, group: u32, r#become: Option<&str>) {
+        let sudo = r#become
+            .filter(|u| *u != self.target.user)
+            .map(|u| format!("sudo -n -u {} -- ", shell_quote(u)))
+            .unwrap_or_default();
+        let command = format!(
+            "{sudo}kill -TERM -- -{group} 2>/dev/null; i=0; while [ $i -lt {} ] && {sudo}kill -0 -- -{group} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; {sudo}kill -KILL -- -{group} 2>/dev/null; true",
+            KILL_GRACE_SECS * 10
+        );
+        let Ok(channel) = self.channel(handle).await else {
+            return;
+        };
+        if channel.exec(true, command).await.is_ok() {
+            let mut channel = channel;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(u64::from(KILL_GRACE_SECS) + 3), async {
+                    while let Some(msg) = channel.wait().await {
+                        if matches!(msg, ChannelMsg::Close) {
+                            break;
+                        }
+                    }
+                })
+                .await;
+        }
+    }
+
+    async fn run(&self, request: ExecRequest, force: &CancellationToken) -> Result<ExecOutput> {
+        let _permit = self
+            .channels
+            .acquire()
+            .await
+            .map_err(|_| self.lost("shutting down"))?;
+        let handle = self.handle().await?;
+        let mut channel = self.channel(&handle).await?;
+        let text = describe(&request.command);
+        channel
+            .exec(true, wrap(&request, &self.target.user))
+            .await
+            .map_err(|e| self.lost(&e.to_string()))?;
+        if let Some(bytes) = &request.stdin {
+            channel
+                .data(bytes.as_slice())
+                .await
+                .map_err(|e| self.lost(&e.to_string()))?;
+        }
+        channel.eof().await.map_err(|e| self.lost(&e.to_string()))?;
+        let mut output = Streams::new(request.capture_limit, request.output.clone());
+        let deadline = tokio::time::sleep(
+            request
+                .timeout
+                .unwrap_or(Duration::from_secs(100 * 365 * 86_400))
+                .min(Duration::from_secs(100 * 365 * 86_400)),
+        );
+        tokio::pin!(deadline);
+        let mut killed: Option<ExitStatus> = None;
+        let mut status: Option<ExitStatus> = None;
+        loop {
+            tokio::select! {
+                msg = channel.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => output.push(Stream::Stdout, &data).await,
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => output.push(Stream::Stderr, &data).await,
+                    Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(ExitStatus::Code { code: i32::try_from(exit_status).unwrap_or(-1) }),
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => status = Some(ExitStatus::Signal { signal: signal_number(&signal_name) }),
+                    Some(ChannelMsg::Close) | None => break,
+                    Some(_) => {}
+                },
+                () = &mut deadline => {
+                    // The first time: the timeout. After a kill: the drain grace ran out.
+                    if killed.is_some() {
+                        break;
+                    }
+                    killed = Some(ExitStatus::TimedOut);
+                    self.stop(&handle, &output, request.r#become.as_deref()).await;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
+                }
+                () = force.cancelled(), if killed.is_none() => {
+                    killed = Some(ExitStatus::Cancelled);
+                    self.stop(&handle, &output, request.r#become.as_deref()).await;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
+                }
+            }
+        }
+        let _ = channel.close().await;
+        let status = match (killed, status) {
+            (Some(reason), _) => reason,
+            (None, Some(status)) => status,
+            (None, None) => {
+                return Err(Error::Output {
+                    command: text,
+                    source: std::io::Error::other(format!(
+                        "{}: the connection closed before the command ended",
+                        self.target.describe()
+                    )),
+                });
+            }
+        };
+        let (stdout, stderr) = output.finish();
+        if let (Some(user), ExitStatus::Code { code: 1 }) = (request.r#become.as_deref(), status)
+            && String::from_utf8_lossy(&stderr.bytes).contains("password is required") {
+                return Err(Error::BecomePassword {
+                    user: user.to_owned(),
+                });
+            }
+        Ok(ExecOutput {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
+    async fn stop(&self, handle: &Handle<HostKeyCheck>, output: &Streams, r#become: Option<&str>) {
+        if let Some(group) = output.group {
+            self.kill_group(handle, group, r#become).await;
+        }
+    }
+}
+
+impl Transport for SshTransport {
+    async fn exec(&self, request: ExecRequest, force: &CancellationToken) -> Result<ExecOutput> {
+        Counters::add(&self.counters.commands);
+        self.run(request, force).await
+    }
+
+    async fn put_file(&self, file: &PutFile) -> Result<()> {
+        Counters::add(&self.counters.files_written);
+        let mut request = ExecRequest::shell(script::put(file));
+        request.stdin = Some(file.content.to_vec());
+        request.r#become.clone_from(&file.r#become);
+        let out = self.run(request, &CancellationToken::new()).await?;
+        script::put_result(&file.path, &out)
+    }
+
+    async fn read_file(
+        &self,
+        path: &str,
+        r#become: Option<&str>,
+        want_content: bool,
+    ) -> Result<Option<FileState>> {
+        Counters::add(&self.counters.files_read);
+        let mut request = ExecRequest::shell(script::read(path, want_content));
+        request.r#become = r#become.map(str::to_owned);
+        request.capture_limit = script::READ_CAPTURE;
+        let out = self.run(request, &CancellationToken::new()).await?;
+        script::parse_read(path, want_content, &out)
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+/// The command line sshd runs (through the login shell): report the process group, then
+/// become the command, through `sudo -n` when another user is asked for.
+fn wrap(request: &ExecRequest, login: &str) -> String {
+    let inner = match &request.command {
+        CommandLine::Shell(s) => format!("sh -c {}", shell_quote(s)),
+        CommandLine::Argv(argv) => crate::template::join_argv(argv),
+    };
+    let env = request.env.iter().fold(String::new(), |mut out, (k, v)| {
+        let _ = write!(out, "{k}={} ", shell_quote(v));
+        out
+    });
+    let sudo = request
+        .r#become
+        .as_deref()
+        .filter(|u| *u != login)
+        .map(|u| format!("sudo -n -u {} -- ", shell_quote(u)))
+        .unwrap_or_default();
+    let env = if env.is_empty() {
+        String::new()
+    } else {
+        format!("env {env}")
+    };
+    format!("echo \"{GROUP_MARKER}$$\" >&2; exec {sudo}{env}{inner}")
+}
+
+/// Output of one command: capped captures, live forwarding, and the process group taken
+/// from the first stderr line.
+struct Streams {
+    stdout: Captured,
+    stderr: Captured,
+    sink: Option<mpsc::Sender<OutputChunk>>,
+    group: Option<u32>,
+    /// Stderr bytes before the marker line is complete.
+    head: Vec<u8>,
+    marker_done: bool,
+}
+
+impl Streams {
+    fn new(limit: usize, sink: Option<mpsc::Sender<OutputChunk>>) -> Streams {
+        Streams {
+            stdout: Captured::with_limit(limit),
+            stderr: Captured::with_limit(limit),
+            sink,
+            group: None,
+            head: Vec::new(),
+            marker_done: false,
+        }
+    }
+
+    async fn push(&mut self, stream: Stream, data: &[u8]) {
+        let data = if stream == Stream::Stderr && !self.marker_done {
+            self.head.extend_from_slice(data);
+            let Some(end) = self.head.iter().position(|b| *b == b'\n') else {
+                return;
+            };
+            self.marker_done = true;
+            let line =
+                String::from_utf8_lossy(self.head.get(..end).unwrap_or_default()).into_owned();
+            self.group = line
+                .strip_prefix(GROUP_MARKER)
+                .and_then(|n| n.trim().parse().ok());
+            let rest = self.head.split_off(end + 1);
+            if self.group.is_none() {
+                // Not our marker (a login banner on stderr): keep it as output.
+                let mut all = std::mem::take(&mut self.head);
+                all.extend_from_slice(&rest);
+                all
+            } else {
+                rest
+            }
+        } else {
+            data.to_vec()
+        };
+        if data.is_empty() {
+            return;
+        }
+        match stream {
+            Stream::Stdout => self.stdout.push(&data),
+            Stream::Stderr => self.stderr.push(&data),
+        }
+        if let Some(sink) = &self.sink {
+            let _ = sink
+                .send(OutputChunk {
+                    stream,
+                    bytes: data,
+                })
+                .await;
+        }
+    }
+
+    fn finish(self) -> (Captured, Captured) {
+        (self.stdout, self.stderr)
+    }
+}
+
+fn signal_number(signal: &russh::Sig) -> i32 {
+    match signal {
+        russh::Sig::HUP => 1,
+        russh::Sig::INT => 2,
+        russh::Sig::QUIT => 3,
+        russh::Sig::ILL => 4,
+        russh::Sig::ABRT => 6,
+        russh::Sig::FPE => 8,
+        russh::Sig::KILL => 9,
+        russh::Sig::USR1 => 10,
+        russh::Sig::SEGV => 11,
+        russh::Sig::PIPE => 13,
+        russh::Sig::ALRM => 14,
+        russh::Sig::TERM => 15,
+        // Other signals (or a name we do not know) carry no number.
+        russh::Sig::Custom(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_report_their_group_then_become_the_command() {
+        let mut request = ExecRequest::shell("echo 'a b'");
+        assert_eq!(
+            wrap(&request, "deploy"),
+            r#"echo "DROVER_PGID $$" >&2; exec sh -c 'echo '\''a b'\'''"#
+        );
+        request.r#become = Some("root".to_owned());
+        assert!(wrap(&request, "deploy").contains("exec sudo -n -u root -- sh -c"));
+        assert!(
+            !wrap(&request, "root").contains("sudo"),
+            "no sudo to become who we are"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_group_marker_is_taken_out_of_stderr() {
+        let mut streams = Streams::new(1024, None);
+        streams.push(Stream::Stderr, b"DROVER_PG").await;
+        streams.push(Stream::Stderr, b"ID 4242\nreal error\n").await;
+        streams.push(Stream::Stdout, b"out\n").await;
+        assert_eq!(streams.group, Some(4242));
+        let (stdout, stderr) = streams.finish();
+        assert_eq!(stderr.bytes, b"real error\n");
+        assert_eq!(stdout.bytes, b"out\n");
+    }
+}
