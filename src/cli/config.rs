@@ -113,16 +113,23 @@ pub struct SshDefaults {
     pub home: Option<std::path::PathBuf>,
     pub user: String,
     pub accept_new: bool,
+    /// `~/.ssh/config`, when there is one.
+    pub config: crate::transport::ssh::config::SshConfig,
 }
 
 impl SshDefaults {
     pub fn from_environment(accept_new: bool) -> SshDefaults {
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let config = home
+            .as_ref()
+            .map_or_else(Default::default, |home| read_ssh_config(&home.join(".ssh")));
         SshDefaults {
-            home: std::env::var_os("HOME").map(std::path::PathBuf::from),
+            home,
             user: std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
                 .unwrap_or_else(|_| "root".to_owned()),
             accept_new,
+            config,
         }
     }
 
@@ -134,6 +141,45 @@ impl SshDefaults {
             _ => manifests.join(text),
         }
     }
+}
+
+/// Reads `~/.ssh/config` and the files it `Include`s (relative to `~/.ssh`, `*` allowed in
+/// the file name).
+fn read_ssh_config(dir: &std::path::Path) -> crate::transport::ssh::config::SshConfig {
+    let text = std::fs::read_to_string(dir.join("config")).unwrap_or_default();
+    let mut include = |value: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        for pattern in value.split_whitespace() {
+            let path = dir.join(pattern.trim_start_matches("~/.ssh/"));
+            let (Some(parent), Some(name)) = (
+                path.parent(),
+                path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            ) else {
+                continue;
+            };
+            let mut files: Vec<std::path::PathBuf> = match name.split_once('*') {
+                None => vec![path.clone()],
+                Some((prefix, suffix)) => std::fs::read_dir(parent)
+                    .map(|entries| {
+                        entries
+                            .filter_map(Result::ok)
+                            .map(|e| e.path())
+                            .filter(|p| {
+                                p.file_name().is_some_and(|n| {
+                                    let n = n.to_string_lossy();
+                                    n.starts_with(prefix) && n.ends_with(suffix)
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            files.sort();
+            out.extend(files.iter().filter_map(|f| std::fs::read_to_string(f).ok()));
+        }
+        out
+    };
+    crate::transport::ssh::config::SshConfig::parse(&text, &mut include)
 }
 
 /// This machine's name, for lock holders; read where the environment is allowed.

@@ -55,7 +55,10 @@ pub fn put_result(path: &str, out: &ExecOutput) -> Result<()> {
 }
 
 /// Output kept when reading a file over a command: its content and the stat line.
-#[expect(clippy::cast_possible_truncation, reason = "1 MiB fits any usize drover runs on")]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "1 MiB fits any usize drover runs on"
+)]
 pub const READ_CAPTURE: usize = READ_CONTENT_LIMIT as usize + 4096;
 
 /// The script that prints `size mode owner group` and then the content (or a hash).

@@ -263,36 +263,99 @@ fn transports(
         .map(|host| {
             let transport = match host.spec.transport {
                 HostKind::Local => HostTransport::Local(Arc::clone(&local)),
-                HostKind::Ssh => HostTransport::Ssh(SshTransport::new(SshTarget {
-                    host: host.name.to_string(),
-                    address: host
-                        .spec
-                        .address
-                        .clone()
-                        .unwrap_or_else(|| host.name.to_string()),
-                    port: host.spec.port.unwrap_or(22),
-                    user: host.spec.user.clone().unwrap_or_else(|| ssh.user.clone()),
-                    identity: host
-                        .spec
-                        .identity_file
-                        .as_deref()
-                        .map(|p| ssh.path(p, manifests)),
-                    known_hosts: ssh.path(
-                        host.spec
-                            .known_hosts_file
-                            .as_deref()
-                            .unwrap_or("~/.ssh/known_hosts"),
-                        manifests,
-                    ),
-                    accept_new: ssh.accept_new,
-                    connect_timeout: std::time::Duration::from_secs(10),
-                    // OpenSSH allows 10 sessions per connection; stay under it.
-                    max_channels: per_host.clamp(1, 8),
-                })),
+                HostKind::Ssh => HostTransport::Ssh(SshTransport::new(ssh_target(
+                    host, ssh, manifests, per_host,
+                ))),
             };
             (host.name.clone(), transport)
         })
         .collect()
+}
+
+/// Where an SSH host is, from its manifest and `~/.ssh/config`; manifest fields win, as
+/// command-line options win over the config for `ssh`.
+fn ssh_target(
+    host: &crate::model::desired::Host,
+    ssh: &crate::cli::config::SshDefaults,
+    manifests: &Path,
+    per_host: usize,
+) -> SshTarget {
+    let alias = host
+        .spec
+        .address
+        .clone()
+        .unwrap_or_else(|| host.name.to_string());
+    let settings = ssh.config.resolve(&alias);
+    let known_hosts = host
+        .spec
+        .known_hosts_file
+        .clone()
+        .or_else(|| settings.user_known_hosts_file.clone())
+        .unwrap_or_else(|| "~/.ssh/known_hosts".to_owned());
+    let identity = host
+        .spec
+        .identity_file
+        .clone()
+        .or_else(|| settings.identity_files.first().cloned());
+    let jump = settings
+        .proxy_jump
+        .as_deref()
+        .and_then(crate::transport::ssh::config::Jump::parse)
+        .map(|jump| {
+            let hop = ssh.config.resolve(&jump.host);
+            Box::new(SshTarget {
+                host: jump.host.clone(),
+                address: hop.host_name.clone().unwrap_or_else(|| jump.host.clone()),
+                port: jump.port.or(hop.port).unwrap_or(22),
+                user: jump
+                    .user
+                    .clone()
+                    .or(hop.user.clone())
+                    .unwrap_or_else(|| ssh.user.clone()),
+                // Without a key of its own, the jump uses the target's, as is usual for bastions.
+                identity: hop
+                    .identity_files
+                    .first()
+                    .or(identity.as_ref())
+                    .map(|p| ssh.path(p, manifests)),
+                known_hosts: ssh.path(
+                    hop.user_known_hosts_file.as_deref().unwrap_or(&known_hosts),
+                    manifests,
+                ),
+                accept_new: ssh.accept_new,
+                connect_timeout: hop
+                    .connect_timeout
+                    .unwrap_or(std::time::Duration::from_secs(10)),
+                max_channels: 2,
+                keepalive: hop
+                    .server_alive_interval
+                    .unwrap_or(std::time::Duration::from_secs(15)),
+                jump: None,
+            })
+        });
+    SshTarget {
+        host: host.name.to_string(),
+        address: settings.host_name.clone().unwrap_or(alias),
+        port: host.spec.port.or(settings.port).unwrap_or(22),
+        user: host
+            .spec
+            .user
+            .clone()
+            .or(settings.user.clone())
+            .unwrap_or_else(|| ssh.user.clone()),
+        identity: identity.as_deref().map(|p| ssh.path(p, manifests)),
+        known_hosts: ssh.path(&known_hosts, manifests),
+        accept_new: ssh.accept_new,
+        connect_timeout: settings
+            .connect_timeout
+            .unwrap_or(std::time::Duration::from_secs(10)),
+        // OpenSSH allows 10 sessions per connection; stay under it.
+        max_channels: per_host.clamp(1, 8),
+        keepalive: settings
+            .server_alive_interval
+            .unwrap_or(std::time::Duration::from_secs(15)),
+        jump,
+    }
 }
 
 /// Rollout batch of each planned instance whose workflow has a `rollout`.

@@ -93,9 +93,10 @@ async fn agent(handle: &mut Handle<HostKeyCheck>, user: &str) -> Result<bool, St
         if let Ok(result) = handle
             .authenticate_publickey_with(user, key, hash, &mut agent)
             .await
-            && result.success() {
-                return Ok(true);
-            }
+            && result.success()
+        {
+            return Ok(true);
+        }
     }
     Err(format!(
         "{count} agent key{}",

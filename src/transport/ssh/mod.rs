@@ -7,6 +7,7 @@
 //! run never calls this, so it never connects.
 
 pub mod auth;
+pub mod config;
 pub mod known_hosts;
 
 use std::fmt::Write as _;
@@ -48,6 +49,10 @@ pub struct SshTarget {
     pub connect_timeout: Duration,
     /// Channels open at once on the connection (OpenSSH's `MaxSessions` defaults to 10).
     pub max_channels: usize,
+    /// Time between keepalives (`ServerAliveInterval`); three unanswered end the connection.
+    pub keepalive: Duration,
+    /// Reach the host through this one first (`ProxyJump`).
+    pub jump: Option<Box<SshTarget>>,
 }
 
 impl SshTarget {
@@ -62,9 +67,15 @@ pub struct SshTransport {
     /// The authenticated connection; `None` until first use or after it was found closed.
     /// A tokio mutex: connecting awaits while holding it, so concurrent first uses share one
     /// connection instead of opening several.
-    connection: tokio::sync::Mutex<Option<Arc<Handle<HostKeyCheck>>>>,
+    connection: tokio::sync::Mutex<Option<Connection>>,
     /// Bounds concurrent channels on the connection.
     channels: Semaphore,
+}
+
+/// A live connection, and the jump host's connection it runs through, kept alive with it.
+struct Connection {
+    handle: Arc<Handle<HostKeyCheck>>,
+    _jump: Option<Handle<HostKeyCheck>>,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -90,69 +101,66 @@ impl SshTransport {
     /// The live connection, connecting (again) when there is none.
     async fn handle(&self) -> Result<Arc<Handle<HostKeyCheck>>> {
         let mut slot = self.connection.lock().await;
-        if let Some(handle) = slot.as_ref().filter(|h| !h.is_closed()) {
-            return Ok(handle.clone());
+        if let Some(connection) = slot.as_ref().filter(|c| !c.handle.is_closed()) {
+            return Ok(connection.handle.clone());
         }
-        let handle = Arc::new(self.connect().await?);
+        let (handle, jump) = self.connect_with_retry().await?;
+        let handle = Arc::new(handle);
         Counters::add(&self.counters.connections);
-        *slot = Some(handle.clone());
+        *slot = Some(Connection {
+            handle: handle.clone(),
+            _jump: jump,
+        });
         Ok(handle)
     }
 
-    async fn connect(&self) -> Result<Handle<HostKeyCheck>> {
-        let t = &self.target;
-        let config = Arc::new(client::Config {
-            // Nagle's algorithm costs ~45 ms per round trip on small exchanges.
-            nodelay: true,
-            keepalive_interval: Some(Duration::from_secs(15)),
-            keepalive_max: 3,
-            inactivity_timeout: None,
-            ..client::Config::default()
-        });
-        let check = HostKeyCheck {
-            address: t.address.clone(),
-            port: t.port,
-            known_hosts: t.known_hosts.clone(),
-            accept_new: t.accept_new,
-            refusal: Arc::new(Mutex::new(None)),
-        };
-        let refusal = check.refusal.clone();
-        let connecting = client::connect(config, (t.address.as_str(), t.port), check);
-        // russh has no connect or handshake timeout of its own.
-        let handle = match tokio::time::timeout(t.connect_timeout, connecting).await {
-            Err(_) => {
-                return Err(self.error(format!(
-                    "no answer within {:?} (connect timeout)",
-                    t.connect_timeout
-                )));
-            }
-            Ok(Err(e)) => {
-                if let Some(refused) = refusal.lock().ok().and_then(|r| r.clone()) {
-                    return Err(Error::HostKey {
-                        message: known_hosts::explain(
-                            &refused,
-                            &t.host,
-                            &t.address,
-                            t.port,
-                            &t.known_hosts,
-                        ),
-                    });
+    /// Connects, retrying a refused or timed-out TCP connection with backoff (a host that
+    /// is rebooting); host-key and authentication failures are final.
+    async fn connect_with_retry(
+        &self,
+    ) -> Result<(Handle<HostKeyCheck>, Option<Handle<HostKeyCheck>>)> {
+        let mut delays = crate::backoff::Backoff::new(
+            Duration::from_millis(200),
+            Duration::from_secs(2),
+            u64::from(self.target.port),
+        );
+        let mut left = 2;
+        loop {
+            match self.connect().await {
+                Err(Error::Connect { message, .. })
+                    if left > 0 && message.starts_with("cannot connect") =>
+                {
+                    left -= 1;
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_millis(500))).await;
                 }
-                return Err(self.error(format!("cannot connect: {e}")));
+                other => return other,
             }
-            Ok(Ok(handle)) => handle,
-        };
-        let mut handle = handle;
-        match tokio::time::timeout(
-            t.connect_timeout,
-            auth::authenticate(&mut handle, &t.user, t.identity.as_deref()),
-        )
-        .await
-        {
-            Err(_) => Err(self.error("authentication did not finish in time".to_owned())),
-            Ok(Err(message)) => Err(self.error(message)),
-            Ok(Ok(())) => Ok(handle),
         }
+    }
+
+    async fn connect(&self) -> Result<(Handle<HostKeyCheck>, Option<Handle<HostKeyCheck>>)> {
+        let t = &self.target;
+        let (handle, jump) = match &t.jump {
+            None => (open(t, None).await?, None),
+            Some(jump) => {
+                let through = open(jump, None).await.map_err(|e| Error::Connect {
+                    host: t.describe(),
+                    message: format!("through the jump host: {e}"),
+                })?;
+                let port = u32::from(t.port);
+                let channel = through
+                    .channel_open_direct_tcpip(t.address.clone(), port, "127.0.0.1", 0)
+                    .await
+                    .map_err(|e| {
+                        self.error(format!(
+                            "the jump host {} cannot reach it: {e}",
+                            jump.describe()
+                        ))
+                    })?;
+                (open(t, Some(channel.into_stream())).await?, Some(through))
+            }
+        };
+        Ok((handle, jump))
     }
 
     fn error(&self, message: String) -> Error {
@@ -287,11 +295,12 @@ impl SshTransport {
         };
         let (stdout, stderr) = output.finish();
         if let (Some(user), ExitStatus::Code { code: 1 }) = (request.r#become.as_deref(), status)
-            && String::from_utf8_lossy(&stderr.bytes).contains("password is required") {
-                return Err(Error::BecomePassword {
-                    user: user.to_owned(),
-                });
-            }
+            && String::from_utf8_lossy(&stderr.bytes).contains("password is required")
+        {
+            return Err(Error::BecomePassword {
+                user: user.to_owned(),
+            });
+        }
         Ok(ExecOutput {
             status,
             stdout,
@@ -337,6 +346,84 @@ impl Transport for SshTransport {
 
     fn counters(&self) -> &Counters {
         &self.counters
+    }
+}
+
+/// Connects to `t` (over `stream` when going through a jump host), checks its host key and
+/// authenticates.
+async fn open(
+    t: &SshTarget,
+    stream: Option<russh::ChannelStream<client::Msg>>,
+) -> Result<Handle<HostKeyCheck>> {
+    let error = |message: String| Error::Connect {
+        host: t.describe(),
+        message,
+    };
+    let config = Arc::new(client::Config {
+        // Nagle's algorithm costs ~45 ms per round trip on small exchanges.
+        nodelay: true,
+        keepalive_interval: Some(t.keepalive),
+        keepalive_max: 3,
+        inactivity_timeout: None,
+        ..client::Config::default()
+    });
+    let check = HostKeyCheck {
+        address: t.address.clone(),
+        port: t.port,
+        known_hosts: t.known_hosts.clone(),
+        accept_new: t.accept_new,
+        refusal: Arc::new(Mutex::new(None)),
+    };
+    let refusal = check.refusal.clone();
+    // russh has no connect or handshake timeout of its own.
+    let connected = match stream {
+        None => {
+            tokio::time::timeout(
+                t.connect_timeout,
+                client::connect(config, (t.address.as_str(), t.port), check),
+            )
+            .await
+        }
+        Some(stream) => {
+            tokio::time::timeout(
+                t.connect_timeout,
+                client::connect_stream(config, stream, check),
+            )
+            .await
+        }
+    };
+    let mut handle = match connected {
+        Err(_) => {
+            return Err(error(format!(
+                "cannot connect: no answer within {:?} (connect timeout)",
+                t.connect_timeout
+            )));
+        }
+        Ok(Err(e)) => {
+            if let Some(refused) = refusal.lock().ok().and_then(|r| r.clone()) {
+                return Err(Error::HostKey {
+                    message: known_hosts::explain(
+                        &refused,
+                        &t.host,
+                        &t.address,
+                        t.port,
+                        &t.known_hosts,
+                    ),
+                });
+            }
+            return Err(error(format!("cannot connect: {e}")));
+        }
+        Ok(Ok(handle)) => handle,
+    };
+    match tokio::time::timeout(
+        t.connect_timeout,
+        auth::authenticate(&mut handle, &t.user, t.identity.as_deref()),
+    )
+    .await
+    {
+        Err(_) => Err(error("authentication did not finish in time".to_owned())),
+        Ok(Err(message)) => Err(error(message)),
+        Ok(Ok(())) => Ok(handle),
     }
 }
 
