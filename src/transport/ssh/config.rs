@@ -21,8 +21,11 @@ pub struct HostSettings {
 /// A parsed config: blocks of settings, each guarded by the `Host` patterns above it.
 #[derive(Debug, Clone, Default)]
 pub struct SshConfig {
-    blocks: Vec<(Vec<String>, Vec<(String, String)>)>,
+    blocks: Vec<Block>,
 }
+
+/// `Host` patterns, and the (lowercased keyword, value) lines under them.
+type Block = (Vec<String>, Vec<(String, String)>);
 
 impl SshConfig {
     /// Parses config text; `include` returns the text of an `Include`d file (already
@@ -87,11 +90,11 @@ fn apply(out: &mut HostSettings, keyword: &str, value: &str, alias: &str) {
         "port" if out.port.is_none() => out.port = value.parse().ok(),
         "identityfile" => out.identity_files.push(value.to_owned()),
         "proxyjump" if out.proxy_jump.is_none() && !value.eq_ignore_ascii_case("none") => {
-            out.proxy_jump = Some(value.to_owned())
+            out.proxy_jump = Some(value.to_owned());
         }
         "connecttimeout" if out.connect_timeout.is_none() => out.connect_timeout = seconds(value),
         "serveraliveinterval" if out.server_alive_interval.is_none() => {
-            out.server_alive_interval = seconds(value)
+            out.server_alive_interval = seconds(value);
         }
         "userknownhostsfile" if out.user_known_hosts_file.is_none() => {
             out.user_known_hosts_file = value.split_whitespace().next().map(str::to_owned);
