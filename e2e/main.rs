@@ -1,15 +1,26 @@
 //! End-to-end scenarios: the built `drover` binary against real `sshd` daemons started on
-//! 127.0.0.1, one fleet shared per test binary.
+//! 127.0.0.1, one fleet shared per test binary (see `fleet.rs`).
 //!
-//! The fleet harness arrives with the SSH transport; until then this binary checks only that
-//! the binary it will drive runs at all.
+//! Where new tests go:
+//! * `fleet.rs` is the harness, not tests: `Fleet::shared()` for scenarios that only connect,
+//!   `Fleet::exclusive(k)` for scenarios that stop and start hosts;
+//! * `fleet_checks.rs`: the harness itself, checked with the OpenSSH client only;
+//! * each new scenario group gets its own file and `mod` line below, named after the
+//!   behaviour it covers (e.g. `apply.rs`, `host_down.rs`, `host_keys.rs`);
+//! * the smoke test of the binary stays at the bottom of this file.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::indexing_slicing,
+    clippy::print_stderr,
     clippy::disallowed_methods,
-    reason = "tests drive the binary as a user would"
+    reason = "tests drive the binary and real daemons as a user would"
 )]
+
+mod apply;
+mod fleet;
+mod fleet_checks;
 
 #[test]
 fn the_binary_under_test_runs() {

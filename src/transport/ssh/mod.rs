@@ -202,8 +202,9 @@ impl SshTransport {
             .filter(|u| *u != self.target.user)
             .map(|u| format!("sudo -n -u {} -- ", shell_quote(u)))
             .unwrap_or_default();
+        // `env kill`: the external kill understands `-- -GROUP`; dash's builtin does not.
         let command = format!(
-            "{sudo}kill -TERM -- -{group} 2>/dev/null; i=0; while [ $i -lt {} ] && {sudo}kill -0 -- -{group} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; {sudo}kill -KILL -- -{group} 2>/dev/null; true",
+            "{sudo}env kill -TERM -- -{group} 2>/dev/null; i=0; while [ $i -lt {} ] && {sudo}env kill -0 -- -{group} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; {sudo}env kill -KILL -- -{group} 2>/dev/null; true",
             KILL_GRACE_SECS * 10
         );
         let Ok(channel) = self.channel(handle).await else {
