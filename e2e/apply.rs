@@ -61,9 +61,9 @@ impl Scenario {
             "--report",
             report.to_str().unwrap(),
         ]);
-        let value = std::fs::read_to_string(&report)
-            .map(|t| serde_json::from_str(&t).unwrap())
-            .unwrap_or(serde_json::Value::Null);
+        let value = std::fs::read_to_string(&report).map_or(serde_json::Value::Null, |t| {
+            serde_json::from_str(&t).unwrap()
+        });
         (out, value)
     }
 }

@@ -10,7 +10,7 @@ use crate::fleet::{Fleet, poll, processes_mentioning};
 
 /// Runs `command` on host `i` with the OpenSSH client.
 fn ssh(fleet: &Fleet, i: usize, known_hosts: &Path, command: &str) -> Output {
-    fleet.ssh(i, known_hosts).arg(command).output().unwrap()
+    fleet.openssh(i, known_hosts).arg(command).output().unwrap()
 }
 
 #[track_caller]
@@ -94,8 +94,13 @@ fn shared_hosts_have_their_own_port_key_and_root() {
 fn login_user_writes_under_its_host_root() {
     let fleet = Fleet::shared();
     let host = fleet.host(fleet.len() - 1);
-    let probe = host.root.join("fleet-checks-probe");
-    let command = format!("id -un && echo written > '{}'", probe.display());
+    let dir = host.root.join("login_user_writes_under_its_host_root");
+    let probe = dir.join("probe");
+    let command = format!(
+        "id -un && mkdir -p '{}' && echo written > '{}'",
+        dir.display(),
+        probe.display()
+    );
     let output = ssh(fleet, fleet.len() - 1, &fleet.known_hosts(), &command);
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
@@ -140,11 +145,16 @@ fn openssh_refuses_a_host_missing_from_known_hosts() {
 fn stopped_host_drops_its_sessions_and_restarts_with_the_same_port_and_key() {
     let fleet = Fleet::exclusive(2);
     let before = fleet.host(0);
-    // A session that lasts until the host goes down; the marker finds its processes.
+    // A session that lasts until the host goes down, and a process it detached from the sshd
+    // tree; the marker finds their processes.
     let marker = before.root.join("long-session");
     let mut session = fleet
-        .ssh(0, &fleet.known_hosts())
-        .arg(format!("echo ready; sleep 3600; : '{}'", marker.display()))
+        .openssh(0, &fleet.known_hosts())
+        .arg(format!(
+            "setsid -f sh -c 'sleep 3600; : {m}' </dev/null >/dev/null 2>&1; \
+             echo ready; sleep 3600; : {m}",
+            m = marker.display()
+        ))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -155,8 +165,8 @@ fn stopped_host_drops_its_sessions_and_restarts_with_the_same_port_and_key() {
         .unwrap();
     assert_eq!(ready, "ready\n");
     let marker = marker.display().to_string();
-    // The ssh client and the remote shell (and, for a moment, the shell's fork for `sleep`).
-    assert!(processes_mentioning(&marker).len() >= 2);
+    // The ssh client, the remote shell and the detached one (and, for a moment, forks of them).
+    assert!(processes_mentioning(&marker).len() >= 3);
 
     fleet.stop(0);
     assert_eq!(fleet.host(0).pid, None);
