@@ -97,7 +97,11 @@ floor() { # hosts tasks
   local jobs=()
   local opts=(-i "$work/keys/client" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes -o ControlMaster=auto -o ControlPath="$work/cm-%p" -o ControlPersist=60)
   for h in $(seq 1 "$hosts"); do rm -rf "$work/root$h/bench"; ssh "${opts[@]}" -p "${ports[$((h-1))]}" "$user@127.0.0.1" true; done
-XX
+  start=$(date +%s.%N)
+  for h in $(seq 1 "$hosts"); do
+    (
+      p=${ports[$((h-1))]}; r=$work/root$h
+      ssh "${opts[@]}" -p "$p" "$user@127.0.0.1" "mkdir -p $r/bench"
       for i in $(seq 1 "$tasks"); do
         printf 'file %d %s\n' "$i" "$payload" | ssh "${opts[@]}" -p "$p" "$user@127.0.0.1" "cat > $r/bench/.f$i.tmp && mv $r/bench/.f$i.tmp $r/bench/f$i"
         if [ $((i % 5)) -eq 0 ]; then ssh "${opts[@]}" -p "$p" "$user@127.0.0.1" "echo $i >> $r/bench/log"; fi
