@@ -24,6 +24,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::transport::Synced;
 use crate::transport::{
     Captured, CommandLine, Counters, Error, ExecOutput, ExecRequest, ExitStatus, FileState,
     OutputChunk, PutFile, READ_CONTENT_LIMIT, Result, Stream, Transport, describe, script,
@@ -96,6 +97,17 @@ impl Transport for LocalTransport {
                 path: path.to_owned(),
                 source: std::io::Error::other(e),
             })?
+    }
+
+    async fn sync_file(&self, file: &PutFile) -> Result<Synced> {
+        let before = self
+            .read_file(&file.path, file.r#become.as_deref(), true)
+            .await?;
+        let written = !crate::transport::differences(before.as_ref(), file).is_empty();
+        if written {
+            self.put_file(file).await?;
+        }
+        Ok(Synced { before, written })
     }
 
     fn counters(&self) -> &Counters {

@@ -174,6 +174,40 @@ pub struct FileState {
     pub content: Option<Vec<u8>>,
 }
 
+/// What `sync_file` found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synced {
+    /// The file before (`None`: it did not exist); its content when small enough.
+    pub before: Option<FileState>,
+    pub written: bool,
+}
+
+/// How a file on the host differs from `file` ("created", "content", "mode 0644 → 0600", …);
+/// empty when nothing needs writing. Unset mode, owner or group are not compared.
+pub fn differences(before: Option<&FileState>, file: &PutFile) -> Vec<String> {
+    let Some(have) = before else {
+        return vec!["created".to_owned()];
+    };
+    let mut out = Vec::new();
+    let same_content = match &have.content {
+        Some(content) => content.as_slice() == &*file.content,
+        None => have.content_hash == blake3::hash(&file.content).to_hex().as_str(),
+    };
+    if !same_content {
+        out.push("content".to_owned());
+    }
+    if let Some(mode) = file.mode.filter(|m| *m != have.mode) {
+        out.push(format!("mode {:04o} → {mode:04o}", have.mode));
+    }
+    if let Some(owner) = file.owner.as_deref().filter(|o| *o != have.owner) {
+        out.push(format!("owner {} → {owner}", have.owner));
+    }
+    if let Some(group) = file.group.as_deref().filter(|g| *g != have.group) {
+        out.push(format!("group {} → {group}", have.group));
+    }
+    out
+}
+
 /// Largest file content `read_file` returns; larger files come back as hash and mode only.
 pub const READ_CONTENT_LIMIT: u64 = 1024 * 1024;
 
@@ -269,6 +303,11 @@ pub trait Transport: Send + Sync + 'static {
         r#become: Option<&str>,
         want_content: bool,
     ) -> impl Future<Output = Result<Option<FileState>>> + Send;
+
+    /// Makes a file as `file` says: compares content, mode and owner with what is there and
+    /// writes only if something differs; returns what was there. The SSH transport does it in
+    /// one round trip.
+    fn sync_file(&self, file: &PutFile) -> impl Future<Output = Result<Synced>> + Send;
 
     fn counters(&self) -> &Counters;
 }

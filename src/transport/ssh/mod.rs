@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::template::shell_quote;
+use crate::transport::Synced;
 use crate::transport::{
     Captured, CommandLine, Counters, Error, ExecOutput, ExecRequest, ExitStatus, FileState,
     OutputChunk, PutFile, Result, Stream, Transport, describe, script,
@@ -343,6 +344,16 @@ impl Transport for SshTransport {
         request.capture_limit = script::READ_CAPTURE;
         let out = self.run(request, &CancellationToken::new()).await?;
         script::parse_read(path, want_content, &out)
+    }
+
+    async fn sync_file(&self, file: &PutFile) -> Result<Synced> {
+        Counters::add(&self.counters.files_written);
+        let mut request = ExecRequest::shell(script::sync(file));
+        request.stdin = Some(file.content.to_vec());
+        request.r#become.clone_from(&file.r#become);
+        request.capture_limit = script::READ_CAPTURE;
+        let out = self.run(request, &CancellationToken::new()).await?;
+        script::parse_sync(&file.path, &out)
     }
 
     fn counters(&self) -> &Counters {
