@@ -116,7 +116,9 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
         if file_type.is_dir() {
             walk(root, &path, out)?;
         } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
-            && !file_type.is_dir()
+            // Regular files only (a symlink counts if it points at one): a FIFO or device
+            // named *.yaml would block or never end.
+            && std::fs::metadata(&path).is_ok_and(|m| m.is_file())
             && let Ok(relative) = path.strip_prefix(root)
         {
             out.push(relative.to_owned());

@@ -168,6 +168,46 @@ fn secret_source(value: &VarValue) -> Option<crate::model::vars::SecretSource> {
     }
 }
 
+/// A package name as apt, dnf, apk and zypper know them: never an option, glob or two words.
+fn package_name(name: &str) -> Result<(), String> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-:~=@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a package name"))
+    }
+}
+
+/// A systemd unit name: never an option or a glob.
+fn service_name(name: &str) -> Result<(), String> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@:\\".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a service name"))
+    }
+}
+
+fn absolute_path(path: &str) -> Result<(), String> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!("file path `{path}` is not absolute"))
+    }
+}
+
 /// Joins `path` to the directory of the manifest at `manifest_path` (both relative to the
 /// manifest directory), lexically normalised. Absolute paths stay as they are.
 pub fn relative_to(manifest_path: &str, path: &str) -> String {
@@ -480,6 +520,29 @@ impl Renderer<'_, '_> {
         }
     }
 
+    /// Checks a rendered value against `rule`; a value that breaks it fails the instance
+    /// with a diagnostic at the field.
+    fn checked(
+        &mut self,
+        value: Option<String>,
+        field: &str,
+        rule: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let value = value?;
+        match rule(&value) {
+            Ok(()) => Some(value),
+            Err(message) => {
+                self.failed = true;
+                let origin = Origin {
+                    pointer: JsonPointer::from_escaped(&format!("{}{field}", self.origin.pointer)),
+                    ..self.origin.clone()
+                };
+                self.run.problems.invalid(&origin, &message, self.id);
+                None
+            }
+        }
+    }
+
     #[expect(
         clippy::option_option,
         reason = "outer None: rendering failed; inner None: the field is absent"
@@ -538,7 +601,11 @@ impl Renderer<'_, '_> {
                     .names
                     .iter()
                     .enumerate()
-                    .map(|(i, n)| self.text(n, &format!("/package/names/{i}")))
+                    .map(|(i, n)| {
+                        let field = format!("/package/names/{i}");
+                        let name = self.text(n, &field);
+                        self.checked(name, &field, package_name)
+                    })
                     .collect();
                 Some(Action::Package {
                     names: names?,
@@ -546,7 +613,10 @@ impl Renderer<'_, '_> {
                 })
             }
             TaskKind::Service(s) => Some(Action::Service {
-                name: self.text(&s.name, "/service/name")?,
+                name: {
+                    let name = self.text(&s.name, "/service/name");
+                    self.checked(name, "/service/name", service_name)?
+                },
                 state: s.state,
                 enabled: s.enabled,
                 on_trigger: s.on_trigger,
@@ -556,6 +626,7 @@ impl Renderer<'_, '_> {
 
     fn file(&mut self, file: &FileSpec) -> Option<Action> {
         let path = self.text(&file.path, "/file/path");
+        let path = self.checked(path, "/file/path", absolute_path);
         let owner = self.opt(file.owner.as_ref(), "/file/owner");
         let group = self.opt(file.group.as_ref(), "/file/group");
         let content: Option<Arc<[u8]>> = if let Some(inline) = &file.content {
@@ -714,6 +785,21 @@ impl Problems {
         });
         self.templates
             .insert(key, (location, hint, vec![id.clone()]));
+    }
+
+    fn invalid(&mut self, origin: &Origin, message: &str, id: &InstanceId) {
+        if !self
+            .missing_files
+            .insert((origin.file.path.clone(), origin.pointer.to_string()))
+        {
+            return;
+        }
+        self.diagnostics.push(
+            Diagnostic::error("manifest::invalid-value", format!("{message} (on {id})"))
+                .at(load::locate(origin))
+                .with_label("renders to this")
+                .with_help("values that reach a command line must be plain names; check the template and its variables"),
+        );
     }
 
     fn missing_file(&mut self, origin: &Origin, key: &str, why: &str) {

@@ -61,6 +61,15 @@ impl fmt::Debug for Secret {
 /// Secrets read at the edge: a value, or why it could not be read.
 pub type Secrets = BTreeMap<SecretKey, Result<Secret, String>>;
 
+/// A string as it appears inside a JSON string literal (without the surrounding quotes).
+fn json_inner(text: &str) -> String {
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    quoted
+        .get(1..quoted.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The mask that replaces secret values in output.
 pub const MASK: &str = "***";
 
@@ -79,10 +88,20 @@ impl fmt::Debug for Redactor {
 
 impl Redactor {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Redactor {
+        // Each secret is masked as written and in the forms drover itself produces from it:
+        // shell-quoted (argv and `| q`) and JSON-escaped (reports), else those forms leak it.
         let mut needles: Vec<String> = secrets
             .into_iter()
             .map(|s| s.0.trim_end_matches('\n').to_owned())
             .filter(|s| !s.is_empty())
+            .flat_map(|s| {
+                let quoted = crate::template::shell_quote(&s);
+                // Inside a larger quoted word, only the quote is escaped: `'\''`.
+                let inner = s.replace('\'', r"'\''");
+                let (json, quoted_json, inner_json) =
+                    (json_inner(&s), json_inner(&quoted), json_inner(&inner));
+                [s, quoted, inner, json, quoted_json, inner_json]
+            })
             .collect();
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
@@ -108,6 +127,19 @@ mod tests {
     fn secrets_never_print() {
         let s = Secret::new("hunter2".to_owned());
         assert_eq!(format!("{s:?}"), "***");
+    }
+
+    #[test]
+    fn quoted_and_escaped_forms_are_masked_too() {
+        let s = Secret::new("it's \"x\"".to_owned());
+        let r = Redactor::new([&s]);
+        let quoted = crate::template::shell_quote("it's \"x\"");
+        assert_eq!(r.redact(&format!("echo {quoted}")), "echo ***");
+        assert_eq!(
+            r.redact(&serde_json::to_string(&format!("pw={quoted}")).unwrap()),
+            "\"pw=***\""
+        );
+        assert_eq!(r.redact(r#"{"v":"it's \"x\""}"#), r#"{"v":"***"}"#);
     }
 
     #[test]

@@ -144,6 +144,10 @@ pub struct InstanceDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#become: Option<String>,
     pub connection: String,
+    /// What the instance needed when it was applied: a removal of it runs only after the
+    /// removals of what needed it (reverse order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<InstanceId>,
 }
 
 /// `Action` as recorded: file bytes become capped, redacted text.
@@ -213,14 +217,17 @@ impl RecordedText {
                 size,
             };
         };
+        // Mask before cutting, so a secret across the cut is never stored in part.
+        let mut text = redactor.redact(text);
         let mut end = text.len().min(MAX_RECORDED_CONTENT);
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        let kept = text.get(..end).unwrap_or_default();
+        let truncated = end < text.len();
+        text.truncate(end);
         RecordedText {
-            text: redactor.redact(kept),
-            truncated: end < text.len(),
+            text,
+            truncated,
             binary: false,
             size,
         }
@@ -282,6 +289,12 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
         check: instance.check.as_deref().map(|c| redactor.redact(c)),
         r#become: instance.r#become.clone(),
         connection: connection_text(&instance.connection),
+        needs: instance
+            .needs
+            .iter()
+            .chain(&instance.triggered_by)
+            .cloned()
+            .collect(),
     }
 }
 

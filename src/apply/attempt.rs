@@ -108,6 +108,8 @@ pub struct AttemptContext {
     pub console: mpsc::Sender<ConsoleEvent>,
     /// Seeds the retry jitter, so a run's delays are reproducible from its id.
     pub seed: u64,
+    /// Masks secrets in live output before it reaches the console.
+    pub redactor: crate::secret::Redactor,
 }
 
 /// Attempts an instance, retrying as its `retries` says; returns the last result and how
@@ -209,35 +211,52 @@ where
         output: Some(tx),
         triggered: ctx.triggered,
     };
-    let forward = forward_lines(id.clone(), rx, ctx.console.clone());
+    let forward = forward_lines(id.clone(), rx, ctx.console.clone(), ctx.redactor.clone());
     let (result, ()) = tokio::join!(work(task_ctx), forward);
     result
 }
 
-/// Splits chunks into lines (per stream) and sends each to the console.
+/// Longest piece of a line sent to the console at once; longer lines are cut, so one
+/// newline-free stream cannot grow memory without bound.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Splits chunks into lines (per stream, on `\n` and on the `\r` of progress meters),
+/// masks secrets, and sends each to the console.
 async fn forward_lines(
     id: InstanceId,
     mut rx: mpsc::Receiver<OutputChunk>,
     console: mpsc::Sender<ConsoleEvent>,
+    redactor: crate::secret::Redactor,
 ) {
     let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let send = |stream: Stream, bytes: &[u8]| {
+        let line = redactor.redact(&String::from_utf8_lossy(bytes));
+        ConsoleEvent::Output {
+            id: id.clone(),
+            stream,
+            line,
+        }
+    };
     while let Some(chunk) = rx.recv().await {
         let slot = usize::from(chunk.stream == Stream::Stderr);
         let Some(buffer) = pending.get_mut(slot) else {
             continue;
         };
-        buffer.extend_from_slice(&chunk.bytes);
-        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            let text =
-                String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)).into_owned();
-            let _ = console
-                .send(ConsoleEvent::Output {
-                    id: id.clone(),
-                    stream: chunk.stream,
-                    line: text,
-                })
-                .await;
+        let mut start = 0;
+        for (i, byte) in chunk.bytes.iter().enumerate() {
+            if matches!(byte, b'\n' | b'\r') {
+                buffer.extend_from_slice(chunk.bytes.get(start..i).unwrap_or_default());
+                start = i + 1;
+                if *byte == b'\n' || !buffer.is_empty() {
+                    let _ = console.send(send(chunk.stream, buffer)).await;
+                }
+                buffer.clear();
+            }
+        }
+        buffer.extend_from_slice(chunk.bytes.get(start..).unwrap_or_default());
+        if buffer.len() > MAX_LINE {
+            let _ = console.send(send(chunk.stream, buffer)).await;
+            buffer.clear();
         }
     }
     for (slot, rest) in pending.into_iter().enumerate() {
@@ -247,13 +266,7 @@ async fn forward_lines(
             } else {
                 Stream::Stderr
             };
-            let _ = console
-                .send(ConsoleEvent::Output {
-                    id: id.clone(),
-                    stream,
-                    line: String::from_utf8_lossy(&rest).into_owned(),
-                })
-                .await;
+            let _ = console.send(send(stream, &rest)).await;
         }
     }
 }

@@ -448,7 +448,25 @@ impl Driver {
                 Settled::NotTriggered => (InstanceStatus::NotTriggered, None, None),
                 Settled::Cancelled { reason } => (
                     InstanceStatus::Cancelled,
-                    Some(format!("cancelled: {reason:?}")),
+                    Some(match reason {
+                        crate::schedule::CancelReason::FailFast => {
+                            "cancelled: --fail-fast after a failure".to_owned()
+                        }
+                        crate::schedule::CancelReason::Interrupted => {
+                            "cancelled: the apply was interrupted".to_owned()
+                        }
+                        crate::schedule::CancelReason::RolloutStopped {
+                            workflow,
+                            failed_hosts,
+                        } => {
+                            format!(
+                                "cancelled: the rollout of {workflow} stopped after {failed_hosts} failed hosts"
+                            )
+                        }
+                        crate::schedule::CancelReason::Deadlock => {
+                            "cancelled: its dependencies can never finish".to_owned()
+                        }
+                    }),
                     None,
                 ),
             };
@@ -505,6 +523,7 @@ impl Driver {
             graceful: shutdown.graceful.clone(),
             force: shutdown.force.clone(),
             console: self.console.clone(),
+            redactor: self.redactor.clone(),
             seed: jitter_seed(self.run, &id),
         };
         self.mark_started(&id, change.kind).await?;
@@ -758,7 +777,12 @@ impl Driver {
             attempts: done.attempts,
             summary: mask(summary),
             error: error.map(mask),
-            diff: diff.map(mask),
+            // The host's old content may hold an old secret the redactor cannot know.
+            diff: if self.instances.get(&done.id).is_some_and(|i| i.sensitive) {
+                diff.map(|_| "(the content holds a secret; no diff is shown)".to_owned())
+            } else {
+                diff.map(mask)
+            },
             commands: commands
                 .iter()
                 .map(|c| CommandReport {

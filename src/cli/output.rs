@@ -1,6 +1,6 @@
 //! The only module that writes to stdout and stderr.
 //!
-//! A closed pipe (`drover graph | head`) ends the program quietly, as ripgrep does.
+//! A closed pipe (`drover graph | head`) silences that stream; the command still finishes.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -8,6 +8,7 @@
 )]
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where output goes, and whether each stream is a terminal.
 #[derive(Debug, Clone, Copy)]
@@ -25,20 +26,29 @@ impl Output {
     }
 
     pub fn stdout(self, text: &str) {
-        write_or_exit(&mut io::stdout().lock(), text);
+        write_or_drop(&mut io::stdout().lock(), text, &STDOUT_CLOSED);
     }
 
     pub fn stderr(self, text: &str) {
-        write_or_exit(&mut io::stderr().lock(), text);
+        write_or_drop(&mut io::stderr().lock(), text, &STDERR_CLOSED);
     }
 }
 
-fn write_or_exit(stream: &mut impl Write, text: &str) {
+/// Set once stdout or stderr was found closed (`drover plan | head`): later writes to it
+/// are dropped. The command itself goes on: an apply must finish and record its run even
+/// when nobody reads its console.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
+
+fn write_or_drop(stream: &mut impl Write, text: &str, closed: &AtomicBool) {
+    if closed.load(Ordering::Relaxed) {
+        return;
+    }
     if let Err(error) = stream
         .write_all(text.as_bytes())
         .and_then(|()| stream.flush())
         && error.kind() == io::ErrorKind::BrokenPipe
     {
-        std::process::exit(0);
+        closed.store(true, Ordering::Relaxed);
     }
 }

@@ -139,18 +139,67 @@ pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOpt
     }
 }
 
+/// Orders removals, which the planner sees without their old dependencies: a removal waits
+/// for the removals of what needed it (recorded in `details`), and every other change on
+/// the same host waits for that host's removals (a renamed task must not have its new file
+/// deleted by the old one's undo).
+pub fn order_removals(
+    plan: &mut Plan,
+    details: &BTreeMap<InstanceId, crate::state::InstanceDetail>,
+) {
+    let removals: Vec<InstanceId> = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Remove)
+        .map(|c| c.id.clone())
+        .collect();
+    if removals.is_empty() {
+        return;
+    }
+    for change in &mut plan.changes {
+        if change.kind == ChangeKind::Remove {
+            let dependents = removals.iter().filter(|r| {
+                details
+                    .get(*r)
+                    .is_some_and(|d| d.needs.contains(&change.id))
+            });
+            change.after.extend(dependents.cloned());
+        } else {
+            change.after.extend(
+                removals
+                    .iter()
+                    .filter(|r| r.host == change.id.host)
+                    .cloned(),
+            );
+        }
+    }
+}
+
 /// The change an instance needs on its own account (not because of a trigger).
 fn own_change(
     instance: &ResolvedInstance,
     recorded: &Recorded,
     forced: bool,
 ) -> Option<(ChangeKind, Vec<Reason>)> {
-    let record = recorded.instances.get(&instance.id);
+    // A trigger still pending from an earlier run rides along with any other change, so
+    // the service it restarts is restarted even when the task also changed on its own.
+    let pending =
+        recorded
+            .pending_triggers
+            .get(&instance.id)
+            .map(|pending| Reason::PendingTrigger {
+                sources: pending.sources.iter().cloned().collect(),
+                since: pending.since,
+            });
+    let with_pending = |kind: ChangeKind, mut reasons: Vec<Reason>| {
+        reasons.extend(pending.clone());
+        Some((kind, reasons))
+    };
     if forced {
-        return Some((ChangeKind::Replace, vec![Reason::Forced]));
+        return with_pending(ChangeKind::Replace, vec![Reason::Forced]);
     }
-    let Some(record) = record else {
-        return Some((ChangeKind::Create, vec![Reason::New]));
+    let Some(record) = recorded.instances.get(&instance.id) else {
+        return with_pending(ChangeKind::Create, vec![Reason::New]);
     };
     let mut reasons = Vec::new();
     if record.spec_hash != instance.spec_hash {
@@ -165,25 +214,19 @@ fn own_change(
         });
     }
     if !reasons.is_empty() {
-        return Some((ChangeKind::Update, reasons));
+        return with_pending(ChangeKind::Update, reasons);
     }
     if instance.drift != DriftPolicy::Ignore
         && let Some(finding) = recorded.drift.get(&instance.id)
     {
-        return Some((
+        return with_pending(
             ChangeKind::Drifted,
             vec![Reason::Drift {
                 summary: finding.summary.clone(),
             }],
-        ));
+        );
     }
-    recorded.pending_triggers.get(&instance.id).map(|pending| {
-        let reason = Reason::PendingTrigger {
-            sources: pending.sources.iter().cloned().collect(),
-            since: pending.since,
-        };
-        (ChangeKind::Trigger, vec![reason])
-    })
+    pending.map(|reason| (ChangeKind::Trigger, vec![reason]))
 }
 
 /// Adds `Trigger` changes for instances whose `triggeredBy` sources are in the plan, until

@@ -177,11 +177,6 @@ pub fn summary(report: &ApplyReport, style: Style) -> String {
             instance.error.as_deref().unwrap_or("failed")
         );
     }
-    let _ = writeln!(
-        out,
-        "Run {} recorded; `drover show {}` for details.",
-        report.run, report.run
-    );
     out
 }
 

@@ -608,6 +608,7 @@ mod tests {
             check: None,
             r#become: None,
             connection: "ssh deploy@10.0.0.1".to_owned(),
+            needs: Vec::new(),
         }
     }
 
@@ -1154,7 +1155,7 @@ mod tests {
                       +++ desired
                       @@ -0,0 +1 @@
                       +***
-                    ≠ login  run login --password '***' — drifted: expected ***
+                    ≠ login  run login --password *** — drifted: expected ***
                     - user  run useradd app — no longer desired; runs its undo
                       undo: userdel app # ***
 

@@ -423,7 +423,9 @@ impl Store {
 
     /// Opens the file if it exists, checking its schema version.
     fn open_existing(&self) -> Result<Option<Database>> {
-        if !self.exists() {
+        // An empty file is what a first run killed between creating the file and redb's
+        // first write leaves: it holds nothing yet.
+        if std::fs::metadata(&self.path).map_or(true, |m| m.len() == 0) {
             return Ok(None);
         }
         let db = self.with_retry(|| redb::Builder::new().open(&self.path))?;

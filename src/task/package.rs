@@ -53,7 +53,7 @@ pub fn script(names: &[String], state: PackageState) -> String {
         PackageState::Absent => ("!", "remove"),
     };
     format!(
-        r#"set -e
+        r#"set -ef
 todo=""
 installed() {{
   if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${{Status}}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -65,7 +65,7 @@ for p in {names}; do if {want_installed} installed "$p"; then :; else todo="$tod
 if [ -z "$todo" ]; then echo {UNCHANGED}; exit 0; fi
 if command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
-  if [ {action} = install ]; then apt-get install -y -q --no-install-recommends $todo || {{ apt-get update -q && apt-get install -y -q --no-install-recommends $todo; }}; else apt-get remove -y -q $todo; fi
+  if [ {action} = install ]; then apt-get install -y -q --no-install-recommends -- $todo || {{ apt-get update -q && apt-get install -y -q --no-install-recommends -- $todo; }}; else apt-get remove -y -q -- $todo; fi
 elif command -v dnf >/dev/null 2>&1; then dnf {action} -y -q $todo
 elif command -v apk >/dev/null 2>&1; then if [ {action} = install ]; then apk add -q $todo; else apk del -q $todo; fi
 elif command -v zypper >/dev/null 2>&1; then zypper -n -q {action} $todo

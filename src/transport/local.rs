@@ -156,27 +156,17 @@ async fn run(request: ExecRequest, force: &CancellationToken) -> Result<ExecOutp
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .and_then(rustix::process::Pid::from_raw);
-    if let (Some(bytes), Some(mut stdin)) = (request.stdin, child.stdin.take()) {
-        // A command that does not read its input closes the pipe; that is not an error.
-        let _ = stdin.write_all(&bytes).await;
-        drop(stdin);
-    }
-    let stdout = child.stdout.take().map(|s| {
-        tokio::spawn(pump(
-            s,
-            Stream::Stdout,
-            request.output.clone(),
-            request.capture_limit,
-        ))
-    });
-    let stderr = child.stderr.take().map(|s| {
-        tokio::spawn(pump(
-            s,
-            Stream::Stderr,
-            request.output.clone(),
-            request.capture_limit,
-        ))
-    });
+    // Stdin is fed from a task of its own while the output is read: a command that writes
+    // a lot before reading all its input would otherwise block us both.
+    let feeder = match (request.stdin.clone(), child.stdin.take()) {
+        (Some(bytes), Some(mut stdin)) => Some(tokio::spawn(async move {
+            // A command that does not read its input closes the pipe; that is not an error.
+            let _ = stdin.write_all(&bytes).await;
+        })),
+        _ => None,
+    };
+    let stdout = start_pump(child.stdout.take(), Stream::Stdout, &request);
+    let stderr = start_pump(child.stderr.take(), Stream::Stderr, &request);
     let timeout = request.timeout.unwrap_or(Duration::MAX);
     let ended = tokio::select! {
         status = child.wait() => Some(status),
@@ -198,6 +188,9 @@ async fn run(request: ExecRequest, force: &CancellationToken) -> Result<ExecOutp
         kill_group(group, &mut child).await;
         reason
     };
+    if let Some(feeder) = feeder {
+        feeder.abort();
+    }
     let stdout = collect(stdout).await;
     let stderr = collect(stderr).await;
     if let (Some(user), ExitStatus::Code { code: 1 }) = (request.r#become.as_deref(), status)
@@ -245,21 +238,26 @@ fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
     }
 }
 
+/// Output read so far from one stream; shared so that a reader given up on (a daemon the
+/// command started still holds the pipe) does not lose what it already read.
+type Shared = Arc<std::sync::Mutex<Captured>>;
+
 /// Copies one output stream into a capped capture and, live, to the sink.
 async fn pump(
     mut stream: impl AsyncRead + Unpin,
     which: Stream,
     sink: Option<mpsc::Sender<OutputChunk>>,
-    limit: usize,
-) -> Captured {
-    let mut captured = Captured::with_limit(limit);
+    captured: Shared,
+) {
     let mut buffer = vec![0u8; 8192];
     loop {
         match stream.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let bytes = buffer.get(..n).unwrap_or_default();
-                captured.push(bytes);
+                if let Ok(mut captured) = captured.lock() {
+                    captured.push(bytes);
+                }
                 if let Some(sink) = &sink {
                     let _ = sink
                         .send(OutputChunk {
@@ -271,22 +269,40 @@ async fn pump(
             }
         }
     }
-    captured
 }
 
-async fn collect(reader: Option<tokio::task::JoinHandle<Captured>>) -> Captured {
-    let Some(mut reader) = reader else {
-        return Captured::default();
-    };
-    if let Ok(Ok(captured)) = tokio::time::timeout(DRAIN_GRACE, &mut reader).await {
-        captured
-    } else {
-        reader.abort();
-        Captured {
-            truncated: true,
-            ..Captured::default()
+/// Starts pumping a stream; returns the reader task and where its output goes.
+fn start_pump(
+    stream: Option<impl AsyncRead + Unpin + Send + 'static>,
+    which: Stream,
+    request: &ExecRequest,
+) -> (Option<tokio::task::JoinHandle<()>>, Shared) {
+    let captured: Shared = Arc::new(std::sync::Mutex::new(Captured::with_limit(
+        request.capture_limit,
+    )));
+    let reader =
+        stream.map(|s| tokio::spawn(pump(s, which, request.output.clone(), captured.clone())));
+    (reader, captured)
+}
+
+/// Waits a little for a reader to reach the end of its stream; what was read is kept even
+/// when it does not.
+async fn collect((reader, captured): (Option<tokio::task::JoinHandle<()>>, Shared)) -> Captured {
+    let finished = match reader {
+        None => true,
+        Some(mut reader) => {
+            let done = tokio::time::timeout(DRAIN_GRACE, &mut reader).await.is_ok();
+            if !done {
+                reader.abort();
+            }
+            done
         }
+    };
+    let mut out = captured.lock().map(|c| c.clone()).unwrap_or_default();
+    if !finished {
+        out.truncated = true;
     }
+    out
 }
 
 /// Whether becoming `user` takes `sudo`: not when drover already runs as that user.
@@ -407,6 +423,14 @@ fn read_direct(path: &str, want_content: bool) -> Result<Option<FileState>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(fail(e)),
     };
+    // Opening a FIFO would block forever; drover manages regular files only.
+    if !meta.is_file() {
+        return Err(Error::Remote {
+            operation: "manage",
+            path: path.to_owned(),
+            message: "it exists and is not a regular file (a directory, FIFO or device)".to_owned(),
+        });
+    }
     let mut file = std::fs::File::open(path).map_err(fail)?;
     let mut hasher = blake3::Hasher::new();
     let keep = want_content && meta.len() <= READ_CONTENT_LIMIT;

@@ -495,3 +495,122 @@ fn history_and_show_describe_the_run() {
     assert_eq!(kinds.first(), Some(&"runStarted"));
     assert_eq!(kinds.last(), Some(&"runFinished"));
 }
+
+#[test]
+fn a_renamed_task_is_undone_before_its_successor_writes() {
+    let s = Scratch::new(
+        r#"    - name: motd
+      file: {path: "{{ dir }}/motd", content: "hello\n"}
+      undo: rm -f {{ dir }}/motd
+"#,
+    );
+    s.apply().expect_code(0);
+    s.write(
+        r#"    - name: banner
+      file: {path: "{{ dir }}/motd", content: "hello\n"}
+      undo: rm -f {{ dir }}/motd
+"#,
+    );
+    let (run, report) = s.apply_with_report();
+    run.expect_code(0);
+    assert_eq!(
+        statuses(&report),
+        ["box/app/motd removed", "box/app/banner changed"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.file("motd")).unwrap(),
+        "hello\n",
+        "the old undo ran first"
+    );
+}
+
+#[test]
+fn a_restart_that_failed_stays_pending_until_it_succeeds() {
+    let tasks = |version: &str| {
+        format!(
+            "    - name: config\n      file: {{path: \"{{{{ dir }}}}/app.conf\", content: \"{version}\\n\"}}\n    - name: restart\n      triggeredBy: [config]\n      run: test ! -e {{{{ dir }}}}/broken && echo restarted >> {{{{ dir }}}}/restarts\n"
+        )
+    };
+    let s = Scratch::new(&tasks("v1"));
+    s.apply().expect_code(0);
+    std::fs::write(s.file("broken"), "").unwrap();
+    s.write(&tasks("v2"));
+    s.apply().expect_code(1);
+    std::fs::remove_file(s.file("broken")).unwrap();
+    // Nothing changed since, but the restart is still owed.
+    let plan = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(
+        plan.stdout().contains("trigger pending since run 2"),
+        "{}",
+        plan.stdout()
+    );
+    s.apply().expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(s.file("restarts")).unwrap(),
+        "restarted\nrestarted\n"
+    );
+    let plan = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(plan.stdout().contains("No changes"), "{}", plan.stdout());
+}
+
+#[test]
+fn secrets_stay_masked_in_live_output_reports_and_the_state_file() {
+    let s = Scratch::new(
+        r#"    - name: echo
+      run: ["printf", "pw is %s\\n", "{{ pw }}"]
+      undo: echo {{ pw | q }}
+    - name: conf
+      file: {path: "{{ dir }}/conf", content: "password={{ pw }}\n"}
+"#,
+    );
+    // The secret holds a quote, so its shell-quoted form differs from the value itself.
+    let secret = "s3cr3t'PW-7781";
+    std::fs::write(s.dir().join("pw.txt"), format!("{secret}\n")).unwrap();
+    let hosts = std::fs::read_to_string(s.dir().join("hosts.yaml")).unwrap();
+    std::fs::write(
+        s.dir().join("hosts.yaml"),
+        hosts.replace(
+            "vars: {dir:",
+            "vars: {pw: {valueFrom: {file: pw.txt}}, dir:",
+        ),
+    )
+    .unwrap();
+    let (run, report) = s.apply_with_report();
+    let run = run.expect_code(0);
+    let everything = format!("{}{}{report}", run.stdout(), run.stderr());
+    assert!(
+        everything.contains("pw is ***"),
+        "the output line is shown, masked: {everything}"
+    );
+    assert!(
+        !everything.contains("s3cr3t"),
+        "a secret leaked: {everything}"
+    );
+    let show = Drover::new()
+        .args(["show", "1", "--format", "json", "--dir"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(!show.stdout().contains("s3cr3t"), "{}", show.stdout());
+    let state = std::fs::read(s.dir().join(".drover/state.redb")).unwrap();
+    assert!(
+        !state.windows(6).any(|w| w == b"s3cr3t"),
+        "the secret reached the state file"
+    );
+    // Rotating the secret must not print the old one in the file's diff either.
+    std::fs::write(s.dir().join("pw.txt"), "n3w-secret-9931\n").unwrap();
+    let (run, report) = s.apply_with_report();
+    let everything = format!("{}{}{report}", run.stdout(), run.stderr());
+    assert!(
+        !everything.contains("s3cr3t") && !everything.contains("n3w-secret"),
+        "{everything}"
+    );
+}

@@ -89,6 +89,9 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     }
     let recorded_details = store.details(plan.changes.iter().map(|c| &c.id))?;
     note_undo(&mut plan, &recorded_details);
+    if saved.is_none() {
+        crate::plan::order_removals(&mut plan, &recorded_details);
+    }
     let desired_view = desired_details(&plan, resolved);
     let view = PlanView {
         plan: &plan,
@@ -135,6 +138,12 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     };
     let report = execute(apply_request, &store, config)?;
     config.output.stdout(&summary(&report, config.stdout_style));
+    config.output.stdout(&format!(
+        "Run {} recorded; `drover show {} --dir {}` for details.\n",
+        report.run,
+        report.run,
+        dir.display()
+    ));
     if let Some(path) = request.report {
         write_report(path, &report)?;
     }

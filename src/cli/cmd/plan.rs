@@ -60,6 +60,7 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     }
     let recorded_details = store.details(plan.changes.iter().map(|c| &c.id))?;
     note_undo(&mut plan, &recorded_details);
+    crate::plan::order_removals(&mut plan, &recorded_details);
     let desired_details = desired_details(&plan, resolved);
     let view = PlanView {
         plan: &plan,
@@ -141,6 +142,8 @@ pub fn desired_details(plan: &Plan, resolved: &Resolved) -> BTreeMap<InstanceId,
 }
 
 fn save(out: &Path, plan: Plan, dir: &Path) -> Result<(), Error> {
+    // Absolute, so `drover apply FILE` finds the same manifests from any directory.
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
     let saved = SavedPlan::new(plan, dir.display().to_string(), clock::now());
     let text = serde_json::to_string_pretty(&saved).unwrap_or_default() + "\n";
     std::fs::write(out, text).map_err(|source| Error::Write {

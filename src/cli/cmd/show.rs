@@ -22,7 +22,37 @@ pub fn run(
             help: "list runs with `drover history`".to_owned(),
         });
     };
+    let report = settings.store().report(RunId(run))?;
     let text = match format {
+        ShowFormat::Json if report.is_some() => {
+            serde_json::to_string_pretty(
+                &json!({"formatVersion": 1, "run": record, "events": events, "report": report}),
+            )
+            .unwrap_or_default()
+                + "\n"
+        }
+        ShowFormat::Text if report.is_some() => {
+            let mut out = text(&record, &events);
+            for instance in report.iter().flat_map(|r| &r.instances) {
+                let detail = instance.error.as_deref().unwrap_or(&instance.summary);
+                let _ = writeln!(
+                    out,
+                    "  {:<40} {:<12} {detail}",
+                    instance.id.to_string(),
+                    instance.status.as_str()
+                );
+                for command in instance
+                    .commands
+                    .iter()
+                    .filter(|c| instance.status.is_failure() && !c.stderr.is_empty())
+                {
+                    for line in command.stderr.lines().take(10) {
+                        let _ = writeln!(out, "      {line}");
+                    }
+                }
+            }
+            out
+        }
         ShowFormat::Json => {
             serde_json::to_string_pretty(
                 &json!({"formatVersion": 1, "run": record, "events": events}),
