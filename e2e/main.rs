@@ -21,6 +21,7 @@
 mod apply;
 mod fleet;
 mod fleet_checks;
+mod ssh_config;
 
 #[test]
 fn the_binary_under_test_runs() {
