@@ -1,5 +1,5 @@
 //! `~/.ssh/config` is honoured: a manifest that names only an alias reaches the host the
-//! config describes (HostName, Port, User, IdentityFile, UserKnownHostsFile), through a
+//! config describes (`HostName`, `Port`, `User`, `IdentityFile`, `UserKnownHostsFile`), through a
 //! `ProxyJump` host.
 
 use std::process::Command;
