@@ -653,7 +653,12 @@ impl Renderer<'_, '_> {
             path: path?,
             content_hash: content_hash(&content),
             content,
-            mode: file.mode,
+            // A file that holds a secret is readable by its owner only, unless the task says.
+            mode: file.mode.or_else(|| {
+                self.sensitive
+                    .then(|| crate::model::duration::FileMode::parse("0600").ok())
+                    .flatten()
+            }),
             owner: owner?,
             group: group?,
         })

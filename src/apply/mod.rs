@@ -507,7 +507,7 @@ impl Driver {
             *slot = true;
         }
         let transport = request.hosts.get(&id.host).cloned().unwrap_or_else(|| {
-            HostTransport::Unreachable(format!("host {} is not in the manifests any more", id.host))
+            HostTransport::Unreachable(format!("host {} is not in the manifests any more, so its undo cannot run; run it by hand if needed, then `drover state forget '{}/*/*'`", id.host, id.host))
         });
         let triggered = change
             .reasons

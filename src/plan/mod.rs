@@ -88,6 +88,15 @@ pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOpt
         (changes, removals)
     } else {
         let selected = matching(desired, &options.targets, &mut unmatched);
+        // A target may name what is only recorded (a removal): it matched after all.
+        unmatched.retain(|t| {
+            !removals.iter().any(|r| {
+                options
+                    .targets
+                    .iter()
+                    .any(|target| target.to_string() == *t && target.matches(&r.id))
+            })
+        });
         let keep = with_dependencies(desired, &position, &selected);
         let removals = removals
             .into_iter()

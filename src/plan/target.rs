@@ -30,9 +30,11 @@ impl Target {
                 "`{text}`: use host=NAME, workflow=NAME, or an instance id such as web-1/nginx/config"
             ));
         }
-        if text.split('/').count() != 3 && !text.contains('*') {
+        // Exactly three parts, wildcards or not: `*` never crosses `/`, so `web-1/*` would
+        // silently match nothing.
+        if text.split('/').count() != 3 {
             return Err(format!(
-                "`{text}` is not an instance id; write host/workflow/task, host=NAME or workflow=NAME"
+                "`{text}` is not an instance id; write host/workflow/task (`*` matches within one part, as in web-1/*/*), host=NAME or workflow=NAME"
             ));
         }
         Ok(Target::Instance(text.to_owned()))
@@ -121,6 +123,10 @@ mod tests {
         assert!(!Target::parse("workflow=base").unwrap().matches(&i));
         assert!(Target::parse("web-1/nginx/config").unwrap().matches(&i));
         assert!(Target::parse("web-1").is_err());
+        assert!(
+            Target::parse("web-1/*").is_err(),
+            "two parts never match: say so"
+        );
         assert!(Target::parse("role=web").is_err());
     }
 }

@@ -145,8 +145,21 @@ fn snippet(
     let _ = writeln!(out, "{:width$} {bar} {:start_col$}{painted}", "", "");
 }
 
+/// A source line as it may reach a terminal: tabs expanded, other control characters (and
+/// bidirectional overrides) shown as `�`, so a manifest cannot drive the terminal.
 fn expand_tabs(text: &str) -> String {
-    text.replace('\t', "    ")
+    text.chars()
+        .flat_map(|c| match c {
+            '\t' => vec![' '; 4],
+            c if c.is_control()
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c) =>
+            {
+                vec!['\u{fffd}']
+            }
+            c => vec![c],
+        })
+        .collect()
 }
 
 /// Diagnostics as a stable JSON document (`formatVersion` 1).

@@ -148,8 +148,9 @@ async fn run(request: ExecRequest, force: &CancellationToken) -> Result<ExecOutp
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // Name the program that could not start (`sudo` for `become`), not the script.
     let mut child = command.spawn().map_err(|source| Error::Spawn {
-        command: text.clone(),
+        command: program.clone(),
         source,
     })?;
     let group = child
