@@ -194,18 +194,14 @@ async fn run(request: ExecRequest, force: &CancellationToken) -> Result<ExecOutp
     }
     let stdout = collect(stdout).await;
     let stderr = collect(stderr).await;
-    if let (Some(user), ExitStatus::Code { code: 1 }) = (request.r#become.as_deref(), status)
-        && String::from_utf8_lossy(&stderr.bytes).contains("password is required")
-    {
-        return Err(Error::BecomePassword {
-            user: user.to_owned(),
-        });
-    }
-    Ok(ExecOutput {
-        status,
-        stdout,
-        stderr,
-    })
+    crate::transport::check_become(
+        &request,
+        ExecOutput {
+            status,
+            stdout,
+            stderr,
+        },
+    )
 }
 
 async fn sleep(duration: Duration) {

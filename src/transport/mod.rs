@@ -312,6 +312,19 @@ pub trait Transport: Send + Sync + 'static {
     fn counters(&self) -> &Counters;
 }
 
+/// `sudo -n` refuses with this when it would need a password; seen, it becomes a clear error
+/// instead of a bare exit status 1.
+pub(crate) fn check_become(request: &ExecRequest, output: ExecOutput) -> Result<ExecOutput> {
+    if let (Some(user), ExitStatus::Code { code: 1 }) = (request.r#become.as_deref(), output.status)
+        && String::from_utf8_lossy(&output.stderr.bytes).contains("password is required")
+    {
+        return Err(Error::BecomePassword {
+            user: user.to_owned(),
+        });
+    }
+    Ok(output)
+}
+
 /// The text of a command line, for messages and logs.
 pub fn describe(command: &CommandLine) -> String {
     match command {

@@ -11,23 +11,23 @@ use crate::transport::{
     Error, ExecOutput, ExitStatus, FileState, PutFile, READ_CONTENT_LIMIT, Result, Synced,
 };
 
-/// The script that writes `file` from stdin.
-pub fn put(file: &PutFile) -> String {
-    let path = shell_quote(&file.path);
-    let mut script = format!(
-        "set -e\nt=$(mktemp \"$(dirname {path})/.drover.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n"
-    );
+/// The start of every write: `$p` is the target, `$t` a temporary file beside it (removed
+/// on failure) filled from stdin.
+fn receive(path: &str) -> String {
+    format!(
+        "set -e\np={}\nt=$(mktemp \"$(dirname \"$p\")/.drover.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n",
+        shell_quote(path)
+    )
+}
+
+/// The end of every write: mode (as asked, else kept, else 0644), owner, then the rename
+/// that makes it atomic.
+fn install(script: &mut String, file: &PutFile) {
     match file.mode {
         Some(mode) => {
             let _ = writeln!(script, "chmod {mode:o} \"$t\"");
         }
-        // Keep the mode of the file being replaced, else the usual 0644.
-        None => {
-            let _ = writeln!(
-                script,
-                "if [ -e {path} ]; then chmod \"$(stat -L -c %a {path})\" \"$t\"; else chmod 644 \"$t\"; fi"
-            );
-        }
+        None => script.push_str("if [ -e \"$p\" ]; then chmod \"$(stat -L -c %a \"$p\")\" \"$t\"; else chmod 644 \"$t\"; fi\n"),
     }
     if file.owner.is_some() || file.group.is_some() {
         let owner = file.owner.as_deref().map(shell_quote).unwrap_or_default();
@@ -38,7 +38,13 @@ pub fn put(file: &PutFile) -> String {
             .unwrap_or_default();
         let _ = writeln!(script, "chown {owner}{group} \"$t\"");
     }
-    let _ = writeln!(script, "mv -f \"$t\" {path}\ntrap - EXIT");
+    script.push_str("mv -f \"$t\" \"$p\"\ntrap - EXIT\n");
+}
+
+/// The script that writes `file` from stdin.
+pub fn put(file: &PutFile) -> String {
+    let mut script = receive(&file.path);
+    install(&mut script, file);
     script
 }
 
@@ -58,10 +64,10 @@ pub fn put_result(path: &str, out: &ExecOutput) -> Result<()> {
 /// stdin; it prints `OLD size mode owner group` and the old content (when small), or
 /// `ABSENT`; then writes only if content, mode or owner differ, and ends with a marker.
 pub fn sync(file: &PutFile) -> String {
-    let path = shell_quote(&file.path);
-    let mut script = format!(
-        "set -e\np={path}\nt=$(mktemp \"$(dirname \"$p\")/.drover.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\nsame=1\n\
-         if [ -e \"$p\" ]; then\n  s=$(stat -L -c '%s %a %U %G' \"$p\")\n  echo \"OLD $s\"\n  set -- $s\n  \
+    let mut script = receive(&file.path);
+    let _ = write!(
+        script,
+        "same=1\nif [ -e \"$p\" ]; then\n  s=$(stat -L -c '%s %a %U %G' \"$p\")\n  echo \"OLD $s\"\n  set -- $s\n  \
          if [ \"$1\" -le {READ_CONTENT_LIMIT} ]; then cat \"$p\"; fi\n  echo\n  cmp -s \"$t\" \"$p\" || same=0\n"
     );
     if let Some(mode) = file.mode {
@@ -76,22 +82,8 @@ pub fn sync(file: &PutFile) -> String {
     script.push_str(
         "else\n  echo ABSENT\n  same=0\nfi\nif [ $same = 1 ]; then echo DROVER_SAME; exit 0; fi\n",
     );
-    match file.mode {
-        Some(mode) => {
-            let _ = writeln!(script, "chmod {mode:o} \"$t\"");
-        }
-        None => script.push_str("if [ -e \"$p\" ]; then chmod \"$(stat -L -c %a \"$p\")\" \"$t\"; else chmod 644 \"$t\"; fi\n"),
-    }
-    if file.owner.is_some() || file.group.is_some() {
-        let owner = file.owner.as_deref().map(shell_quote).unwrap_or_default();
-        let group = file
-            .group
-            .as_deref()
-            .map(|g| format!(":{}", shell_quote(g)))
-            .unwrap_or_default();
-        let _ = writeln!(script, "chown {owner}{group} \"$t\"");
-    }
-    script.push_str("mv -f \"$t\" \"$p\"\ntrap - EXIT\necho DROVER_WRITTEN\n");
+    install(&mut script, file);
+    script.push_str("echo DROVER_WRITTEN\n");
     script
 }
 

@@ -274,10 +274,11 @@ fn a_timeout_kills_the_whole_process_group() {
     );
 }
 
-/// Starts `drover apply` as a child and waits until `marker` exists.
-fn start_apply(s: &Scratch, marker: &Path) -> std::process::Child {
+/// Starts `drover apply` (with `extra` arguments) as a child and waits until `marker` exists.
+fn start_apply(s: &Scratch, marker: &Path, extra: &[&str]) -> std::process::Child {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
         .args(["apply", "--auto-approve", "--color", "never"])
+        .args(extra)
         .arg(s.dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -304,7 +305,7 @@ const SLOW_CHAIN: &str = r#"    - name: first
 #[test]
 fn ctrl_c_lets_running_tasks_finish_and_cancels_the_rest() {
     let s = Scratch::new(SLOW_CHAIN);
-    let child = start_apply(&s, &s.file("slow-started"));
+    let child = start_apply(&s, &s.file("slow-started"), &[]);
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&child),
         rustix::process::Signal::INT,
@@ -347,7 +348,7 @@ fn ctrl_c_lets_running_tasks_finish_and_cancels_the_rest() {
 #[test]
 fn kill_9_mid_run_then_plan_shows_exactly_the_unfinished_instances() {
     let s = Scratch::new(&SLOW_CHAIN.replace("sleep 2", "sleep 30"));
-    let mut child = start_apply(&s, &s.file("slow-started"));
+    let mut child = start_apply(&s, &s.file("slow-started"), &[]);
     child.kill().unwrap();
     child.wait().unwrap();
     let plan = Drover::new()
@@ -398,25 +399,7 @@ fn a_replacement_killed_mid_run_is_planned_again() {
     s.apply().expect_code(0);
     std::fs::remove_file(s.file("slow-started")).unwrap();
     std::fs::write(s.file("hold"), "").unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args([
-            "apply",
-            "--auto-approve",
-            "--color",
-            "never",
-            "--replace",
-            "box/app/slow",
-        ])
-        .arg(s.dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !s.file("slow-started").exists() {
-        assert!(Instant::now() < deadline, "the task never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = start_apply(&s, &s.file("slow-started"), &["--replace", "box/app/slow"]);
     child.kill().unwrap();
     child.wait().unwrap();
     let plan = Drover::new()

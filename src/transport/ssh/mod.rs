@@ -296,18 +296,14 @@ impl SshTransport {
             }
         };
         let (stdout, stderr) = output.finish();
-        if let (Some(user), ExitStatus::Code { code: 1 }) = (request.r#become.as_deref(), status)
-            && String::from_utf8_lossy(&stderr.bytes).contains("password is required")
-        {
-            return Err(Error::BecomePassword {
-                user: user.to_owned(),
-            });
-        }
-        Ok(ExecOutput {
-            status,
-            stdout,
-            stderr,
-        })
+        crate::transport::check_become(
+            &request,
+            ExecOutput {
+                status,
+                stdout,
+                stderr,
+            },
+        )
     }
 
     async fn stop(&self, handle: &Handle<HostKeyCheck>, output: &Streams, r#become: Option<&str>) {
