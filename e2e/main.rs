@@ -19,6 +19,7 @@
 )]
 
 mod apply;
+mod auth;
 mod fleet;
 mod fleet_checks;
 mod ssh_config;

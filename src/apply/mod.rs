@@ -151,6 +151,11 @@ pub async fn apply(
             .collect(),
         contacts: contacts(request.hosts),
     };
+    for host in request.hosts.values() {
+        if let HostTransport::Ssh(transport) = host {
+            transport.close().await;
+        }
+    }
     let saved = report.clone();
     blocking(store, move |s| {
         s.finish_run(run, status, finished_at, |r| {

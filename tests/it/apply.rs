@@ -597,3 +597,39 @@ fn secrets_stay_masked_in_live_output_reports_and_the_state_file() {
         "{everything}"
     );
 }
+
+#[test]
+fn packages_already_as_desired_report_unchanged_through_the_real_package_manager() {
+    // coreutils is installed on any Debian-like host; the other name exists nowhere.
+    let s = Scratch::new(
+        r#"    - name: present
+      package: {names: [coreutils], state: present}
+    - name: absent
+      package: {names: [drover-no-such-package], state: absent}
+"#,
+    );
+    let (run, report) = s.apply_with_report();
+    run.expect_code(0);
+    assert_eq!(
+        statuses(&report),
+        ["box/app/present unchanged", "box/app/absent unchanged"]
+    );
+}
+
+#[test]
+fn a_service_task_without_systemd_fails_saying_so() {
+    if Path::new("/run/systemd/system").exists() {
+        return; // On a systemd host this would manage a real unit; the check is for others.
+    }
+    let s = Scratch::new("    - name: web\n      service: {name: nginx, state: running}\n");
+    let (run, report) = s.apply_with_report();
+    run.expect_code(1);
+    let error = report["instances"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("systemctl") && error.contains("systemd"),
+        "{error}"
+    );
+}

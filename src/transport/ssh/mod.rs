@@ -99,6 +99,20 @@ impl SshTransport {
         })
     }
 
+    /// Says goodbye to the host (SSH disconnect) if a connection is open; at the end of a
+    /// run, so sshd logs a clean close rather than a dropped socket.
+    pub async fn close(&self) {
+        let connection = self.connection.lock().await.take();
+        if let Some(connection) = connection {
+            let goodbye = connection.handle.disconnect(
+                russh::Disconnect::ByApplication,
+                "drover is done",
+                "en",
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+        }
+    }
+
     /// The live connection, connecting (again) when there is none.
     async fn handle(&self) -> Result<Arc<Handle<HostKeyCheck>>> {
         let mut slot = self.connection.lock().await;
