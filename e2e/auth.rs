@@ -33,7 +33,7 @@ fn authorised_key(fleet: &Fleet, dir: &Path, kind: &str, passphrase: &str) -> Pa
     key
 }
 
-/// Manifests for host-1 only, with the given identity file (or none) and known_hosts.
+/// Manifests for host-1 only, with the given identity file (or none) and `known_hosts`.
 fn manifests(fleet: &Fleet, dir: &Path, identity: Option<&Path>, known_hosts: &Path, marker: &str) {
     let host = fleet.host(0);
     let identity = identity
