@@ -66,6 +66,16 @@ fn apply(dir: &Path, extra: &[&str], agent: Option<&str>) -> Output {
     command.output().unwrap()
 }
 
+/// A child process killed when the test ends, pass or fail.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -130,13 +140,6 @@ fn ssh_agent_keys_authenticate_without_an_identity_file() {
         .arg("-D")
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let _agent = Kill(agent);
     assert!(
         crate::fleet::poll(|| socket.exists()),
