@@ -166,7 +166,8 @@ fn stopped_host_drops_its_sessions_and_restarts_with_the_same_port_and_key() {
     assert_eq!(ready, "ready\n");
     let marker = marker.display().to_string();
     // The ssh client, the remote shell and the detached one (and, for a moment, forks of them).
-    assert!(processes_mentioning(&marker).len() >= 3);
+    // `setsid -f` returns before its child has exec'd: wait for it rather than race it.
+    assert!(poll(|| processes_mentioning(&marker).len() >= 3));
 
     fleet.stop(0);
     assert_eq!(fleet.host(0).pid, None);
