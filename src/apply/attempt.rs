@@ -26,19 +26,30 @@ pub enum HostTransport {
     Unreachable(String),
 }
 
+/// Runs `$body` with `$t` bound to the concrete transport of a reachable host, or returns
+/// the unreachable host's failure: the trait is not object-safe (async), so each variant is
+/// spelled once here.
+macro_rules! with_transport {
+    ($host:expr, $t:ident => $body:expr) => {
+        match $host {
+            HostTransport::Local($t) => $body,
+            HostTransport::Ssh($t) => $body,
+            HostTransport::Unreachable(reason) => {
+                return Err(Failure::Transport {
+                    message: reason.clone(),
+                })
+            }
+        }
+    };
+}
+
 impl HostTransport {
     async fn apply(
         &self,
         instance: &ResolvedInstance,
         ctx: &TaskContext,
     ) -> Result<Applied, Failure> {
-        match self {
-            HostTransport::Local(t) => task::apply(instance, t.as_ref(), ctx).await,
-            HostTransport::Ssh(t) => task::apply(instance, t.as_ref(), ctx).await,
-            HostTransport::Unreachable(reason) => Err(Failure::Transport {
-                message: reason.clone(),
-            }),
-        }
+        with_transport!(self, t => task::apply(instance, t.as_ref(), ctx).await)
     }
 
     async fn undo(
@@ -48,33 +59,8 @@ impl HostTransport {
         ctx: &TaskContext,
     ) -> Result<Applied, Failure> {
         let mut commands = Vec::new();
-        let out = match self {
-            HostTransport::Ssh(t) => {
-                task::exec(
-                    t.as_ref(),
-                    ctx,
-                    r#become,
-                    CommandLine::Shell(command.to_owned()),
-                    &mut commands,
-                )
-                .await?
-            }
-            HostTransport::Local(t) => {
-                task::exec(
-                    t.as_ref(),
-                    ctx,
-                    r#become,
-                    CommandLine::Shell(command.to_owned()),
-                    &mut commands,
-                )
-                .await?
-            }
-            HostTransport::Unreachable(reason) => {
-                return Err(Failure::Transport {
-                    message: reason.clone(),
-                });
-            }
-        };
+        let line = CommandLine::Shell(command.to_owned());
+        let out = with_transport!(self, t => task::exec(t.as_ref(), ctx, r#become, line, &mut commands).await?);
         if !out.status.success() {
             return Err(task::failed(&out, "the undo command", &mut commands));
         }

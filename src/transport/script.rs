@@ -87,6 +87,19 @@ pub fn sync(file: &PutFile) -> String {
     script
 }
 
+/// `size mode owner group`, as `stat -c '%s %a %U %G'` prints them.
+fn stat_fields(line: &str) -> (u64, u32, String, String) {
+    let mut fields = line.split_whitespace();
+    let size = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mode = fields
+        .next()
+        .and_then(|m| u32::from_str_radix(m, 8).ok())
+        .unwrap_or(0);
+    let owner = fields.next().unwrap_or_default().to_owned();
+    let group = fields.next().unwrap_or_default().to_owned();
+    (size, mode, owner, group)
+}
+
 /// Parses the sync script's output.
 pub fn parse_sync(path: &str, out: &ExecOutput) -> Result<Synced> {
     let remote = |message: String| Error::Remote {
@@ -109,14 +122,7 @@ pub fn parse_sync(path: &str, out: &ExecOutput) -> Result<Synced> {
     let before = match head.strip_prefix("OLD ") {
         None => None,
         Some(fields) => {
-            let mut fields = fields.split_whitespace();
-            let size: u64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-            let mode = fields
-                .next()
-                .and_then(|m| u32::from_str_radix(m, 8).ok())
-                .unwrap_or(0);
-            let owner = fields.next().unwrap_or_default().to_owned();
-            let group = fields.next().unwrap_or_default().to_owned();
+            let (size, mode, owner, group) = stat_fields(fields);
             let content = (size <= READ_CONTENT_LIMIT).then(|| {
                 let n = usize::try_from(size).unwrap_or(usize::MAX).min(rest.len());
                 let (content, tail) = rest.split_at(n);
@@ -196,14 +202,7 @@ pub fn parse_read(path: &str, want_content: bool, out: &ExecOutput) -> Result<Op
         .ok_or_else(|| remote("unexpected stat output".to_owned()))?;
     let head = String::from_utf8_lossy(text.get(..newline).unwrap_or_default()).into_owned();
     let body = text.get(newline + 1..).unwrap_or_default();
-    let mut fields = head.split_whitespace();
-    let size: u64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mode = fields
-        .next()
-        .and_then(|m| u32::from_str_radix(m, 8).ok())
-        .unwrap_or(0);
-    let owner = fields.next().unwrap_or_default().to_owned();
-    let group = fields.next().unwrap_or_default().to_owned();
+    let (size, mode, owner, group) = stat_fields(&head);
     let (content_hash, content) = if want_content && size <= READ_CONTENT_LIMIT {
         (
             blake3::hash(body).to_hex().to_string(),
