@@ -22,6 +22,7 @@ mod apply;
 mod auth;
 mod fleet;
 mod fleet_checks;
+mod privilege;
 mod ssh_config;
 
 #[test]

@@ -1,0 +1,98 @@
+//! `become` over SSH: tasks run as root through `sudo -n`, files get root's ownership, and
+//! a sudo that wants a password is a clear error, not a hang.
+//!
+//! Needs root (to add a sudoers rule for the login user) and `sudo`, which `.ci/run`
+//! installs; elsewhere the test says why it did nothing.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::process::Command;
+
+use crate::fleet::{Fleet, LOGIN_USER};
+
+/// The rules: the login user may become root without a password, but `nobody` only with one.
+fn sudoers() -> bool {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !is_root || Command::new("sudo").arg("-V").output().is_err() {
+        return false;
+    }
+    let path = std::path::Path::new("/etc/sudoers.d/drover-e2e");
+    let rules = format!("{LOGIN_USER} ALL=(root) NOPASSWD: ALL\n{LOGIN_USER} ALL=(nobody) ALL\n");
+    if std::fs::read_to_string(path).ok().as_deref() != Some(rules.as_str()) {
+        let staged =
+            std::env::temp_dir().join(format!("drover-e2e-sudoers-{}", std::process::id()));
+        std::fs::write(&staged, &rules).unwrap();
+        let valid = Command::new("visudo")
+            .arg("-cf")
+            .arg(&staged)
+            .output()
+            .unwrap();
+        assert!(
+            valid.status.success(),
+            "{}",
+            String::from_utf8_lossy(&valid.stderr)
+        );
+        std::fs::copy(&staged, path).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o440))
+            .unwrap();
+        let _ = std::fs::remove_file(staged);
+    }
+    true
+}
+
+#[test]
+fn become_root_runs_tasks_and_owns_files_and_a_password_prompt_is_an_error() {
+    let fleet = Fleet::shared();
+    if fleet.user() != LOGIN_USER || !sudoers() {
+        eprintln!("become over SSH not checked: needs root and sudo to set up a sudoers rule");
+        return;
+    }
+    let root = fleet.host(0).root.join("become");
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = format!(
+        "apiVersion: drover/v1\nkind: Workflow\nmetadata: {{name: app}}\nspec:\n  hosts: {{matchLabels: {{index: \"1\"}}}}\n  tasks:\n\
+         \x20   - {{name: dir, run: {{command: \"mkdir -p {r}\", creates: \"{r}\"}}}}\n\
+         \x20   - {{name: whoami, needs: [dir], become: root, run: \"id -u > {r}/uid\"}}\n\
+         \x20   - {{name: secret, needs: [dir], become: root, file: {{path: \"{r}/secret\", content: \"x\\n\", mode: \"0600\", owner: root}}}}\n",
+        r = root.display()
+    );
+    fleet.manifests(dir.path(), &workflow);
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(std::fs::read_to_string(root.join("uid")).unwrap(), "0\n");
+    assert_eq!(
+        std::fs::metadata(root.join("secret")).unwrap().uid(),
+        0,
+        "written as root, owned by root"
+    );
+    // Becoming a user sudo guards with a password fails at once, saying so.
+    let workflow = workflow.replace("become: root, run: \"id -u", "become: nobody, run: \"id -u");
+    fleet.manifests(dir.path(), &workflow);
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success()
+            && text.contains("needs a password to become nobody")
+            && text.contains("NOPASSWD"),
+        "{text}"
+    );
+}
