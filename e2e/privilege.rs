@@ -42,6 +42,23 @@ fn sudoers() -> bool {
     true
 }
 
+/// `drover apply` on `dir`: whether it succeeded, and everything it printed.
+fn apply(dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 #[test]
 fn become_root_runs_tasks_and_owns_files_and_a_password_prompt_is_an_error() {
     let fleet = Fleet::shared();
@@ -59,17 +76,8 @@ fn become_root_runs_tasks_and_owns_files_and_a_password_prompt_is_an_error() {
         r = root.display()
     );
     fleet.manifests(dir.path(), &workflow);
-    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["apply", "--auto-approve", "--color", "never"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = apply(dir.path());
+    assert!(ok, "{text}");
     assert_eq!(std::fs::read_to_string(root.join("uid")).unwrap(), "0\n");
     assert_eq!(
         std::fs::metadata(root.join("secret")).unwrap().uid(),
@@ -79,20 +87,9 @@ fn become_root_runs_tasks_and_owns_files_and_a_password_prompt_is_an_error() {
     // Becoming a user sudo guards with a password fails at once, saying so.
     let workflow = workflow.replace("become: root, run: \"id -u", "become: nobody, run: \"id -u");
     fleet.manifests(dir.path(), &workflow);
-    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["apply", "--auto-approve", "--color", "never"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = apply(dir.path());
     assert!(
-        !out.status.success()
-            && text.contains("needs a password to become nobody")
-            && text.contains("NOPASSWD"),
+        !ok && text.contains("needs a password to become nobody") && text.contains("NOPASSWD"),
         "{text}"
     );
 }

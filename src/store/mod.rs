@@ -138,11 +138,17 @@ pub enum Change<'a> {
 #[derive(Debug, Clone)]
 pub struct Store {
     path: PathBuf,
+    /// Set once this handle (or a clone) found the file at the current schema version, so
+    /// later writes do not read the version again (an apply writes twice per instance).
+    current: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Store {
     pub fn at(path: impl Into<PathBuf>) -> Store {
-        Store { path: path.into() }
+        Store {
+            path: path.into(),
+            current: std::sync::Arc::default(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -191,20 +197,18 @@ impl Store {
         &self,
         ids: impl IntoIterator<Item = &'a InstanceId>,
     ) -> Result<BTreeMap<InstanceId, InstanceDetail>> {
-        let Some(db) = self.open_existing()? else {
-            return Ok(BTreeMap::new());
-        };
-        let tx = begin_read(&db)?;
-        let Some(table) = open_read(&tx, DETAILS)? else {
-            return Ok(BTreeMap::new());
-        };
-        let mut out = BTreeMap::new();
-        for id in ids {
-            if let Some(value) = table.get(id.to_string().as_str()).map_err(read)? {
-                out.insert(id.clone(), decode(value.value(), &id.to_string())?);
+        self.reading(BTreeMap::new(), |tx| {
+            let Some(table) = open_read(tx, DETAILS)? else {
+                return Ok(BTreeMap::new());
+            };
+            let mut out = BTreeMap::new();
+            for id in ids {
+                if let Some(value) = table.get(id.to_string().as_str()).map_err(read)? {
+                    out.insert(id.clone(), decode(value.value(), &id.to_string())?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Records the outcome of one attempt, durably, in one transaction.
@@ -359,57 +363,60 @@ impl Store {
 
     /// The full report of a run, if one was kept.
     pub fn report(&self, run: RunId) -> Result<Option<crate::report::apply::ApplyReport>> {
-        let Some(db) = self.open_existing()? else {
-            return Ok(None);
-        };
-        let tx = begin_read(&db)?;
-        let Some(table) = open_read(&tx, REPORTS)? else {
-            return Ok(None);
-        };
-        let Some(value) = table.get(run.0).map_err(read)? else {
-            return Ok(None);
-        };
-        decode(value.value(), &format!("the report of run {run}")).map(Some)
+        self.reading(None, |tx| {
+            let Some(table) = open_read(tx, REPORTS)? else {
+                return Ok(None);
+            };
+            let Some(value) = table.get(run.0).map_err(read)? else {
+                return Ok(None);
+            };
+            decode(value.value(), &format!("the report of run {run}")).map(Some)
+        })
     }
 
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<RunRecord>> {
-        let Some(db) = self.open_existing()? else {
-            return Ok(Vec::new());
-        };
-        let tx = begin_read(&db)?;
-        let Some(table) = open_read(&tx, RUNS)? else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(read)?.rev() {
-            let (key, value) = entry.map_err(read)?;
-            out.push(decode(value.value(), &format!("run {}", key.value()))?);
-        }
-        Ok(out)
+        self.reading(Vec::new(), |tx| {
+            let Some(table) = open_read(tx, RUNS)? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(read)?.rev() {
+                let (key, value) = entry.map_err(read)?;
+                out.push(decode(value.value(), &format!("run {}", key.value()))?);
+            }
+            Ok(out)
+        })
     }
 
     /// One run and its events in order.
     pub fn run(&self, run: RunId) -> Result<Option<(RunRecord, Vec<Event>)>> {
+        self.reading(None, |tx| {
+            let Some(runs) = open_read(tx, RUNS)? else {
+                return Ok(None);
+            };
+            let Some(value) = runs.get(run.0).map_err(read)? else {
+                return Ok(None);
+            };
+            let record: RunRecord = decode(value.value(), &format!("run {run}"))?;
+            let mut events = Vec::new();
+            if let Some(table) = open_read(tx, EVENTS)? {
+                for entry in table.range((run.0, 0)..(run.0 + 1, 0)).map_err(read)? {
+                    let (_, value) = entry.map_err(read)?;
+                    events.push(decode(value.value(), &format!("an event of run {run}"))?);
+                }
+            }
+            Ok(Some((record, events)))
+        })
+    }
+
+    /// Runs `f` on a read transaction, or returns `empty` when there is no state file yet.
+    fn reading<T>(&self, empty: T, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
         let Some(db) = self.open_existing()? else {
-            return Ok(None);
+            return Ok(empty);
         };
         let tx = begin_read(&db)?;
-        let Some(runs) = open_read(&tx, RUNS)? else {
-            return Ok(None);
-        };
-        let Some(value) = runs.get(run.0).map_err(read)? else {
-            return Ok(None);
-        };
-        let record: RunRecord = decode(value.value(), &format!("run {run}"))?;
-        let mut events = Vec::new();
-        if let Some(table) = open_read(&tx, EVENTS)? {
-            for entry in table.range((run.0, 0)..(run.0 + 1, 0)).map_err(read)? {
-                let (_, value) = entry.map_err(read)?;
-                events.push(decode(value.value(), &format!("an event of run {run}"))?);
-            }
-        }
-        Ok(Some((record, events)))
+        f(&tx)
     }
 
     /// Runs one write transaction and commits it durably.
@@ -470,6 +477,9 @@ impl Store {
                 .map_err(|e| DatabaseError::Storage(redb::StorageError::Io(e)))?;
             redb::Builder::new().create_file(file)
         })?;
+        if self.current.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(db);
+        }
         let version = tables::version(&db)?;
         if version > SCHEMA_VERSION {
             return Err(Error::TooNew {
@@ -483,6 +493,8 @@ impl Store {
             tables::migrate(&tx, version)?;
             tx.commit().map_err(write_err)?;
         }
+        self.current
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(db)
     }
 
