@@ -32,4 +32,5 @@ pub mod cli;
 pub mod clock;
 pub mod evaluate;
 pub mod manifest_dir;
+pub mod reconcile;
 pub mod secret_source;

@@ -338,6 +338,9 @@ pub struct Recorded {
     pub instances: BTreeMap<InstanceId, RecordedInstance>,
     pub pending_triggers: BTreeMap<InstanceId, PendingTrigger>,
     pub drift: BTreeMap<InstanceId, DriftFinding>,
+    /// Details of the recorded instances the desired state no longer has (their undo, and
+    /// what they needed, which orders their removal); loaded by the caller of `plan`.
+    pub no_longer_desired: BTreeMap<InstanceId, InstanceDetail>,
 }
 
 impl Recorded {

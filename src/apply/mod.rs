@@ -28,7 +28,7 @@ use crate::run::{Event, EventKind, RunRecord, RunStatus};
 use crate::schedule::{self, Finished, Node, Schedule, ScheduleOptions, Settled};
 use crate::secret::Redactor;
 use crate::state::{InstanceDetail, Outcome, RunId, detail_of};
-use crate::store::{Change, InstanceWrite, Store};
+use crate::store::{self, Change, InstanceWrite, OpenStore};
 use crate::task::{Applied, Failure};
 use crate::transport::{ExitStatus, Stream};
 
@@ -71,6 +71,10 @@ pub enum ConsoleEvent {
     Draining {
         running: usize,
     },
+    /// The first SIGINT/SIGTERM: nothing new starts; running attempts finish.
+    Stopping,
+    /// The second: running attempts are killed.
+    Killing,
 }
 
 /// The two stages of stopping.
@@ -111,18 +115,22 @@ pub struct Request<'a> {
 /// Applies a plan; returns the report (also stored with the run).
 pub async fn apply(
     request: Request<'_>,
-    store: &Store,
+    store: &OpenStore,
     shutdown: &Shutdown,
     console: mpsc::Sender<ConsoleEvent>,
 ) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     let started_at = clock::now();
+    // Transports live across rounds; this run's contacts are what their counters gained.
+    let contacts_before = contacts(request.hosts);
     let record = run_record(&request, started_at);
-    let run = blocking(store, move |s| {
-        s.mark_interrupted_runs(clock::now())?;
-        s.begin_run(record)
-    })
-    .await?;
+    let now = clock::now();
+    let run = store
+        .write(move |tx| {
+            store::mark_interrupted_in(tx, now)?;
+            store::begin_run_in(tx, record)
+        })
+        .await?;
     let mut driver = Driver::new(&request, store.clone(), run, console);
     driver.drive(&request, shutdown).await?;
     let status = if driver.reports.values().any(|r| r.status.is_failure()) {
@@ -149,30 +157,31 @@ pub async fn apply(
             .iter()
             .filter_map(|c| driver.reports.remove(&c.id))
             .collect(),
-        contacts: contacts(request.hosts),
+        contacts: contacts(request.hosts).since(&contacts_before),
     };
-    for host in request.hosts.values() {
-        if let HostTransport::Ssh(transport) = host {
-            transport.close().await;
-        }
-    }
     let saved = report.clone();
-    blocking(store, move |s| {
-        s.finish_run(run, status, finished_at, |r| {
-            r.changed = saved.count(InstanceStatus::Changed) + saved.count(InstanceStatus::Removed);
-            r.failed = saved
-                .instances
-                .iter()
-                .filter(|i| i.status.is_failure())
-                .count();
-            r.skipped =
-                saved.count(InstanceStatus::Skipped) + saved.count(InstanceStatus::Cancelled);
-        })?;
-        s.save_report(run, &saved)?;
-        s.prune(crate::store::retention::Retention::default(), finished_at)
+    store
+        .write(move |tx| {
+            store::finish_run_in(tx, run, status, finished_at, |r| {
+                r.changed =
+                    saved.count(InstanceStatus::Changed) + saved.count(InstanceStatus::Removed);
+                r.failed = saved
+                    .instances
+                    .iter()
+                    .filter(|i| i.status.is_failure())
+                    .count();
+                r.skipped =
+                    saved.count(InstanceStatus::Skipped) + saved.count(InstanceStatus::Cancelled);
+            })?;
+            store::save_report_in(tx, run, &saved)?;
+            store::retention::prune_in(
+                tx,
+                crate::store::retention::Retention::default(),
+                finished_at,
+            )
             .map(|_| ())
-    })
-    .await?;
+        })
+        .await?;
     Ok(report)
 }
 
@@ -205,21 +214,6 @@ fn contacts(hosts: &BTreeMap<HostName, HostTransport>) -> Contacts {
     total
 }
 
-/// Runs blocking store work (fsyncs) off the async threads.
-async fn blocking<T: Send + 'static>(
-    store: &Store,
-    work: impl FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
-) -> Result<T, Error> {
-    let store = store.clone();
-    match tokio::task::spawn_blocking(move || work(&store)).await {
-        Ok(result) => result.map_err(Error::Store),
-        Err(source) => Err(Error::Attempt {
-            instance: "the state store".to_owned(),
-            source,
-        }),
-    }
-}
-
 /// What an attempt hands back to the loop.
 struct Done {
     id: InstanceId,
@@ -230,7 +224,7 @@ struct Done {
 }
 
 struct Driver {
-    store: Store,
+    store: OpenStore,
     run: RunId,
     console: mpsc::Sender<ConsoleEvent>,
     changes: BTreeMap<InstanceId, PlannedChange>,
@@ -251,7 +245,7 @@ struct Driver {
 impl Driver {
     fn new(
         request: &Request<'_>,
-        store: Store,
+        store: OpenStore,
         run: RunId,
         console: mpsc::Sender<ConsoleEvent>,
     ) -> Driver {
@@ -479,10 +473,11 @@ impl Driver {
             self.reports.insert(id.clone(), report);
             if let Some(kind) = event {
                 let (run, at) = (self.run, clock::now());
-                blocking(&self.store, move |s| {
-                    s.append_event(run, &crate::run::Event { at, kind })
-                })
-                .await?;
+                // A skip is derived from outcomes already durable; losing its event to a
+                // crash loses nothing the next plan needs.
+                self.store.write_lazy(move |tx| {
+                    store::log_in(tx, run, &crate::run::Event { at, kind }, Change::None)
+                })?;
             }
             let _ = self
                 .console
@@ -607,23 +602,30 @@ impl Driver {
             .filter(|_| kind == ChangeKind::Replace)
             .map(|i| i.spec_hash);
         let id = id.clone();
-        blocking(&self.store, move |s| match marker {
+        match marker {
             Some(spec_hash) => {
-                let write = InstanceWrite {
-                    id: &id,
-                    spec_hash,
-                    outcome: Outcome::Interrupted,
-                    finished_at: at,
-                    duration_ms: 0,
-                    run: Some(run),
-                    detail: None,
-                    fires: &[],
-                };
-                s.log(run, &event, Change::Record(&write))
+                self.store
+                    .write(move |tx| {
+                        let write = InstanceWrite {
+                            id: &id,
+                            spec_hash,
+                            outcome: Outcome::Interrupted,
+                            finished_at: at,
+                            duration_ms: 0,
+                            run: Some(run),
+                            detail: None,
+                            fires: &[],
+                        };
+                        store::log_in(tx, run, &event, Change::Record(&write))
+                    })
+                    .await?;
             }
-            None => s.log(run, &event, Change::None),
-        })
-        .await
+            // The start event only tells the history; it rides with the next durable commit.
+            None => self
+                .store
+                .write_lazy(move |tx| store::log_in(tx, run, &event, Change::None))?,
+        }
+        Ok(())
     }
 
     /// Records a finished attempt durably; returns what the schedule must learn.
@@ -712,18 +714,17 @@ impl Driver {
         };
         if change.kind == ChangeKind::Remove {
             let forget = outcome == Outcome::Succeeded;
-            return blocking(&self.store, move |s| {
-                s.log(
-                    run,
-                    &event,
-                    if forget {
+            return Ok(self
+                .store
+                .write(move |tx| {
+                    let change = if forget {
                         Change::Forget(&id)
                     } else {
                         Change::None
-                    },
-                )
-            })
-            .await;
+                    };
+                    store::log_in(tx, run, &event, change)
+                })
+                .await?);
         }
         let Some(instance) = self.instances.get(&done.id).cloned() else {
             return Ok(());
@@ -738,20 +739,23 @@ impl Driver {
             Vec::new()
         };
         let duration_ms = millis(done.duration);
-        blocking(&self.store, move |s| {
-            let write = InstanceWrite {
-                id: &id,
-                spec_hash: instance.spec_hash,
-                outcome,
-                finished_at: at,
-                duration_ms,
-                run: Some(run),
-                detail: detail.as_ref(),
-                fires: &fires,
-            };
-            s.log(run, &event, Change::Record(&write))
-        })
-        .await
+        let spec_hash = instance.spec_hash;
+        Ok(self
+            .store
+            .write(move |tx| {
+                let write = InstanceWrite {
+                    id: &id,
+                    spec_hash,
+                    outcome,
+                    finished_at: at,
+                    duration_ms,
+                    run: Some(run),
+                    detail: detail.as_ref(),
+                    fires: &fires,
+                };
+                store::log_in(tx, run, &event, Change::Record(&write))
+            })
+            .await?)
     }
 
     fn instance_report(

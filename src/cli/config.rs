@@ -108,38 +108,18 @@ impl StateSettings {
 }
 
 /// What SSH connections default to, read from the environment once.
-#[derive(Debug, Clone)]
-pub struct SshDefaults {
-    pub home: Option<std::path::PathBuf>,
-    pub user: String,
-    pub accept_new: bool,
-    /// `~/.ssh/config`, when there is one.
-    pub config: crate::transport::ssh::config::SshConfig,
-}
-
-impl SshDefaults {
-    pub fn from_environment(accept_new: bool) -> SshDefaults {
-        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-        let config = home
-            .as_ref()
-            .map_or_else(Default::default, |home| read_ssh_config(&home.join(".ssh")));
-        SshDefaults {
-            home,
-            user: std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| "root".to_owned()),
-            accept_new,
-            config,
-        }
-    }
-
-    /// `~/x` → `$HOME/x`; relative paths are relative to the manifest directory.
-    pub fn path(&self, text: &str, manifests: &std::path::Path) -> std::path::PathBuf {
-        match (text.strip_prefix("~/"), &self.home) {
-            (Some(rest), Some(home)) => home.join(rest),
-            _ if text.starts_with('/') => std::path::PathBuf::from(text),
-            _ => manifests.join(text),
-        }
+pub fn ssh_defaults(accept_new: bool) -> crate::reconcile::SshDefaults {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let config = home
+        .as_ref()
+        .map_or_else(Default::default, |home| read_ssh_config(&home.join(".ssh")));
+    crate::reconcile::SshDefaults {
+        home,
+        user: std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "root".to_owned()),
+        accept_new,
+        config,
     }
 }
 
@@ -183,7 +163,7 @@ fn read_ssh_config(dir: &std::path::Path) -> crate::transport::ssh::config::SshC
 }
 
 /// This machine's name, for lock holders; read where the environment is allowed.
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())

@@ -32,10 +32,8 @@ pub enum Error {
     Exists { path: PathBuf },
     #[error(transparent)]
     Store(#[from] crate::store::Error),
-    #[error("cannot start the async runtime")]
-    Runtime { source: std::io::Error },
-    #[error("the apply stopped")]
-    Apply(#[source] crate::apply::Error),
+    #[error(transparent)]
+    Reconcile(#[from] crate::reconcile::Error),
     /// A request that cannot be carried out as given; `help` says what would work.
     #[error("{message}")]
     Usage { message: String, help: String },
@@ -52,6 +50,7 @@ impl Error {
                 Some("pass --force to overwrite it, or choose another directory".to_owned())
             }
             Error::Store(error) => error.help(),
+            Error::Reconcile(error) => error.help(),
             Error::Usage { help, .. } => Some(help.clone()),
             _ => None,
         }
@@ -156,7 +155,7 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
                 per_host: per_host as usize,
                 fail_fast,
                 report: report.as_deref(),
-                ssh: config::SshDefaults::from_environment(accept_new_host_keys),
+                ssh: config::ssh_defaults(accept_new_host_keys),
                 targets: &targets,
                 replace: &replace,
                 force,

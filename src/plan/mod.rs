@@ -140,22 +140,35 @@ pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOpt
     unmatched.sort();
     unmatched.dedup();
     let outside_targets = all_changes - planned.len();
-    Plan {
+    let mut plan = Plan {
         unchanged,
         outside_targets,
         changes: planned,
         unmatched,
-    }
+    };
+    order_removals(&mut plan, &recorded.no_longer_desired);
+    plan
+}
+
+/// Recorded instances the desired state no longer has: the caller loads their details into
+/// `Recorded::no_longer_desired` before planning, since removals need them.
+pub fn no_longer_desired<'a>(
+    desired: &[ResolvedInstance],
+    recorded: &'a Recorded,
+) -> Vec<&'a InstanceId> {
+    let wanted: BTreeSet<&InstanceId> = desired.iter().map(|d| &d.id).collect();
+    recorded
+        .instances
+        .keys()
+        .filter(|id| !wanted.contains(id))
+        .collect()
 }
 
 /// Orders removals, which the planner sees without their old dependencies: a removal waits
 /// for the removals of what needed it (recorded in `details`), and every other change on
 /// the same host waits for that host's removals (a renamed task must not have its new file
 /// deleted by the old one's undo).
-pub fn order_removals(
-    plan: &mut Plan,
-    details: &BTreeMap<InstanceId, crate::state::InstanceDetail>,
-) {
+fn order_removals(plan: &mut Plan, details: &BTreeMap<InstanceId, crate::state::InstanceDetail>) {
     let removals: Vec<InstanceId> = plan
         .changes
         .iter()
@@ -296,8 +309,12 @@ fn removals(recorded: &Recorded, position: &BTreeMap<&InstanceId, usize>) -> Vec
         .map(|id| PlannedChange {
             id: id.clone(),
             kind: ChangeKind::Remove,
-            // Whether an undo exists is filled in by the caller, which reads the details.
-            reasons: vec![Reason::NoLongerDesired { has_undo: false }],
+            reasons: vec![Reason::NoLongerDesired {
+                has_undo: recorded
+                    .no_longer_desired
+                    .get(id)
+                    .is_some_and(|d| d.undo.is_some()),
+            }],
             spec_hash: None,
             recorded_fingerprint: recorded.fingerprint(id),
             after: Vec::new(),

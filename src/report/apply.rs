@@ -125,6 +125,20 @@ pub struct Contacts {
     pub files_read: u64,
 }
 
+impl Contacts {
+    /// What was opened since `before` (transports outlive a run).
+    #[must_use]
+    pub fn since(&self, before: &Contacts) -> Contacts {
+        Contacts {
+            connections: self.connections.saturating_sub(before.connections),
+            channels: self.channels.saturating_sub(before.channels),
+            commands: self.commands.saturating_sub(before.commands),
+            files_written: self.files_written.saturating_sub(before.files_written),
+            files_read: self.files_read.saturating_sub(before.files_read),
+        }
+    }
+}
+
 impl ApplyReport {
     pub fn count(&self, status: InstanceStatus) -> usize {
         self.instances.iter().filter(|i| i.status == status).count()

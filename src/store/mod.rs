@@ -7,8 +7,11 @@
 //! `lock::WriterLock`, which serialises whole applies. Nothing here plans or applies.
 
 pub mod lock;
+pub mod open;
 pub mod retention;
 pub mod tables;
+
+pub use open::{CommitStats, OpenStore};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
@@ -79,6 +82,10 @@ pub enum Error {
     },
     #[error("there is no run {run}")]
     NoRun { run: RunId },
+    #[error("cannot encode a record for the state file")]
+    Encode { source: serde_json::Error },
+    #[error("cannot commit to the state file: {message}")]
+    Commit { message: String },
 }
 
 fn locked_message(path: &Path, holder: Option<&Holder>, waited: Duration) -> String {
@@ -161,35 +168,7 @@ impl Store {
 
     /// Everything the planner needs. A missing state file reads as empty (and is not created).
     pub fn snapshot(&self) -> Result<Recorded> {
-        let Some(db) = self.open_existing()? else {
-            return Ok(Recorded::default());
-        };
-        let tx = begin_read(&db)?;
-        let mut recorded = Recorded::default();
-        if let Some(table) = open_read(&tx, INSTANCES)? {
-            for entry in table.iter().map_err(read)? {
-                let (key, value) = entry.map_err(read)?;
-                let id = parse_id(key.value())?;
-                let (hash, outcome, finished, duration, run) = value.value();
-                let outcome = Outcome::from_code(outcome)
-                    .ok_or_else(|| corrupt(format!("outcome code {outcome} of {id}")))?;
-                let run = (run != 0).then_some(RunId(run));
-                let spec_hash = SpecHash::from_bytes(hash);
-                recorded.instances.insert(
-                    id,
-                    RecordedInstance {
-                        spec_hash,
-                        outcome,
-                        finished_at: Timestamp(finished),
-                        duration_ms: duration,
-                        run,
-                    },
-                );
-            }
-        }
-        recorded.pending_triggers = read_json_table(&tx, TRIGGERS)?;
-        recorded.drift = read_json_table(&tx, DRIFT)?;
-        Ok(recorded)
+        self.reading(Recorded::default(), snapshot_in)
     }
 
     /// The recorded details of these instances (those that have any).
@@ -197,18 +176,7 @@ impl Store {
         &self,
         ids: impl IntoIterator<Item = &'a InstanceId>,
     ) -> Result<BTreeMap<InstanceId, InstanceDetail>> {
-        self.reading(BTreeMap::new(), |tx| {
-            let Some(table) = open_read(tx, DETAILS)? else {
-                return Ok(BTreeMap::new());
-            };
-            let mut out = BTreeMap::new();
-            for id in ids {
-                if let Some(value) = table.get(id.to_string().as_str()).map_err(read)? {
-                    out.insert(id.clone(), decode(value.value(), &id.to_string())?);
-                }
-            }
-            Ok(out)
-        })
+        self.reading(BTreeMap::new(), |tx| details_in(tx, ids))
     }
 
     /// Records the outcome of one attempt, durably, in one transaction.
@@ -225,14 +193,7 @@ impl Store {
     /// Appends a run event and, in the same transaction, records an instance's outcome or
     /// forgets it: what an apply does as each instance starts or ends (one commit, not two).
     pub fn log(&self, run: RunId, event: &Event, change: Change<'_>) -> Result<()> {
-        self.write(|tx| {
-            match change {
-                Change::None => {}
-                Change::Record(write) => record_in(tx, write)?,
-                Change::Forget(id) => forget_in(tx, id).map(|_| ())?,
-            }
-            append(tx, run, event)
-        })
+        self.write(|tx| log_in(tx, run, event, change))
     }
 
     /// Records (or clears, with `None`) a drift finding.
@@ -241,7 +202,9 @@ impl Store {
             let mut drift = tx.open_table(DRIFT).map_err(write_err)?;
             let key = id.to_string();
             match finding {
-                Some(f) => drift.insert(key.as_str(), encode(f).as_slice()).map(|_| ()),
+                Some(f) => drift
+                    .insert(key.as_str(), encode(f)?.as_slice())
+                    .map(|_| ()),
                 None => drift.remove(key.as_str()).map(|_| ()),
             }
             .map_err(write_err)
@@ -265,25 +228,8 @@ impl Store {
     }
 
     /// Starts a run: a new id, status running, and its first event.
-    pub fn begin_run(&self, mut record: RunRecord) -> Result<RunId> {
-        self.write(|tx| {
-            let id = tables::next_run_id(tx)?;
-            record.id = RunId(id);
-            record.status = RunStatus::Running;
-            tx.open_table(RUNS)
-                .map_err(write_err)?
-                .insert(id, encode(&record).as_slice())
-                .map_err(write_err)?;
-            append(
-                tx,
-                RunId(id),
-                &Event {
-                    at: record.started_at,
-                    kind: EventKind::RunStarted,
-                },
-            )?;
-            Ok(RunId(id))
-        })
+    pub fn begin_run(&self, record: RunRecord) -> Result<RunId> {
+        self.write(|tx| begin_run_in(tx, record))
     }
 
     /// Appends an event to a running run.
@@ -299,51 +245,13 @@ impl Store {
         at: Timestamp,
         update: impl FnOnce(&mut RunRecord),
     ) -> Result<()> {
-        self.write(|tx| {
-            let mut runs = tx.open_table(RUNS).map_err(write_err)?;
-            let bytes = runs
-                .get(run.0)
-                .map_err(write_err)?
-                .map(|v| v.value().to_vec())
-                .ok_or(Error::NoRun { run })?;
-            let mut record: RunRecord = decode(&bytes, &format!("run {run}"))?;
-            if !record.status.may_become(status) {
-                return Err(Error::RunStatus {
-                    run,
-                    from: record.status.as_str(),
-                    to: status.as_str(),
-                });
-            }
-            record.status = status;
-            record.finished_at = Some(at);
-            update(&mut record);
-            runs.insert(run.0, encode(&record).as_slice())
-                .map_err(write_err)?;
-            drop(runs);
-            append(
-                tx,
-                run,
-                &Event {
-                    at,
-                    kind: EventKind::RunFinished { status },
-                },
-            )
-        })
+        self.write(|tx| finish_run_in(tx, run, status, at, update))
     }
 
     /// Marks runs still `running` as `interrupted`: called by a writer holding the lock, so
     /// their process is gone (killed, power loss). Returns the runs it marked.
     pub fn mark_interrupted_runs(&self, now: Timestamp) -> Result<Vec<RunId>> {
-        let stuck: Vec<RunId> = self
-            .runs()?
-            .iter()
-            .filter(|r| !r.status.is_terminal())
-            .map(|r| r.id)
-            .collect();
-        for run in &stuck {
-            self.finish_run(*run, RunStatus::Interrupted, now, |_| {})?;
-        }
-        Ok(stuck)
+        self.write(|tx| mark_interrupted_in(tx, now))
     }
 
     /// Keeps the full report of a run, for `drover show`.
@@ -352,13 +260,7 @@ impl Store {
         run: RunId,
         report: &crate::report::apply::ApplyReport,
     ) -> Result<()> {
-        self.write(|tx| {
-            tx.open_table(REPORTS)
-                .map_err(write_err)?
-                .insert(run.0, encode(report).as_slice())
-                .map_err(write_err)?;
-            Ok(())
-        })
+        self.write(|tx| save_report_in(tx, run, report))
     }
 
     /// The full report of a run, if one was kept.
@@ -412,31 +314,43 @@ impl Store {
 
     /// Runs `f` on a read transaction, or returns `empty` when there is no state file yet.
     fn reading<T>(&self, empty: T, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
-        let Some(db) = self.open_existing()? else {
+        let Some(opened) = self.open_existing()? else {
             return Ok(empty);
         };
-        let tx = begin_read(&db)?;
+        let tx = begin_read(&opened.db)?;
+        f(&tx)
+    }
+
+    /// Runs `f` on a read transaction of a file that must exist.
+    pub(crate) fn reading_or_fail<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T>,
+    ) -> Result<T> {
+        let opened = self.open_existing()?.ok_or_else(|| Error::Commit {
+            message: format!("{} disappeared", self.path.display()),
+        })?;
+        let tx = begin_read(&opened.db)?;
         f(&tx)
     }
 
     /// Runs one write transaction and commits it durably.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
-        let db = self.open_for_write()?;
-        let tx = db.begin_write().map_err(write_err)?;
+        let opened = self.open_for_write_guarded()?;
+        let tx = opened.db.begin_write().map_err(write_err)?;
         let out = f(&tx)?;
         tx.commit().map_err(write_err)?;
         Ok(out)
     }
 
     /// Opens the file if it exists, checking its schema version.
-    fn open_existing(&self) -> Result<Option<Database>> {
+    fn open_existing(&self) -> Result<Option<Opened>> {
         // An empty file is what a first run killed between creating the file and redb's
         // first write leaves: it holds nothing yet.
         if std::fs::metadata(&self.path).map_or(true, |m| m.len() == 0) {
             return Ok(None);
         }
-        let db = self.with_retry(|| redb::Builder::new().open(&self.path))?;
-        let version = tables::version(&db)?;
+        let opened = self.with_retry(|| redb::Builder::new().open(&self.path))?;
+        let version = tables::version(&opened.db)?;
         if version > SCHEMA_VERSION {
             return Err(Error::TooNew {
                 path: self.path.clone(),
@@ -445,12 +359,17 @@ impl Store {
             });
         }
         // An older file is read as it is; the next write upgrades it.
-        Ok(Some(db))
+        Ok(Some(opened))
+    }
+
+    /// Opens the file for writing (see `open_for_write_guarded`), for a holder that keeps it.
+    pub(crate) fn open_for_write(&self) -> Result<Database> {
+        Ok(self.open_for_write_guarded()?.db)
     }
 
     /// Opens the file for writing, creating it (0600, in a 0700 directory) and upgrading
     /// its schema as needed.
-    fn open_for_write(&self) -> Result<Database> {
+    fn open_for_write_guarded(&self) -> Result<Opened> {
         if !self.exists()
             && let Some(dir) = self
                 .path
@@ -466,7 +385,7 @@ impl Store {
                     source,
                 })?;
         }
-        let db = self.with_retry(|| {
+        let opened = self.with_retry(|| {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -478,9 +397,9 @@ impl Store {
             redb::Builder::new().create_file(file)
         })?;
         if self.current.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(db);
+            return Ok(opened);
         }
-        let version = tables::version(&db)?;
+        let version = tables::version(&opened.db)?;
         if version > SCHEMA_VERSION {
             return Err(Error::TooNew {
                 path: self.path.clone(),
@@ -489,29 +408,35 @@ impl Store {
             });
         }
         if version < SCHEMA_VERSION {
-            let tx = db.begin_write().map_err(write_err)?;
+            let tx = opened.db.begin_write().map_err(write_err)?;
             tables::migrate(&tx, version)?;
             tx.commit().map_err(write_err)?;
         }
         self.current
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(db)
+        Ok(opened)
     }
 
-    /// Retries an open while another process holds the file for a transaction.
+    /// Retries an open while another process holds the file. A process that holds it for a
+    /// whole round (`OpenStore`) lets readers in when they knock: a shared lock on
+    /// `<state>.readers`, kept until this open is dropped.
     fn with_retry(
         &self,
         mut open: impl FnMut() -> std::result::Result<Database, DatabaseError>,
-    ) -> Result<Database> {
+    ) -> Result<Opened> {
         let mut waited = Duration::ZERO;
         let mut pause = Duration::from_millis(2);
+        let mut knock: Option<std::fs::File> = None;
         loop {
             match open() {
-                Ok(db) => return Ok(db),
+                Ok(db) => return Ok(Opened { db, _knock: knock }),
                 Err(DatabaseError::DatabaseAlreadyOpen) if waited < BUSY_TIMEOUT => {
+                    if knock.is_none() {
+                        knock = self.knock();
+                    }
                     std::thread::sleep(pause);
                     waited += pause;
-                    pause = (pause * 2).min(Duration::from_millis(100));
+                    pause = (pause * 2).min(Duration::from_millis(50));
                 }
                 Err(DatabaseError::DatabaseAlreadyOpen) => {
                     return Err(Error::Busy {
@@ -528,6 +453,173 @@ impl Store {
             }
         }
     }
+
+    /// Asks the process holding the file to let us in (see `open`).
+    fn knock(&self) -> Option<std::fs::File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(open::readers_path(&self.path))
+            .ok()?;
+        file.lock_shared().ok()?;
+        Some(file)
+    }
+}
+
+/// An open database and, when we had to ask the holder to let us in, the shared lock that
+/// keeps it out until we are done. Fields drop in order: the database closes first.
+struct Opened {
+    db: Database,
+    _knock: Option<std::fs::File>,
+}
+
+/// What the planner needs, read in one transaction.
+pub(crate) fn snapshot_in(tx: &ReadTransaction) -> Result<Recorded> {
+    let mut recorded = Recorded::default();
+    if let Some(table) = open_read(tx, INSTANCES)? {
+        for entry in table.iter().map_err(read)? {
+            let (key, value) = entry.map_err(read)?;
+            let id = parse_id(key.value())?;
+            let (hash, outcome, finished, duration, run) = value.value();
+            let outcome = Outcome::from_code(outcome)
+                .ok_or_else(|| corrupt(format!("outcome code {outcome} of {id}")))?;
+            let run = (run != 0).then_some(RunId(run));
+            let spec_hash = SpecHash::from_bytes(hash);
+            recorded.instances.insert(
+                id,
+                RecordedInstance {
+                    spec_hash,
+                    outcome,
+                    finished_at: Timestamp(finished),
+                    duration_ms: duration,
+                    run,
+                },
+            );
+        }
+    }
+    recorded.pending_triggers = read_json_table(tx, TRIGGERS)?;
+    recorded.drift = read_json_table(tx, DRIFT)?;
+    Ok(recorded)
+}
+
+pub(crate) fn details_in<'a>(
+    tx: &ReadTransaction,
+    ids: impl IntoIterator<Item = &'a InstanceId>,
+) -> Result<BTreeMap<InstanceId, InstanceDetail>> {
+    let Some(table) = open_read(tx, DETAILS)? else {
+        return Ok(BTreeMap::new());
+    };
+    let mut out = BTreeMap::new();
+    for id in ids {
+        if let Some(value) = table.get(id.to_string().as_str()).map_err(read)? {
+            out.insert(id.clone(), decode(value.value(), &id.to_string())?);
+        }
+    }
+    Ok(out)
+}
+
+/// An event and, with it, an instance's outcome or its removal.
+pub(crate) fn log_in(
+    tx: &WriteTransaction,
+    run: RunId,
+    event: &Event,
+    change: Change<'_>,
+) -> Result<()> {
+    match change {
+        Change::None => {}
+        Change::Record(write) => record_in(tx, write)?,
+        Change::Forget(id) => forget_in(tx, id).map(|_| ())?,
+    }
+    append(tx, run, event)
+}
+
+pub(crate) fn begin_run_in(tx: &WriteTransaction, mut record: RunRecord) -> Result<RunId> {
+    let id = tables::next_run_id(tx)?;
+    record.id = RunId(id);
+    record.status = RunStatus::Running;
+    tx.open_table(RUNS)
+        .map_err(write_err)?
+        .insert(id, encode(&record)?.as_slice())
+        .map_err(write_err)?;
+    append(
+        tx,
+        RunId(id),
+        &Event {
+            at: record.started_at,
+            kind: EventKind::RunStarted,
+        },
+    )?;
+    Ok(RunId(id))
+}
+
+pub(crate) fn finish_run_in(
+    tx: &WriteTransaction,
+    run: RunId,
+    status: RunStatus,
+    at: Timestamp,
+    update: impl FnOnce(&mut RunRecord),
+) -> Result<()> {
+    let mut runs = tx.open_table(RUNS).map_err(write_err)?;
+    let bytes = runs
+        .get(run.0)
+        .map_err(write_err)?
+        .map(|v| v.value().to_vec())
+        .ok_or(Error::NoRun { run })?;
+    let mut record: RunRecord = decode(&bytes, &format!("run {run}"))?;
+    if !record.status.may_become(status) {
+        return Err(Error::RunStatus {
+            run,
+            from: record.status.as_str(),
+            to: status.as_str(),
+        });
+    }
+    record.status = status;
+    record.finished_at = Some(at);
+    update(&mut record);
+    runs.insert(run.0, encode(&record)?.as_slice())
+        .map_err(write_err)?;
+    drop(runs);
+    append(
+        tx,
+        run,
+        &Event {
+            at,
+            kind: EventKind::RunFinished { status },
+        },
+    )
+}
+
+pub(crate) fn mark_interrupted_in(tx: &WriteTransaction, now: Timestamp) -> Result<Vec<RunId>> {
+    let mut stuck = Vec::new();
+    {
+        let runs = tx.open_table(RUNS).map_err(write_err)?;
+        for entry in runs.iter().map_err(write_err)? {
+            let (key, value) = entry.map_err(write_err)?;
+            let record: RunRecord = decode(value.value(), &format!("run {}", key.value()))?;
+            if !record.status.is_terminal() {
+                stuck.push(record.id);
+            }
+        }
+    }
+    for run in &stuck {
+        finish_run_in(tx, *run, RunStatus::Interrupted, now, |_| {})?;
+    }
+    Ok(stuck)
+}
+
+pub(crate) fn save_report_in(
+    tx: &WriteTransaction,
+    run: RunId,
+    report: &crate::report::apply::ApplyReport,
+) -> Result<()> {
+    tx.open_table(REPORTS)
+        .map_err(write_err)?
+        .insert(run.0, encode(report)?.as_slice())
+        .map_err(write_err)?;
+    Ok(())
 }
 
 fn record_in(tx: &WriteTransaction, write: &InstanceWrite<'_>) -> Result<()> {
@@ -544,7 +636,7 @@ fn record_in(tx: &WriteTransaction, write: &InstanceWrite<'_>) -> Result<()> {
     if let Some(detail) = write.detail {
         let mut details = tx.open_table(DETAILS).map_err(write_err)?;
         details
-            .insert(key.as_str(), encode(detail).as_slice())
+            .insert(key.as_str(), encode(detail)?.as_slice())
             .map_err(write_err)?;
     }
     let mut triggers = tx.open_table(TRIGGERS).map_err(write_err)?;
@@ -570,7 +662,7 @@ fn record_in(tx: &WriteTransaction, write: &InstanceWrite<'_>) -> Result<()> {
         };
         pending.sources.insert(write.id.clone());
         triggers
-            .insert(target_key.as_str(), encode(&pending).as_slice())
+            .insert(target_key.as_str(), encode(&pending)?.as_slice())
             .map_err(write_err)?;
     }
     Ok(())
@@ -611,7 +703,7 @@ fn append(tx: &WriteTransaction, run: RunId, event: &Event) -> Result<()> {
         None => 0,
     };
     events
-        .insert((run.0, seq), encode(event).as_slice())
+        .insert((run.0, seq), encode(event)?.as_slice())
         .map_err(write_err)?;
     Ok(())
 }
@@ -650,11 +742,11 @@ fn parse_id(text: &str) -> Result<InstanceId> {
     InstanceId::parse(text).map_err(|e| corrupt(format!("instance key {text:?}: {e}")))
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|source| Error::Encode { source })
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(format!("{what}: {e}")))
 }
 

@@ -47,3 +47,19 @@ pub fn evaluate_valid(
     }
     Ok(Some(evaluation))
 }
+
+/// Takes the session's writer lock, warning when it was left by a process that died.
+pub fn lock(
+    session: &crate::reconcile::Session,
+    command: &str,
+    config: &Config,
+) -> Result<crate::store::lock::WriterLock, Error> {
+    let lock = session.lock(command, crate::cli::config::hostname())?;
+    if let Some(previous) = &lock.taken_over_from {
+        config.output.stderr(&format!(
+            "{}: took over the state lock left by {previous}, which is no longer running\n",
+            config.stderr_style.warning("warning")
+        ));
+    }
+    Ok(lock)
+}

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod frame;
 pub mod known_hosts;
 
 use std::fmt::Write as _;
@@ -36,7 +37,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(5);
 const GROUP_MARKER: &str = "DROVER_PGID ";
 
 /// Where and how to reach one host.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshTarget {
     /// The host's name in the manifests, for messages.
     pub host: String,
@@ -99,8 +100,13 @@ impl SshTransport {
         })
     }
 
+    /// Where this transport connects.
+    pub fn target(&self) -> &SshTarget {
+        &self.target
+    }
+
     /// Says goodbye to the host (SSH disconnect) if a connection is open; at the end of a
-    /// run, so sshd logs a clean close rather than a dropped socket.
+    /// session, so sshd logs a clean close rather than a dropped socket.
     pub async fn close(&self) {
         let connection = self.connection.lock().await.take();
         if let Some(connection) = connection {

@@ -1,0 +1,366 @@
+//! The reconcile layer: the plan/apply pipeline as a library the CLI and the daemon call
+//! round after round.
+//!
+//! A `Session` owns what lives longer than a round: the state file's location and writer
+//! lock, the host transports (SSH connections stay open across rounds), the async runtime
+//! and the shutdown tokens. `plan_round` turns an evaluated manifest directory (or a saved
+//! plan) and the recorded state into a complete `Round`; `apply_round` applies it with the
+//! store open once for the whole round. Nothing here prints: the caller renders the round
+//! and the console events.
+
+pub mod fleet;
+pub mod signals;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::apply::{self, ApplyOptions, ConsoleEvent, Shutdown};
+use crate::evaluate::Evaluation;
+use crate::hash::SpecHash;
+use crate::instance::InstanceId;
+use crate::model::desired::Desired;
+use crate::model::meta::HostName;
+use crate::plan::saved::{SavedPlan, Stale, stale};
+use crate::plan::{self as planner, Plan, PlanOptions};
+use crate::report::apply::ApplyReport;
+use crate::report::plan::PlanView;
+use crate::resolve::Resolved;
+use crate::schedule::{self, RolloutSlot, rollout_batches};
+use crate::state::{InstanceDetail, detail_of};
+use crate::store::Store;
+use crate::store::lock::{Holder, WriterLock};
+
+pub use fleet::{Fleet, SshDefaults};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("cannot start the async runtime")]
+    Runtime { source: std::io::Error },
+    #[error("the apply stopped")]
+    Apply(#[source] apply::Error),
+    #[error("no instance matches {}", list(targets))]
+    Unmatched { targets: Vec<String> },
+    #[error("the manifests are not valid")]
+    Invalid,
+}
+
+fn list(targets: &[String]) -> String {
+    targets
+        .iter()
+        .map(|t| format!("`{t}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Error {
+    /// What the user can do about it.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Error::Store(error) => error.help(),
+            Error::Unmatched { .. } => Some(
+                "check the spelling against `drover graph` or `drover state list`; nothing was planned"
+                    .to_owned(),
+            ),
+            Error::Runtime { .. } | Error::Apply(_) | Error::Invalid => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a session is set up with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub state: PathBuf,
+    pub lock_timeout: Duration,
+    pub ssh: SshDefaults,
+    pub parallelism: usize,
+    pub per_host: usize,
+    pub fail_fast: bool,
+}
+
+/// The long-lived resources of reconciling one state file.
+#[derive(Debug)]
+pub struct Session {
+    settings: Settings,
+    store: Store,
+    fleet: Fleet,
+    runtime: tokio::runtime::Runtime,
+    shutdown: Shutdown,
+}
+
+/// Where a round's plan comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// Plan afresh against the recorded state.
+    Fresh(&'a PlanOptions),
+    /// Apply exactly a saved plan, refusing its stale instances.
+    Saved(&'a SavedPlan),
+}
+
+/// A planned round: the evaluation it came from and a complete plan, with everything needed
+/// to show it and to apply it.
+#[derive(Debug)]
+pub struct Round {
+    pub dir: PathBuf,
+    pub evaluation: Evaluation,
+    pub plan: Plan,
+    /// Recorded details of the planned instances (for diffs and undo).
+    pub recorded: BTreeMap<InstanceId, InstanceDetail>,
+    /// What each planned instance would apply now.
+    pub desired: BTreeMap<InstanceId, InstanceDetail>,
+    /// Instances of a saved plan whose inputs changed since; they are not applied.
+    pub stale: Vec<Stale>,
+}
+
+impl Round {
+    pub fn view(&self) -> PlanView<'_> {
+        PlanView {
+            plan: &self.plan,
+            desired: &self.desired,
+            recorded: &self.recorded,
+            redactor: self.resolved().map_or(&EMPTY_REDACTOR, |r| &r.redactor),
+        }
+    }
+
+    fn resolved(&self) -> Option<&Resolved> {
+        self.evaluation.resolved.as_ref()
+    }
+
+    /// A digest of the resolved desired state: the spec hashes of every instance.
+    pub fn digest(&self) -> String {
+        digest(&self.evaluation)
+    }
+}
+
+static EMPTY_REDACTOR: std::sync::LazyLock<crate::secret::Redactor> =
+    std::sync::LazyLock::new(crate::secret::Redactor::default);
+
+/// A digest of the resolved desired state: the spec hashes of every instance.
+pub fn digest(evaluation: &Evaluation) -> String {
+    let hashes: Vec<(String, String)> = evaluation
+        .resolved
+        .iter()
+        .flat_map(|r| {
+            r.instances
+                .iter()
+                .map(|i| (i.id.to_string(), i.spec_hash.to_hex()))
+        })
+        .collect();
+    SpecHash::of(&hashes).short()
+}
+
+/// How a run is described in the history.
+#[derive(Debug, Clone)]
+pub struct RunLabel {
+    /// `cli` or `watch`.
+    pub trigger: String,
+    pub command: String,
+    pub commit: Option<String>,
+}
+
+impl Session {
+    pub fn new(settings: Settings) -> Result<Session> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Runtime { source })?;
+        Ok(Session {
+            store: Store::at(&settings.state),
+            settings,
+            fleet: Fleet::default(),
+            runtime,
+            shutdown: Shutdown::default(),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Takes the writer lock for `command`, waiting up to the session's lock timeout.
+    pub fn lock(&self, command: &str, host: String) -> Result<WriterLock> {
+        let me = Holder {
+            pid: std::process::id(),
+            host,
+            command: command.to_owned(),
+            since: crate::clock::now(),
+        };
+        Ok(WriterLock::acquire(
+            &self.settings.state,
+            &me,
+            self.settings.lock_timeout,
+        )?)
+    }
+
+    /// Plans a round over a valid evaluation of `dir`: one read of the recorded state.
+    pub fn plan_round(
+        &self,
+        dir: &Path,
+        evaluation: Evaluation,
+        source: Source<'_>,
+    ) -> Result<Round> {
+        let Some(resolved) = evaluation.resolved.as_ref() else {
+            return Err(Error::Invalid);
+        };
+        let mut recorded = self.store.snapshot()?;
+        let gone: Vec<InstanceId> = planner::no_longer_desired(&resolved.instances, &recorded)
+            .into_iter()
+            .cloned()
+            .collect();
+        recorded.no_longer_desired = self.store.details(&gone)?;
+        let (plan, stale) = match source {
+            Source::Fresh(options) => (
+                planner::plan(&resolved.instances, &recorded, options),
+                Vec::new(),
+            ),
+            Source::Saved(saved) => (
+                saved.plan.clone(),
+                stale(&saved.plan, &resolved.instances, &recorded),
+            ),
+        };
+        if !plan.unmatched.is_empty() {
+            return Err(Error::Unmatched {
+                targets: plan.unmatched.clone(),
+            });
+        }
+        let recorded_details = self.store.details(plan.changes.iter().map(|c| &c.id))?;
+        let desired = desired_details(&plan, resolved);
+        Ok(Round {
+            dir: dir.to_owned(),
+            evaluation,
+            plan,
+            recorded: recorded_details,
+            desired,
+            stale,
+        })
+    }
+
+    /// Applies a round: the store is opened once, outcomes are committed in groups (each
+    /// before anything that depends on it starts), and SSH connections stay open for the
+    /// next round. Console events (live output, progress, signals) go to `console`.
+    pub fn apply_round(
+        &mut self,
+        round: &Round,
+        label: RunLabel,
+        console: mpsc::Sender<ConsoleEvent>,
+    ) -> Result<ApplyReport> {
+        let (Some(resolved), Some(desired)) = (
+            round.evaluation.resolved.as_ref(),
+            round.evaluation.desired.as_ref(),
+        ) else {
+            return Err(Error::Invalid);
+        };
+        let hosts = self.fleet.transports(
+            desired,
+            &self.settings.ssh,
+            &round.dir,
+            self.settings.per_host,
+        );
+        let stale_ids: BTreeSet<InstanceId> = round.stale.iter().map(|s| s.id.clone()).collect();
+        let request = apply::Request {
+            plan: &round.plan,
+            resolved,
+            recorded: &round.recorded,
+            stale: &stale_ids,
+            rollout: rollout_slots(desired, &round.plan),
+            hosts: &hosts,
+            options: ApplyOptions {
+                limits: schedule::Limits {
+                    parallelism: self.settings.parallelism.max(1),
+                    per_host: self.settings.per_host.max(1),
+                },
+                fail_fast: self.settings.fail_fast,
+                trigger: label.trigger,
+                command: label.command,
+                commit: label.commit,
+                manifest_digest: round.digest(),
+            },
+        };
+        let store = self.store.open()?;
+        let shutdown = self.shutdown.clone();
+        let result = self.runtime.block_on(async {
+            let signals = tokio::spawn(signals::watch(shutdown.clone(), console.clone()));
+            let result = apply::apply(request, &store, &shutdown, console).await;
+            signals.abort();
+            result
+        });
+        let closed = store.close();
+        let report = result.map_err(Error::Apply)?;
+        closed?;
+        Ok(report)
+    }
+
+    /// Ends the session: says goodbye to open SSH connections.
+    pub fn close(mut self) {
+        let mut fleet = std::mem::take(&mut self.fleet);
+        self.runtime.block_on(async move { fleet.close().await });
+    }
+
+    /// Runs a future on the session's runtime (the console printer, for one).
+    pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(future)
+    }
+
+    /// Waits for a task spawned on the session's runtime.
+    pub fn wait<T>(&self, handle: tokio::task::JoinHandle<T>) -> Option<T> {
+        self.runtime.block_on(handle).ok()
+    }
+}
+
+/// What each planned instance (other than removals) would apply now.
+fn desired_details(plan: &Plan, resolved: &Resolved) -> BTreeMap<InstanceId, InstanceDetail> {
+    let planned: BTreeSet<&InstanceId> = plan.changes.iter().map(|c| &c.id).collect();
+    resolved
+        .instances
+        .iter()
+        .filter(|i| planned.contains(&i.id))
+        .map(|i| (i.id.clone(), detail_of(i, &resolved.redactor)))
+        .collect()
+}
+
+/// Rollout batch of each planned instance whose workflow has a `rollout`.
+fn rollout_slots(desired: &Desired, plan: &Plan) -> BTreeMap<InstanceId, RolloutSlot> {
+    let mut slots = BTreeMap::new();
+    for workflow in desired.workflows.values() {
+        let Some(rollout) = &workflow.rollout else {
+            continue;
+        };
+        let hosts: Vec<HostName> = desired
+            .selected_hosts(workflow)
+            .map(|h| h.name.clone())
+            .collect();
+        let batches = rollout_batches(&hosts, &rollout.batch);
+        let batch_of: BTreeMap<&HostName, usize> = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| b.iter().map(move |h| (h, i)))
+            .collect();
+        for change in plan
+            .changes
+            .iter()
+            .filter(|c| c.id.workflow == workflow.name)
+        {
+            if let Some(&batch) = batch_of.get(&change.id.host) {
+                slots.insert(
+                    change.id.clone(),
+                    RolloutSlot {
+                        workflow: workflow.name.clone(),
+                        batch,
+                        max_failures: rollout.max_failures,
+                    },
+                );
+            }
+        }
+    }
+    slots
+}

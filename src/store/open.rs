@@ -1,0 +1,433 @@
+//! `OpenStore`: the state file held open for one round, with group commit.
+//!
+//! Opening a redb file costs several `fdatasync`s (header, recovery flag), so a round opens
+//! it once. Writes go to one committer thread, which runs every write that is waiting in one
+//! transaction and commits it once (group commit): outcomes that finish close together share
+//! one durable commit, and each caller learns its write is durable only after that commit.
+//! Lazy writes (events nobody waits for) ride along with the next durable commit.
+//!
+//! redb locks its file exclusively, so another process cannot read while a round holds it.
+//! A reader that finds the file held takes a shared lock on `<state>.readers` and retries;
+//! the committer checks that file between commits (and every few milliseconds when idle)
+//! and, when a reader is waiting, closes the file until the reader is done
+//! (`docs/decisions/0004-store-access.md`). It does not plan or apply anything.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the committer waits for readers with the clock"
+)]
+
+use std::fs::{File, TryLockError};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use redb::{Database, ReadTransaction, ReadableDatabase as _, WriteTransaction};
+use tokio::sync::oneshot;
+
+use crate::store::{Error, Result, Store, write_err};
+
+/// How often an idle committer looks for waiting readers.
+const KNOCK_INTERVAL: Duration = Duration::from_millis(20);
+/// How long the committer waits for readers to finish before reopening anyway.
+const READERS_GRACE: Duration = Duration::from_secs(30);
+
+/// Called once the transaction a job wrote into has committed (or failed).
+type Completion = Box<dyn FnOnce(std::result::Result<(), &Error>) + Send>;
+/// A write: runs inside the shared transaction; on error it has already told its caller,
+/// and the whole transaction is abandoned.
+type Job = Box<dyn FnOnce(&WriteTransaction) -> Option<Completion> + Send>;
+
+enum Request {
+    Write { job: Job, durable: bool },
+    Flush(oneshot::Sender<Result<()>>),
+}
+
+/// Counts of what the committer did; benchmarks and tests read them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CommitStats {
+    pub commits: u64,
+    pub writes: u64,
+    /// Times the file was closed for a reader in another process.
+    pub reader_pauses: u64,
+}
+
+/// The state file, open for a round. Cheap to clone; the file closes when the last clone
+/// is dropped (after flushing lazy writes) or on `close`.
+#[derive(Debug, Clone)]
+pub struct OpenStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The open database; `None` while it is closed for a reader in another process.
+    /// The committer takes it for writing only to close and reopen it.
+    db: Arc<RwLock<Option<Database>>>,
+    /// Requests to the committer thread; dropping the sender ends the thread.
+    tx: std::sync::Mutex<Option<mpsc::Sender<Request>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    stats: Arc<std::sync::Mutex<CommitStats>>,
+    path: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Store {
+    /// Opens the state file for a round (creating it, 0600), upgrading its schema as needed.
+    pub fn open(&self) -> Result<OpenStore> {
+        let db = self.open_for_write()?;
+        let db = Arc::new(RwLock::new(Some(db)));
+        let stats = Arc::new(std::sync::Mutex::new(CommitStats::default()));
+        let (tx, rx) = mpsc::channel();
+        let committer = Committer {
+            db: db.clone(),
+            store: self.clone(),
+            readers: readers_file(self),
+            stats: stats.clone(),
+            lazy: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("drover-store".to_owned())
+            .spawn(move || committer.run(&rx))
+            .map_err(|source| Error::Lock {
+                path: self.path().to_owned(),
+                source,
+            })?;
+        Ok(OpenStore {
+            inner: Arc::new(Inner {
+                db,
+                tx: std::sync::Mutex::new(Some(tx)),
+                thread: std::sync::Mutex::new(Some(thread)),
+                stats,
+                path: self.path().to_owned(),
+            }),
+        })
+    }
+}
+
+impl OpenStore {
+    pub fn path(&self) -> &std::path::Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a read transaction of the open file.
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+        let guard = self
+            .inner
+            .db
+            .read()
+            .map_err(|_| poisoned(&self.inner.path))?;
+        let Some(db) = guard.as_ref() else {
+            // Closed for a moment for a reader in another process: read as it does.
+            drop(guard);
+            return Store::at(&self.inner.path).reading_or_fail(f);
+        };
+        let tx = db.begin_read().map_err(super::read)?;
+        f(&tx)
+    }
+
+    /// Writes durably: resolves once the commit holding this write is on disk. Writes that
+    /// wait at the same time share one commit.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (done, result) = oneshot::channel();
+        self.submit(job(f, done), true)?;
+        result.await.map_err(|_| stopped(&self.inner.path))?
+    }
+
+    /// The same, for callers outside the runtime (tests, benchmarks, imports).
+    pub fn write_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (done, result) = oneshot::channel();
+        self.submit(job(f, done), true)?;
+        result
+            .blocking_recv()
+            .map_err(|_| stopped(&self.inner.path))?
+    }
+
+    /// Writes without waiting: committed with the next durable write (or at `flush`).
+    /// For records a crash may lose without harm (an instance's start event).
+    pub fn write_lazy(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let job: Job = Box::new(move |tx| match f(tx) {
+            Ok(()) => Some(Box::new(|_| {})),
+            Err(error) => {
+                tracing::warn!(%error, "a lazy state write failed");
+                None
+            }
+        });
+        self.submit(job, false)
+    }
+
+    /// Commits every lazy write now.
+    pub async fn flush(&self) -> Result<()> {
+        let (done, result) = oneshot::channel();
+        self.send(Request::Flush(done))?;
+        result.await.map_err(|_| stopped(&self.inner.path))?
+    }
+
+    /// Flushes and closes the file; other clones can no longer write.
+    pub fn close(self) -> Result<()> {
+        let (done, result) = oneshot::channel();
+        self.send(Request::Flush(done))?;
+        let flushed = result
+            .blocking_recv()
+            .map_err(|_| stopped(&self.inner.path))?;
+        if let Ok(mut tx) = self.inner.tx.lock() {
+            tx.take();
+        }
+        if let Some(thread) = self.inner.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = thread.join();
+        }
+        flushed
+    }
+
+    pub fn stats(&self) -> CommitStats {
+        self.inner.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    fn submit(&self, job: Job, durable: bool) -> Result<()> {
+        self.send(Request::Write { job, durable })
+    }
+
+    fn send(&self, request: Request) -> Result<()> {
+        let sender = self
+            .inner
+            .tx
+            .lock()
+            .map_err(|_| poisoned(&self.inner.path))?
+            .clone()
+            .ok_or_else(|| stopped(&self.inner.path))?;
+        sender.send(request).map_err(|_| stopped(&self.inner.path))
+    }
+}
+
+/// Wraps a typed write into a job that reports its value after the commit.
+fn job<T: Send + 'static>(
+    f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    done: oneshot::Sender<Result<T>>,
+) -> Job {
+    Box::new(move |tx| match f(tx) {
+        Ok(value) => Some(Box::new(
+            move |committed: std::result::Result<(), &Error>| {
+                let _ = done.send(match committed {
+                    Ok(()) => Ok(value),
+                    Err(error) => Err(Error::Commit {
+                        message: error.to_string(),
+                    }),
+                });
+            },
+        )),
+        Err(error) => {
+            let _ = done.send(Err(error));
+            None
+        }
+    })
+}
+
+fn stopped(path: &std::path::Path) -> Error {
+    Error::Commit {
+        message: format!("the writer of {} stopped", path.display()),
+    }
+}
+
+fn poisoned(path: &std::path::Path) -> Error {
+    Error::Commit {
+        message: format!("the writer of {} panicked", path.display()),
+    }
+}
+
+/// `<state>.readers`: readers in other processes hold it shared while they wait for the file.
+pub(crate) fn readers_path(state: &std::path::Path) -> PathBuf {
+    let mut name = state
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
+    name.push(".readers");
+    state.with_file_name(name)
+}
+
+fn readers_file(store: &Store) -> Option<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode_0600()
+        .open(readers_path(store.path()))
+        .ok()
+}
+
+trait ModeExt {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl ModeExt for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
+/// The thread that owns commits.
+struct Committer {
+    db: Arc<RwLock<Option<Database>>>,
+    store: Store,
+    readers: Option<File>,
+    stats: Arc<std::sync::Mutex<CommitStats>>,
+    /// Lazy writes waiting for the next commit.
+    lazy: Vec<Job>,
+}
+
+impl Committer {
+    fn run(mut self, rx: &mpsc::Receiver<Request>) {
+        loop {
+            let first = match rx.recv_timeout(KNOCK_INTERVAL) {
+                Ok(request) => request,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.let_readers_in();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter());
+            let mut jobs = std::mem::take(&mut self.lazy);
+            let mut flushes = Vec::new();
+            let mut durable = false;
+            for request in batch {
+                match request {
+                    Request::Write { job, durable: d } => {
+                        durable |= d;
+                        jobs.push(job);
+                    }
+                    Request::Flush(done) => {
+                        durable = true;
+                        flushes.push(done);
+                    }
+                }
+            }
+            if durable {
+                let result = self.commit(jobs);
+                for done in flushes {
+                    let _ = done.send(match &result {
+                        Ok(()) => Ok(()),
+                        Err(error) => Err(Error::Commit {
+                            message: error.to_string(),
+                        }),
+                    });
+                }
+            } else {
+                self.lazy = jobs;
+            }
+            self.let_readers_in();
+        }
+        let lazy = std::mem::take(&mut self.lazy);
+        if !lazy.is_empty() {
+            let _ = self.commit(lazy);
+        }
+    }
+
+    /// Runs `jobs` in one transaction and commits it; every job learns the result.
+    fn commit(&self, jobs: Vec<Job>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let Ok(guard) = self.db.read() else {
+            return Err(poisoned(self.store.path()));
+        };
+        let Some(db) = guard.as_ref() else {
+            return Err(stopped(self.store.path()));
+        };
+        let count = jobs.len() as u64;
+        let tx = match db.begin_write() {
+            Ok(tx) => tx,
+            Err(e) => {
+                let error = write_err(e);
+                // Each job learns the failure through its completion; the jobs never ran.
+                return Err(error);
+            }
+        };
+        let mut completions = Vec::with_capacity(jobs.len());
+        let mut failed = false;
+        for job in jobs {
+            match job(&tx) {
+                Some(done) => completions.push(done),
+                None => failed = true,
+            }
+        }
+        let result = if failed {
+            drop(tx);
+            Err(Error::Commit {
+                message: "another write in the same commit failed; nothing of it was kept"
+                    .to_owned(),
+            })
+        } else {
+            tx.commit().map_err(write_err)
+        };
+        for done in completions {
+            done(result.as_ref().copied());
+        }
+        if let Ok(mut stats) = self.stats.lock() {
+            stats.commits += u64::from(!failed);
+            stats.writes += count;
+        }
+        result
+    }
+
+    /// Closes the file while readers in other processes are waiting for it, then reopens it.
+    fn let_readers_in(&mut self) {
+        let Some(readers) = &self.readers else {
+            return;
+        };
+        match readers.try_lock() {
+            Ok(()) => {
+                let _ = readers.unlock();
+                return;
+            }
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(_)) => return,
+        }
+        let lazy = std::mem::take(&mut self.lazy);
+        if self.commit(lazy).is_err() {
+            return;
+        }
+        let Ok(mut slot) = self.db.write() else {
+            return;
+        };
+        drop(slot.take());
+        let deadline = Instant::now() + READERS_GRACE;
+        while Instant::now() < deadline {
+            match readers.try_lock() {
+                Ok(()) => {
+                    let _ = readers.unlock();
+                    break;
+                }
+                Err(TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(2)),
+                Err(TryLockError::Error(_)) => break,
+            }
+        }
+        match self.store.open_for_write() {
+            Ok(db) => *slot = Some(db),
+            Err(error) => tracing::error!(%error, "cannot reopen the state file after a reader"),
+        }
+        if let Ok(mut stats) = self.stats.lock() {
+            stats.reader_pauses += 1;
+        }
+    }
+}
