@@ -37,6 +37,7 @@ macro_rules! with_transport {
             HostTransport::Unreachable(reason) => {
                 return Err(Failure::Transport {
                     message: reason.clone(),
+                    kind: crate::transport::ErrorKind::Local,
                 })
             }
         }
@@ -121,11 +122,7 @@ pub async fn run(
             async move { transport.apply(&instance, &task_ctx).await }
         })
         .await;
-        let retry = matches!(
-            result,
-            Err(Failure::Failed { .. } | Failure::TimedOut { .. } | Failure::Transport { .. })
-        ) && made < attempts
-            && !ctx.graceful.is_cancelled();
+        let retry = worth_retrying(&result) && made < attempts && !ctx.graceful.is_cancelled();
         if !retry {
             return (result, made);
         }
@@ -141,6 +138,19 @@ pub async fn run(
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = ctx.graceful.cancelled() => return (result, made),
+        }
+    }
+}
+
+/// Whether another attempt may succeed: a command that failed or timed out may (that is what
+/// `retries` is for), a transport failure only when its kind is transient; a refused host
+/// key, a refused login or a sudo password prompt never get better by retrying.
+fn worth_retrying(result: &Result<Applied, Failure>) -> bool {
+    match result {
+        Ok(_) | Err(Failure::Cancelled { .. }) => false,
+        Err(Failure::Failed { .. } | Failure::TimedOut { .. }) => true,
+        Err(Failure::Transport { kind, .. }) => {
+            crate::transport::retry_policy(*kind) == crate::transport::Retry::Transient
         }
     }
 }

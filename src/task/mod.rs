@@ -68,16 +68,19 @@ pub enum Failure {
     Cancelled {
         commands: Vec<CommandRecord>,
     },
-    /// The transport could not do what was asked (spawn, connect, sudo needs a password).
+    /// The transport could not do what was asked (spawn, connect, sudo needs a password);
+    /// `kind` decides whether a retry may help.
     Transport {
         message: String,
+        #[serde(rename = "errorKind")]
+        kind: transport::ErrorKind,
     },
 }
 
 impl Failure {
     pub fn message(&self) -> String {
         match self {
-            Failure::Failed { message, .. } | Failure::Transport { message } => message.clone(),
+            Failure::Failed { message, .. } | Failure::Transport { message, .. } => message.clone(),
             Failure::TimedOut { after, .. } => {
                 format!("timed out after {after:?}; its process group was killed")
             }
@@ -107,7 +110,10 @@ impl Failure {
                 "; allow it in sudoers with NOPASSWD for drover's user, or drop `become`",
             );
         }
-        Failure::Transport { message }
+        Failure::Transport {
+            message,
+            kind: error.kind(),
+        }
     }
 }
 

@@ -15,10 +15,9 @@ pub async fn apply<T: Transport>(
     let mut commands: Vec<CommandRecord> = Vec::new();
     if let Some(path) = creates {
         let exists = transport
-            .read_file(path, r#become, false)
+            .exists(path, r#become)
             .await
-            .map_err(|e| Failure::transport(&e))?
-            .is_some();
+            .map_err(|e| Failure::transport(&e))?;
         if exists {
             return Ok(Applied {
                 changed: false,

@@ -110,6 +110,21 @@ impl Transport for LocalTransport {
         Ok(Synced { before, written })
     }
 
+    async fn exists(&self, path: &str, r#become: Option<&str>) -> Result<bool> {
+        Counters::add(&self.counters.files_read);
+        if needs_sudo(r#become) {
+            let mut request = ExecRequest::shell(format!(
+                "[ -e {0} ] || [ -L {0} ]",
+                crate::template::shell_quote(path)
+            ));
+            request.r#become = r#become.map(str::to_owned);
+            let out = run(request, &CancellationToken::new()).await?;
+            return Ok(out.status.success());
+        }
+        // Anything at the path counts, a directory or a dangling link too.
+        Ok(std::fs::symlink_metadata(path).is_ok())
+    }
+
     fn counters(&self) -> &Counters {
         &self.counters
     }

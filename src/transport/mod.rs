@@ -274,10 +274,79 @@ pub enum Error {
         command: String,
         source: std::io::Error,
     },
+    /// Connecting or authenticating failed; `kind` says whether trying again may help.
     #[error("{host}: {message}")]
-    Connect { host: String, message: String },
+    Connect {
+        host: String,
+        kind: ErrorKind,
+        message: String,
+    },
     #[error("{message}")]
     HostKey { message: String },
+    /// An established connection failed during an operation.
+    #[error("{host}: {what}")]
+    Lost { host: String, what: String },
+}
+
+/// What kind of failure an error is: the one thing retry decisions look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ErrorKind {
+    /// The TCP connection was refused, or the host or network was unreachable.
+    Refused,
+    /// No answer within the connect timeout.
+    TimedOut,
+    /// The connection dropped or was reset during an operation.
+    Lost,
+    /// The server would open no more channels (sshd `MaxSessions`).
+    Busy,
+    /// The host key is unknown, changed or revoked.
+    HostKey,
+    /// The server accepted none of our keys.
+    Authentication,
+    /// `sudo -n` asked for a password.
+    BecomePassword,
+    /// The host refused an operation: a bad path, a permission, a missing tool, or an SSH
+    /// protocol it does not speak.
+    Remote,
+    /// drover could not do its own part on the controller (spawn, read, write).
+    Local,
+}
+
+/// Whether trying again may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// May work later (a host rebooting, a dropped link): retry with backoff.
+    Transient,
+    /// Will fail the same way until a person changes something: never retried.
+    Permanent,
+}
+
+/// The one retry policy: decided by the kind, never by the message.
+pub fn retry_policy(kind: ErrorKind) -> Retry {
+    match kind {
+        ErrorKind::Refused | ErrorKind::TimedOut | ErrorKind::Lost | ErrorKind::Busy => {
+            Retry::Transient
+        }
+        ErrorKind::HostKey
+        | ErrorKind::Authentication
+        | ErrorKind::BecomePassword
+        | ErrorKind::Remote
+        | ErrorKind::Local => Retry::Permanent,
+    }
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Spawn { .. } | Error::File { .. } | Error::Output { .. } => ErrorKind::Local,
+            Error::BecomePassword { .. } => ErrorKind::BecomePassword,
+            Error::Remote { .. } => ErrorKind::Remote,
+            Error::Connect { kind, .. } => *kind,
+            Error::HostKey { .. } => ErrorKind::HostKey,
+            Error::Lost { .. } => ErrorKind::Lost,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -308,6 +377,13 @@ pub trait Transport: Send + Sync + 'static {
     /// writes only if something differs; returns what was there. The SSH transport does it in
     /// one round trip.
     fn sync_file(&self, file: &PutFile) -> impl Future<Output = Result<Synced>> + Send;
+
+    /// Whether anything (a file, a directory, a link) exists at `path`.
+    fn exists(
+        &self,
+        path: &str,
+        r#become: Option<&str>,
+    ) -> impl Future<Output = Result<bool>> + Send;
 
     fn counters(&self) -> &Counters;
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod frame;
 pub mod known_hosts;
+mod session;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -24,15 +25,15 @@ use tokio_util::sync::CancellationToken;
 use crate::template::shell_quote;
 use crate::transport::Synced;
 use crate::transport::{
-    Captured, CommandLine, Counters, Error, ExecOutput, ExecRequest, ExitStatus, FileState,
-    OutputChunk, PutFile, Result, Stream, Transport, describe, script,
+    Captured, CommandLine, Counters, Error, ErrorKind, ExecOutput, ExecRequest, ExitStatus,
+    FileState, OutputChunk, PutFile, Result, Stream, Transport, describe, script,
 };
 use known_hosts::HostKeyCheck;
 
 /// How long a killed command's group gets between SIGTERM and SIGKILL.
 const KILL_GRACE_SECS: u32 = 2;
 /// How long to keep reading after a kill before giving the channel up.
-const DRAIN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// The first stderr line of every command: its process group on the host.
 const GROUP_MARKER: &str = "DROVER_PGID ";
 
@@ -72,6 +73,10 @@ pub struct SshTransport {
     connection: tokio::sync::Mutex<Option<Connection>>,
     /// Bounds concurrent channels on the connection.
     channels: Semaphore,
+    /// Idle remote shells, by the user they run as (`None`: the login user).
+    idle: Mutex<std::collections::BTreeMap<Option<String>, Vec<session::ShellSession>>>,
+    /// Counts connections made, so a shell of an older connection is never reused.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// A live connection, and the jump host's connection it runs through, kept alive with it.
@@ -97,6 +102,8 @@ impl SshTransport {
             counters: Counters::default(),
             connection: tokio::sync::Mutex::new(None),
             channels: Semaphore::new(permits),
+            idle: Mutex::new(std::collections::BTreeMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -108,6 +115,9 @@ impl SshTransport {
     /// Says goodbye to the host (SSH disconnect) if a connection is open; at the end of a
     /// session, so sshd logs a clean close rather than a dropped socket.
     pub async fn close(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
         let connection = self.connection.lock().await.take();
         if let Some(connection) = connection {
             let goodbye = connection.handle.disconnect(
@@ -121,18 +131,30 @@ impl SshTransport {
 
     /// The live connection, connecting (again) when there is none.
     async fn handle(&self) -> Result<Arc<Handle<HostKeyCheck>>> {
+        Ok(self.handle_with_generation().await?.0)
+    }
+
+    /// The live connection and its generation (how many connections came before it).
+    async fn handle_with_generation(&self) -> Result<(Arc<Handle<HostKeyCheck>>, u64)> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref().filter(|c| !c.handle.is_closed()) {
-            return Ok(connection.handle.clone());
+            return Ok((
+                connection.handle.clone(),
+                self.generation.load(std::sync::atomic::Ordering::Relaxed),
+            ));
         }
         let (handle, jump) = self.connect_with_retry().await?;
         let handle = Arc::new(handle);
         Counters::add(&self.counters.connections);
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         *slot = Some(Connection {
             handle: handle.clone(),
             _jump: jump,
         });
-        Ok(handle)
+        Ok((handle, generation))
     }
 
     /// Connects, retrying a refused or timed-out TCP connection with backoff (a host that
@@ -148,8 +170,9 @@ impl SshTransport {
         let mut left = 2;
         loop {
             match self.connect().await {
-                Err(Error::Connect { message, .. })
-                    if left > 0 && message.starts_with("cannot connect") =>
+                Err(error)
+                    if left > 0
+                        && matches!(error.kind(), ErrorKind::Refused | ErrorKind::TimedOut) =>
                 {
                     left -= 1;
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_millis(500))).await;
@@ -166,6 +189,7 @@ impl SshTransport {
             Some(jump) => {
                 let through = open(jump, None).await.map_err(|e| Error::Connect {
                     host: t.describe(),
+                    kind: e.kind(),
                     message: format!("through the jump host: {e}"),
                 })?;
                 let port = u32::from(t.port);
@@ -173,10 +197,10 @@ impl SshTransport {
                     .channel_open_direct_tcpip(t.address.clone(), port, "127.0.0.1", 0)
                     .await
                     .map_err(|e| {
-                        self.error(format!(
-                            "the jump host {} cannot reach it: {e}",
-                            jump.describe()
-                        ))
+                        self.error(
+                            ErrorKind::Refused,
+                            format!("the jump host {} cannot reach it: {e}", jump.describe()),
+                        )
                     })?;
                 (open(t, Some(channel.into_stream())).await?, Some(through))
             }
@@ -184,9 +208,10 @@ impl SshTransport {
         Ok((handle, jump))
     }
 
-    fn error(&self, message: String) -> Error {
+    fn error(&self, kind: ErrorKind, message: String) -> Error {
         Error::Connect {
             host: self.target.describe(),
+            kind,
             message,
         }
     }
@@ -207,13 +232,16 @@ impl SshTransport {
                 Err(e) => return Err(self.lost(&e.to_string())),
             }
         }
-        Err(self.error("the server refused to open more channels (sshd MaxSessions)".to_owned()))
+        Err(self.error(
+            ErrorKind::Busy,
+            "the server refused to open more channels (sshd MaxSessions)".to_owned(),
+        ))
     }
 
     fn lost(&self, message: &str) -> Error {
-        Error::Connect {
+        Error::Lost {
             host: self.target.describe(),
-            message: format!("the connection was lost: {message}"),
+            what: format!("the connection was lost: {message}"),
         }
     }
 
@@ -306,12 +334,9 @@ impl SshTransport {
             (Some(reason), _) => reason,
             (None, Some(status)) => status,
             (None, None) => {
-                return Err(Error::Output {
-                    command: text,
-                    source: std::io::Error::other(format!(
-                        "{}: the connection closed before the command ended",
-                        self.target.describe()
-                    )),
+                return Err(Error::Lost {
+                    host: self.target.describe(),
+                    what: format!("the connection closed before `{text}` ended"),
                 });
             }
         };
@@ -336,7 +361,10 @@ impl SshTransport {
 impl Transport for SshTransport {
     async fn exec(&self, request: ExecRequest, force: &CancellationToken) -> Result<ExecOutput> {
         Counters::add(&self.counters.commands);
-        self.run(request, force).await
+        if request.stdin.is_some() {
+            return self.run(request, force).await;
+        }
+        self.session_exec(&request, force).await
     }
 
     async fn put_file(&self, file: &PutFile) -> Result<()> {
@@ -364,12 +392,20 @@ impl Transport for SshTransport {
 
     async fn sync_file(&self, file: &PutFile) -> Result<Synced> {
         Counters::add(&self.counters.files_written);
+        if session::inline(&file.content) {
+            return self.session_sync(file).await;
+        }
         let mut request = ExecRequest::shell(script::sync(file));
         request.stdin = Some(file.content.to_vec());
         request.r#become.clone_from(&file.r#become);
         request.capture_limit = script::READ_CAPTURE;
         let out = self.run(request, &CancellationToken::new()).await?;
         script::parse_sync(&file.path, &out)
+    }
+
+    async fn exists(&self, path: &str, r#become: Option<&str>) -> Result<bool> {
+        Counters::add(&self.counters.files_read);
+        self.session_exists(path, r#become).await
     }
 
     fn counters(&self) -> &Counters {
@@ -383,8 +419,9 @@ async fn open(
     t: &SshTarget,
     stream: Option<russh::ChannelStream<client::Msg>>,
 ) -> Result<Handle<HostKeyCheck>> {
-    let error = |message: String| Error::Connect {
+    let error = |kind: ErrorKind, message: String| Error::Connect {
         host: t.describe(),
+        kind,
         message,
     };
     let config = Arc::new(client::Config {
@@ -422,10 +459,13 @@ async fn open(
     };
     let mut handle = match connected {
         Err(_) => {
-            return Err(error(format!(
-                "cannot connect: no answer within {:?} (connect timeout)",
-                t.connect_timeout
-            )));
+            return Err(error(
+                ErrorKind::TimedOut,
+                format!(
+                    "cannot connect: no answer within {:?} (connect timeout)",
+                    t.connect_timeout
+                ),
+            ));
         }
         Ok(Err(e)) => {
             if let Some(refused) = refusal.lock().ok().and_then(|r| r.clone()) {
@@ -439,7 +479,7 @@ async fn open(
                     ),
                 });
             }
-            return Err(error(format!("cannot connect: {e}")));
+            return Err(error(connect_failure(&e), format!("cannot connect: {e}")));
         }
         Ok(Ok(handle)) => handle,
     };
@@ -449,9 +489,23 @@ async fn open(
     )
     .await
     {
-        Err(_) => Err(error("authentication did not finish in time".to_owned())),
-        Ok(Err(message)) => Err(error(message)),
+        Err(_) => Err(error(
+            ErrorKind::TimedOut,
+            "authentication did not finish in time".to_owned(),
+        )),
+        Ok(Err(message)) => Err(error(ErrorKind::Authentication, message)),
         Ok(Ok(())) => Ok(handle),
+    }
+}
+
+/// What kind of failure a failed connect is: the network (worth retrying) or the peer
+/// speaking no protocol we share (not).
+fn connect_failure(error: &russh::Error) -> ErrorKind {
+    match error {
+        russh::Error::IO(_) | russh::Error::Disconnect | russh::Error::HUP => ErrorKind::Refused,
+        russh::Error::ConnectionTimeout | russh::Error::KeepaliveTimeout => ErrorKind::TimedOut,
+        russh::Error::NoCommonAlgo { .. } | russh::Error::Version => ErrorKind::Remote,
+        _ => ErrorKind::Lost,
     }
 }
 

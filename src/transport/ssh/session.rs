@@ -1,0 +1,480 @@
+//! Long-lived remote shells: one `sh` per channel, kept open for the whole session, that
+//! receives each operation as a line of shell and answers with framed results.
+//!
+//! Opening a channel and starting a login shell for every task costs a round trip, a fork
+//! on the host and sshd's session bookkeeping; a shell already running costs none of that.
+//! The shell defines small functions once (`_dsync` compares and writes a file, `_dend`
+//! frames the end of an operation) and then runs one operation at a time: drover sends the
+//! next only after the result of the previous one is recorded. A command runs in its own
+//! process group (through `setsid` where the host has it) with stdin from `/dev/null`, so it
+//! can neither read the shell's input nor outlive a timeout; the shell reports its pid, and a
+//! timeout kills that group through a second channel, as for one-off commands.
+//!
+//! Files whose content is text without NUL bytes, up to `INLINE_LIMIT`, travel inside the
+//! line as a quoted word (`printf` is a shell builtin, so writing costs no process); larger or
+//! binary files take the one-off channel path with the content on stdin.
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client::{self, Handle};
+use tokio_util::sync::CancellationToken;
+
+use super::frame::{Framer, Piece};
+use super::known_hosts::HostKeyCheck;
+use super::{DRAIN_GRACE, SshTransport, Streams};
+use crate::template::shell_quote;
+use crate::transport::{
+    CommandLine, Error, ExecOutput, ExecRequest, ExitStatus, PutFile, READ_CONTENT_LIMIT, Result,
+    Stream, script,
+};
+
+/// Largest file content sent inside the shell's input.
+pub const INLINE_LIMIT: usize = 64 * 1024;
+
+/// One remote shell and where its framing stands.
+pub(crate) struct ShellSession {
+    channel: russh::Channel<client::Msg>,
+    nonce: String,
+    /// Operations sent so far; each one's markers carry its number.
+    seq: u64,
+    /// Which connection it runs on: a reconnect makes older sessions useless.
+    generation: u64,
+}
+
+/// Whether a file can travel inside the shell's input.
+pub fn inline(content: &[u8]) -> bool {
+    content.len() <= INLINE_LIMIT && !content.contains(&0) && std::str::from_utf8(content).is_ok()
+}
+
+/// The functions every session defines once, then the ready marker with the shell's pid.
+fn prelude(nonce: &str) -> String {
+    format!(
+        r#"_dN={nonce}
+set -C
+umask 077
+if command -v setsid >/dev/null 2>&1; then _dss=setsid; else _dss=; fi
+_dn=0
+_dend() {{ printf '\n%s END %s %s\n' "$_dN" "$1" "$2"; printf '\n%s END %s\n' "$_dN" "$1" >&2; }}
+_dsync() {{
+  _dp=$1 _dum=$2 _dm=$3 _dcm=$4 _do=$5 _dg=$6 _dl=$7 _dc=$8 _dsame=0 _dom=
+  if [ -e "$_dp" ]; then
+    _ds=$(stat -L -c '%s %a %U %G' "$_dp") || return 1
+    printf 'OLD %s\n' "$_ds"
+    set -- $_ds
+    _dom=$2
+    if [ "$1" -le {READ_CONTENT_LIMIT} ]; then cat "$_dp" || return 1; fi
+    printf '\n'
+    _dsame=1
+    if [ "$1" != "$_dl" ]; then _dsame=0; elif ! printf '%s' "$_dc" | cmp -s - "$_dp"; then _dsame=0; fi
+    if [ -n "$_dm" ] && [ "$2" != "$_dm" ]; then _dsame=0; fi
+    if [ -n "$_do" ] && [ "$3" != "$_do" ]; then _dsame=0; fi
+    if [ -n "$_dg" ] && [ "$4" != "$_dg" ]; then _dsame=0; fi
+  else
+    printf 'ABSENT\n'
+  fi
+  if [ "$_dsame" = 1 ]; then printf 'DROVER_SAME\n'; return 0; fi
+  _dn=$((_dn + 1))
+  _dt="${{_dp%/*}}/.drover.$_dN.$_dn"
+  umask "$_dum"
+  if ! printf '%s' "$_dc" > "$_dt"; then umask 077; return 1; fi
+  umask 077
+  if [ -n "$_do$_dg" ] && ! chown "$_do${{_dg:+:$_dg}}" "$_dt"; then rm -f "$_dt"; return 1; fi
+  if [ -n "$_dom" ]; then _dcm=${{_dm:-$_dom}}; fi
+  if [ -n "$_dcm" ] && ! chmod "$_dcm" "$_dt"; then rm -f "$_dt"; return 1; fi
+  if ! mv -f "$_dt" "$_dp"; then rm -f "$_dt"; return 1; fi
+  printf 'DROVER_WRITTEN\n'
+}}
+printf '\n%s READY %s\n' "$_dN" "$$"
+"#
+    )
+}
+
+/// The line that compares and writes `file` (content inline); prints what `script::sync`
+/// prints, so `script::parse_sync` reads both.
+fn sync_line(file: &PutFile, seq: u64) -> String {
+    // A new file is created with its final mode through the umask (no process) when the
+    // mode has no bits a plain create cannot give; otherwise it is chmod-ed after.
+    let (umask, chmod_new) = match file.mode {
+        None => ("022".to_owned(), String::new()),
+        Some(mode) if mode & !0o666 == 0 => (format!("{:03o}", 0o777 & !mode), String::new()),
+        Some(mode) => ("077".to_owned(), format!("{mode:o}")),
+    };
+    let mode = file.mode.map(|m| format!("{m:o}")).unwrap_or_default();
+    let content = String::from_utf8_lossy(&file.content);
+    format!(
+        "_dsync {} {umask} '{mode}' '{chmod_new}' {} {} {} {}; _dend {seq} $?\n",
+        shell_quote(&file.path),
+        quote_or_empty(file.owner.as_deref()),
+        quote_or_empty(file.group.as_deref()),
+        file.content.len(),
+        quote_or_empty(Some(&content)),
+    )
+}
+
+/// The line that tells whether anything exists at `path` (file, directory, link).
+fn exists_line(path: &str, seq: u64) -> String {
+    let quoted = shell_quote(path);
+    format!(
+        "if [ -e {quoted} ] || [ -L {quoted} ]; then printf 'YES\\n'; else printf 'NO\\n'; fi; _dend {seq} 0\n"
+    )
+}
+
+/// The line that runs a command in its own process group and reports its pid.
+fn exec_line(request: &ExecRequest, seq: u64) -> String {
+    let mut line = String::new();
+    for (key, value) in &request.env {
+        let _ = write!(line, "{key}={} ", shell_quote(value));
+    }
+    line.push_str("$_dss ");
+    match &request.command {
+        CommandLine::Shell(s) => {
+            let _ = write!(line, "sh -c {}", shell_quote(s));
+        }
+        CommandLine::Argv(argv) => line.push_str(&crate::template::join_argv(argv)),
+    }
+    let _ = writeln!(
+        line,
+        " </dev/null & _dpid=$!; printf '\\n%s PID %s %s\\n' \"$_dN\" {seq} \"$_dpid\" >&2; wait \"$_dpid\"; _dend {seq} $?"
+    );
+    line
+}
+
+fn quote_or_empty(word: Option<&str>) -> String {
+    match word {
+        Some(w) if !w.is_empty() => shell_quote(w),
+        _ => "''".to_owned(),
+    }
+}
+
+/// A random nonce for marker lines: a task cannot guess it, so it cannot forge a marker.
+fn nonce() -> String {
+    let mut bytes = [0u8; 12];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        // Without /dev/urandom, fall back to what differs between sessions.
+        let seed = format!("{:?}{}", std::thread::current().id(), std::process::id());
+        bytes.copy_from_slice(
+            blake3::hash(seed.as_bytes())
+                .as_bytes()
+                .get(..12)
+                .unwrap_or(&[0; 12]),
+        );
+    }
+    format!(
+        "DRV{}",
+        blake3::hash(&bytes).to_hex().get(..20).unwrap_or("0")
+    )
+}
+
+fn ready_in(pieces: &[Piece]) -> bool {
+    pieces
+        .iter()
+        .any(|p| matches!(p, Piece::Marker(w) if w.first().is_some_and(|w| w == "READY")))
+}
+
+/// What one operation printed and how it ended.
+struct Ended {
+    status: ExitStatus,
+    streams: Streams,
+}
+
+impl SshTransport {
+    /// Runs a command in a session shell (as `request.become`).
+    pub(super) async fn session_exec(
+        &self,
+        request: &ExecRequest,
+        force: &CancellationToken,
+    ) -> Result<ExecOutput> {
+        let ended = self
+            .in_session(
+                request.r#become.as_deref(),
+                |seq| exec_line(request, seq),
+                request,
+                force,
+            )
+            .await?;
+        let (stdout, stderr) = ended.streams.finish();
+        crate::transport::check_become(
+            request,
+            ExecOutput {
+                status: ended.status,
+                stdout,
+                stderr,
+            },
+        )
+    }
+
+    /// Compares and writes a file in a session shell.
+    pub(super) async fn session_sync(&self, file: &PutFile) -> Result<crate::transport::Synced> {
+        let mut request = ExecRequest::shell(String::new());
+        request.capture_limit = script::READ_CAPTURE;
+        let ended = self
+            .in_session(
+                file.r#become.as_deref(),
+                |seq| sync_line(file, seq),
+                &request,
+                &CancellationToken::new(),
+            )
+            .await?;
+        let (stdout, stderr) = ended.streams.finish();
+        script::parse_sync(
+            &file.path,
+            &ExecOutput {
+                status: ended.status,
+                stdout,
+                stderr,
+            },
+        )
+    }
+
+    /// Whether anything exists at `path`, from a session shell.
+    pub(super) async fn session_exists(&self, path: &str, r#become: Option<&str>) -> Result<bool> {
+        let request = ExecRequest::shell(String::new());
+        let ended = self
+            .in_session(
+                r#become,
+                |seq| exists_line(path, seq),
+                &request,
+                &CancellationToken::new(),
+            )
+            .await?;
+        let (stdout, stderr) = ended.streams.finish();
+        match (ended.status, String::from_utf8_lossy(&stdout.bytes).trim()) {
+            (ExitStatus::Code { code: 0 }, "YES") => Ok(true),
+            (ExitStatus::Code { code: 0 }, "NO") => Ok(false),
+            _ => Err(Error::Remote {
+                operation: "look at",
+                path: path.to_owned(),
+                message: String::from_utf8_lossy(&stderr.bytes).trim().to_owned(),
+            }),
+        }
+    }
+
+    /// Takes an idle session (or starts one), runs one operation, and gives the session back
+    /// if it is still usable.
+    async fn in_session(
+        &self,
+        r#become: Option<&str>,
+        line: impl FnOnce(u64) -> String,
+        request: &ExecRequest,
+        force: &CancellationToken,
+    ) -> Result<Ended> {
+        let _permit = self
+            .channels
+            .acquire()
+            .await
+            .map_err(|_| self.lost("shutting down"))?;
+        let (handle, generation) = self.handle_with_generation().await?;
+        let user = r#become
+            .filter(|u| *u != self.target.user)
+            .map(str::to_owned);
+        let idle = self
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle.get_mut(&user).and_then(Vec::pop))
+            .filter(|s| s.generation == generation);
+        let mut session = match idle {
+            Some(session) => session,
+            None => {
+                self.start_session(&handle, user.as_deref(), generation)
+                    .await?
+            }
+        };
+        session.seq += 1;
+        let text = line(session.seq);
+        let ended = self
+            .operate(&handle, &mut session, &text, request, force, r#become)
+            .await?;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.entry(user).or_default().push(session);
+        }
+        Ok(ended)
+    }
+
+    async fn start_session(
+        &self,
+        handle: &Handle<HostKeyCheck>,
+        user: Option<&str>,
+        generation: u64,
+    ) -> Result<ShellSession> {
+        let mut channel = self.channel(handle).await?;
+        let sudo = user
+            .map(|u| format!("sudo -n -u {} -- ", shell_quote(u)))
+            .unwrap_or_default();
+        channel
+            .exec(true, format!("exec {sudo}sh"))
+            .await
+            .map_err(|e| self.lost(&e.to_string()))?;
+        let nonce = nonce();
+        channel
+            .data(prelude(&nonce).as_bytes())
+            .await
+            .map_err(|e| self.lost(&e.to_string()))?;
+        let mut framer = Framer::new(&nonce);
+        let mut stderr = Vec::new();
+        let ready = tokio::time::timeout(self.target.connect_timeout, async {
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } if ready_in(&framer.push(&data)) => return true,
+                    ChannelMsg::ExtendedData { data, .. } => stderr.extend_from_slice(&data),
+                    ChannelMsg::Close | ChannelMsg::Eof => return false,
+                    _ => {}
+                }
+            }
+            false
+        })
+        .await;
+        if ready != Ok(true) {
+            let stderr = String::from_utf8_lossy(&stderr);
+            if let Some(user) = user.filter(|_| stderr.contains("password is required")) {
+                return Err(Error::BecomePassword {
+                    user: user.to_owned(),
+                });
+            }
+            return Err(self.lost(&format!(
+                "the remote shell did not start: {}",
+                stderr.trim()
+            )));
+        }
+        Ok(ShellSession {
+            channel,
+            nonce,
+            seq: 0,
+            generation,
+        })
+    }
+
+    /// Sends one operation and reads until both streams framed its end.
+    async fn operate(
+        &self,
+        handle: &Handle<HostKeyCheck>,
+        session: &mut ShellSession,
+        text: &str,
+        request: &ExecRequest,
+        force: &CancellationToken,
+        r#become: Option<&str>,
+    ) -> Result<Ended> {
+        let seq = session.seq.to_string();
+        session
+            .channel
+            .data(text.as_bytes())
+            .await
+            .map_err(|e| self.lost(&e.to_string()))?;
+        let mut streams = Streams::new(request.capture_limit, request.output.clone());
+        streams.marker_done = true;
+        let mut out = Framer::new(&session.nonce);
+        let mut err = Framer::new(&session.nonce);
+        let (mut code, mut err_done, mut pid): (Option<i32>, bool, Option<u32>) =
+            (None, false, None);
+        let forever = Duration::from_secs(100 * 365 * 86_400);
+        let deadline = tokio::time::sleep(request.timeout.unwrap_or(forever).min(forever));
+        tokio::pin!(deadline);
+        let mut killed: Option<ExitStatus> = None;
+        while code.is_none() || !err_done {
+            let (stream, pieces) = tokio::select! {
+                msg = session.channel.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => (Stream::Stdout, out.push(&data)),
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => (Stream::Stderr, err.push(&data)),
+                    Some(ChannelMsg::Close | ChannelMsg::Eof) | None => {
+                        return Err(Error::Lost {
+                            host: self.target.describe(),
+                            what: "the connection closed before the command ended".to_owned(),
+                        });
+                    }
+                    Some(_) => continue,
+                },
+                () = &mut deadline => {
+                    if killed.is_some() {
+                        // The group did not end after the kill: give the shell up.
+                        return Ok(Ended { status: killed.unwrap_or(ExitStatus::TimedOut), streams });
+                    }
+                    killed = Some(ExitStatus::TimedOut);
+                    self.kill_pid(handle, pid, r#become).await;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
+                    continue;
+                }
+                () = force.cancelled(), if killed.is_none() => {
+                    killed = Some(ExitStatus::Cancelled);
+                    self.kill_pid(handle, pid, r#become).await;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
+                    continue;
+                }
+            };
+            for piece in pieces {
+                match piece {
+                    Piece::Output(bytes) => streams.push(stream, &bytes).await,
+                    Piece::Marker(words) => match words.as_slice() {
+                        [word, n, value]
+                            if word == "END" && *n == seq && stream == Stream::Stdout =>
+                        {
+                            code = Some(value.parse().unwrap_or(-1));
+                        }
+                        [word, n] if word == "END" && *n == seq => err_done = true,
+                        [word, n, value] if word == "PID" && *n == seq => pid = value.parse().ok(),
+                        _ => {}
+                    },
+                }
+            }
+        }
+        let status = killed.unwrap_or(ExitStatus::Code {
+            code: code.unwrap_or(-1),
+        });
+        Ok(Ended { status, streams })
+    }
+
+    async fn kill_pid(
+        &self,
+        handle: &Handle<HostKeyCheck>,
+        pid: Option<u32>,
+        r#become: Option<&str>,
+    ) {
+        if let Some(pid) = pid {
+            self.kill_group(handle, pid, r#become).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_go_inline_only_as_small_text() {
+        assert!(inline(b"hello\n"));
+        assert!(!inline(b"a\0b"));
+        assert!(!inline(&[0xff, 0xfe]));
+        assert!(!inline(&vec![b'a'; INLINE_LIMIT + 1]));
+    }
+
+    #[test]
+    fn a_new_file_gets_its_mode_from_the_umask_when_it_can() {
+        let mut file = PutFile {
+            path: "/etc/it's".to_owned(),
+            content: std::sync::Arc::from(&b"x'y"[..]),
+            mode: Some(0o640),
+            owner: None,
+            group: Some("adm".to_owned()),
+            r#become: None,
+        };
+        assert_eq!(
+            sync_line(&file, 7),
+            "_dsync '/etc/it'\\''s' 137 '640' '' '' adm 3 'x'\\''y'; _dend 7 $?\n"
+        );
+        file.mode = Some(0o755);
+        assert!(sync_line(&file, 7).starts_with("_dsync '/etc/it'\\''s' 077 '755' '755' "));
+    }
+
+    #[test]
+    fn commands_run_detached_from_the_shells_input_and_report_their_pid() {
+        let line = exec_line(&ExecRequest::shell("echo 'a b'"), 3);
+        assert!(
+            line.starts_with("$_dss sh -c 'echo '\\''a b'\\''' </dev/null & _dpid=$!;"),
+            "{line}"
+        );
+        assert!(line.ends_with("wait \"$_dpid\"; _dend 3 $?\n"), "{line}");
+    }
+}
