@@ -22,6 +22,9 @@ use crate::transport::{CommandLine, OutputChunk, Stream, Transport};
 pub enum HostTransport {
     Local(Arc<LocalTransport>),
     Ssh(Arc<SshTransport>),
+    /// Scripted outcomes, for tests of the driver.
+    #[cfg(test)]
+    Fake(Arc<crate::transport::fake::FakeTransport>),
     /// The host cannot be reached in this run; every instance on it fails with this reason.
     Unreachable(String),
 }
@@ -34,6 +37,8 @@ macro_rules! with_transport {
         match $host {
             HostTransport::Local($t) => $body,
             HostTransport::Ssh($t) => $body,
+            #[cfg(test)]
+            HostTransport::Fake($t) => $body,
             HostTransport::Unreachable(reason) => {
                 return Err(Failure::Transport {
                     message: reason.clone(),
@@ -77,6 +82,8 @@ impl HostTransport {
         match self {
             HostTransport::Local(t) => Some(t.counters().snapshot()),
             HostTransport::Ssh(t) => Some(t.counters().snapshot()),
+            #[cfg(test)]
+            HostTransport::Fake(t) => Some(t.counters().snapshot()),
             HostTransport::Unreachable(_) => None,
         }
     }

@@ -217,6 +217,8 @@ fn contacts(hosts: &BTreeMap<HostName, HostTransport>) -> Contacts {
 /// What an attempt hands back to the loop.
 struct Done {
     id: InstanceId,
+    /// Whether the outcome reached the store (durably) before the attempt handed it back.
+    persisted: Result<(), Error>,
     result: Result<Applied, Failure>,
     attempts: u32,
     duration: Duration,
@@ -317,7 +319,7 @@ impl Driver {
                 joined = running.join_next() => {
                     let Some(joined) = joined else { continue };
                     let done = joined.map_err(|source| Error::Attempt { instance: "an instance".to_owned(), source })?;
-                    let finished = self.record(request, done).await?;
+                    let finished = self.record(done).await?;
                     let (id, finished) = finished;
                     let settled = schedule.finish(&id, finished);
                     self.settle(settled).await?;
@@ -546,6 +548,7 @@ impl Driver {
             report.queue_wait_ms = millis(wait);
             self.reports.insert(id.clone(), report);
         }
+        let persist = self.persist_for(request, &id, change.kind);
         match (change.kind, self.instances.get(&id).cloned()) {
             (ChangeKind::Remove, _) | (_, None) => {
                 let detail = request.recorded.get(&id).cloned();
@@ -559,11 +562,14 @@ impl Driver {
                             ..Applied::default()
                         }),
                     };
+                    let duration = begun.elapsed();
+                    let persisted = persist.record(&result, duration).await;
                     Done {
                         id,
+                        persisted,
                         result,
                         attempts: 1,
-                        duration: begun.elapsed(),
+                        duration,
                         worker,
                     }
                 });
@@ -572,11 +578,14 @@ impl Driver {
                 running.spawn(async move {
                     let begun = Instant::now();
                     let (result, attempts) = attempt::run(instance, ctx).await;
+                    let duration = begun.elapsed();
+                    let persisted = persist.record(&result, duration).await;
                     Done {
                         id,
+                        persisted,
                         result,
                         attempts,
-                        duration: begun.elapsed(),
+                        duration,
                         worker,
                     }
                 });
@@ -629,11 +638,7 @@ impl Driver {
     }
 
     /// Records a finished attempt durably; returns what the schedule must learn.
-    async fn record(
-        &mut self,
-        request: &Request<'_>,
-        done: Done,
-    ) -> Result<(InstanceId, Finished), Error> {
+    async fn record(&mut self, mut done: Done) -> Result<(InstanceId, Finished), Error> {
         if let Some(slot) = self.workers.get_mut(done.worker) {
             *slot = false;
         }
@@ -647,30 +652,12 @@ impl Driver {
                 },
             ));
         };
-        let (outcome, status, changed) = match &done.result {
-            Ok(applied) if change.kind == ChangeKind::Remove => {
-                (Outcome::Succeeded, InstanceStatus::Removed, applied.changed)
-            }
-            Ok(applied) => (
-                Outcome::Succeeded,
-                if applied.changed {
-                    InstanceStatus::Changed
-                } else {
-                    InstanceStatus::Unchanged
-                },
-                applied.changed,
-            ),
-            Err(Failure::TimedOut { .. }) => (Outcome::TimedOut, InstanceStatus::TimedOut, false),
-            Err(Failure::Cancelled { .. }) => {
-                (Outcome::Cancelled, InstanceStatus::Cancelled, false)
-            }
-            Err(_) => (Outcome::Failed, InstanceStatus::Failed, false),
-        };
+        let (outcome, status, changed) = classify(change.kind, &done.result);
         if changed {
             self.changed.insert(done.id.clone());
         }
-        self.persist(request, &done, &change, outcome, changed)
-            .await?;
+        // The attempt's own task recorded it durably before handing it back.
+        std::mem::replace(&mut done.persisted, Ok(()))?;
         let report = self.instance_report(&done, &change, status);
         let summary = report
             .error
@@ -694,68 +681,23 @@ impl Driver {
         ))
     }
 
-    async fn persist(
-        &self,
-        request: &Request<'_>,
-        done: &Done,
-        change: &PlannedChange,
-        outcome: Outcome,
-        changed: bool,
-    ) -> Result<(), Error> {
-        let (run, at) = (self.run, clock::now());
-        let id = done.id.clone();
-        let event = Event {
-            at,
-            kind: EventKind::InstanceFinished {
-                id: id.clone(),
-                outcome,
-                changed,
-            },
-        };
-        if change.kind == ChangeKind::Remove {
-            let forget = outcome == Outcome::Succeeded;
-            return Ok(self
-                .store
-                .write(move |tx| {
-                    let change = if forget {
-                        Change::Forget(&id)
-                    } else {
-                        Change::None
-                    };
-                    store::log_in(tx, run, &event, change)
-                })
-                .await?);
+    /// What the attempt's task needs to record its outcome on its own, so outcomes that end
+    /// together wait for one shared commit instead of one after another.
+    fn persist_for(&self, request: &Request<'_>, id: &InstanceId, kind: ChangeKind) -> Persist {
+        let instance = self.instances.get(id).cloned();
+        Persist {
+            store: self.store.clone(),
+            run: self.run,
+            id: id.clone(),
+            kind,
+            // A failed attempt keeps the previous details: the host is in an unknown state,
+            // and the next plan should still diff against what last succeeded.
+            detail: instance
+                .as_ref()
+                .map(|i| detail_of(i, &request.resolved.redactor)),
+            spec_hash: instance.map(|i| i.spec_hash),
+            fires: self.triggers.get(id).cloned().unwrap_or_default(),
         }
-        let Some(instance) = self.instances.get(&done.id).cloned() else {
-            return Ok(());
-        };
-        // A failed attempt keeps the previous details: the host is in an unknown state, and
-        // the next plan should still diff against what last succeeded.
-        let detail = (outcome == Outcome::Succeeded)
-            .then(|| detail_of(&instance, &request.resolved.redactor));
-        let fires = if changed {
-            self.triggers.get(&done.id).cloned().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let duration_ms = millis(done.duration);
-        let spec_hash = instance.spec_hash;
-        Ok(self
-            .store
-            .write(move |tx| {
-                let write = InstanceWrite {
-                    id: &id,
-                    spec_hash,
-                    outcome,
-                    finished_at: at,
-                    duration_ms,
-                    run: Some(run),
-                    detail: detail.as_ref(),
-                    fires: &fires,
-                };
-                store::log_in(tx, run, &event, Change::Record(&write))
-            })
-            .await?)
     }
 
     fn instance_report(
@@ -808,6 +750,97 @@ impl Driver {
     }
 }
 
+/// How an attempt's result is recorded and reported: (outcome, status, changed).
+fn classify(
+    kind: ChangeKind,
+    result: &Result<Applied, Failure>,
+) -> (Outcome, InstanceStatus, bool) {
+    match result {
+        Ok(applied) if kind == ChangeKind::Remove => {
+            (Outcome::Succeeded, InstanceStatus::Removed, applied.changed)
+        }
+        Ok(applied) => (
+            Outcome::Succeeded,
+            if applied.changed {
+                InstanceStatus::Changed
+            } else {
+                InstanceStatus::Unchanged
+            },
+            applied.changed,
+        ),
+        Err(Failure::TimedOut { .. }) => (Outcome::TimedOut, InstanceStatus::TimedOut, false),
+        Err(Failure::Cancelled { .. }) => (Outcome::Cancelled, InstanceStatus::Cancelled, false),
+        Err(Failure::Failed { .. } | Failure::Transport { .. }) => {
+            (Outcome::Failed, InstanceStatus::Failed, false)
+        }
+    }
+}
+
+/// Records one instance's outcome durably, from the attempt's own task.
+struct Persist {
+    store: OpenStore,
+    run: RunId,
+    id: InstanceId,
+    kind: ChangeKind,
+    /// What to record as applied if the attempt succeeds; `None` for removals.
+    detail: Option<InstanceDetail>,
+    spec_hash: Option<crate::hash::SpecHash>,
+    /// Instances this one triggers when it changes.
+    fires: Vec<InstanceId>,
+}
+
+impl Persist {
+    async fn record(
+        self,
+        result: &Result<Applied, Failure>,
+        duration: Duration,
+    ) -> Result<(), Error> {
+        let (outcome, _, changed) = classify(self.kind, result);
+        let (run, at, id) = (self.run, clock::now(), self.id);
+        let event = Event {
+            at,
+            kind: EventKind::InstanceFinished {
+                id: id.clone(),
+                outcome,
+                changed,
+            },
+        };
+        let Some(spec_hash) = self.spec_hash.filter(|_| self.kind != ChangeKind::Remove) else {
+            let forget = self.kind == ChangeKind::Remove && outcome == Outcome::Succeeded;
+            return Ok(self
+                .store
+                .write(move |tx| {
+                    let change = if forget {
+                        Change::Forget(&id)
+                    } else {
+                        Change::None
+                    };
+                    store::log_in(tx, run, &event, change)
+                })
+                .await?);
+        };
+        let detail = self.detail.filter(|_| outcome == Outcome::Succeeded);
+        let fires = if changed { self.fires } else { Vec::new() };
+        let duration_ms = millis(duration);
+        Ok(self
+            .store
+            .write(move |tx| {
+                let write = InstanceWrite {
+                    id: &id,
+                    spec_hash,
+                    outcome,
+                    finished_at: at,
+                    duration_ms,
+                    run: Some(run),
+                    detail: detail.as_ref(),
+                    fires: &fires,
+                };
+                store::log_in(tx, run, &event, Change::Record(&write))
+            })
+            .await?)
+    }
+}
+
 fn ended(status: ExitStatus) -> String {
     match status {
         ExitStatus::Code { code } => format!("exit {code}"),
@@ -830,3 +863,6 @@ fn jitter_seed(run: RunId, id: &InstanceId) -> u64 {
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,8 @@
 //! Two implementations: `local` (processes on the controller) and, later, SSH. Both count
 //! what they open, so tests can assert that a no-op apply contacted nothing.
 
+#[cfg(test)]
+pub mod fake;
 pub mod local;
 pub mod script;
 pub mod ssh;
