@@ -633,3 +633,43 @@ fn a_service_task_without_systemd_fails_saying_so() {
         "{error}"
     );
 }
+
+#[test]
+fn creates_counts_a_directory_as_existing_on_the_local_transport() {
+    let s = Scratch::new(
+        "    - {name: once, run: {command: \"mkdir -p {{ dir }}/made && echo ran >> {{ dir }}/log\", creates: \"{{ dir }}/made\"}}\n",
+    );
+    s.apply().expect_code(0);
+    std::fs::create_dir_all(s.file("made")).unwrap();
+    // Forget the record so the guard, not the state, decides.
+    Drover::new()
+        .args(["state", "forget", "box/app/once", "--yes", "--dir"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    let run = s.apply().expect_code(0);
+    assert!(run.stdout().contains("exists; not run"), "{}", run.stdout());
+    assert_eq!(std::fs::read_to_string(s.file("log")).unwrap(), "ran\n");
+}
+
+#[test]
+fn a_saved_plan_refuses_target_replace_and_force() {
+    let s = Scratch::new("    - {name: a, run: \"true\"}\n");
+    let plan = s.area.path().join("saved.plan");
+    Drover::new()
+        .args(["plan", "-o"])
+        .arg_path(&plan)
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    let run = Drover::new()
+        .args(["apply", "--target", "box/app/a"])
+        .arg_path(&plan)
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stderr().contains("applied exactly as it was saved"),
+        "{}",
+        run.stderr()
+    );
+}
