@@ -84,12 +84,13 @@ YAML
 run_drover() { # label dir
   local label=$1 dir=$2
   /usr/bin/time -v "$bin" apply --auto-approve --color never --report "$work/report.json" "$dir" > "$work/out" 2> "$work/time"
-  local wall rss conns chans
+  local wall rss conns chans cpu
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$work/time")
   wall=$(grep 'Elapsed (wall clock)' "$work/time" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
   rss=$(grep 'Maximum resident set size' "$work/time" | awk '{print $NF/1024}')
   conns=$(python3 -c "import json;print(json.load(open('$work/report.json'))['contacts']['connections'])")
   chans=$(python3 -c "import json;print(json.load(open('$work/report.json'))['contacts']['channels'])")
-  printf '  %-22s %7.3fs  connections %3s  channels %5s  peak RSS %5.1f MiB\n' "$label" "$wall" "$conns" "$chans" "$rss"
+  printf '  %-22s %7.3fs  connections %3s  channels %5s  peak RSS %5.1f MiB  drover CPU %5.2fs\n' "$label" "$wall" "$conns" "$chans" "$rss" "$cpu"
 }
 
 floor() { # hosts tasks

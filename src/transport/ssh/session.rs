@@ -49,6 +49,11 @@ pub fn inline(content: &[u8]) -> bool {
     content.len() <= INLINE_LIMIT && !content.contains(&0) && std::str::from_utf8(content).is_ok()
 }
 
+/// A helper the shell keeps beside it where the host has perl: it renames files on request
+/// (paths hex-encoded, one request per line on a FIFO), so replacing a file costs no process.
+/// It exits when the shell closes its end.
+const RENAMER: &str = r#"open(my $i,"<",$ARGV[0]) or exit 1; open(my $o,">",$ARGV[1]) or exit 1; select($o); $|=1; while (my $l=<$i>) { chomp $l; my ($a,$b)=split / /,$l; print(rename(pack("H*",$a),pack("H*",$b)) ? "0\n" : "1 $!\n"); }"#;
+
 /// The functions every session defines once, then the ready marker with the shell's pid.
 fn prelude(nonce: &str) -> String {
     format!(
@@ -56,10 +61,28 @@ fn prelude(nonce: &str) -> String {
 set -C
 umask 077
 if command -v setsid >/dev/null 2>&1; then _dss=setsid; else _dss=; fi
-_dn=0
+_dr=
+if command -v perl >/dev/null 2>&1 && _dd=$(mktemp -d 2>/dev/null); then
+  if mkfifo "$_dd/i" "$_dd/o" 2>/dev/null; then
+    perl -e '{RENAMER}' "$_dd/i" "$_dd/o" </dev/null >/dev/null 2>&1 &
+    exec 7>|"$_dd/i" 8<"$_dd/o"
+    _dr=1
+  fi
+  rm -rf "$_dd"
+fi
+_dmv() {{
+  if [ -n "$_dr" ]; then
+    printf '%s %s\n' "$3" "$4" >&7 || return 1
+    read -r _drr <&8 || return 1
+    [ "$_drr" = 0 ] && return 0
+    printf 'mv: %s\n' "${{_drr#1 }}" >&2
+    return 1
+  fi
+  mv -f "$1" "$2"
+}}
 _dend() {{ printf '\n%s END %s %s\n' "$_dN" "$1" "$2"; printf '\n%s END %s\n' "$_dN" "$1" >&2; }}
 _dsync() {{
-  _dp=$1 _dum=$2 _dm=$3 _dcm=$4 _do=$5 _dg=$6 _dl=$7 _dc=$8 _dsame=0 _dom=
+  _dp=$1 _dum=$2 _dm=$3 _dcm=$4 _do=$5 _dg=$6 _dl=$7 _dc=$8 _dt=$9 _dht=${{10}} _dhp=${{11}} _dsame=0 _dom=
   if [ -e "$_dp" ]; then
     _ds=$(stat -L -c '%s %a %U %G' "$_dp") || return 1
     printf 'OLD %s\n' "$_ds"
@@ -76,15 +99,13 @@ _dsync() {{
     printf 'ABSENT\n'
   fi
   if [ "$_dsame" = 1 ]; then printf 'DROVER_SAME\n'; return 0; fi
-  _dn=$((_dn + 1))
-  _dt="${{_dp%/*}}/.drover.$_dN.$_dn"
   umask "$_dum"
   if ! printf '%s' "$_dc" > "$_dt"; then umask 077; return 1; fi
   umask 077
   if [ -n "$_do$_dg" ] && ! chown "$_do${{_dg:+:$_dg}}" "$_dt"; then rm -f "$_dt"; return 1; fi
   if [ -n "$_dom" ]; then _dcm=${{_dm:-$_dom}}; fi
   if [ -n "$_dcm" ] && ! chmod "$_dcm" "$_dt"; then rm -f "$_dt"; return 1; fi
-  if ! mv -f "$_dt" "$_dp"; then rm -f "$_dt"; return 1; fi
+  if ! _dmv "$_dt" "$_dp" "$_dht" "$_dhp"; then rm -f "$_dt"; return 1; fi
   printf 'DROVER_WRITTEN\n'
 }}
 printf '\n%s READY %s\n' "$_dN" "$$"
@@ -94,7 +115,7 @@ printf '\n%s READY %s\n' "$_dN" "$$"
 
 /// The line that compares and writes `file` (content inline); prints what `script::sync`
 /// prints, so `script::parse_sync` reads both.
-fn sync_line(file: &PutFile, seq: u64) -> String {
+fn sync_line(file: &PutFile, nonce: &str, seq: u64) -> String {
     // A new file is created with its final mode through the umask (no process) when the
     // mode has no bits a plain create cannot give; otherwise it is chmod-ed after.
     let (umask, chmod_new) = match file.mode {
@@ -104,13 +125,20 @@ fn sync_line(file: &PutFile, seq: u64) -> String {
     };
     let mode = file.mode.map(|m| format!("{m:o}")).unwrap_or_default();
     let content = String::from_utf8_lossy(&file.content);
+    // The temporary file sits beside the target, named by the shell's nonce (unguessable)
+    // and the operation's number; it is created exclusively.
+    let dir = file.path.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let temp = format!("{dir}/.drover.{nonce}.{seq}");
     format!(
-        "_dsync {} {umask} '{mode}' '{chmod_new}' {} {} {} {}; _dend {seq} $?\n",
+        "_dsync {} {umask} '{mode}' '{chmod_new}' {} {} {} {} {} {} {}; _dend {seq} $?\n",
         shell_quote(&file.path),
         quote_or_empty(file.owner.as_deref()),
         quote_or_empty(file.group.as_deref()),
         file.content.len(),
         quote_or_empty(Some(&content)),
+        shell_quote(&temp),
+        hex(temp.as_bytes()),
+        hex(file.path.as_bytes()),
     )
 }
 
@@ -140,6 +168,15 @@ fn exec_line(request: &ExecRequest, seq: u64) -> String {
         " </dev/null & _dpid=$!; printf '\\n%s PID %s %s\\n' \"$_dN\" {seq} \"$_dpid\" >&2; wait \"$_dpid\"; _dend {seq} $?"
     );
     line
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 fn quote_or_empty(word: Option<&str>) -> String {
@@ -191,7 +228,7 @@ impl SshTransport {
         let ended = self
             .in_session(
                 request.r#become.as_deref(),
-                |seq| exec_line(request, seq),
+                |_, seq| exec_line(request, seq),
                 request,
                 force,
             )
@@ -214,7 +251,7 @@ impl SshTransport {
         let ended = self
             .in_session(
                 file.r#become.as_deref(),
-                |seq| sync_line(file, seq),
+                |nonce, seq| sync_line(file, nonce, seq),
                 &request,
                 &CancellationToken::new(),
             )
@@ -236,7 +273,7 @@ impl SshTransport {
         let ended = self
             .in_session(
                 r#become,
-                |seq| exists_line(path, seq),
+                |_, seq| exists_line(path, seq),
                 &request,
                 &CancellationToken::new(),
             )
@@ -258,7 +295,7 @@ impl SshTransport {
     async fn in_session(
         &self,
         r#become: Option<&str>,
-        line: impl FnOnce(u64) -> String,
+        line: impl FnOnce(&str, u64) -> String,
         request: &ExecRequest,
         force: &CancellationToken,
     ) -> Result<Ended> {
@@ -285,7 +322,7 @@ impl SshTransport {
             }
         };
         session.seq += 1;
-        let text = line(session.seq);
+        let text = line(&session.nonce, session.seq);
         let ended = self
             .operate(&handle, &mut session, &text, request, force, r#become)
             .await?;
@@ -461,11 +498,11 @@ mod tests {
             r#become: None,
         };
         assert_eq!(
-            sync_line(&file, 7),
-            "_dsync '/etc/it'\\''s' 137 '640' '' '' adm 3 'x'\\''y'; _dend 7 $?\n"
+            sync_line(&file, "N", 7),
+            "_dsync '/etc/it'\\''s' 137 '640' '' '' adm 3 'x'\\''y' /etc/.drover.N.7 2f6574632f2e64726f7665722e4e2e37 2f6574632f69742773; _dend 7 $?\n"
         );
         file.mode = Some(0o755);
-        assert!(sync_line(&file, 7).starts_with("_dsync '/etc/it'\\''s' 077 '755' '755' "));
+        assert!(sync_line(&file, "N", 7).starts_with("_dsync '/etc/it'\\''s' 077 '755' '755' "));
     }
 
     #[test]
@@ -476,5 +513,136 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("wait \"$_dpid\"; _dend 3 $?\n"), "{line}");
+    }
+}
+
+/// The shell side of the protocol, run in a real local `sh` (what sshd would start), with
+/// and without perl on the PATH: the functions write files with the right content and mode,
+/// frame every result, and keep commands off the shell's input.
+#[cfg(test)]
+mod shell_tests {
+    #![allow(
+        clippy::disallowed_methods,
+        reason = "these tests run the remote shell's code in a real local sh"
+    )]
+
+    use super::*;
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// Runs the prelude and `lines` in `sh` with `path` as PATH; returns the framed stdout
+    /// split into (output, markers) per operation, in order.
+    fn run_shell(path: &str, lines: &[String]) -> (Vec<u8>, Vec<Vec<String>>) {
+        let nonce = "NTEST";
+        let mut child = std::process::Command::new("/bin/sh")
+            .env_clear()
+            .env("PATH", path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(prelude(nonce).as_bytes()).unwrap();
+        for line in lines {
+            stdin.write_all(line.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let mut framer = Framer::new(nonce);
+        let mut output = Vec::new();
+        let mut markers = Vec::new();
+        for piece in framer.push(&out.stdout) {
+            match piece {
+                Piece::Output(bytes) => output.extend(bytes),
+                Piece::Marker(words) => markers.push(words),
+            }
+        }
+        (output, markers)
+    }
+
+    fn file(path: &std::path::Path, content: &str, mode: Option<u32>) -> PutFile {
+        PutFile {
+            path: path.display().to_string(),
+            content: std::sync::Arc::from(content.as_bytes()),
+            mode,
+            owner: None,
+            group: None,
+            r#become: None,
+        }
+    }
+
+    fn check_protocol(path: &str, renamer: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("it's a file");
+        let exe = dir.path().join("tool");
+        let lines = vec![
+            sync_line(&file(&target, "one 'two'\n", Some(0o640)), "NTEST", 1),
+            sync_line(&file(&target, "one 'two'\n", Some(0o640)), "NTEST", 2),
+            sync_line(&file(&target, "three\n", None), "NTEST", 3),
+            sync_line(&file(&exe, "#!/bin/sh\n", Some(0o755)), "NTEST", 4),
+            exists_line(&dir.path().display().to_string(), 5),
+            exists_line("/nonexistent/drover", 6),
+            exec_line(&ExecRequest::shell("read x; echo \"read=$x\"; exit 3"), 7),
+            "printf 'renamer=%s\\n' \"$_dr\"; _dend 8 0\n".to_owned(),
+        ];
+        let (output, markers) = run_shell(path, &lines);
+        let text = String::from_utf8_lossy(&output);
+        let ends: Vec<&Vec<String>> = markers.iter().filter(|m| m[0] == "END").collect();
+        assert_eq!(
+            ends.iter().map(|m| m[1].as_str()).collect::<Vec<_>>(),
+            ["1", "2", "3", "4", "5", "6", "7", "8"],
+            "{markers:?}\n{text}"
+        );
+        let codes: Vec<&str> = ends.iter().map(|m| m[2].as_str()).collect();
+        assert_eq!(codes, ["0", "0", "0", "0", "0", "0", "3", "0"]);
+        let expected = if renamer { "renamer=1\n" } else { "renamer=\n" };
+        assert!(text.contains(expected), "{text}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "three\n");
+        // Written, then the same (no write), then new content keeping the mode.
+        assert_eq!(text.matches("DROVER_WRITTEN").count(), 3, "{text}");
+        assert_eq!(text.matches("DROVER_SAME").count(), 1, "{text}");
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&target), 0o640);
+        assert_eq!(mode(&exe), 0o755);
+        assert!(text.contains("YES\n") && text.contains("NO\n"), "{text}");
+        // The command read nothing from the shell's input: later lines still ran.
+        assert!(text.contains("read=\n"), "{text}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".drover."))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn the_shell_functions_work_with_perl_on_the_path() {
+        let has_perl = ["/usr/bin/perl", "/bin/perl"]
+            .iter()
+            .any(|p| std::path::Path::new(p).exists());
+        if !has_perl {
+            println!("skipped: no perl on this machine; the fallback test covers the shell alone");
+            return;
+        }
+        check_protocol("/usr/local/bin:/usr/bin:/bin", true);
+    }
+
+    #[test]
+    fn the_shell_functions_work_without_perl() {
+        let bin = tempfile::tempdir().unwrap();
+        for tool in [
+            "stat", "cat", "cmp", "chmod", "chown", "mv", "rm", "mktemp", "mkfifo", "setsid", "sh",
+        ] {
+            let found = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| std::path::Path::new(d).join(tool))
+                .find(|p| p.exists());
+            if let Some(found) = found {
+                std::os::unix::fs::symlink(found, bin.path().join(tool)).unwrap();
+            }
+        }
+        check_protocol(&bin.path().display().to_string(), false);
     }
 }
