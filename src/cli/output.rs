@@ -34,6 +34,65 @@ impl Output {
     }
 }
 
+/// A progress bar on stderr while an apply runs on a terminal; on a pipe it is absent and
+/// every call only prints the lines.
+#[derive(Debug)]
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    output: Output,
+}
+
+impl Output {
+    /// A bar over `total` steps when stderr is a terminal and `enabled`.
+    pub fn progress(self, total: usize, enabled: bool) -> Progress {
+        let bar = (enabled && self.stderr_tty).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            let style = indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {elapsed_precise} {wide_msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar
+        });
+        Progress { bar, output: self }
+    }
+}
+
+impl Progress {
+    /// Prints a stdout line above the bar.
+    pub fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| self.output.stdout(text)),
+            None => self.output.stdout(text),
+        }
+    }
+
+    /// Prints a stderr line above the bar.
+    pub fn note(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| self.output.stderr(text)),
+            None => self.output.stderr(text),
+        }
+    }
+
+    pub fn set(&self, done: usize, message: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+            bar.set_message(message);
+        }
+    }
+
+    /// Removes the bar; what was printed above it stays.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// Set once stdout or stderr was found closed (`drover plan | head`): later writes to it
 /// are dropped. The command itself goes on: an apply must finish and record its run even
 /// when nobody reads its console.

@@ -56,6 +56,58 @@ impl InstanceStatus {
     }
 }
 
+/// Where a running apply stands, for the progress bar: counts, and what runs on each host.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub done: usize,
+    pub failed: usize,
+    /// The instance running on each host (the latest started there).
+    pub running: BTreeMap<String, String>,
+}
+
+impl Progress {
+    pub fn started(&mut self, id: &InstanceId) {
+        self.running
+            .insert(id.host.to_string(), format!("{}/{}", id.workflow, id.task));
+    }
+
+    pub fn ended(&mut self, id: &InstanceId, status: InstanceStatus) {
+        self.done += 1;
+        self.failed += usize::from(status.is_failure());
+        if self
+            .running
+            .get(id.host.as_str())
+            .is_some_and(|r| *r == format!("{}/{}", id.workflow, id.task))
+        {
+            self.running.remove(id.host.as_str());
+        }
+    }
+
+    /// One line: failures, then up to three hosts with what they run.
+    pub fn message(&self) -> String {
+        let mut parts = Vec::new();
+        if self.failed > 0 {
+            parts.push(format!("{} failed", self.failed));
+        }
+        let hosts: Vec<String> = self
+            .running
+            .iter()
+            .take(3)
+            .map(|(host, task)| format!("{host}: {task}"))
+            .collect();
+        if !hosts.is_empty() {
+            let more = self.running.len().saturating_sub(hosts.len());
+            let tail = if more > 0 {
+                format!(" (+{more} hosts)")
+            } else {
+                String::new()
+            };
+            parts.push(format!("{}{tail}", hosts.join(", ")));
+        }
+        parts.join(" · ")
+    }
+}
+
 /// One command as the report keeps it (output capped and masked).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -206,5 +258,28 @@ impl Duration {
 impl std::fmt::Display for Duration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}s", self.0 / 1000, (self.0 % 1000) / 100)
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn progress_names_failures_and_what_runs_on_a_few_hosts() {
+        let mut progress = Progress::default();
+        let id = |s: &str| InstanceId::parse(s).unwrap();
+        for host in ["a", "b", "c", "d"] {
+            progress.started(&id(&format!("{host}/w/t")));
+        }
+        progress.ended(&id("d/w/t"), InstanceStatus::Failed);
+        assert_eq!(progress.message(), "1 failed · a: w/t, b: w/t, c: w/t");
+        progress.started(&id("e/w/u"));
+        assert_eq!(
+            progress.message(),
+            "1 failed · a: w/t, b: w/t, c: w/t (+1 hosts)"
+        );
+        progress.ended(&id("a/w/t"), InstanceStatus::Changed);
+        assert_eq!(progress.done, 2);
     }
 }

@@ -212,13 +212,17 @@ fn confirmed(auto_approve: bool, config: &Config) -> Result<bool, Error> {
     Ok(answer.trim() == "yes")
 }
 
-/// Prints live output (prefixed by instance id) and each instance's end.
-async fn print_console(mut rx: mpsc::Receiver<ConsoleEvent>, config: Config, _total: usize) {
+/// Prints live output (prefixed by instance id) and each instance's end; on a terminal, a
+/// progress bar below them says how far the apply is and what runs on which host.
+async fn print_console(mut rx: mpsc::Receiver<ConsoleEvent>, config: Config, total: usize) {
     let style = config.stdout_style;
+    let bar = config.output.progress(total, true);
+    let mut progress = crate::report::apply::Progress::default();
     while let Some(event) = rx.recv().await {
         let mut line = String::new();
         match event {
             ConsoleEvent::Started { id } => {
+                progress.started(&id);
                 let _ = writeln!(line, "{} {id}", style.gutter("→"));
             }
             ConsoleEvent::Output { id, line: text, .. } => {
@@ -236,11 +240,14 @@ async fn print_console(mut rx: mpsc::Receiver<ConsoleEvent>, config: Config, _to
                 status,
                 summary,
             } => {
+                progress.ended(&id, status);
                 let mark = match status {
                     InstanceStatus::Changed | InstanceStatus::Removed => style.success("✓"),
                     InstanceStatus::Unchanged | InstanceStatus::NotTriggered => style.gutter("="),
                     InstanceStatus::Skipped | InstanceStatus::Cancelled => style.warning("-"),
-                    _ => style.error("✗"),
+                    InstanceStatus::Failed | InstanceStatus::TimedOut | InstanceStatus::Stale => {
+                        style.error("✗")
+                    }
                 };
                 let _ = writeln!(line, "{mark} {id} {}: {summary}", status.as_str());
             }
@@ -248,12 +255,14 @@ async fn print_console(mut rx: mpsc::Receiver<ConsoleEvent>, config: Config, _to
                 let _ = writeln!(line, "waiting for {running} running tasks");
             }
             ConsoleEvent::Stopping => {
-                config.output.stderr("\nStopping: no new tasks will start; running ones finish and are recorded. Press Ctrl-C again to kill them.\n");
+                bar.note("\nStopping: no new tasks will start; running ones finish and are recorded. Press Ctrl-C again to kill them.\n");
             }
             ConsoleEvent::Killing => {
-                config.output.stderr("\nKilling running tasks.\n");
+                bar.note("\nKilling running tasks.\n");
             }
         }
-        config.output.stdout(&line);
+        bar.line(&line);
+        bar.set(progress.done, progress.message());
     }
+    bar.finish();
 }
