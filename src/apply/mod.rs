@@ -369,22 +369,7 @@ impl Driver {
     fn nodes(&mut self, request: &Request<'_>) -> Vec<Node> {
         let mut nodes = Vec::with_capacity(request.plan.changes.len());
         for change in &request.plan.changes {
-            let only_if_changed = (change.kind == ChangeKind::Trigger
-                && !change
-                    .reasons
-                    .iter()
-                    .any(|r| matches!(r, Reason::PendingTrigger { .. })))
-            .then(|| {
-                change
-                    .reasons
-                    .iter()
-                    .filter_map(|r| match r {
-                        Reason::TriggeredBy { sources } => Some(sources.clone()),
-                        _ => None,
-                    })
-                    .flatten()
-                    .collect()
-            });
+            let only_if_changed = only_if_changed(change);
             nodes.push(Node {
                 id: change.id.clone(),
                 after: change.after.clone(),
@@ -473,6 +458,11 @@ impl Driver {
             };
             let report = Driver::report(change, status, error.clone());
             self.reports.insert(id.clone(), report);
+            if how == Settled::NotTriggered
+                && matches!(change.kind, ChangeKind::Create | ChangeKind::Update)
+            {
+                self.adopt(&id)?;
+            }
             if let Some(kind) = event {
                 let (run, at) = (self.run, clock::now());
                 // A skip is derived from outcomes already durable; losing its event to a
@@ -491,6 +481,38 @@ impl Driver {
                 .await;
         }
         Ok(())
+    }
+
+    /// Records a new or edited trigger-only task as applied without running it: nothing
+    /// asked it to run, and the next plan must not see it as new again. Lazy: losing it to a
+    /// crash only plans it once more, still gated on its sources.
+    fn adopt(&self, id: &InstanceId) -> Result<(), Error> {
+        let Some(instance) = self.instances.get(id) else {
+            return Ok(());
+        };
+        let detail = detail_of(instance, &self.redactor);
+        let (run, at, id, spec_hash) = (self.run, clock::now(), id.clone(), instance.spec_hash);
+        let event = Event {
+            at,
+            kind: EventKind::InstanceFinished {
+                id: id.clone(),
+                outcome: Outcome::Succeeded,
+                changed: false,
+            },
+        };
+        Ok(self.store.write_lazy(move |tx| {
+            let write = InstanceWrite {
+                id: &id,
+                spec_hash,
+                outcome: Outcome::Succeeded,
+                finished_at: at,
+                duration_ms: 0,
+                run: Some(run),
+                detail: Some(&detail),
+                fires: &[],
+            };
+            store::log_in(tx, run, &event, Change::Record(&write))
+        })?)
     }
 
     /// Records the start durably, then spawns the attempt.
@@ -528,7 +550,7 @@ impl Driver {
             redactor: self.redactor.clone(),
             seed: jitter_seed(self.run, &id),
         };
-        self.mark_started(&id, change.kind).await?;
+        let armed = self.mark_started(&id, change.kind).await?;
         let _ = self
             .console
             .send(ConsoleEvent::Started { id: id.clone() })
@@ -548,7 +570,8 @@ impl Driver {
             report.queue_wait_ms = millis(wait);
             self.reports.insert(id.clone(), report);
         }
-        let persist = self.persist_for(request, &id, change.kind);
+        let mut persist = self.persist_for(request, &id, change.kind);
+        persist.armed = armed;
         match (change.kind, self.instances.get(&id).cloned()) {
             (ChangeKind::Remove, _) | (_, None) => {
                 let detail = request.recorded.get(&id).cloned();
@@ -596,7 +619,12 @@ impl Driver {
 
     /// Before an attempt starts, its record says "interrupted": if drover dies now, the next
     /// plan runs it again. The finished attempt overwrites it.
-    async fn mark_started(&self, id: &InstanceId, kind: ChangeKind) -> Result<(), Error> {
+    async fn mark_started(
+        &self,
+        id: &InstanceId,
+        kind: ChangeKind,
+    ) -> Result<Vec<InstanceId>, Error> {
+        let armed = self.arm_triggers(id).await?;
         let (run, at) = (self.run, clock::now());
         let event = Event {
             at,
@@ -634,7 +662,23 @@ impl Driver {
                 .store
                 .write_lazy(move |tx| store::log_in(tx, run, &event, Change::None))?,
         }
-        Ok(())
+        Ok(armed)
+    }
+
+    /// A task that triggers others may change its host the moment it starts: its triggers
+    /// are recorded pending, durably, before it does (and taken back if it changes nothing).
+    async fn arm_triggers(&self, id: &InstanceId) -> Result<Vec<InstanceId>, Error> {
+        let Some(targets) = self.triggers.get(id).filter(|t| !t.is_empty()).cloned() else {
+            return Ok(Vec::new());
+        };
+        if !self.instances.contains_key(id) {
+            return Ok(Vec::new());
+        }
+        let (run, source) = (self.run, id.clone());
+        Ok(self
+            .store
+            .write(move |tx| store::arm_triggers_in(tx, &source, &targets, run))
+            .await?)
     }
 
     /// Records a finished attempt durably; returns what the schedule must learn.
@@ -697,6 +741,7 @@ impl Driver {
                 .map(|i| detail_of(i, &request.resolved.redactor)),
             spec_hash: instance.map(|i| i.spec_hash),
             fires: self.triggers.get(id).cloned().unwrap_or_default(),
+            armed: Vec::new(),
         }
     }
 
@@ -750,6 +795,32 @@ impl Driver {
     }
 }
 
+/// The sources whose change makes `change` run, when it runs only on a trigger: a trigger
+/// without a pending restart, or a new or edited task that has `triggeredBy`.
+fn only_if_changed(change: &PlannedChange) -> Option<Vec<InstanceId>> {
+    if let Some(sources) = change.reasons.iter().find_map(|r| match r {
+        Reason::OnlyIfTriggered { sources } => Some(sources.clone()),
+        _ => None,
+    }) {
+        return Some(sources);
+    }
+    let pending = change
+        .reasons
+        .iter()
+        .any(|r| matches!(r, Reason::PendingTrigger { .. }));
+    (change.kind == ChangeKind::Trigger && !pending).then(|| {
+        change
+            .reasons
+            .iter()
+            .filter_map(|r| match r {
+                Reason::TriggeredBy { sources } => Some(sources.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    })
+}
+
 /// How an attempt's result is recorded and reported: (outcome, status, changed).
 fn classify(
     kind: ChangeKind,
@@ -787,6 +858,8 @@ struct Persist {
     spec_hash: Option<crate::hash::SpecHash>,
     /// Instances this one triggers when it changes.
     fires: Vec<InstanceId>,
+    /// Triggers recorded pending before it started; taken back if it succeeds unchanged.
+    armed: Vec<InstanceId>,
 }
 
 impl Persist {
@@ -821,6 +894,13 @@ impl Persist {
         };
         let detail = self.detail.filter(|_| outcome == Outcome::Succeeded);
         let fires = if changed { self.fires } else { Vec::new() };
+        // Unchanged and succeeded: it did not touch the host, so nothing is owed. A failure
+        // keeps them: the host may have changed before it failed.
+        let disarm = if outcome == Outcome::Succeeded && !changed {
+            self.armed
+        } else {
+            Vec::new()
+        };
         let duration_ms = millis(duration);
         Ok(self
             .store
@@ -835,6 +915,7 @@ impl Persist {
                     detail: detail.as_ref(),
                     fires: &fires,
                 };
+                store::disarm_triggers_in(tx, &id, &disarm)?;
                 store::log_in(tx, run, &event, Change::Record(&write))
             })
             .await?)

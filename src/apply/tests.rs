@@ -192,3 +192,170 @@ async fn a_cancelled_apply_starts_nothing_more_and_records_the_rest_cancelled() 
     assert_eq!(status_of(&report, "a"), "changed");
     assert_eq!(status_of(&report, "b"), "cancelled");
 }
+
+const TRIGGERED: &str = "    - {name: conf, file: {path: /etc/x.conf, content: \"x\"}}\n    - {name: reload, triggeredBy: [conf], run: \"echo reload\"}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_runs_when_its_source_changed_and_is_recorded_pending_first() {
+    let (report, _, fake) = apply_with(
+        TRIGGERED,
+        |store| {
+            FakeTransport::new(Duration::ZERO).on_call(move |call| {
+                if call == "echo reload" {
+                    // The restart is owed durably before it runs: a crash now loses nothing.
+                    let open_store = store.clone();
+                    let recorded = std::thread::spawn(move || open_store.snapshot().unwrap())
+                        .join()
+                        .unwrap();
+                    let id = crate::instance::InstanceId::parse("h/w/reload").unwrap();
+                    assert!(recorded.pending_triggers.contains_key(&id));
+                }
+            })
+        },
+        &Shutdown::default(),
+    )
+    .await;
+    assert_eq!(status_of(&report, "conf"), "changed");
+    assert_eq!(status_of(&report, "reload"), "changed");
+    assert!(fake.calls().contains(&"echo reload".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_whose_source_did_not_change_does_not_run() {
+    let (report, _, fake) = apply_with(
+        TRIGGERED,
+        |_| FakeTransport::new(Duration::ZERO).script("sync /etc/x.conf", &[Scripted::Same]),
+        &Shutdown::default(),
+    )
+    .await;
+    assert_eq!(status_of(&report, "conf"), "unchanged");
+    assert_eq!(status_of(&report, "reload"), "not triggered");
+    assert!(!fake.calls().contains(&"echo reload".to_owned()));
+}
+
+/// Runs the plan of `tasks` one instance at a time and "crashes" (drops the apply) the moment
+/// the call `crash_at` starts; returns what the store then holds, and the resolved instances.
+async fn crash_at(
+    tasks: &str,
+    crash_at: &'static str,
+) -> (crate::state::Recorded, Arc<crate::resolve::Resolved>) {
+    let dir = tempfile::tempdir().unwrap();
+    let evaluation = evaluated(dir.path(), tasks);
+    let store = Store::at(dir.path().join("state.redb"));
+    let (crashed_tx, crashed_rx) = tokio::sync::oneshot::channel::<()>();
+    let crashed_tx = std::sync::Mutex::new(Some(crashed_tx));
+    let fake = Arc::new(
+        FakeTransport::new(Duration::from_millis(50)).on_call(move |call| {
+            if call == crash_at
+                && let Some(tx) = crashed_tx.lock().unwrap().take()
+            {
+                let _ = tx.send(());
+            }
+        }),
+    );
+    let hosts: BTreeMap<HostName, HostTransport> = evaluation
+        .desired
+        .as_ref()
+        .unwrap()
+        .hosts
+        .keys()
+        .map(|h| (h.clone(), HostTransport::Fake(fake.clone())))
+        .collect();
+    let resolved = Arc::new(evaluation.resolved.unwrap());
+    let open = store.open().unwrap();
+    let run = {
+        let open = open.clone();
+        let resolved = Arc::clone(&resolved);
+        tokio::spawn(async move {
+            let plan = crate::plan::plan(
+                &resolved.instances,
+                &crate::state::Recorded::default(),
+                &crate::plan::PlanOptions::default(),
+            );
+            let request = Request {
+                plan: &plan,
+                resolved: &resolved,
+                recorded: &BTreeMap::new(),
+                stale: &BTreeSet::new(),
+                rollout: BTreeMap::new(),
+                hosts: &hosts,
+                options: ApplyOptions {
+                    limits: schedule::Limits {
+                        parallelism: 1,
+                        per_host: 1,
+                    },
+                    fail_fast: false,
+                    trigger: "test".to_owned(),
+                    command: "test".to_owned(),
+                    commit: None,
+                    manifest_digest: String::new(),
+                },
+            };
+            let (tx, mut rx) = mpsc::channel(1024);
+            tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            let _ = apply(request, &open, &Shutdown::default(), tx).await;
+        })
+    };
+    crashed_rx.await.unwrap();
+    run.abort();
+    let _ = run.await;
+    tokio::task::spawn_blocking(move || drop(open))
+        .await
+        .unwrap();
+    let recorded = store.snapshot().unwrap();
+    std::mem::forget(dir);
+    (recorded, resolved)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_call_leaves_a_plan_of_exactly_what_had_not_finished() {
+    // Crash the moment each command of the chain starts in turn; what the next plan runs is
+    // that command's instance and what depends on it, never what finished.
+    for (call, expect) in [
+        ("echo a", &["h/w/a", "h/w/b", "h/w/c"][..]),
+        ("echo b", &["h/w/b", "h/w/c"][..]),
+        ("echo c", &["h/w/c"][..]),
+    ] {
+        let (recorded, resolved) = crash_at(CHAIN, call).await;
+        let again = crate::plan::plan(
+            &resolved.instances,
+            &recorded,
+            &crate::plan::PlanOptions::default(),
+        );
+        let planned: Vec<String> = again
+            .changes
+            .iter()
+            .map(|c| c.id.to_string())
+            .filter(|id| id != "h/w/d")
+            .collect();
+        assert_eq!(planned, expect, "crash at `{call}`");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_while_a_source_writes_keeps_its_restart_owed() {
+    // Killed after the file may have changed but before its outcome was recorded: the
+    // restart is already pending, so the next apply runs it even if the file is then
+    // found up to date.
+    let (recorded, resolved) = crash_at(TRIGGERED, "sync /etc/x.conf").await;
+    let reload = crate::instance::InstanceId::parse("h/w/reload").unwrap();
+    assert!(recorded.pending_triggers.contains_key(&reload));
+    let again = crate::plan::plan(
+        &resolved.instances,
+        &recorded,
+        &crate::plan::PlanOptions::default(),
+    );
+    let change = again.changes.iter().find(|c| c.id == reload).unwrap();
+    assert!(only_if_changed(change).is_none(), "{change:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_changed_nothing_owes_no_restart() {
+    let (_, store, _) = apply_with(
+        TRIGGERED,
+        |_| FakeTransport::new(Duration::ZERO).script("sync /etc/x.conf", &[Scripted::Same]),
+        &Shutdown::default(),
+    )
+    .await;
+    assert!(store.snapshot().unwrap().pending_triggers.is_empty());
+}

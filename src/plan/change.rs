@@ -85,6 +85,9 @@ pub enum Reason {
     NoLongerDesired { has_undo: bool },
     /// `--replace` or `--force` asked for it.
     Forced,
+    /// New or edited, but it has `triggeredBy`: it runs only if one of these changes in this
+    /// run; otherwise it is recorded as applied without running.
+    OnlyIfTriggered { sources: Vec<InstanceId> },
 }
 
 impl Reason {
@@ -103,6 +106,9 @@ impl Reason {
             }
             Reason::LastAttempt { outcome } => format!("last attempt {outcome}"),
             Reason::TriggeredBy { sources } => format!("triggered by {}", ids(sources)),
+            Reason::OnlyIfTriggered { sources } => {
+                format!("runs only if {} changes", ids(sources))
+            }
             Reason::PendingTrigger { sources, since } => {
                 format!("trigger pending since run {since} from {}", ids(sources))
             }

@@ -80,6 +80,7 @@ pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOpt
         }
     }
     propagate_triggers(desired, &position, &mut changes);
+    gate_handlers(desired, &mut changes);
     let removals = removals(recorded, &position);
     let unchanged = desired.len() - changes.len();
     let all_changes = changes.len() + removals.len();
@@ -253,6 +254,33 @@ fn own_change(
 
 /// Adds `Trigger` changes for instances whose `triggeredBy` sources are in the plan, until
 /// nothing more fires (a triggered task that runs may trigger another).
+/// A task with `triggeredBy` runs only when a source changes (or when forced): new or edited,
+/// it waits for its sources instead of running on its own account.
+fn gate_handlers(
+    desired: &[ResolvedInstance],
+    changes: &mut BTreeMap<usize, (ChangeKind, Vec<Reason>)>,
+) {
+    for (i, (kind, reasons)) in changes.iter_mut() {
+        let Some(instance) = desired.get(*i) else {
+            continue;
+        };
+        let on_its_own_account = reasons.iter().all(|r| {
+            matches!(
+                r,
+                Reason::New | Reason::SpecChanged { .. } | Reason::TriggeredBy { .. }
+            )
+        });
+        if !instance.triggered_by.is_empty()
+            && matches!(kind, ChangeKind::Create | ChangeKind::Update)
+            && on_its_own_account
+        {
+            reasons.push(Reason::OnlyIfTriggered {
+                sources: instance.triggered_by.clone(),
+            });
+        }
+    }
+}
+
 fn propagate_triggers(
     desired: &[ResolvedInstance],
     position: &BTreeMap<&InstanceId, usize>,

@@ -101,19 +101,19 @@ fn first_plan_creates_everything_in_dependency_order() {
         &desired,
         &Recorded::default(),
         &PlanOptions::default(),
-        &expect![[r"
-        + web-1/nginx/install (new)
-        + web-1/nginx/config (new)
-        + web-1/nginx/service (new)
-        + web-1/nginx/reload (new; triggered by nginx/config)
-        + web-1/nginx/smoke (new)
-        + web-2/nginx/install (new)
-        + web-2/nginx/config (new)
-        + web-2/nginx/service (new)
-        + web-2/nginx/reload (new; triggered by nginx/config)
-        + web-2/nginx/smoke (new)
-        unchanged: 0
-    "]],
+        &expect![[r#"
+            + web-1/nginx/install (new)
+            + web-1/nginx/config (new)
+            + web-1/nginx/service (new)
+            + web-1/nginx/reload (new; triggered by nginx/config; runs only if nginx/config changes)
+            + web-1/nginx/smoke (new)
+            + web-2/nginx/install (new)
+            + web-2/nginx/config (new)
+            + web-2/nginx/service (new)
+            + web-2/nginx/reload (new; triggered by nginx/config; runs only if nginx/config changes)
+            + web-2/nginx/smoke (new)
+            unchanged: 0
+        "#]],
     );
 }
 

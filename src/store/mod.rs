@@ -668,6 +668,67 @@ fn record_in(tx: &WriteTransaction, write: &InstanceWrite<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Before `source` may change its host, records it as a pending trigger of each of
+/// `targets`, so a crash between the change and its record cannot lose the restart. Returns
+/// the targets it was not pending on yet (to take back if the source changes nothing).
+pub(crate) fn arm_triggers_in(
+    tx: &WriteTransaction,
+    source: &InstanceId,
+    targets: &[InstanceId],
+    run: RunId,
+) -> Result<Vec<InstanceId>> {
+    let mut table = tx.open_table(TRIGGERS).map_err(write_err)?;
+    let mut armed = Vec::new();
+    for target in targets {
+        let key = target.to_string();
+        let existing = table
+            .get(key.as_str())
+            .map_err(write_err)?
+            .map(|v| v.value().to_vec());
+        let mut pending: PendingTrigger = match existing {
+            Some(bytes) => decode(&bytes, &key)?,
+            None => PendingTrigger {
+                sources: BTreeSet::new(),
+                since: run,
+            },
+        };
+        if pending.sources.insert(source.clone()) {
+            table
+                .insert(key.as_str(), encode(&pending)?.as_slice())
+                .map_err(write_err)?;
+            armed.push(target.clone());
+        }
+    }
+    Ok(armed)
+}
+
+/// Takes back what `arm_triggers_in` added when the source turned out to change nothing.
+pub(crate) fn disarm_triggers_in(
+    tx: &WriteTransaction,
+    source: &InstanceId,
+    armed: &[InstanceId],
+) -> Result<()> {
+    let mut table = tx.open_table(TRIGGERS).map_err(write_err)?;
+    for target in armed {
+        let key = target.to_string();
+        let existing = table
+            .get(key.as_str())
+            .map_err(write_err)?
+            .map(|v| v.value().to_vec());
+        let Some(bytes) = existing else { continue };
+        let mut pending: PendingTrigger = decode(&bytes, &key)?;
+        pending.sources.remove(source);
+        if pending.sources.is_empty() {
+            table.remove(key.as_str()).map_err(write_err)?;
+        } else {
+            table
+                .insert(key.as_str(), encode(&pending)?.as_slice())
+                .map_err(write_err)?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes everything recorded about an instance; returns whether it was recorded.
 fn forget_in(tx: &WriteTransaction, id: &InstanceId) -> Result<bool> {
     let key = id.to_string();

@@ -17,6 +17,8 @@ use crate::transport::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scripted {
     Exit(i32),
+    /// A file is already as wanted (nothing written); a path exists.
+    Same,
     /// The connection drops during the call (a transient failure).
     Lost,
     /// The host key is refused (a permanent failure).
@@ -99,7 +101,7 @@ impl FakeTransport {
                 kind: ErrorKind::HostKey,
                 message: "host key refused".to_owned(),
             }),
-            exit @ Scripted::Exit(_) => Ok(exit),
+            done @ (Scripted::Exit(_) | Scripted::Same) => Ok(done),
         }
     }
 }
@@ -109,6 +111,7 @@ impl Transport for FakeTransport {
         Counters::add(&self.counters.commands);
         let code = match self.call(describe(&request.command)).await? {
             Scripted::Exit(code) => code,
+            Scripted::Same => 0,
             Scripted::Lost | Scripted::HostKeyRefused => -1,
         };
         Ok(ExecOutput {
@@ -133,15 +136,22 @@ impl Transport for FakeTransport {
 
     async fn sync_file(&self, file: &PutFile) -> Result<Synced> {
         Counters::add(&self.counters.files_written);
-        self.call(format!("sync {}", file.path)).await?;
+        let same = self.call(format!("sync {}", file.path)).await? == Scripted::Same;
         Ok(Synced {
-            before: None,
-            written: true,
+            before: same.then(|| FileState {
+                size: file.content.len() as u64,
+                mode: file.mode.unwrap_or(0o644),
+                owner: String::new(),
+                group: String::new(),
+                content_hash: blake3::hash(&file.content).to_hex().to_string(),
+                content: Some(file.content.to_vec()),
+            }),
+            written: !same,
         })
     }
 
     async fn exists(&self, path: &str, _become: Option<&str>) -> Result<bool> {
-        self.call(format!("exists {path}")).await.map(|_| false)
+        Ok(self.call(format!("exists {path}")).await? == Scripted::Same)
     }
 
     fn counters(&self) -> &Counters {

@@ -673,3 +673,60 @@ fn a_saved_plan_refuses_target_replace_and_force() {
         run.stderr()
     );
 }
+
+/// A handler runs only when a source changed: not because it is new (a fresh state file on a
+/// host whose config is already in place) and not because its own command was edited.
+#[test]
+fn issue_9_a_handler_runs_only_when_a_source_changed() {
+    let s = Scratch::new(BASIC);
+    // The config is already in place, as on a host set up before drover managed it.
+    std::fs::write(s.file("app.conf"), "port = 8080\n").unwrap();
+    std::fs::set_permissions(
+        s.file("app.conf"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    let (run, report) = s.apply_with_report();
+    run.expect_code(0);
+    assert!(
+        statuses(&report).contains(&"box/app/reload notTriggered".to_owned()),
+        "{:?}",
+        statuses(&report)
+    );
+    assert!(
+        !s.file("reloads.log").exists(),
+        "the reload ran on a fresh state"
+    );
+    // Recorded as applied: the next plan has nothing to do.
+    Drover::new()
+        .args(["plan", "--detailed-exitcode"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    // Editing the handler's own command plans it, but it waits for its source.
+    s.write(&BASIC.replace("echo reloaded", "echo reloaded-again"));
+    let plan = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(
+        plan.stdout().contains("runs only if app/config changes"),
+        "{}",
+        plan.stdout()
+    );
+    let (_, report) = s.apply_with_report();
+    assert_eq!(statuses(&report), ["box/app/reload notTriggered"]);
+    assert!(!s.file("reloads.log").exists());
+    // A change of the source still fires it.
+    s.write(
+        &BASIC
+            .replace("echo reloaded", "echo reloaded-again")
+            .replace("port = 8080", "port = 9090"),
+    );
+    s.apply().expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(s.file("reloads.log")).unwrap(),
+        "reloaded-again\n"
+    );
+}
