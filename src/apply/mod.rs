@@ -45,6 +45,13 @@ pub enum Error {
     },
     #[error("the scheduler stopped with {left} instances unsettled")]
     Stuck { left: usize },
+    /// Every outcome was recorded and the run ended, but its report could not be stored
+    /// (a full disk, most likely); the report is here instead.
+    #[error("run {} ended and every outcome is recorded, but its report could not be saved", report.run)]
+    ReportNotSaved {
+        report: Box<ApplyReport>,
+        source: crate::store::Error,
+    },
 }
 
 /// What the console is told while a run goes on.
@@ -159,20 +166,22 @@ pub async fn apply(
             .collect(),
         contacts: contacts(request.hosts).since(&contacts_before),
     };
+    let changed = report.count(InstanceStatus::Changed) + report.count(InstanceStatus::Removed);
+    let failed = report
+        .instances
+        .iter()
+        .filter(|i| i.status.is_failure())
+        .count();
+    let skipped = report.count(InstanceStatus::Skipped) + report.count(InstanceStatus::Cancelled);
+    let counts = move |r: &mut RunRecord| {
+        r.changed = changed;
+        r.failed = failed;
+        r.skipped = skipped;
+    };
     let saved = report.clone();
-    store
+    let ended = store
         .write(move |tx| {
-            store::finish_run_in(tx, run, status, finished_at, |r| {
-                r.changed =
-                    saved.count(InstanceStatus::Changed) + saved.count(InstanceStatus::Removed);
-                r.failed = saved
-                    .instances
-                    .iter()
-                    .filter(|i| i.status.is_failure())
-                    .count();
-                r.skipped =
-                    saved.count(InstanceStatus::Skipped) + saved.count(InstanceStatus::Cancelled);
-            })?;
+            store::finish_run_in(tx, run, status, finished_at, counts)?;
             store::save_report_in(tx, run, &saved)?;
             store::retention::prune_in(
                 tx,
@@ -181,7 +190,18 @@ pub async fn apply(
             )
             .map(|_| ())
         })
-        .await?;
+        .await;
+    if let Err(source) = ended {
+        // The report is the large part (a full disk): end the run without it, so the history
+        // is right; every outcome is already recorded.
+        store
+            .write(move |tx| store::finish_run_in(tx, run, status, finished_at, counts))
+            .await?;
+        return Err(Error::ReportNotSaved {
+            report: Box::new(report),
+            source,
+        });
+    }
     Ok(report)
 }
 

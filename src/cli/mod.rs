@@ -82,6 +82,7 @@ pub fn main() -> ExitCode {
         }
     };
     config::init_tracing(cli.verbose);
+    quiet_store_panics();
     let config = Config::new(&cli, Output::detect());
     match run(cli.command, &config) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
@@ -188,6 +189,17 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
             config,
         ),
     }
+}
+
+/// A panic inside the storage engine on a damaged state file is caught and reported as an
+/// error (`store::guarded`); the default hook would still print it with a backtrace first.
+fn quiet_store_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !crate::store::in_guarded_call() {
+            default(info);
+        }
+    }));
 }
 
 /// "error: what we were doing", then each cause on its own line, then the hint.

@@ -66,6 +66,9 @@ impl Error {
                 "check the spelling against `drover graph` or `drover state list`; nothing was planned"
                     .to_owned(),
             ),
+            Error::Apply(apply::Error::Store(error) | apply::Error::ReportNotSaved { source: error, .. }) => {
+                error.help()
+            }
             Error::Runtime { .. } | Error::Apply(_) | Error::Invalid => None,
         }
     }
@@ -293,6 +296,10 @@ impl Session {
         let closed = store.close();
         let report = result.map_err(Error::Apply)?;
         closed?;
+        // The round ended without a store error: this is the last good state.
+        if let Err(error) = self.store.save_backup() {
+            tracing::warn!(%error, "the state backup was not updated");
+        }
         Ok(report)
     }
 

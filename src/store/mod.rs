@@ -85,7 +85,18 @@ pub enum Error {
     #[error("cannot encode a record for the state file")]
     Encode { source: serde_json::Error },
     #[error("cannot commit to the state file: {message}")]
-    Commit { message: String },
+    Commit {
+        message: String,
+        /// The operating system's reason, when the commit failed on I/O (a full disk).
+        io: Option<std::io::ErrorKind>,
+    },
+    #[error("the state file {path} is damaged ({detail})")]
+    Damaged { path: PathBuf, detail: String },
+    #[error("cannot save the backup {path}")]
+    Backup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn locked_message(path: &Path, holder: Option<&Holder>, waited: Duration) -> String {
@@ -109,12 +120,75 @@ impl Error {
             Error::Busy { .. } => Some("retry in a moment".to_owned()),
             Error::TooNew { .. } => Some("use the newer drover that wrote it, or point --state at another file".to_owned()),
             Error::Corrupt { .. } => Some("restore the state file from a backup, or move it aside to start afresh (drover will then re-apply everything once)".to_owned()),
+            Error::Damaged { path, .. } => Some(restore_help(path)),
+            Error::Commit { io: Some(kind), .. } => io_help(*kind),
+            Error::Write { source: redb::Error::Io(e) } => io_help(e.kind()),
+            Error::Lock { source, .. } | Error::CreateDir { source, .. } => io_help(source.kind()),
+            Error::Open { path, source } if is_unreadable_content(source) => Some(restore_help(path)),
+            Error::Read { source } | Error::Write { source } if is_damage(source) => {
+                Some("the state file looks damaged; run the command again, and if it fails the same way restore the backup drover keeps beside it (see `ls <state>.backup`) or move the file aside to start afresh".to_owned())
+            }
             _ => None,
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to do about an I/O failure writing the state.
+fn io_help(kind: std::io::ErrorKind) -> Option<String> {
+    match kind {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Some(
+            "the disk holding the state file is full: free some space and run again; nothing of the failed commit was kept, and the state file still opens".to_owned(),
+        ),
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => Some(
+            "the state file cannot be written here; read-only commands (plan, history, show, state list) still work; to apply, make it writable or point --state at a writable place".to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+impl Error {
+    /// The operating system's reason behind this error, if it is an I/O failure.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::Commit { io, .. } => *io,
+            Error::Write {
+                source: redb::Error::Io(e),
+            }
+            | Error::Read {
+                source: redb::Error::Io(e),
+            } => Some(e.kind()),
+            Error::Lock { source, .. }
+            | Error::CreateDir { source, .. }
+            | Error::Backup { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// How to recover from a damaged state file: the backup of the last good state, or a fresh
+/// start.
+fn restore_help(path: &Path) -> String {
+    let backup = open::backup_path(path);
+    if backup.exists() {
+        format!(
+            "restore the last good state, saved after the last successful apply: `cp {} {}`; or move the damaged file aside to start afresh (every instance is then planned as new)",
+            backup.display(),
+            path.display()
+        )
+    } else {
+        format!(
+            "move {} aside to start afresh (every instance is then planned as new); no backup exists yet",
+            path.display()
+        )
+    }
+}
+
+/// Whether a redb error says the file's content is inconsistent.
+fn is_damage(error: &redb::Error) -> bool {
+    matches!(error, redb::Error::Corrupted(_))
+}
 
 /// How long an operation waits for another process that has the file open mid-commit.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -314,11 +388,13 @@ impl Store {
 
     /// Runs `f` on a read transaction, or returns `empty` when there is no state file yet.
     fn reading<T>(&self, empty: T, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
-        let Some(opened) = self.open_existing()? else {
-            return Ok(empty);
-        };
-        let tx = begin_read(&opened.db)?;
-        f(&tx)
+        guarded(&self.path, || {
+            let Some(opened) = self.open_existing()? else {
+                return Ok(empty);
+            };
+            let tx = opened.db.begin_read().map_err(read)?;
+            f(&tx)
+        })
     }
 
     /// Runs `f` on a read transaction of a file that must exist.
@@ -326,31 +402,52 @@ impl Store {
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T>,
     ) -> Result<T> {
-        let opened = self.open_existing()?.ok_or_else(|| Error::Commit {
-            message: format!("{} disappeared", self.path.display()),
-        })?;
-        let tx = begin_read(&opened.db)?;
-        f(&tx)
+        guarded(&self.path, || {
+            let opened = self.open_existing()?.ok_or_else(|| Error::Commit {
+                message: format!("{} disappeared", self.path.display()),
+                io: None,
+            })?;
+            let tx = opened.db.begin_read().map_err(read)?;
+            f(&tx)
+        })
     }
 
     /// Runs one write transaction and commits it durably.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
-        let opened = self.open_for_write_guarded()?;
-        let tx = opened.db.begin_write().map_err(write_err)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(write_err)?;
-        Ok(out)
+        guarded(&self.path, || {
+            let opened = self.open_for_write_guarded()?;
+            let tx = opened.db.begin_write().map_err(write_err)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(write_err)?;
+            Ok(out)
+        })
     }
 
     /// Opens the file if it exists, checking its schema version.
-    fn open_existing(&self) -> Result<Option<Opened>> {
+    fn open_existing(&self) -> Result<Option<Opened<ReadDb>>> {
         // An empty file is what a first run killed between creating the file and redb's
         // first write leaves: it holds nothing yet.
         if std::fs::metadata(&self.path).map_or(true, |m| m.len() == 0) {
             return Ok(None);
         }
-        let opened = self.with_retry(|| redb::Builder::new().open(&self.path))?;
-        let version = tables::version(&opened.db)?;
+        let opened = match self.with_retry(|| redb::Builder::new().open(&self.path)) {
+            Ok(Opened { db, _knock: knock }) => Opened {
+                db: ReadDb::ReadWrite(db),
+                _knock: knock,
+            },
+            // A read-only file or filesystem still reads (if it was closed cleanly).
+            Err(Error::Open { source, .. }) if is_read_only(&source) => Opened {
+                db: ReadDb::ReadOnly(redb::ReadOnlyDatabase::open(&self.path).map_err(
+                    |source| Error::Open {
+                        path: self.path.clone(),
+                        source,
+                    },
+                )?),
+                _knock: None,
+            },
+            Err(error) => return Err(error),
+        };
+        let version = tables::version_of(&opened.db.begin_read().map_err(read)?)?;
         if version > SCHEMA_VERSION {
             return Err(Error::TooNew {
                 path: self.path.clone(),
@@ -370,6 +467,7 @@ impl Store {
     /// Opens the file for writing, creating it (0600, in a 0700 directory) and upgrading
     /// its schema as needed.
     fn open_for_write_guarded(&self) -> Result<Opened> {
+        self.tighten_permissions();
         if !self.exists()
             && let Some(dir) = self
                 .path
@@ -415,6 +513,28 @@ impl Store {
         self.current
             .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(opened)
+    }
+
+    /// A state file (or its lock) that others can read is a leak waiting to happen: secrets
+    /// never reach it, but hosts, commands and outputs do. Tightened to 0600 with a warning.
+    fn tighten_permissions(&self) {
+        use std::os::unix::fs::PermissionsExt as _;
+        for path in [self.path.clone(), lock::lock_path(&self.path)] {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                let tightened =
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).is_ok();
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:04o}"),
+                    tightened,
+                    "the state file was readable by others; it is now 0600"
+                );
+            }
+        }
     }
 
     /// Retries an open while another process holds the file. A process that holds it for a
@@ -471,9 +591,25 @@ impl Store {
 
 /// An open database and, when we had to ask the holder to let us in, the shared lock that
 /// keeps it out until we are done. Fields drop in order: the database closes first.
-struct Opened {
-    db: Database,
+struct Opened<D = Database> {
+    db: D,
     _knock: Option<std::fs::File>,
+}
+
+/// A database opened for reading: read-write when we may (redb repairs a file left by a
+/// crash only then), read-only when the file or its filesystem is read-only.
+enum ReadDb {
+    ReadWrite(Database),
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+impl ReadDb {
+    fn begin_read(&self) -> std::result::Result<ReadTransaction, redb::TransactionError> {
+        match self {
+            ReadDb::ReadWrite(db) => db.begin_read(),
+            ReadDb::ReadOnly(db) => db.begin_read(),
+        }
+    }
 }
 
 /// What the planner needs, read in one transaction.
@@ -769,8 +905,57 @@ fn append(tx: &WriteTransaction, run: RunId, event: &Event) -> Result<()> {
     Ok(())
 }
 
-fn begin_read(db: &Database) -> Result<ReadTransaction> {
-    db.begin_read().map_err(read)
+thread_local! {
+    /// Set while this thread runs store code under `guarded`: a panic there is a damaged
+    /// file, reported as an error, so the panic hook stays quiet.
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is inside `guarded` (the CLI's panic hook asks).
+pub fn in_guarded_call() -> bool {
+    GUARDED.with(std::cell::Cell::get)
+}
+
+/// Runs store code that may meet a damaged file: redb panics on some corrupted pages
+/// (`unwrap` in its B-tree code), and a panic must become a clear error, not a crash.
+pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let outer = GUARDED.with(|g| g.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(outer));
+    match result {
+        Ok(result) => result,
+        Err(payload) => {
+            let detail = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the storage engine stopped on an inconsistency".to_owned());
+            Err(Error::Damaged {
+                path: path.to_owned(),
+                detail,
+            })
+        }
+    }
+}
+
+/// Whether opening failed because the file is not (or no longer) a redb database.
+fn is_unreadable_content(error: &DatabaseError) -> bool {
+    matches!(
+        error,
+        DatabaseError::Storage(redb::StorageError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData
+    ) || matches!(
+        error,
+        DatabaseError::Storage(redb::StorageError::Corrupted(_))
+    )
+}
+
+/// Whether opening failed only because the file or its filesystem is read-only.
+fn is_read_only(error: &DatabaseError) -> bool {
+    matches!(
+        error,
+        DatabaseError::Storage(redb::StorageError::Io(e))
+            if matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
+    )
 }
 
 /// Opens a table for reading; a table that was never created reads as absent.

@@ -68,6 +68,8 @@ struct Inner {
     tx: std::sync::Mutex<Option<mpsc::Sender<Request>>>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     stats: Arc<std::sync::Mutex<CommitStats>>,
+    /// Set by the committer when the file turned out damaged; told to every later writer.
+    damage: Arc<std::sync::Mutex<Option<String>>>,
     path: PathBuf,
 }
 
@@ -85,15 +87,17 @@ impl Drop for Inner {
 impl Store {
     /// Opens the state file for a round (creating it, 0600), upgrading its schema as needed.
     pub fn open(&self) -> Result<OpenStore> {
-        let db = self.open_for_write()?;
+        let db = super::guarded(self.path(), || self.open_for_write())?;
         let db = Arc::new(RwLock::new(Some(db)));
         let stats = Arc::new(std::sync::Mutex::new(CommitStats::default()));
+        let damage = Arc::new(std::sync::Mutex::new(None));
         let (tx, rx) = mpsc::channel();
         let committer = Committer {
             db: db.clone(),
             store: self.clone(),
             readers: readers_file(self),
             stats: stats.clone(),
+            damage: damage.clone(),
             lazy: Vec::new(),
         };
         let thread = std::thread::Builder::new()
@@ -109,6 +113,7 @@ impl Store {
                 tx: std::sync::Mutex::new(Some(tx)),
                 thread: std::sync::Mutex::new(Some(thread)),
                 stats,
+                damage,
                 path: self.path().to_owned(),
             }),
         })
@@ -122,6 +127,10 @@ impl OpenStore {
 
     /// Runs `f` on a read transaction of the open file.
     pub fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+        super::guarded(&self.inner.path, || self.read_unguarded(f))
+    }
+
+    fn read_unguarded<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
         let guard = self
             .inner
             .db
@@ -144,7 +153,7 @@ impl OpenStore {
     ) -> Result<T> {
         let (done, result) = oneshot::channel();
         self.submit(job(f, done), true)?;
-        result.await.map_err(|_| stopped(&self.inner.path))?
+        result.await.map_err(|_| self.stopped())?
     }
 
     /// The same, for callers outside the runtime (tests, benchmarks, imports).
@@ -198,6 +207,17 @@ impl OpenStore {
         flushed
     }
 
+    /// Why a write got no answer: the file was found damaged, or the writer stopped.
+    fn stopped(&self) -> Error {
+        match self.inner.damage.lock().ok().and_then(|d| d.clone()) {
+            Some(detail) => Error::Damaged {
+                path: self.inner.path.clone(),
+                detail,
+            },
+            None => stopped(&self.inner.path),
+        }
+    }
+
     pub fn stats(&self) -> CommitStats {
         self.inner.stats.lock().map(|s| *s).unwrap_or_default()
     }
@@ -228,9 +248,7 @@ fn job<T: Send + 'static>(
             move |committed: std::result::Result<(), &Error>| {
                 let _ = done.send(match committed {
                     Ok(()) => Ok(value),
-                    Err(error) => Err(Error::Commit {
-                        message: error.to_string(),
-                    }),
+                    Err(error) => Err(commit_failed(error)),
                 });
             },
         )),
@@ -241,15 +259,71 @@ fn job<T: Send + 'static>(
     })
 }
 
+/// The error each writer of a failed commit gets: the reason, with its causes, and its I/O
+/// kind so that help and exit decisions look at the type, not the text.
+fn commit_failed(error: &Error) -> Error {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Error::Commit {
+        message,
+        io: error.io_kind(),
+    }
+}
+
 fn stopped(path: &std::path::Path) -> Error {
     Error::Commit {
         message: format!("the writer of {} stopped", path.display()),
+        io: None,
     }
 }
 
 fn poisoned(path: &std::path::Path) -> Error {
     Error::Commit {
         message: format!("the writer of {} panicked", path.display()),
+        io: None,
+    }
+}
+
+/// `<state>.backup`: a copy of the last good state, taken after every successful round.
+pub fn backup_path(state: &std::path::Path) -> PathBuf {
+    let mut name = state
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
+    name.push(".backup");
+    state.with_file_name(name)
+}
+
+impl Store {
+    /// Copies the state file to `<state>.backup` (0600, replaced atomically): the last good
+    /// state, taken after a round that ended without a store error.
+    pub fn save_backup(&self) -> Result<()> {
+        let backup = backup_path(self.path());
+        let temp = backup.with_extension("backup.tmp");
+        let copy = || -> std::io::Result<()> {
+            let mut from = std::fs::File::open(self.path())?;
+            let mut to = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode_0600()
+                .open(&temp)?;
+            std::io::copy(&mut from, &mut to)?;
+            to.sync_all()?;
+            std::fs::rename(&temp, &backup)
+        };
+        copy().map_err(|source| {
+            let _ = std::fs::remove_file(&temp);
+            Error::Backup {
+                path: backup,
+                source,
+            }
+        })
     }
 }
 
@@ -290,6 +364,7 @@ struct Committer {
     store: Store,
     readers: Option<File>,
     stats: Arc<std::sync::Mutex<CommitStats>>,
+    damage: Arc<std::sync::Mutex<Option<String>>>,
     /// Lazy writes waiting for the next commit.
     lazy: Vec<Job>,
 }
@@ -327,9 +402,7 @@ impl Committer {
                 for done in flushes {
                     let _ = done.send(match &result {
                         Ok(()) => Ok(()),
-                        Err(error) => Err(Error::Commit {
-                            message: error.to_string(),
-                        }),
+                        Err(error) => Err(commit_failed(error)),
                     });
                 }
             } else {
@@ -343,8 +416,24 @@ impl Committer {
         }
     }
 
-    /// Runs `jobs` in one transaction and commits it; every job learns the result.
+    /// Runs `jobs` in one transaction and commits it; every job learns the result. A panic
+    /// inside redb (a damaged file) fails the batch instead of the thread.
     fn commit(&self, jobs: Vec<Job>) -> Result<()> {
+        let result = super::guarded(self.store.path(), || self.commit_unguarded(jobs));
+        if result.as_ref().err().and_then(Error::io_kind).is_some() {
+            // redb latches an I/O failure until the file is reopened; later commits (once
+            // space is freed) must not inherit it.
+            self.reopen();
+        }
+        if let Err(Error::Damaged { detail, .. }) = &result
+            && let Ok(mut damage) = self.damage.lock()
+        {
+            *damage = Some(detail.clone());
+        }
+        result
+    }
+
+    fn commit_unguarded(&self, jobs: Vec<Job>) -> Result<()> {
         if jobs.is_empty() {
             return Ok(());
         }
@@ -376,6 +465,7 @@ impl Committer {
             Err(Error::Commit {
                 message: "another write in the same commit failed; nothing of it was kept"
                     .to_owned(),
+                io: None,
             })
         } else {
             tx.commit().map_err(write_err)
@@ -388,6 +478,18 @@ impl Committer {
             stats.writes += count;
         }
         result
+    }
+
+    /// Closes and reopens the database (after an I/O failure).
+    fn reopen(&self) {
+        let Ok(mut slot) = self.db.write() else {
+            return;
+        };
+        drop(slot.take());
+        match self.store.open_for_write() {
+            Ok(db) => *slot = Some(db),
+            Err(error) => tracing::error!(%error, "cannot reopen the state file"),
+        }
     }
 
     /// Closes the file while readers in other processes are waiting for it, then reopens it.

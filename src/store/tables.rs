@@ -35,6 +35,11 @@ pub fn version(db: &redb::Database) -> Result<u32, Error> {
     let tx = db
         .begin_read()
         .map_err(|e| Error::Read { source: e.into() })?;
+    version_of(&tx)
+}
+
+/// The schema version, read in a read transaction.
+pub fn version_of(tx: &redb::ReadTransaction) -> Result<u32, Error> {
     let table = match tx.open_table(META) {
         Ok(table) => table,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),

@@ -6,7 +6,8 @@
 //! * `cli.rs`: the binary's commands on the examples and scratch directories;
 //! * `hashing.rs`: spec-hash stability and sensitivity, with property tests;
 //! * `schemas.rs`: the checked-in JSON Schemas are what the types generate;
-//! * `tidy.rs`: architecture invariants checked over the source tree.
+//! * `tidy.rs`: architecture invariants checked over the source tree;
+//! * `damage.rs`: damaged, read-only and too-open state files.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,6 +20,7 @@
 mod apply;
 mod cli;
 mod corpus;
+mod damage;
 mod harness;
 mod hashing;
 mod plan;

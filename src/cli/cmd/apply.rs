@@ -116,7 +116,18 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     let applied = session.apply_round(&round, label, tx);
     session.wait(printer);
     session.close();
-    let report = applied?;
+    let report = match applied {
+        Ok(report) => report,
+        Err(reconcile::Error::Apply(crate::apply::Error::ReportNotSaved { report, source })) => {
+            // Every outcome is recorded: show them, then say what could not be saved.
+            config.output.stdout(&summary(&report, config.stdout_style));
+            return Err(
+                reconcile::Error::Apply(crate::apply::Error::ReportNotSaved { report, source })
+                    .into(),
+            );
+        }
+        Err(error) => return Err(error.into()),
+    };
     config.output.stdout(&summary(&report, config.stdout_style));
     config.output.stdout(&format!(
         "Run {} recorded; `drover show {} --dir {}` for details.\n",
