@@ -7,6 +7,7 @@
 //! * `fleet_checks.rs`: the harness itself, checked with the OpenSSH client only;
 //! * each new scenario group gets its own file and `mod` line below, named after the
 //!   behaviour it covers (e.g. `apply.rs`, `host_down.rs`, `host_keys.rs`);
+//! * `faults.rs`: connections that freeze, and signals that must still end drover;
 //! * the smoke test of the binary stays at the bottom of this file.
 #![allow(
     clippy::unwrap_used,
@@ -20,6 +21,7 @@
 
 mod apply;
 mod auth;
+mod faults;
 mod fleet;
 mod fleet_checks;
 mod privilege;

@@ -78,8 +78,11 @@ pub enum ConsoleEvent {
     Draining {
         running: usize,
     },
-    /// The first SIGINT/SIGTERM: nothing new starts; running attempts finish.
-    Stopping,
+    /// The first SIGINT/SIGTERM: nothing new starts; running attempts finish (after a
+    /// SIGTERM, for a few seconds at most).
+    Stopping {
+        by_term: bool,
+    },
     /// The second: running attempts are killed.
     Killing,
 }
@@ -262,6 +265,8 @@ struct Driver {
     started: Instant,
     /// Which worker slots are busy; an attempt takes the lowest free one.
     workers: Vec<bool>,
+    /// The running attempts by task: what to record if one ends without a result.
+    tasks: BTreeMap<tokio::task::Id, (InstanceId, ChangeKind, usize)>,
 }
 
 impl Driver {
@@ -305,6 +310,7 @@ impl Driver {
             finished_at: BTreeMap::new(),
             started: Instant::now(),
             workers: vec![false; request.options.limits.parallelism.max(1)],
+            tasks: BTreeMap::new(),
         }
     }
 
@@ -319,6 +325,10 @@ impl Driver {
         );
         let mut running: JoinSet<Done> = JoinSet::new();
         let mut draining = false;
+        // After a forced stop, attempts get `FORCE_GRACE` to end (their process groups are
+        // being killed); whatever still hangs then (a frozen connection) is abandoned.
+        let mut abandon_at: Option<Instant> = None;
+        let mut abandoned = false;
         loop {
             let progressed = !draining
                 && self
@@ -336,13 +346,26 @@ impl Driver {
                 });
             }
             tokio::select! {
-                joined = running.join_next() => {
+                joined = running.join_next_with_id() => {
                     let Some(joined) = joined else { continue };
-                    let done = joined.map_err(|source| Error::Attempt { instance: "an instance".to_owned(), source })?;
+                    let done = match joined {
+                        Ok((task, done)) => {
+                            self.tasks.remove(&task);
+                            done
+                        }
+                        Err(error) => self.ended_without_result(request, error).await?,
+                    };
                     let finished = self.record(done).await?;
                     let (id, finished) = finished;
                     let settled = schedule.finish(&id, finished);
                     self.settle(settled).await?;
+                }
+                () = shutdown.force.cancelled(), if abandon_at.is_none() => {
+                    abandon_at = Some(Instant::now() + FORCE_GRACE);
+                }
+                () = sleep_until_or_never(abandon_at), if !abandoned => {
+                    abandoned = true;
+                    running.abort_all();
                 }
                 () = shutdown.graceful.cancelled(), if !draining => {
                     draining = true;
@@ -503,6 +526,42 @@ impl Driver {
         Ok(())
     }
 
+    /// An attempt that ended without handing back its result: abandoned after a forced stop
+    /// (recorded cancelled: what it started on the host may still run) or crashed (recorded
+    /// failed). Either way it is recorded, and its dependents are skipped.
+    async fn ended_without_result(
+        &mut self,
+        request: &Request<'_>,
+        error: tokio::task::JoinError,
+    ) -> Result<Done, Error> {
+        let Some((id, kind, worker)) = self.tasks.remove(&error.id()) else {
+            return Err(Error::Attempt {
+                instance: "an attempt drover does not know".to_owned(),
+                source: error,
+            });
+        };
+        let result = if error.is_cancelled() {
+            Err(Failure::Cancelled {
+                commands: Vec::new(),
+            })
+        } else {
+            Err(Failure::Failed {
+                message: "drover's attempt at it crashed (an internal error); it is recorded failed and will be planned again".to_owned(),
+                commands: Vec::new(),
+            })
+        };
+        let persist = self.persist_for(request, &id, kind);
+        let persisted = persist.record(&result, Duration::ZERO).await;
+        Ok(Done {
+            id,
+            persisted,
+            result,
+            attempts: 1,
+            duration: Duration::ZERO,
+            worker,
+        })
+    }
+
     /// Records a new or edited trigger-only task as applied without running it: nothing
     /// asked it to run, and the next plan must not see it as new again. Lazy: losing it to a
     /// crash only plans it once more, still gated on its sources.
@@ -595,7 +654,8 @@ impl Driver {
         match (change.kind, self.instances.get(&id).cloned()) {
             (ChangeKind::Remove, _) | (_, None) => {
                 let detail = request.recorded.get(&id).cloned();
-                running.spawn(async move {
+                let task_key = (id.clone(), change.kind, worker);
+                let handle = running.spawn(async move {
                     let begun = Instant::now();
                     let result = match &detail {
                         Some(detail) => attempt::undo(&id, detail, ctx).await,
@@ -616,9 +676,11 @@ impl Driver {
                         worker,
                     }
                 });
+                self.tasks.insert(handle.id(), task_key);
             }
             (_, Some(instance)) => {
-                running.spawn(async move {
+                let task_key = (id.clone(), change.kind, worker);
+                let handle = running.spawn(async move {
                     let begun = Instant::now();
                     let (result, attempts) = attempt::run(instance, ctx).await;
                     let duration = begun.elapsed();
@@ -632,6 +694,7 @@ impl Driver {
                         worker,
                     }
                 });
+                self.tasks.insert(handle.id(), task_key);
             }
         }
         Ok(())
@@ -939,6 +1002,17 @@ impl Persist {
                 store::log_in(tx, run, &event, Change::Record(&write))
             })
             .await?)
+    }
+}
+
+/// How long attempts get to end after a forced stop before they are abandoned.
+const FORCE_GRACE: Duration = Duration::from_secs(5);
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

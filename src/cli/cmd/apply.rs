@@ -265,8 +265,14 @@ async fn print_console(mut rx: mpsc::Receiver<ConsoleEvent>, config: Config, tot
             ConsoleEvent::Draining { running } => {
                 let _ = writeln!(line, "waiting for {running} running tasks");
             }
-            ConsoleEvent::Stopping => {
+            ConsoleEvent::Stopping { by_term: false } => {
                 bar.note("\nStopping: no new tasks will start; running ones finish and are recorded. Press Ctrl-C again to kill them.\n");
+            }
+            ConsoleEvent::Stopping { by_term: true } => {
+                bar.note(&format!(
+                    "\nStopping (SIGTERM): no new tasks will start; running ones get {}s to finish, then are killed.\n",
+                    crate::reconcile::signals::DRAIN_DEADLINE.as_secs()
+                ));
             }
             ConsoleEvent::Killing => {
                 bar.note("\nKilling running tasks.\n");

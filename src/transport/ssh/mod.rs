@@ -220,7 +220,19 @@ impl SshTransport {
     async fn channel(&self, handle: &Handle<HostKeyCheck>) -> Result<russh::Channel<client::Msg>> {
         let mut pause = Duration::from_millis(10);
         for _ in 0..8 {
-            match handle.channel_open_session().await {
+            let opened =
+                tokio::time::timeout(self.target.connect_timeout, handle.channel_open_session())
+                    .await
+                    .map_err(|_| {
+                        self.error(
+                            ErrorKind::TimedOut,
+                            format!(
+                                "the server did not open a channel within {:?}",
+                                self.target.connect_timeout
+                            ),
+                        )
+                    })?;
+            match opened {
                 Ok(channel) => {
                     Counters::add(&self.counters.channels);
                     return Ok(channel);
@@ -287,9 +299,20 @@ impl SshTransport {
             .await
             .map_err(|e| self.lost(&e.to_string()))?;
         if let Some(bytes) = &request.stdin {
-            channel
-                .data(bytes.as_slice())
+            // A connection that freezes mid-transfer never frees the send window: the upload
+            // is bounded by a deadline that grows with its size.
+            let deadline = transfer_deadline(bytes.len());
+            tokio::time::timeout(deadline, channel.data(bytes.as_slice()))
                 .await
+                .map_err(|_| {
+                    self.error(
+                        ErrorKind::TimedOut,
+                        format!(
+                            "sending {} bytes did not finish within {deadline:?}; the connection seems stuck",
+                            bytes.len()
+                        ),
+                    )
+                })?
                 .map_err(|e| self.lost(&e.to_string()))?;
         }
         channel.eof().await.map_err(|e| self.lost(&e.to_string()))?;
@@ -496,6 +519,11 @@ async fn open(
         Ok(Err(message)) => Err(error(ErrorKind::Authentication, message)),
         Ok(Ok(())) => Ok(handle),
     }
+}
+
+/// How long sending `bytes` may take: a minute, plus a second per 256 KiB.
+pub(crate) fn transfer_deadline(bytes: usize) -> Duration {
+    Duration::from_secs(60 + (bytes / (256 * 1024)) as u64)
 }
 
 /// What kind of failure a failed connect is: the network (worth retrying) or the peer

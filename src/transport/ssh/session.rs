@@ -24,11 +24,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::{Framer, Piece};
 use super::known_hosts::HostKeyCheck;
-use super::{DRAIN_GRACE, SshTransport, Streams};
+use super::{DRAIN_GRACE, SshTransport, Streams, transfer_deadline};
 use crate::template::shell_quote;
 use crate::transport::{
-    CommandLine, Error, ExecOutput, ExecRequest, ExitStatus, PutFile, READ_CONTENT_LIMIT, Result,
-    Stream, script,
+    CommandLine, Error, ErrorKind, ExecOutput, ExecRequest, ExitStatus, PutFile,
+    READ_CONTENT_LIMIT, Result, Stream, script,
 };
 
 /// Largest file content sent inside the shell's input.
@@ -216,7 +216,13 @@ fn ready_in(pieces: &[Piece]) -> bool {
 struct Ended {
     status: ExitStatus,
     streams: Streams,
+    /// Whether the shell ended the operation cleanly and can take the next one.
+    reusable: bool,
 }
+
+/// How long an operation of drover's own (a file compare-and-write, an existence check) may
+/// take before its shell is given up.
+const OPERATION_DEADLINE: Duration = Duration::from_secs(60);
 
 impl SshTransport {
     /// Runs a command in a session shell (as `request.become`).
@@ -248,6 +254,7 @@ impl SshTransport {
     pub(super) async fn session_sync(&self, file: &PutFile) -> Result<crate::transport::Synced> {
         let mut request = ExecRequest::shell(String::new());
         request.capture_limit = script::READ_CAPTURE;
+        request.timeout = Some(OPERATION_DEADLINE);
         let ended = self
             .in_session(
                 file.r#become.as_deref(),
@@ -269,7 +276,8 @@ impl SshTransport {
 
     /// Whether anything exists at `path`, from a session shell.
     pub(super) async fn session_exists(&self, path: &str, r#become: Option<&str>) -> Result<bool> {
-        let request = ExecRequest::shell(String::new());
+        let mut request = ExecRequest::shell(String::new());
+        request.timeout = Some(OPERATION_DEADLINE);
         let ended = self
             .in_session(
                 r#become,
@@ -326,7 +334,9 @@ impl SshTransport {
         let ended = self
             .operate(&handle, &mut session, &text, request, force, r#become)
             .await?;
-        if let Ok(mut idle) = self.idle.lock() {
+        if ended.reusable
+            && let Ok(mut idle) = self.idle.lock()
+        {
             idle.entry(user).or_default().push(session);
         }
         Ok(ended)
@@ -396,10 +406,10 @@ impl SshTransport {
         r#become: Option<&str>,
     ) -> Result<Ended> {
         let seq = session.seq.to_string();
-        session
-            .channel
-            .data(text.as_bytes())
+        let send = transfer_deadline(text.len());
+        tokio::time::timeout(send, session.channel.data(text.as_bytes()))
             .await
+            .map_err(|_| self.stuck(send))?
             .map_err(|e| self.lost(&e.to_string()))?;
         let mut streams = Streams::new(request.capture_limit, request.output.clone());
         streams.marker_done = true;
@@ -425,9 +435,13 @@ impl SshTransport {
                     Some(_) => continue,
                 },
                 () = &mut deadline => {
-                    if killed.is_some() {
-                        // The group did not end after the kill: give the shell up.
-                        return Ok(Ended { status: killed.unwrap_or(ExitStatus::TimedOut), streams });
+                    if killed.is_some() || pid.is_none() {
+                        // Nothing to kill, or the group did not end after the kill: the shell
+                        // is in an unknown state and is given up (never reused).
+                        return match killed {
+                            Some(status) => Ok(Ended { status, streams, reusable: false }),
+                            None => Err(self.stuck(request.timeout.unwrap_or(OPERATION_DEADLINE))),
+                        };
                     }
                     killed = Some(ExitStatus::TimedOut);
                     self.kill_pid(handle, pid, r#become).await;
@@ -460,7 +474,18 @@ impl SshTransport {
         let status = killed.unwrap_or(ExitStatus::Code {
             code: code.unwrap_or(-1),
         });
-        Ok(Ended { status, streams })
+        Ok(Ended {
+            status,
+            streams,
+            reusable: true,
+        })
+    }
+
+    fn stuck(&self, after: Duration) -> Error {
+        self.error(
+            ErrorKind::TimedOut,
+            format!("the remote shell did not answer within {after:?}; the connection seems stuck"),
+        )
     }
 
     async fn kill_pid(
