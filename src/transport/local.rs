@@ -408,12 +408,56 @@ fn put_direct(file: &PutFile, serial: u64) -> Result<()> {
             std::os::unix::fs::chown(&temp, uid, gid).map_err(fail("set the owner of"))?;
         }
         out.sync_all().map_err(fail("flush"))?;
-        std::fs::rename(&temp, path).map_err(fail("replace"))
+        std::fs::rename(&temp, path).map_err(fail("replace"))?;
+        // The rename is durable only once the directory is: before the outcome is recorded.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(fail("flush the directory of"))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
+    if result.is_ok() {
+        clean_leftovers(dir);
+    }
     result
+}
+
+/// Temporary files older than this, left by a drover that was killed mid-write, are removed.
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes temporary files that a killed drover left in `dir` (`.NAME.drover-PID-N`), once
+/// per directory per process; only old ones, so another drover writing there now is safe.
+fn clean_leftovers(dir: &Path) {
+    static CLEANED: std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let first = CLEANED
+        .lock()
+        .is_ok_and(|mut cleaned| cleaned.insert(dir.to_owned()));
+    if !first {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(std::result::Result::ok) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = name.starts_with('.') && name.contains(".drover-");
+        let old = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > LEFTOVER_AGE);
+        if ours
+            && old
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            tracing::info!(path = %entry.path().display(), "removed a temporary file a killed drover left");
+        }
+    }
 }
 
 fn unknown(what: &str, name: &str, path: &str) -> Error {

@@ -730,3 +730,26 @@ fn issue_9_a_handler_runs_only_when_a_source_changed() {
         "reloaded-again\n"
     );
 }
+
+#[test]
+fn a_write_removes_old_temporary_files_a_killed_apply_left() {
+    let s = Scratch::new(BASIC);
+    let old = s.file(".app.conf.drover-4242-0");
+    let fresh = s.file(".app.conf.drover-4343-0");
+    std::fs::write(&old, "half").unwrap();
+    std::fs::write(&fresh, "half").unwrap();
+    assert!(
+        std::process::Command::new("touch")
+            .args(["-d", "20 minutes ago"])
+            .arg(&old)
+            .status()
+            .unwrap()
+            .success()
+    );
+    s.apply().expect_code(0);
+    assert!(!old.exists(), "the old leftover stayed");
+    assert!(
+        fresh.exists(),
+        "a fresh temporary file (another writer's) was removed"
+    );
+}

@@ -81,6 +81,15 @@ _dmv() {{
   mv -f "$1" "$2"
 }}
 _dend() {{ printf '\n%s END %s %s\n' "$_dN" "$1" "$2"; printf '\n%s END %s\n' "$_dN" "$1" >&2; }}
+_dcl='|'
+_dclean() {{
+  case "$_dcl" in *"|$1|"*) return 0;; esac
+  _dcl="$_dcl$1|"
+  set -- "$1"/.drover.*
+  [ -e "$1" ] || return 0
+  find "${{1%/*}}/" -maxdepth 1 -type f -name '.drover.*' -mmin +10 -exec rm -f {{}} + 2>/dev/null
+  return 0
+}}
 _dsync() {{
   _dp=$1 _dum=$2 _dm=$3 _dcm=$4 _do=$5 _dg=$6 _dl=$7 _dc=$8 _dt=$9 _dht=${{10}} _dhp=${{11}} _dsame=0 _dom=
   if [ -e "$_dp" ]; then
@@ -99,6 +108,7 @@ _dsync() {{
     printf 'ABSENT\n'
   fi
   if [ "$_dsame" = 1 ]; then printf 'DROVER_SAME\n'; return 0; fi
+  _dclean "${{_dp%/*}}"
   umask "$_dum"
   if ! printf '%s' "$_dc" > "$_dt"; then umask 077; return 1; fi
   umask 077
@@ -655,6 +665,34 @@ mod shell_tests {
             return;
         }
         check_protocol("/usr/local/bin:/usr/bin:/bin", true);
+    }
+
+    #[test]
+    fn a_write_removes_old_temporary_files_a_killed_drover_left_and_keeps_fresh_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(".drover.DEAD.3");
+        let fresh = dir.path().join(".drover.BUSY.1");
+        std::fs::write(&old, "half").unwrap();
+        std::fs::write(&fresh, "half").unwrap();
+        assert!(
+            std::process::Command::new("touch")
+                .args(["-d", "20 minutes ago"])
+                .arg(&old)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let target = dir.path().join("conf");
+        let (output, _) = run_shell(
+            "/usr/local/bin:/usr/bin:/bin",
+            &[sync_line(&file(&target, "x\n", None), "NTEST", 1)],
+        );
+        assert!(String::from_utf8_lossy(&output).contains("DROVER_WRITTEN"));
+        assert!(!old.exists(), "the old leftover stayed");
+        assert!(
+            fresh.exists(),
+            "a fresh temporary file (another writer's) was removed"
+        );
     }
 
     #[test]
