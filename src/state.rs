@@ -148,6 +148,16 @@ pub struct InstanceDetail {
     /// removals of what needed it (reverse order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<InstanceId>,
+    /// A hash of the `undo` and `check` commands as resolved (secrets included, hashed only):
+    /// they are outside the spec hash, so an edit of them alone is found by this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_check_hash: Option<SpecHash>,
+}
+
+/// The hash of an instance's `undo` and `check`, or `None` when it has neither.
+pub fn undo_check_hash(instance: &ResolvedInstance) -> Option<SpecHash> {
+    (instance.undo.is_some() || instance.check.is_some())
+        .then(|| SpecHash::of(&(instance.undo.as_deref(), instance.check.as_deref())))
 }
 
 /// `Action` as recorded: file bytes become capped, redacted text.
@@ -295,6 +305,7 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
             .chain(&instance.triggered_by)
             .cloned()
             .collect(),
+        undo_check_hash: undo_check_hash(instance),
     }
 }
 
@@ -338,6 +349,8 @@ pub struct Recorded {
     pub instances: BTreeMap<InstanceId, RecordedInstance>,
     pub pending_triggers: BTreeMap<InstanceId, PendingTrigger>,
     pub drift: BTreeMap<InstanceId, DriftFinding>,
+    /// The recorded `undo_check_hash` of instances that have an `undo` or a `check`.
+    pub undo_check: BTreeMap<InstanceId, SpecHash>,
     /// Details of the recorded instances the desired state no longer has (their undo, and
     /// what they needed, which orders their removal); loaded by the caller of `plan`.
     pub no_longer_desired: BTreeMap<InstanceId, InstanceDetail>,

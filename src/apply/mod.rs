@@ -391,7 +391,18 @@ impl Driver {
         let progressed = !ready.is_empty() || !settled.is_empty();
         self.settle(settled).await?;
         for id in ready {
-            if request.stale.contains(&id) {
+            if self.changes.get(&id).map(|c| c.kind) == Some(ChangeKind::Refresh) {
+                // Only its undo or check changed: record them; the host is not contacted.
+                self.adopt_durably(&id).await?;
+                let settled = schedule.finish(
+                    &id,
+                    Finished {
+                        succeeded: true,
+                        changed: false,
+                    },
+                );
+                self.settle(settled).await?;
+            } else if request.stale.contains(&id) {
                 let settled = schedule.finish(
                     &id,
                     Finished {
@@ -560,6 +571,51 @@ impl Driver {
             duration: Duration::ZERO,
             worker,
         })
+    }
+
+    /// Records an instance's current details (its undo and check) without running it, and
+    /// reports it unchanged.
+    async fn adopt_durably(&mut self, id: &InstanceId) -> Result<(), Error> {
+        let (Some(instance), Some(change)) = (self.instances.get(id), self.changes.get(id)) else {
+            return Ok(());
+        };
+        let detail = detail_of(instance, &self.redactor);
+        let (run, at, key, spec_hash) = (self.run, clock::now(), id.clone(), instance.spec_hash);
+        let mut report = Driver::report(change, InstanceStatus::Unchanged, None);
+        "undo/check recorded; the host was not contacted".clone_into(&mut report.summary);
+        let event = Event {
+            at,
+            kind: EventKind::InstanceFinished {
+                id: key.clone(),
+                outcome: Outcome::Succeeded,
+                changed: false,
+            },
+        };
+        self.store
+            .write(move |tx| {
+                let write = InstanceWrite {
+                    id: &key,
+                    spec_hash,
+                    outcome: Outcome::Succeeded,
+                    finished_at: at,
+                    duration_ms: 0,
+                    run: Some(run),
+                    detail: Some(&detail),
+                    fires: &[],
+                };
+                store::log_in(tx, run, &event, Change::Record(&write))
+            })
+            .await?;
+        let _ = self
+            .console
+            .send(ConsoleEvent::Ended {
+                id: id.clone(),
+                status: InstanceStatus::Unchanged,
+                summary: report.summary.clone(),
+            })
+            .await;
+        self.reports.insert(id.clone(), report);
+        Ok(())
     }
 
     /// Records a new or edited trigger-only task as applied without running it: nothing

@@ -22,16 +22,19 @@ pub enum ChangeKind {
     Remove,
     /// Forced by `--replace` or `--force`.
     Replace,
+    /// Only its `undo` or `check` changed: record them; the host is not contacted.
+    Refresh,
 }
 
 impl ChangeKind {
-    pub const ALL: [ChangeKind; 6] = [
+    pub const ALL: [ChangeKind; 7] = [
         ChangeKind::Create,
         ChangeKind::Update,
         ChangeKind::Trigger,
         ChangeKind::Drifted,
         ChangeKind::Remove,
         ChangeKind::Replace,
+        ChangeKind::Refresh,
     ];
 
     /// The one-character mark in the text plan, like Terraform's.
@@ -43,6 +46,7 @@ impl ChangeKind {
             ChangeKind::Drifted => "≠",
             ChangeKind::Remove => "-",
             ChangeKind::Replace => "±",
+            ChangeKind::Refresh => "*",
         }
     }
 
@@ -54,6 +58,7 @@ impl ChangeKind {
             ChangeKind::Drifted => "drifted",
             ChangeKind::Remove => "remove",
             ChangeKind::Replace => "replace",
+            ChangeKind::Refresh => "refresh",
         }
     }
 }
@@ -85,6 +90,8 @@ pub enum Reason {
     NoLongerDesired { has_undo: bool },
     /// `--replace` or `--force` asked for it.
     Forced,
+    /// Its `undo` or `check` changed, and nothing else.
+    UndoOrCheckChanged,
     /// New or edited, but it has `triggeredBy`: it runs only if one of these changes in this
     /// run; otherwise it is recorded as applied without running.
     OnlyIfTriggered { sources: Vec<InstanceId> },
@@ -106,6 +113,9 @@ impl Reason {
             }
             Reason::LastAttempt { outcome } => format!("last attempt {outcome}"),
             Reason::TriggeredBy { sources } => format!("triggered by {}", ids(sources)),
+            Reason::UndoOrCheckChanged => {
+                "undo or check changed; recorded without contacting the host".to_owned()
+            }
             Reason::OnlyIfTriggered { sources } => {
                 format!("runs only if {} changes", ids(sources))
             }

@@ -239,6 +239,7 @@ fn own_change(
     if !reasons.is_empty() {
         return with_pending(ChangeKind::Update, reasons);
     }
+
     if instance.drift != DriftPolicy::Ignore
         && let Some(finding) = recorded.drift.get(&instance.id)
     {
@@ -248,6 +249,11 @@ fn own_change(
                 summary: finding.summary.clone(),
             }],
         );
+    }
+    if pending.is_none()
+        && crate::state::undo_check_hash(instance) != recorded.undo_check.get(&instance.id).copied()
+    {
+        return Some((ChangeKind::Refresh, vec![Reason::UndoOrCheckChanged]));
     }
     pending.map(|reason| (ChangeKind::Trigger, vec![reason]))
 }

@@ -69,6 +69,12 @@ pub fn summary(plan: &Plan) -> String {
         parts.push(format!("{} to replace", count(ChangeKind::Replace)));
     }
     parts.push(format!("{} to remove", count(ChangeKind::Remove)));
+    if count(ChangeKind::Refresh) > 0 {
+        parts.push(format!(
+            "{} to refresh in the state only",
+            count(ChangeKind::Refresh)
+        ));
+    }
     format!("Plan: {}.", parts.join(", "))
 }
 
@@ -124,6 +130,7 @@ fn paint_kind(kind: ChangeKind, text: &str, style: Style) -> String {
         ChangeKind::Update | ChangeKind::Trigger | ChangeKind::Drifted => style.warning(text),
         ChangeKind::Remove => style.error(text),
         ChangeKind::Replace => style.help(text),
+        ChangeKind::Refresh => style.gutter(text),
     }
 }
 
@@ -339,6 +346,8 @@ struct JsonSummary {
     drifted: usize,
     remove: usize,
     replace: usize,
+    /// Only `undo`/`check` changed: recorded without contacting the host.
+    refresh: usize,
     unchanged: usize,
     outside_targets: usize,
 }
@@ -381,6 +390,7 @@ impl<'a> JsonPlan<'a> {
                 drifted: count(ChangeKind::Drifted),
                 remove: count(ChangeKind::Remove),
                 replace: count(ChangeKind::Replace),
+                refresh: count(ChangeKind::Refresh),
                 unchanged: plan.unchanged,
                 outside_targets: plan.outside_targets,
             },
@@ -609,6 +619,7 @@ mod tests {
             r#become: None,
             connection: "ssh deploy@10.0.0.1".to_owned(),
             needs: Vec::new(),
+            undo_check_hash: None,
         }
     }
 
@@ -1240,6 +1251,7 @@ mod tests {
                 "drifted": 0,
                 "remove": 1,
                 "replace": 0,
+                "refresh": 0,
                 "unchanged": 7,
                 "outsideTargets": 2
               },
@@ -1373,6 +1385,7 @@ mod tests {
                 "drifted": 0,
                 "remove": 0,
                 "replace": 0,
+                "refresh": 0,
                 "unchanged": 7,
                 "outsideTargets": 0
               },

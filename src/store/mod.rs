@@ -31,7 +31,9 @@ use crate::state::{
     Timestamp,
 };
 use lock::Holder;
-use tables::{DETAILS, DRIFT, EVENTS, INSTANCES, REPORTS, RUNS, SCHEMA_VERSION, TRIGGERS};
+use tables::{
+    DETAILS, DRIFT, EVENTS, INSTANCES, REPORTS, RUNS, SCHEMA_VERSION, TRIGGERS, UNDO_CHECK,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -638,6 +640,14 @@ pub(crate) fn snapshot_in(tx: &ReadTransaction) -> Result<Recorded> {
     }
     recorded.pending_triggers = read_json_table(tx, TRIGGERS)?;
     recorded.drift = read_json_table(tx, DRIFT)?;
+    if let Some(table) = open_read(tx, UNDO_CHECK)? {
+        for entry in table.iter().map_err(read)? {
+            let (key, value) = entry.map_err(read)?;
+            recorded
+                .undo_check
+                .insert(parse_id(key.value())?, SpecHash::from_bytes(value.value()));
+        }
+    }
     Ok(recorded)
 }
 
@@ -774,6 +784,14 @@ fn record_in(tx: &WriteTransaction, write: &InstanceWrite<'_>) -> Result<()> {
         details
             .insert(key.as_str(), encode(detail)?.as_slice())
             .map_err(write_err)?;
+        let mut undo_check = tx.open_table(UNDO_CHECK).map_err(write_err)?;
+        match detail.undo_check_hash {
+            Some(hash) => undo_check
+                .insert(key.as_str(), *hash.as_bytes())
+                .map(|_| ()),
+            None => undo_check.remove(key.as_str()).map(|_| ()),
+        }
+        .map_err(write_err)?;
     }
     let mut triggers = tx.open_table(TRIGGERS).map_err(write_err)?;
     if write.outcome == Outcome::Succeeded {
@@ -883,6 +901,10 @@ fn forget_in(tx: &WriteTransaction, id: &InstanceId) -> Result<bool> {
         .remove(key.as_str())
         .map_err(write_err)?;
     tx.open_table(DRIFT)
+        .map_err(write_err)?
+        .remove(key.as_str())
+        .map_err(write_err)?;
+    tx.open_table(UNDO_CHECK)
         .map_err(write_err)?
         .remove(key.as_str())
         .map_err(write_err)?;

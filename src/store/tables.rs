@@ -9,7 +9,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use crate::store::Error;
 
 /// Bump when a table changes meaning, and add the step to `migrate`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 /// Instance id → (spec hash, outcome code, finished at ms, duration ms, run id or 0).
@@ -25,6 +25,8 @@ pub const DRIFT: TableDefinition<&str, &[u8]> = TableDefinition::new("drift");
 pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("runs");
 /// Run id → JSON `ApplyReport` (output capped, secrets masked).
 pub const REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("reports");
+/// Instance id → hash of its `undo` and `check` (only instances that have one); version 2.
+pub const UNDO_CHECK: TableDefinition<&str, [u8; 32]> = TableDefinition::new("undo_check");
 /// (run id, sequence) → JSON `Event`.
 pub const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
 
@@ -66,6 +68,11 @@ pub fn migrate(tx: &WriteTransaction, from: u32) -> Result<(), Error> {
         tx.open_table(RUNS).map_err(write)?;
         tx.open_table(EVENTS).map_err(write)?;
         tx.open_table(REPORTS).map_err(write)?;
+    }
+    if from < 2 {
+        // Version 2 records `undo`/`check` hashes; older records have none, so their next
+        // plan refreshes the instances that have an `undo` or a `check` (no host contact).
+        tx.open_table(UNDO_CHECK).map_err(write)?;
     }
     let mut meta = tx.open_table(META).map_err(write)?;
     meta.insert(VERSION_KEY, SCHEMA_VERSION)

@@ -753,3 +753,41 @@ fn a_write_removes_old_temporary_files_a_killed_apply_left() {
         "a fresh temporary file (another writer's) was removed"
     );
 }
+
+/// An edit of `undo` alone changes nothing on the host but must be remembered: the removal
+/// later runs the edited undo, not the old one (or none).
+#[test]
+fn issue_9_an_undo_edit_is_recorded_and_a_later_removal_runs_it() {
+    let s = Scratch::new(BASIC);
+    s.apply().expect_code(0);
+    let edited = BASIC.replace(
+        "undo: rm -f {{ dir }}/marker",
+        "undo: rm -f {{ dir }}/marker && echo undone-by-the-edit >> {{ dir }}/undo.log",
+    );
+    s.write(&edited);
+    let plan = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(
+        plan.stdout().contains("undo or check changed") && plan.stdout().contains("to refresh"),
+        "{}",
+        plan.stdout()
+    );
+    let (run, report) = s.apply_with_report();
+    run.expect_code(0);
+    assert_eq!(statuses(&report), ["box/app/marker unchanged"]);
+    assert_eq!(report["contacts"]["commands"], 0, "{report}");
+    // Then the task goes away: its edited undo runs.
+    s.write(&edited.replace(
+        "    - name: marker\n      needs: [config]\n      run: {command: \"touch {{ dir }}/marker\", creates: \"{{ dir }}/marker\"}\n      undo: rm -f {{ dir }}/marker && echo undone-by-the-edit >> {{ dir }}/undo.log\n",
+        "",
+    ));
+    s.apply().expect_code(0);
+    assert!(!s.file("marker").exists());
+    assert_eq!(
+        std::fs::read_to_string(s.file("undo.log")).unwrap(),
+        "undone-by-the-edit\n"
+    );
+}
