@@ -1,6 +1,7 @@
 //! Authentication and host keys against real sshd: RSA and ECDSA identity files, ssh-agent,
 //! an encrypted key refused with a clear message, an unknown host key refused with its
-//! fingerprint, and `--accept-new-host-keys` recording it.
+//! fingerprint, `--accept-new-host-keys` recording it, and `known_hosts` files read as OpenSSH
+//! reads them (a stale line before the right one, a `@revoked` key).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -200,4 +201,65 @@ fn an_unknown_host_key_is_refused_then_accepted_on_request() {
     // From now on the recorded key is simply verified.
     let out = apply(dir.path(), &["--replace", "host-1/app/touch"], None);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Host-1's line in `file`: `[127.0.0.1]:PORT ssh-ed25519 …`.
+fn host_line(fleet: &Fleet, file: &Path) -> String {
+    let prefix = format!("[127.0.0.1]:{} ", fleet.host(0).port);
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .find(|line| line.starts_with(&prefix))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn known_hosts_lines_are_read_as_openssh_reads_them() {
+    let fleet = Fleet::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    let right = host_line(fleet, &fleet.known_hosts());
+    let stale = host_line(fleet, &fleet.wrong_known_hosts());
+    manifests(
+        fleet,
+        dir.path(),
+        Some(&fleet.client_key()),
+        &known_hosts,
+        "auth-known-hosts",
+    );
+    let openssh_connects = || {
+        fleet
+            .openssh(0, &known_hosts)
+            .arg("true")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+
+    // A stale line for the host, then the right one: accepted.
+    std::fs::write(&known_hosts, format!("{stale}\n{right}\n")).unwrap();
+    assert!(openssh_connects(), "OpenSSH accepts it");
+    let out = apply(dir.path(), &[], None);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The same key marked `@revoked`, with the right plain line still there: refused, and
+    // not learned by --accept-new-host-keys either.
+    let file = format!("# fleet\n\n{right}\n@revoked {right}\n");
+    std::fs::write(&known_hosts, &file).unwrap();
+    assert!(!openssh_connects(), "OpenSSH refuses it");
+    let out = apply(
+        dir.path(),
+        &["--replace", "host-1/app/touch", "--accept-new-host-keys"],
+        None,
+    );
+    let all = text(&out);
+    assert!(
+        !out.status.success()
+            && all.contains("REVOKED")
+            && all.contains(&format!("{}:4", known_hosts.display())),
+        "{all}"
+    );
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), file);
 }
