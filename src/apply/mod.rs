@@ -141,8 +141,10 @@ pub async fn apply(
             store::begin_run_in(tx, record)
         })
         .await?;
+    let span = tracing::info_span!("run", id = run.0);
+    tracing::info!(parent: &span, planned = request.plan.changes.len(), "run started");
     let mut driver = Driver::new(&request, store.clone(), run, console);
-    driver.drive(&request, shutdown).await?;
+    tracing::Instrument::instrument(driver.drive(&request, shutdown), span.clone()).await?;
     let status = if driver.reports.values().any(|r| r.status.is_failure()) {
         RunStatus::Failed
     } else if shutdown.graceful.is_cancelled() {
@@ -711,45 +713,55 @@ impl Driver {
             (ChangeKind::Remove, _) | (_, None) => {
                 let detail = request.recorded.get(&id).cloned();
                 let task_key = (id.clone(), change.kind, worker);
-                let handle = running.spawn(async move {
-                    let begun = Instant::now();
-                    let result = match &detail {
-                        Some(detail) => attempt::undo(&id, detail, ctx).await,
-                        None => Ok(Applied {
-                            changed: true,
-                            summary: "forgotten".to_owned(),
-                            ..Applied::default()
-                        }),
-                    };
-                    let duration = begun.elapsed();
-                    let persisted = persist.record(&result, duration).await;
-                    Done {
-                        id,
-                        persisted,
-                        result,
-                        attempts: 1,
-                        duration,
-                        worker,
-                    }
-                });
+                let span = tracing::info_span!("instance", id = %id, host = %id.host);
+                let handle = running.spawn(tracing::Instrument::instrument(
+                    async move {
+                        let begun = Instant::now();
+                        let result = match &detail {
+                            Some(detail) => attempt::undo(&id, detail, ctx).await,
+                            None => Ok(Applied {
+                                changed: true,
+                                summary: "forgotten".to_owned(),
+                                ..Applied::default()
+                            }),
+                        };
+                        let duration = begun.elapsed();
+                        let persisted = persist.record(&result, duration).await;
+                        tracing::info!(ok = result.is_ok(), ?duration, "undo ended");
+                        Done {
+                            id,
+                            persisted,
+                            result,
+                            attempts: 1,
+                            duration,
+                            worker,
+                        }
+                    },
+                    span,
+                ));
                 self.tasks.insert(handle.id(), task_key);
             }
             (_, Some(instance)) => {
                 let task_key = (id.clone(), change.kind, worker);
-                let handle = running.spawn(async move {
-                    let begun = Instant::now();
-                    let (result, attempts) = attempt::run(instance, ctx).await;
-                    let duration = begun.elapsed();
-                    let persisted = persist.record(&result, duration).await;
-                    Done {
-                        id,
-                        persisted,
-                        result,
-                        attempts,
-                        duration,
-                        worker,
-                    }
-                });
+                let span = tracing::info_span!("instance", id = %id, host = %id.host);
+                let handle = running.spawn(tracing::Instrument::instrument(
+                    async move {
+                        let begun = Instant::now();
+                        let (result, attempts) = attempt::run(instance, ctx).await;
+                        let duration = begun.elapsed();
+                        let persisted = persist.record(&result, duration).await;
+                        tracing::info!(ok = result.is_ok(), attempts, ?duration, "attempt ended");
+                        Done {
+                            id,
+                            persisted,
+                            result,
+                            attempts,
+                            duration,
+                            worker,
+                        }
+                    },
+                    span,
+                ));
                 self.tasks.insert(handle.id(), task_key);
             }
         }

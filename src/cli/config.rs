@@ -5,7 +5,7 @@
     reason = "NO_COLOR and RUST_LOG are read here, once"
 )]
 
-use crate::cli::args::{Cli, ColorChoice, LimitArgs};
+use crate::cli::args::{Cli, ColorChoice, LimitArgs, LogFormat};
 use crate::cli::output::Output;
 use crate::load::Limits;
 use crate::load::yaml::YamlLimits;
@@ -172,9 +172,10 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Logs go to stderr so they never mix with plans or graphs on stdout.
-pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
+/// Logs go to stderr so they never mix with plans or graphs on stdout; colour only when
+/// stderr is a terminal and colour is not turned off; JSON lines when asked.
+pub fn init_tracing(cli: &Cli, stderr_tty: bool) {
+    let default = match cli.verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -184,9 +185,23 @@ pub fn init_tracing(verbose: u8) {
         .ok()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| format!("drover={default}"));
-    let _ = tracing_subscriber::fmt()
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => stderr_tty && !no_color,
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match cli.log_format {
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
 }

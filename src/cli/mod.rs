@@ -52,7 +52,7 @@ impl Error {
             Error::Store(error) => error.help(),
             Error::Reconcile(error) => error.help(),
             Error::Usage { help, .. } => Some(help.clone()),
-            _ => None,
+            Error::ManifestDir(_) | Error::Write { .. } => None,
         }
     }
 }
@@ -81,9 +81,10 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    config::init_tracing(cli.verbose);
+    let output = Output::detect();
+    config::init_tracing(&cli, output.stderr_tty);
     quiet_store_panics();
-    let config = Config::new(&cli, Output::detect());
+    let config = Config::new(&cli, output);
     match run(cli.command, &config) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Invalid) => ExitCode::from(1),

@@ -210,7 +210,7 @@ pub fn summary(report: &ApplyReport, style: Style) -> String {
     let word = match report.status {
         RunStatus::Succeeded => style.success("Apply complete"),
         RunStatus::Cancelled | RunStatus::Interrupted => style.warning("Apply stopped"),
-        _ => style.error("Apply failed"),
+        RunStatus::Failed | RunStatus::Pending | RunStatus::Running => style.error("Apply failed"),
     };
     let mut out = format!(
         "{word}: {} changed, {} unchanged, {failed} failed, {} skipped, {} removed in {secs}.\n",

@@ -130,7 +130,14 @@ impl Error {
             Error::Read { source } | Error::Write { source } if is_damage(source) => {
                 Some("the state file looks damaged; run the command again, and if it fails the same way restore the backup drover keeps beside it (see `ls <state>.backup`) or move the file aside to start afresh".to_owned())
             }
-            _ => None,
+            Error::Open { .. }
+            | Error::Read { .. }
+            | Error::Write { .. }
+            | Error::RunStatus { .. }
+            | Error::NoRun { .. }
+            | Error::Encode { .. }
+            | Error::Commit { .. }
+            | Error::Backup { .. } => None,
         }
     }
 }
@@ -164,7 +171,17 @@ impl Error {
             Error::Lock { source, .. }
             | Error::CreateDir { source, .. }
             | Error::Backup { source, .. } => Some(source.kind()),
-            _ => None,
+            Error::Open { .. }
+            | Error::Busy { .. }
+            | Error::TooNew { .. }
+            | Error::Read { .. }
+            | Error::Write { .. }
+            | Error::Corrupt { .. }
+            | Error::Locked { .. }
+            | Error::RunStatus { .. }
+            | Error::NoRun { .. }
+            | Error::Encode { .. }
+            | Error::Damaged { .. } => None,
         }
     }
 }

@@ -217,7 +217,7 @@ pub(crate) async fn exec<T: Transport>(
         ExitStatus::Cancelled => Err(Failure::Cancelled {
             commands: std::mem::take(commands),
         }),
-        _ => Ok(out),
+        ExitStatus::Code { .. } | ExitStatus::Signal { .. } => Ok(out),
     }
 }
 

@@ -7,7 +7,8 @@
 //! * `hashing.rs`: spec-hash stability and sensitivity, with property tests;
 //! * `schemas.rs`: the checked-in JSON Schemas are what the types generate;
 //! * `tidy.rs`: architecture invariants checked over the source tree;
-//! * `damage.rs`: damaged, read-only and too-open state files.
+//! * `damage.rs`: damaged, read-only and too-open state files;
+//! * `logs.rs`: log lines on stderr, text and JSON.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,6 +24,7 @@ mod corpus;
 mod damage;
 mod harness;
 mod hashing;
+mod logs;
 mod plan;
 mod schemas;
 mod store;

@@ -143,7 +143,10 @@ impl SshTransport {
                 self.generation.load(std::sync::atomic::Ordering::Relaxed),
             ));
         }
-        let (handle, jump) = self.connect_with_retry().await?;
+        let (handle, jump) = self.connect_with_retry().await.inspect_err(|error| {
+            tracing::warn!(host = %self.target.host, %error, kind = ?error.kind(), "cannot connect");
+        })?;
+        tracing::info!(host = %self.target.host, "connected and authenticated");
         let handle = Arc::new(handle);
         Counters::add(&self.counters.connections);
         let generation = self
@@ -184,6 +187,7 @@ impl SshTransport {
 
     async fn connect(&self) -> Result<(Handle<HostKeyCheck>, Option<Handle<HostKeyCheck>>)> {
         let t = &self.target;
+        tracing::info!(host = %t.host, address = %t.address, port = t.port, user = %t.user, jump = t.jump.is_some(), "connecting");
         let (handle, jump) = match &t.jump {
             None => (open(t, None).await?, None),
             Some(jump) => {

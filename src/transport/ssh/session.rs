@@ -358,6 +358,7 @@ impl SshTransport {
         user: Option<&str>,
         generation: u64,
     ) -> Result<ShellSession> {
+        tracing::debug!(host = %self.target.host, user = ?user, "starting a remote shell");
         let mut channel = self.channel(handle).await?;
         let sudo = user
             .map(|u| format!("sudo -n -u {} -- ", shell_quote(u)))
@@ -416,6 +417,7 @@ impl SshTransport {
         r#become: Option<&str>,
     ) -> Result<Ended> {
         let seq = session.seq.to_string();
+        tracing::debug!(host = %self.target.host, seq = session.seq, bytes = text.len(), "operation sent");
         let send = transfer_deadline(text.len());
         tokio::time::timeout(send, session.channel.data(text.as_bytes()))
             .await
