@@ -8,6 +8,7 @@
 //! * each new scenario group gets its own file and `mod` line below, named after the
 //!   behaviour it covers (e.g. `apply.rs`, `host_down.rs`, `host_keys.rs`);
 //! * `faults.rs`: connections that freeze, and signals that must still end drover;
+//! * `chaos.rs`: kill -9 at random points of many applies;
 //! * the smoke test of the binary stays at the bottom of this file.
 #![allow(
     clippy::unwrap_used,
@@ -21,6 +22,7 @@
 
 mod apply;
 mod auth;
+mod chaos;
 mod faults;
 mod fleet;
 mod fleet_checks;

@@ -8,7 +8,8 @@
 //! * `schemas.rs`: the checked-in JSON Schemas are what the types generate;
 //! * `tidy.rs`: architecture invariants checked over the source tree;
 //! * `damage.rs`: damaged, read-only and too-open state files;
-//! * `logs.rs`: log lines on stderr, text and JSON.
+//! * `logs.rs`: log lines on stderr, text and JSON;
+//! * `fuzz.rs`: mutated manifests and state files, for `DROVER_FUZZ_SECS` (60) seconds.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -22,6 +23,7 @@ mod apply;
 mod cli;
 mod corpus;
 mod damage;
+mod fuzz;
 mod harness;
 mod hashing;
 mod logs;

@@ -256,7 +256,8 @@ fn history_and_show_read_empty_and_recorded_stores() {
         .run()
         .expect_code(1);
     assert!(
-        run.stderr().contains("there is no run 1") && run.stderr().contains("drover history"),
+        run.stderr().contains("there is no run 1")
+            && run.stderr().contains("there is no state file"),
         "{}",
         run.stderr()
     );

@@ -15,6 +15,19 @@ pub fn run(
     format: Format,
     config: &Config,
 ) -> Result<Outcome, Error> {
+    if !settings.path.exists() && format == Format::Human {
+        config.output.stdout(&format!(
+            "no runs recorded: there is no state file at {}\n",
+            settings.path.display()
+        ));
+        config.output.stderr(&format!(
+            "{}\n",
+            config
+                .stderr_style
+                .help(&format!("help: {}", super::states_nearby()))
+        ));
+        return Ok(Outcome::Success);
+    }
     let mut runs: Vec<RunRecord> = settings.store().runs()?.into_iter().take(limit).collect();
     // A run still marked running while nobody holds the writer lock lost its process; the
     // next writer records that, but readers can already say it.

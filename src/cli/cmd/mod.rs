@@ -63,3 +63,47 @@ pub fn lock(
     }
     Ok(lock)
 }
+
+/// When the state file a read-only command looks at does not exist: the states found under
+/// the current directory (a newcomer who applied `manifests/demo` from the repository root and
+/// then runs `drover show 1` there), or where states live.
+pub fn states_nearby() -> String {
+    let mut found = Vec::new();
+    find_states(Path::new("."), 3, &mut found);
+    found.sort();
+    match found.first() {
+        Some(dir) => format!(
+            "found {}: pass `--dir {}` (or `--state FILE`)",
+            found
+                .iter()
+                .map(|d| d.join(".drover/state.redb").display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            dir.display()
+        ),
+        None => "a state lives beside the manifests it was applied from (DIR/.drover/state.redb): pass --dir DIR, or --state FILE".to_owned(),
+    }
+}
+
+/// Manifest directories under `dir` (to `depth` levels) that hold a state file.
+fn find_states(dir: &Path, depth: usize, found: &mut Vec<std::path::PathBuf>) {
+    if dir.join(".drover").join("state.redb").is_file() {
+        found.push(dir.strip_prefix(".").unwrap_or(dir).to_owned());
+    }
+    if depth == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(std::result::Result::ok) {
+        let name = entry.file_name();
+        let hidden = name.to_string_lossy().starts_with('.');
+        if !hidden && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            find_states(&entry.path(), depth - 1, found);
+        }
+        if found.len() >= 5 {
+            return;
+        }
+    }
+}

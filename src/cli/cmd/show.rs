@@ -16,6 +16,15 @@ pub fn run(
     format: ShowFormat,
     config: &Config,
 ) -> Result<Outcome, Error> {
+    if !settings.path.exists() {
+        return Err(Error::Usage {
+            message: format!(
+                "there is no run {run}: there is no state file at {}",
+                settings.path.display()
+            ),
+            help: super::states_nearby(),
+        });
+    }
     let Some((record, events)) = settings.store().run(RunId(run))? else {
         return Err(Error::Usage {
             message: format!("there is no run {run} in {}", settings.path.display()),
