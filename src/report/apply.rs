@@ -240,7 +240,7 @@ pub fn summary(report: &ApplyReport, style: Style) -> String {
             "  {} {}: {}",
             style.error("✗"),
             instance.id,
-            instance.error.as_deref().unwrap_or("failed")
+            crate::report::style::printable(instance.error.as_deref().unwrap_or("failed"))
         );
     }
     out

@@ -47,3 +47,42 @@ impl Style {
         self.paint("1;32", text)
     }
 }
+
+/// Text from outside (a host's output, an error it printed) made safe for a terminal:
+/// control characters other than tab, and bidirectional overrides, become visible escapes
+/// (`\x1b`, `\u{202e}`), so a host cannot move the cursor, recolour or hide text.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\t')
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !unsafe_char(c) {
+            out.push(c);
+        } else if u32::from(c) < 0x80 {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else {
+            let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_and_bidi_overrides_become_visible() {
+        assert_eq!(printable("plain\ttext"), "plain\ttext");
+        assert_eq!(printable("\u{1b}[2Jgone"), "\\x1b[2Jgone");
+        assert_eq!(printable("a\rb\u{7}"), "a\\x0db\\x07");
+        assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y");
+    }
+}

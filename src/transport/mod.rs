@@ -1,7 +1,7 @@
 //! `Transport`: how drover runs commands and moves files on a host. It knows nothing about
 //! tasks, plans or the store; `task` turns task kinds into these calls.
 //!
-//! Two implementations: `local` (processes on the controller) and, later, SSH. Both count
+//! Two implementations: `local` (processes on the controller) and `ssh`. Both count
 //! what they open, so tests can assert that a no-op apply contacted nothing.
 
 #[cfg(test)]

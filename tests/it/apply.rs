@@ -791,3 +791,23 @@ fn issue_9_an_undo_edit_is_recorded_and_a_later_removal_runs_it() {
         "undone-by-the-edit\n"
     );
 }
+
+/// A host's output cannot drive the terminal: escape sequences and other control characters
+/// in live output, failure messages and `show` come out as visible escapes.
+#[test]
+fn issue_9_control_characters_from_a_host_are_escaped() {
+    let s = Scratch::new(
+        "    - {name: noisy, run: \"printf '\\\\033[2Jcleared\\\\n'; printf '\\\\033]0;title\\\\007oops\\\\n' >&2; exit 3\"}\n",
+    );
+    let run = s.apply().expect_code(1);
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(!all.contains('\u{1b}'), "{all:?}");
+    assert!(all.contains("\\x1b[2Jcleared"), "{all}");
+    let show = Drover::new()
+        .args(["show", "1", "--dir"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(!show.stdout().contains('\u{1b}'), "{:?}", show.stdout());
+    assert!(show.stdout().contains("\\x1b]0;title\\x07oops"), "{}", show.stdout());
+}

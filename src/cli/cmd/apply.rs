@@ -237,6 +237,7 @@ async fn print_console(mut rx: mpsc::Receiver<ConsoleEvent>, config: Config, tot
                 let _ = writeln!(line, "{} {id}", style.gutter("→"));
             }
             ConsoleEvent::Output { id, line: text, .. } => {
+                let text = crate::report::style::printable(&text);
                 let _ = writeln!(line, "  {} {text}", style.gutter(&format!("{id} |")));
             }
             ConsoleEvent::Retrying { id, attempt, delay } => {
@@ -260,6 +261,7 @@ async fn print_console(mut rx: mpsc::Receiver<ConsoleEvent>, config: Config, tot
                         style.error("✗")
                     }
                 };
+                let summary = crate::report::style::printable(&summary);
                 let _ = writeln!(line, "{mark} {id} {}: {summary}", status.as_str());
             }
             ConsoleEvent::Draining { running } => {

@@ -43,7 +43,8 @@ pub fn run(
         ShowFormat::Text if report.is_some() => {
             let mut out = text(&record, &events);
             for instance in report.iter().flat_map(|r| &r.instances) {
-                let detail = instance.error.as_deref().unwrap_or(&instance.summary);
+                let detail =
+                    crate::report::style::printable(instance.error.as_deref().unwrap_or(&instance.summary));
                 let _ = writeln!(
                     out,
                     "  {:<40} {:<12} {detail}",
@@ -56,7 +57,7 @@ pub fn run(
                     .filter(|c| instance.status.is_failure() && !c.stderr.is_empty())
                 {
                     for line in command.stderr.lines().take(10) {
-                        let _ = writeln!(out, "      {line}");
+                        let _ = writeln!(out, "      {}", crate::report::style::printable(line));
                     }
                 }
             }
