@@ -4,17 +4,22 @@
 //! and later `plan` and `apply`). It does I/O through `manifest_dir` and `secret_source`
 //! and leaves printing to the caller.
 
+use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::diagnostic::{self, Diagnostic};
 use crate::load::{self, Limits};
 use crate::manifest_dir;
 use crate::model::desired::Desired;
+use crate::report::style::printable;
 use crate::resolve::{self, Inputs, Resolved};
 use crate::secret::Redactor;
 use crate::secret_source;
+use crate::source::SourceFile;
 
-/// Largest `file.source`/`file.template` file drover reads.
+/// Largest `file.source`/`file.template` file drover reads (secret files have their own,
+/// smaller limit: `secret_source::MAX_SECRET_FILE_BYTES`).
 pub const MAX_INPUT_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A manifest directory, evaluated as far as it could be.
@@ -43,7 +48,8 @@ impl Evaluation {
 /// Reads `dir` and evaluates it; I/O problems with the directory itself are errors, problems
 /// with its content are diagnostics.
 pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir::Error> {
-    let read = manifest_dir::read(dir, limits.max_file_bytes)?;
+    let roots = manifest_dir::Roots::new(dir, &limits.allow_paths)?;
+    let read = manifest_dir::read(&roots, limits.max_file_bytes)?;
     tracing::info!(dir = %dir.display(), files = read.files.len(), "read manifest directory");
     let mut diagnostics = read.diagnostics;
     if read.files.is_empty() && diagnostics.is_empty() {
@@ -56,13 +62,20 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
         );
     }
     let loaded = load::load(&read.files, limits);
+    // A file that manifests name as a template, source or secret is an input, not a
+    // manifest: what reading it as one found (too large, not UTF-8) is no problem.
+    diagnostics.retain(|d| {
+        d.location
+            .as_ref()
+            .is_none_or(|l| !loaded.referenced.contains(&l.file.path))
+    });
     diagnostics.extend(loaded.diagnostics);
-    let files = read.files.len();
+    let files = read.files.len() - loaded.skipped.len();
     let Some(desired) = loaded
         .desired
         .filter(|_| !diagnostics.iter().any(Diagnostic::is_error))
     else {
-        diagnostic::sort(&mut diagnostics);
+        finish(&mut diagnostics);
         return Ok(Evaluation {
             desired: None,
             resolved: None,
@@ -82,8 +95,8 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
         "reading inputs"
     );
     let inputs = Inputs {
-        files: manifest_dir::read_inputs(dir, &needed.files, MAX_INPUT_FILE_BYTES),
-        secrets: secret_source::read(dir, &needed.secrets),
+        files: manifest_dir::read_inputs(&roots, &needed.files, MAX_INPUT_FILE_BYTES),
+        secrets: secret_source::read(&roots, &needed.secrets),
     };
     let mut resolved = resolve::resolve(&desired, &inputs);
     tracing::info!(
@@ -92,11 +105,44 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
         "resolved instances"
     );
     diagnostics.append(&mut resolved.diagnostics);
-    diagnostic::sort(&mut diagnostics);
+    finish(&mut diagnostics);
     Ok(Evaluation {
         desired: Some(desired),
         resolved: Some(resolved),
         diagnostics,
         files,
     })
+}
+
+/// Sorts diagnostics and makes their text safe for a terminal.
+fn finish(diagnostics: &mut [Diagnostic]) {
+    diagnostic::sort(diagnostics);
+    for d in diagnostics.iter_mut() {
+        sanitize(d);
+    }
+}
+
+/// Makes the text of a diagnostic safe for a terminal (`report::style::printable`): names,
+/// paths and values quoted from a manifest must not drive the terminal they are shown on.
+/// Source lines are escaped by the renderer itself.
+fn sanitize(d: &mut Diagnostic) {
+    let escape = |text: &str| printable(text).into_owned();
+    d.message = escape(&d.message);
+    d.label = d.label.as_deref().map(escape);
+    d.help = d.help.as_deref().map(escape);
+    let locations = d
+        .location
+        .iter_mut()
+        .chain(d.related.iter_mut().map(|(l, _)| l));
+    for location in locations {
+        if let Cow::Owned(path) = printable(&location.file.path) {
+            location.file = Arc::new(SourceFile {
+                path,
+                text: location.file.text.clone(),
+            });
+        }
+    }
+    for (_, label) in &mut d.related {
+        *label = escape(label);
+    }
 }

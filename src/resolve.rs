@@ -17,6 +17,7 @@ use crate::diagnostic::{Diagnostic, Location};
 use crate::hash::{SpecHash, content_hash};
 use crate::instance::InstanceId;
 use crate::load;
+use crate::load::document::{Invalid, argv_word_rule, command_rule, file_path_rule, path_rule};
 use crate::model::desired::{Desired, Host, Origin, Task, Workflow};
 use crate::model::duration::{FileMode, HumanDuration};
 use crate::model::host::Transport;
@@ -25,9 +26,11 @@ use crate::model::task_kind::{
 };
 use crate::model::vars::{VarValue, Vars};
 use crate::model::workflow::{DriftPolicy, Retries};
-use crate::secret::{Redactor, SecretKey, Secrets};
+use crate::secret::{Redactor, Secret, SecretKey};
 use crate::source::{JsonPointer, SourceFile, Span};
 use crate::template::{TemplateError, Templates, join_argv};
+
+pub use crate::load::relative_to;
 
 /// How drover reaches the instance's host: part of the spec hash, so pointing a host at
 /// another machine re-applies everything on it.
@@ -117,8 +120,88 @@ pub struct Needed {
 /// What the shell read: file bytes (or why not) and secret values (or why not).
 #[derive(Debug, Default)]
 pub struct Inputs {
-    pub files: BTreeMap<String, Result<Arc<[u8]>, String>>,
-    pub secrets: Secrets,
+    pub files: BTreeMap<String, Result<Arc<[u8]>, Unreadable>>,
+    pub secrets: BTreeMap<SecretKey, Result<Secret, Unreadable>>,
+}
+
+/// Why the shell did not read a file (or environment variable) that a manifest names.
+///
+/// The shell refuses rather than reads when the file is outside the directories manifests
+/// may read, is not a regular file, or is too large (decision 0007); each reason says what
+/// to do next in its own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// It could not be read: "it does not exist", "permission denied", "it is not set".
+    Missing(String),
+    /// A FIFO, device, socket or directory (named here), which could block or never end.
+    NotRegular(&'static str),
+    /// Larger than `limit` bytes.
+    TooLarge { limit: u64 },
+    /// Outside the manifest directory and every `--allow-path` root. `resolved` is where
+    /// symlinks led, when that differs from the path as written.
+    Outside {
+        resolved: Option<String>,
+        extra_roots: bool,
+    },
+}
+
+impl Unreadable {
+    /// The end of "cannot read x: …".
+    pub fn reason(&self) -> String {
+        match self {
+            Unreadable::Missing(why) => why.clone(),
+            Unreadable::NotRegular(kind) => format!("it is {kind}, not a regular file"),
+            Unreadable::TooLarge { limit } => format!("it is larger than {limit} bytes"),
+            Unreadable::Outside {
+                resolved,
+                extra_roots,
+            } => {
+                let roots = if *extra_roots {
+                    "the manifest directory and every --allow-path"
+                } else {
+                    "the manifest directory"
+                };
+                match resolved {
+                    Some(real) => format!("it resolves to {real}, outside {roots}"),
+                    None => format!("it is outside {roots}"),
+                }
+            }
+        }
+    }
+
+    /// The diagnostic code for this reason; `missing` is the caller's code for a plain miss.
+    fn code(&self, missing: &'static str) -> &'static str {
+        match self {
+            Unreadable::Missing(_) => missing,
+            Unreadable::NotRegular(_) => "manifest::not-a-regular-file",
+            Unreadable::TooLarge { .. } => "manifest::file-too-large",
+            Unreadable::Outside { .. } => "manifest::path-outside-directory",
+        }
+    }
+
+    /// What to do, for a problem of this kind that is not a plain miss.
+    fn help(&self, secret: bool) -> Option<String> {
+        let field = if secret {
+            "`valueFrom.file`"
+        } else {
+            "`source` or `template`"
+        };
+        match self {
+            Unreadable::Missing(_) => None,
+            Unreadable::NotRegular(_) => Some(format!(
+                "drover reads only regular files on the controller (a FIFO or device could block or never end); point {field} at a regular file"
+            )),
+            Unreadable::TooLarge { limit } if secret => Some(format!(
+                "a secret file holds one value of at most {limit} bytes; check that {field} names the right file"
+            )),
+            Unreadable::TooLarge { limit } => Some(format!(
+                "a {field} file may be at most {limit} bytes; ship larger files another way, such as a package"
+            )),
+            Unreadable::Outside { .. } => Some(
+                "move the file into the manifest directory, or allow the directory that holds it with --allow-path DIR".to_owned(),
+            ),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -168,64 +251,43 @@ fn secret_source(value: &VarValue) -> Option<crate::model::vars::SecretSource> {
     }
 }
 
-/// A package name as apt, dnf, apk and zypper know them: never an option, glob or two words.
-fn package_name(name: &str) -> Result<(), String> {
-    let ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
+/// A value that reaches a command line as one word: a name, never an option, glob or two
+/// words.
+fn plain_name(what: &str, name: &str, first: fn(char) -> bool, rest: &str) -> Result<(), Invalid> {
+    let ok = name.chars().next().is_some_and(first)
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._+-:~=@".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || rest.contains(c));
     if ok {
         Ok(())
     } else {
-        Err(format!("`{name}` is not a package name"))
+        Err(Invalid {
+            code: "manifest::invalid-value",
+            message: format!("`{name}` is not a {what}"),
+            label: "renders to this",
+            help: "values that reach a command line must be plain names; check the template and its variables",
+        })
     }
 }
 
-/// A systemd unit name: never an option or a glob.
-fn service_name(name: &str) -> Result<(), String> {
-    let ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@:\\".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{name}` is not a service name"))
-    }
+/// A package name as apt, dnf, apk and zypper know them.
+fn package_name(name: &str) -> Result<(), Invalid> {
+    plain_name(
+        "package name",
+        name,
+        |c| c.is_ascii_alphanumeric(),
+        "._+-:~=@",
+    )
 }
 
-fn absolute_path(path: &str) -> Result<(), String> {
-    if path.starts_with('/') {
-        Ok(())
-    } else {
-        Err(format!("file path `{path}` is not absolute"))
-    }
-}
-
-/// Joins `path` to the directory of the manifest at `manifest_path` (both relative to the
-/// manifest directory), lexically normalised. Absolute paths stay as they are.
-pub fn relative_to(manifest_path: &str, path: &str) -> String {
-    if path.starts_with('/') {
-        return path.to_owned();
-    }
-    let mut parts: Vec<&str> = manifest_path.split('/').collect();
-    parts.pop();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." if parts.last().is_some_and(|p| *p != "..") => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    parts.join("/")
+/// A systemd unit name.
+fn service_name(name: &str) -> Result<(), Invalid> {
+    plain_name(
+        "service name",
+        name,
+        |c| c.is_ascii_alphanumeric() || c == '_',
+        "._-@:\\",
+    )
 }
 
 /// Expands the desired state into instances.
@@ -239,6 +301,8 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
         reported_secrets: BTreeSet::new(),
     };
     let mut instances = Vec::with_capacity(desired.instance_count());
+    // (host, file path) → the tasks that write it there; more than one is an error.
+    let mut owners: BTreeMap<(&str, String), Vec<(InstanceId, &Task)>> = BTreeMap::new();
     for workflow in desired.workflows.values() {
         let roots = roots(workflow);
         for host in desired.selected_hosts(workflow) {
@@ -257,17 +321,34 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
                 if let Some(instance) =
                     run.instance(id, host, workflow, task, (&ctx, &names), extra)
                 {
+                    if let Action::File { path, .. } = &instance.action {
+                        owners
+                            .entry((host.name.as_str(), normal_path(path)))
+                            .or_default()
+                            .push((instance.id.clone(), task));
+                    }
                     instances.push(instance);
                 }
             }
         }
     }
+    run.problems.shared_files(owners);
     let diagnostics = run.problems.into_diagnostics();
     Resolved {
         instances,
         diagnostics,
         redactor: run.redactor,
     }
+}
+
+/// A file path with repeated `/` and `.` segments folded, so that `/etc//motd` and
+/// `/etc/./motd` are seen as the same file as `/etc/motd`.
+fn normal_path(path: &str) -> String {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
 }
 
 /// Tasks of a workflow that need nothing inside it: they wait for needed workflows.
@@ -389,7 +470,7 @@ impl Run<'_> {
     fn report_secret(
         &mut self,
         key: &SecretKey,
-        reason: Option<&String>,
+        reason: Option<&Unreadable>,
         origin: &Origin,
         pointer: &str,
         name: &str,
@@ -397,19 +478,23 @@ impl Run<'_> {
         if !self.reported_secrets.insert(key.clone()) {
             return;
         }
-        let why = reason.map_or_else(|| "it was not read".to_owned(), Clone::clone);
+        let unread = Unreadable::Missing("it was not read".to_owned());
+        let reason = reason.unwrap_or(&unread);
         let origin = Origin {
             pointer: JsonPointer::from_escaped(pointer).push("valueFrom"),
             ..origin.clone()
         };
-        let help = match key {
+        let help = reason.help(true).unwrap_or_else(|| match key {
             SecretKey::Env(var) => format!("export {var} in drover's environment"),
             SecretKey::File(path) => format!("create {path}, readable by drover"),
-        };
+        });
         self.problems.diagnostics.push(
             Diagnostic::error(
-                "secret::missing",
-                format!("secret `{name}` is not available: {key}: {why}"),
+                reason.code("secret::missing"),
+                format!(
+                    "secret `{name}` is not available: {key}: {}",
+                    reason.reason()
+                ),
             )
             .at(load::locate(&origin))
             .with_label("secret read from here")
@@ -526,18 +611,18 @@ impl Renderer<'_, '_> {
         &mut self,
         value: Option<String>,
         field: &str,
-        rule: fn(&str) -> Result<(), String>,
+        rule: impl Fn(&str) -> Result<(), Invalid>,
     ) -> Option<String> {
         let value = value?;
         match rule(&value) {
             Ok(()) => Some(value),
-            Err(message) => {
+            Err(invalid) => {
                 self.failed = true;
                 let origin = Origin {
                     pointer: JsonPointer::from_escaped(&format!("{}{field}", self.origin.pointer)),
                     ..self.origin.clone()
                 };
-                self.run.problems.invalid(&origin, &message, self.id);
+                self.run.problems.invalid(&origin, &invalid, self.id);
                 None
             }
         }
@@ -554,18 +639,33 @@ impl Renderer<'_, '_> {
         }
     }
 
+    /// Renders a command; `field` is its path below the task (`run`, `run/unless`).
     fn command(&mut self, command: &Command, field: &str) -> Option<String> {
         match command {
-            Command::Shell(s) => self.text(s, &format!("/{field}")),
+            Command::Shell(s) => self.shell(s, field),
             Command::Argv(words) => self.argv(words, field),
         }
+    }
+
+    fn shell(&mut self, text: &str, field: &str) -> Option<String> {
+        let pointer = format!("/{field}");
+        let rendered = self.text(text, &pointer);
+        self.checked(rendered, &pointer, |c| command_rule(field, c))
     }
 
     fn argv(&mut self, words: &[String], field: &str) -> Option<String> {
         let rendered: Option<Vec<String>> = words
             .iter()
             .enumerate()
-            .map(|(i, w)| self.text(w, &format!("/{field}/{i}")))
+            .map(|(i, w)| {
+                let pointer = format!("/{field}/{i}");
+                let word = self.text(w, &pointer);
+                if i == 0 {
+                    self.checked(word, &pointer, |c| command_rule(field, c))
+                } else {
+                    self.checked(word, &pointer, |c| argv_word_rule(field, c))
+                }
+            })
             .collect();
         rendered.map(|r| join_argv(&r))
     }
@@ -573,7 +673,7 @@ impl Renderer<'_, '_> {
     fn action(&mut self, kind: &TaskKind) -> Option<Action> {
         match kind {
             TaskKind::Run(RunSpec::Shell(s)) => Some(Action::Run {
-                command: self.text(s, "/run")?,
+                command: self.shell(s, "run")?,
                 creates: None,
                 unless: None,
             }),
@@ -584,7 +684,12 @@ impl Renderer<'_, '_> {
             }),
             TaskKind::Run(RunSpec::Guarded(g)) => {
                 let command = self.command(&g.command, "run/command");
-                let creates = self.opt(g.creates.as_ref(), "/run/creates");
+                let creates = match self.opt(g.creates.as_ref(), "/run/creates") {
+                    Some(Some(path)) => self
+                        .checked(Some(path), "/run/creates", |p| path_rule("run/creates", p))
+                        .map(Some),
+                    other => other,
+                };
                 let unless = match &g.unless {
                     None => Some(None),
                     Some(c) => self.command(c, "run/unless").map(Some),
@@ -626,7 +731,7 @@ impl Renderer<'_, '_> {
 
     fn file(&mut self, file: &FileSpec) -> Option<Action> {
         let path = self.text(&file.path, "/file/path");
-        let path = self.checked(path, "/file/path", absolute_path);
+        let path = self.checked(path, "/file/path", file_path_rule);
         let owner = self.opt(file.owner.as_ref(), "/file/owner");
         let group = self.opt(file.group.as_ref(), "/file/group");
         let content: Option<Arc<[u8]>> = if let Some(inline) = &file.content {
@@ -670,15 +775,19 @@ impl Renderer<'_, '_> {
             Some(Ok(bytes)) => Some((key, bytes.clone())),
             problem => {
                 self.failed = true;
-                let why = problem
-                    .and_then(|p| p.as_ref().err())
-                    .cloned()
-                    .unwrap_or_else(|| "it was not read".to_owned());
+                let unread = Unreadable::Missing("it was not read".to_owned());
+                let reason = problem.and_then(|p| p.as_ref().err()).unwrap_or(&unread);
                 let origin = Origin {
                     pointer: JsonPointer::from_escaped(&format!("{}{field}", self.origin.pointer)),
                     ..self.origin.clone()
                 };
-                self.run.problems.missing_file(&origin, &key, &why);
+                self.run.problems.unreadable_file(
+                    &origin,
+                    &key,
+                    reason.code("manifest::missing-file"),
+                    &reason.reason(),
+                    reason.help(false),
+                );
                 None
             }
         }
@@ -695,10 +804,12 @@ impl Renderer<'_, '_> {
                 )),
                 ..self.origin.clone()
             };
-            self.run.problems.missing_file(
+            self.run.problems.unreadable_file(
                 &origin,
                 &key,
-                "it is not UTF-8 text; use `source` for binary files",
+                "manifest::missing-file",
+                "it is not UTF-8 text",
+                Some("use `source` for binary files; `template` is for text".to_owned()),
             );
             return None;
         };
@@ -792,7 +903,7 @@ impl Problems {
             .insert(key, (location, hint, vec![id.clone()]));
     }
 
-    fn invalid(&mut self, origin: &Origin, message: &str, id: &InstanceId) {
+    fn invalid(&mut self, origin: &Origin, invalid: &Invalid, id: &InstanceId) {
         if !self
             .missing_files
             .insert((origin.file.path.clone(), origin.pointer.to_string()))
@@ -800,14 +911,21 @@ impl Problems {
             return;
         }
         self.diagnostics.push(
-            Diagnostic::error("manifest::invalid-value", format!("{message} (on {id})"))
+            Diagnostic::error(invalid.code, format!("{} (on {id})", invalid.message))
                 .at(load::locate(origin))
                 .with_label("renders to this")
-                .with_help("values that reach a command line must be plain names; check the template and its variables"),
+                .with_help(invalid.help),
         );
     }
 
-    fn missing_file(&mut self, origin: &Origin, key: &str, why: &str) {
+    fn unreadable_file(
+        &mut self,
+        origin: &Origin,
+        key: &str,
+        code: &'static str,
+        why: &str,
+        help: Option<String>,
+    ) {
         if !self
             .missing_files
             .insert((origin.file.path.clone(), origin.pointer.to_string()))
@@ -815,14 +933,65 @@ impl Problems {
             return;
         }
         self.diagnostics.push(
-            Diagnostic::error(
-                "manifest::missing-file",
-                format!("cannot read {key}: {why}"),
-            )
-            .at(load::locate(origin))
-            .with_label("named here")
-            .with_help("paths are relative to the manifest file that names them"),
+            Diagnostic::error(code, format!("cannot read {key}: {why}"))
+                .at(load::locate(origin))
+                .with_label("named here")
+                .with_help(help.unwrap_or_else(|| {
+                    "paths are relative to the manifest file that names them".to_owned()
+                })),
         );
+    }
+
+    /// Reports files that more than one task writes on the same host: each apply would
+    /// undo the other's work. One diagnostic per set of tasks, naming every task and host.
+    fn shared_files(&mut self, owners: BTreeMap<(&str, String), Vec<(InstanceId, &Task)>>) {
+        // (path, the tasks as workflow/task) → (the tasks, the hosts).
+        type Shared<'t> = BTreeMap<(String, Vec<String>), (Vec<&'t Task>, Vec<String>)>;
+        let mut shared: Shared<'_> = BTreeMap::new();
+        for ((host, path), writers) in owners {
+            if writers.len() < 2 {
+                continue;
+            }
+            let names = writers
+                .iter()
+                .map(|(id, _)| format!("{}/{}", id.workflow, id.task))
+                .collect();
+            let entry = shared.entry((path, names)).or_default();
+            if entry.0.is_empty() {
+                entry.0 = writers.iter().map(|(_, task)| *task).collect();
+            }
+            entry.1.push(host.to_owned());
+        }
+        for ((path, names), (tasks, hosts)) in shared {
+            let where_ = match hosts.as_slice() {
+                [one] => format!("host {one}"),
+                [first, rest @ ..] => {
+                    format!("{} hosts ({first} and {} more)", rest.len() + 1, rest.len())
+                }
+                [] => continue,
+            };
+            let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            let listed = match quoted.split_last() {
+                Some((last, [])) => last.clone(),
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => continue,
+            };
+            let at = |task: &Task| load::locate(&task.origin.push("file").push("path"));
+            let Some((last, earlier)) = tasks.split_last() else {
+                continue;
+            };
+            let mut d = Diagnostic::error(
+                "manifest::duplicate-file",
+                format!("file `{path}` on {where_} is written by {} tasks: {listed}", names.len()),
+            )
+            .at(at(last))
+            .with_label("written here")
+            .with_help("each file on a host must have one owner: merge these tasks, or give them different paths");
+            for task in earlier {
+                d = d.with_related(at(task), "and here");
+            }
+            self.diagnostics.push(d);
+        }
     }
 
     fn into_diagnostics(mut self) -> Vec<Diagnostic> {
@@ -847,6 +1016,12 @@ impl Problems {
                 "template::syntax" => "fix the template syntax; templates follow Jinja2",
                 "template::unknown-name" => {
                     "drover's templates add the `shell_quote` (alias `q`) filter to Jinja2's built-ins"
+                }
+                "template::too-large" => {
+                    "make the template's loops produce less, or copy a large file as is with `source`"
+                }
+                "template::out-of-fuel" => {
+                    "a render may take a bounded number of steps; loop over less (nested loops multiply), or compute values once under `vars`"
                 }
                 _ => "check the template against the variables it uses",
             };
@@ -929,6 +1104,13 @@ mod tests {
         assert_eq!(relative_to("web/nginx.yaml", "../shared/x"), "shared/x");
         assert_eq!(relative_to("nginx.yaml", "../outside"), "../outside");
         assert_eq!(relative_to("web/nginx.yaml", "/etc/abs"), "/etc/abs");
+    }
+
+    #[test]
+    fn file_paths_compare_after_folding_slashes_and_dots() {
+        assert_eq!(normal_path("/etc//motd"), "/etc/motd");
+        assert_eq!(normal_path("/etc/./motd"), "/etc/motd");
+        assert_eq!(normal_path("/etc/motd"), "/etc/motd");
     }
 
     #[test]

@@ -3,10 +3,17 @@
 //! Templates compile once per distinct text and render many times (once per host), which is
 //! what keeps resolving 50,000 instances fast. Text without `{{`, `{%` or `{#` is returned
 //! as is. This module renders strings; it does not know where they came from.
+//!
+//! Templates come from the manifests, so a render is bounded: its output stops at
+//! `MAX_OUTPUT_BYTES` (see `docs/decisions/0007-controller-inputs.md`).
 
 use std::collections::BTreeMap;
 
 use minijinja::{Environment, UndefinedBehavior, Value};
+
+/// Most bytes one render may produce. Rendered text is held per instance (per host), unlike a
+/// copied `source` file that all hosts share, so this is below the input file limit.
+pub const MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
 
 /// A rendering failure: what went wrong and on which line of the template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +46,8 @@ impl Templates {
     pub fn new() -> Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // A template cannot pin a core: every render gets a budget of instructions.
+        env.set_fuel(Some(FUEL));
         // Files usually end with a newline, and Jinja2's default of eating it would make
         // every rendered file differ from its source by one byte.
         if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
@@ -76,13 +85,60 @@ impl Templates {
             name
         };
         let template = self.env.get_template(&name).map_err(|e| convert(&e))?;
-        template.render(ctx).map_err(|e| convert(&e))
+        let mut out = CappedOutput::default();
+        match template.render_captured_to(ctx, &mut out) {
+            Ok(_) => String::from_utf8(out.bytes).map_err(|_| TemplateError {
+                code: "template::render",
+                message: "the template rendered to text that is not UTF-8".to_owned(),
+                line: None,
+                range: None,
+                undefined: None,
+            }),
+            Err(_) if out.overflowed => Err(TemplateError {
+                code: "template::too-large",
+                message: format!(
+                    "it renders to more than {MAX_OUTPUT_BYTES} bytes, the limit for one template"
+                ),
+                line: None,
+                range: None,
+                undefined: None,
+            }),
+            Err(e) => Err(convert(&e)),
+        }
     }
 }
+
+/// Collects rendered bytes and refuses to grow past `MAX_OUTPUT_BYTES`; the refusal makes
+/// minijinja stop rendering at once.
+#[derive(Default)]
+struct CappedOutput {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > MAX_OUTPUT_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered output over the limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Instructions one render may run: far above any real template (a 20,000-iteration loop
+/// takes 5 ms), far below a runaway one (three nested `range(10000)` stop in 0.2 s).
+pub const FUEL: u64 = 5_000_000;
 
 fn convert(error: &minijinja::Error) -> TemplateError {
     use minijinja::ErrorKind;
     let code = match error.kind() {
+        ErrorKind::OutOfFuel => "template::out-of-fuel",
         ErrorKind::UndefinedError => "template::undefined",
         ErrorKind::SyntaxError => "template::syntax",
         ErrorKind::UnknownFilter | ErrorKind::UnknownFunction | ErrorKind::UnknownTest => {
@@ -91,6 +147,7 @@ fn convert(error: &minijinja::Error) -> TemplateError {
         _ => "template::render",
     };
     let message = match error.kind() {
+        ErrorKind::OutOfFuel => "it ran out of fuel: it does too much work".to_owned(),
         ErrorKind::UndefinedError => error
             .detail()
             .map_or_else(|| "undefined variable".to_owned(), str::to_owned),
@@ -173,6 +230,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, r"echo 'it'\''s $(rm -rf /)' a.b");
+    }
+
+    #[test]
+    fn output_stops_at_the_limit() {
+        let error = render(
+            "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}",
+            &serde_json::json!({}),
+        )
+        .unwrap_err();
+        assert_eq!(error.code, "template::too-large");
+        assert!(
+            error.message.contains("16777216 bytes"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -299,4 +299,9 @@ pub struct LimitArgs {
     /// Most task instances (hosts × tasks) in all.
     #[arg(long, value_name = "N", default_value_t = 200_000)]
     pub max_instances: usize,
+    /// Let manifests also read controller files under DIR (templates, sources, secret
+    /// files); repeatable. Without it they read only inside the manifest directory, after
+    /// following symlinks.
+    #[arg(long = "allow-path", value_name = "DIR")]
+    pub allow_paths: Vec<PathBuf>,
 }

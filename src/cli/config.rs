@@ -50,6 +50,7 @@ impl From<&LimitArgs> for Limits {
             max_tasks_per_workflow: args.max_tasks,
             max_instances: args.max_instances,
             yaml: YamlLimits::default(),
+            allow_paths: args.allow_paths.clone(),
         }
     }
 }

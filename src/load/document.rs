@@ -14,11 +14,13 @@ use crate::load::schema;
 use crate::load::yaml::{Document, Node, NodeValue};
 use crate::model::desired::{Host, Origin, Task, Workflow};
 use crate::model::host::{HostDocument, Transport};
-use crate::model::task_kind::TaskKind;
+use crate::model::meta::TaskName;
+use crate::model::task_kind::{Command, FileSpec, RunSpec, TaskKind};
 use crate::model::vars::{SecretSource, VarValue, Vars};
 use crate::model::workflow::{TaskSpec, WorkflowDocument};
 use crate::model::{API_VERSION, Kind};
 use crate::source::{JsonPointer, SourceFile};
+use crate::template::Templates;
 
 /// A decoded document, tagged with where it came from.
 #[derive(Debug)]
@@ -310,47 +312,14 @@ impl DocCtx<'_> {
                 return None;
             }
         };
-        if let TaskKind::File(file) = &kind {
-            let sources: Vec<&str> = [
-                ("content", file.content.is_some()),
-                ("template", file.template.is_some()),
-                ("source", file.source.is_some()),
-            ]
-            .into_iter()
-            .filter_map(|(n, set)| set.then_some(n))
-            .collect();
-            let file_ptr = pointer.push("file");
-            if sources.len() != 1 {
-                let (message, location) = if sources.is_empty() {
-                    (
-                        format!("file task `{name}` has no content"),
-                        self.at_key(&file_ptr),
-                    )
-                } else {
-                    (
-                        format!("file task `{name}` has {}", list(&sources)),
-                        self.at_key(&file_ptr.push(sources.get(1).copied().unwrap_or_default())),
-                    )
-                };
-                diagnostics.push(
-                    Diagnostic::error("manifest::file-source", message)
-                        .at(location)
-                        .with_label("exactly one of content, template, source")
-                        .with_help("give exactly one of `content` (inline, templated), `template` (a template file) or `source` (a file copied as is)"),
-                );
-            }
-            if !file.path.starts_with('/') && !file.path.starts_with("{{") {
-                diagnostics.push(
-                    Diagnostic::error(
-                        "manifest::relative-path",
-                        format!("file path `{}` is not absolute", file.path),
-                    )
-                    .at(self.at(&file_ptr.push("path")))
-                    .with_label("relative path")
-                    .with_help(
-                        "paths on the host must be absolute, such as `/etc/nginx/nginx.conf`",
-                    ),
-                );
+        match &kind {
+            TaskKind::File(file) => self.check_file(name, file, &pointer.push("file"), diagnostics),
+            TaskKind::Run(run) => self.check_run(run, &pointer.push("run"), diagnostics),
+            TaskKind::Package(_) | TaskKind::Service(_) => {}
+        }
+        for (field, command) in [("check", &task.check), ("undo", &task.undo)] {
+            if let Some(command) = command {
+                self.check_command(field, command, &pointer.push(field), diagnostics);
             }
         }
         Some(Task {
@@ -366,6 +335,130 @@ impl DocCtx<'_> {
             kind,
             origin: self.origin(pointer.clone()),
         })
+    }
+
+    /// Rules of one `file` task: exactly one source of content, and paths that can be used.
+    fn check_file(
+        &self,
+        name: &TaskName,
+        file: &FileSpec,
+        file_ptr: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        let sources: Vec<&str> = [
+            ("content", file.content.is_some()),
+            ("template", file.template.is_some()),
+            ("source", file.source.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, set)| set.then_some(n))
+        .collect();
+        if sources.len() != 1 {
+            let (message, location) = if sources.is_empty() {
+                (
+                    format!("file task `{name}` has no content"),
+                    self.at_key(file_ptr),
+                )
+            } else {
+                (
+                    format!("file task `{name}` has {}", list(&sources)),
+                    self.at_key(&file_ptr.push(sources.get(1).copied().unwrap_or_default())),
+                )
+            };
+            diagnostics.push(
+                Diagnostic::error("manifest::file-source", message)
+                    .at(location)
+                    .with_label("exactly one of content, template, source")
+                    .with_help("give exactly one of `content` (inline, templated), `template` (a template file) or `source` (a file copied as is)"),
+            );
+        }
+        // A templated path is checked again once rendered (`resolve`).
+        let path_check = if Templates::is_template(&file.path) {
+            path_rule("path", &file.path)
+        } else {
+            file_path_rule(&file.path)
+        };
+        self.report(path_check, &file_ptr.push("path"), diagnostics);
+        for (field, path) in [("source", &file.source), ("template", &file.template)] {
+            if let Some(path) = path {
+                self.report(path_rule(field, path), &file_ptr.push(field), diagnostics);
+            }
+        }
+    }
+
+    /// Reports a broken rule at `pointer`.
+    fn report(
+        &self,
+        check: Result<(), Invalid>,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        if let Err(invalid) = check {
+            diagnostics.push(
+                Diagnostic::error(invalid.code, invalid.message)
+                    .at(self.at(pointer))
+                    .with_label(invalid.label)
+                    .with_help(invalid.help),
+            );
+        }
+    }
+
+    fn check_run(&self, run: &RunSpec, pointer: &JsonPointer, diagnostics: &mut Vec<Diagnostic>) {
+        match run {
+            RunSpec::Shell(command) => {
+                self.check_command(
+                    "run",
+                    &Command::Shell(command.clone()),
+                    pointer,
+                    diagnostics,
+                );
+            }
+            RunSpec::Argv(words) => {
+                self.check_command("run", &Command::Argv(words.clone()), pointer, diagnostics);
+            }
+            RunSpec::Guarded(guarded) => {
+                let field = "run.command";
+                self.check_command(
+                    field,
+                    &guarded.command,
+                    &pointer.push("command"),
+                    diagnostics,
+                );
+                if let Some(unless) = &guarded.unless {
+                    let at = pointer.push("unless");
+                    self.check_command("run.unless", unless, &at, diagnostics);
+                }
+                if let Some(creates) = &guarded.creates {
+                    let at = pointer.push("creates");
+                    self.report(path_rule("run.creates", creates), &at, diagnostics);
+                }
+            }
+        }
+    }
+
+    /// Literal commands only: a templated one that renders empty is caught by `resolve`.
+    fn check_command(
+        &self,
+        field: &str,
+        command: &Command,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        match command {
+            Command::Shell(text) => {
+                self.report(command_rule(field, text), pointer, diagnostics);
+            }
+            Command::Argv(words) => {
+                for (i, word) in words.iter().enumerate() {
+                    let check = if i == 0 {
+                        command_rule(field, word)
+                    } else {
+                        argv_word_rule(field, word)
+                    };
+                    self.report(check, &pointer.push(i), diagnostics);
+                }
+            }
+        }
     }
 
     fn check_vars(&self, vars: &Vars, pointer: &JsonPointer, diagnostics: &mut Vec<Diagnostic>) {
@@ -424,6 +517,9 @@ impl DocCtx<'_> {
                         .with_label("empty")
                         .with_help("name the environment variable or file that holds the secret"),
                     );
+                } else {
+                    let check = path_rule(&format!("valueFrom.{field}"), &text);
+                    self.report(check, &from_ptr.push(field), diagnostics);
                 }
             }
         }
@@ -456,4 +552,156 @@ fn list(names: &[&str]) -> String {
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(" and ")
+}
+
+/// A value that breaks a rule: a stable code, what is wrong, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub code: &'static str,
+    pub message: String,
+    /// Shown under the caret.
+    pub label: &'static str,
+    pub help: &'static str,
+}
+
+/// The first control character in `text`, if any (tabs and newlines included: none belongs
+/// in a path).
+fn control_character(text: &str) -> Option<char> {
+    text.chars().find(|c| c.is_control())
+}
+
+/// A field as the user writes it: `run/unless` (a pointer below the task) is `run.unless`.
+fn shown(field: &str) -> String {
+    field.replace('/', ".")
+}
+
+fn describe_control(c: char) -> String {
+    if c == '\0' {
+        "a NUL byte".to_owned()
+    } else {
+        format!("the control character U+{:04X}", u32::from(c))
+    }
+}
+
+/// A path (on the host or the controller) holds no control characters: a NUL cuts it short
+/// on the way to the kernel, and the others would reach terminals through plans.
+pub fn path_rule(field: &str, path: &str) -> Result<(), Invalid> {
+    match control_character(path) {
+        None => Ok(()),
+        Some(c) => Err(Invalid {
+            code: "manifest::control-character",
+            message: format!("`{}` contains {}", shown(field), describe_control(c)),
+            label: "control character",
+            help: "paths cannot hold control characters; look for an escape such as `\\0` or `\\e` in a double-quoted string",
+        }),
+    }
+}
+
+/// A file task's path names one file: absolute, not `/`, not ending in `/`, `.` or `..`.
+pub fn file_path_rule(path: &str) -> Result<(), Invalid> {
+    path_rule("path", path)?;
+    if !path.starts_with('/') {
+        return Err(Invalid {
+            code: "manifest::relative-path",
+            message: format!("file path `{path}` is not absolute"),
+            label: "relative path",
+            help: "paths on the host must be absolute, such as `/etc/nginx/nginx.conf`",
+        });
+    }
+    let last = path.rsplit('/').next().unwrap_or_default();
+    let names_directory = matches!(last, "" | "." | "..");
+    if path.split('/').all(|part| matches!(part, "" | ".")) {
+        return Err(Invalid {
+            code: "manifest::invalid-path",
+            message: format!("file path `{path}` is the root directory, not a file"),
+            label: "not a file",
+            help: "a file task manages one file: give its full path, such as `/etc/motd`",
+        });
+    }
+    if names_directory {
+        let ending = if last.is_empty() { "/" } else { last };
+        return Err(Invalid {
+            code: "manifest::invalid-path",
+            message: format!("file path `{path}` ends with `{ending}`, so it names a directory"),
+            label: "not a file",
+            help: "a file task manages one file: give its full path, such as `/etc/nginx/nginx.conf`",
+        });
+    }
+    Ok(())
+}
+
+/// A shell command (`run`, `check`, `undo`, `unless`) has something to run and no NUL byte.
+pub fn command_rule(field: &str, command: &str) -> Result<(), Invalid> {
+    if command.trim().is_empty() {
+        return Err(Invalid {
+            code: "manifest::empty-command",
+            message: format!("`{}` is an empty command", shown(field)),
+            label: "nothing to run",
+            help: "give the command to run, such as `systemctl reload nginx`, or remove the field",
+        });
+    }
+    argv_word_rule(field, command)
+}
+
+/// A word of an argv command holds no NUL byte (it could not reach `execve`).
+pub fn argv_word_rule(field: &str, word: &str) -> Result<(), Invalid> {
+    if word.contains('\0') {
+        return Err(Invalid {
+            code: "manifest::control-character",
+            message: format!("`{}` contains a NUL byte", shown(field)),
+            label: "NUL byte",
+            help: "a command line cannot hold a NUL byte; look for an escape such as `\\0` in a double-quoted string",
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(check: Result<(), Invalid>) -> &'static str {
+        check.err().map_or("ok", |i| i.code)
+    }
+
+    #[test]
+    fn file_paths_name_one_file() {
+        assert_eq!(code(file_path_rule("/etc/motd")), "ok");
+        assert_eq!(code(file_path_rule("/")), "manifest::invalid-path");
+        assert_eq!(code(file_path_rule("//./")), "manifest::invalid-path");
+        assert_eq!(
+            code(file_path_rule("/etc/nginx/")),
+            "manifest::invalid-path"
+        );
+        assert_eq!(code(file_path_rule("/etc/..")), "manifest::invalid-path");
+        assert_eq!(code(file_path_rule("etc/motd")), "manifest::relative-path");
+        assert_eq!(
+            code(file_path_rule("/etc/mo\0td")),
+            "manifest::control-character"
+        );
+        assert_eq!(
+            code(file_path_rule("/etc/mo\ntd")),
+            "manifest::control-character"
+        );
+    }
+
+    #[test]
+    fn commands_have_something_to_run_and_no_nul() {
+        assert_eq!(code(command_rule("run", "true")), "ok");
+        assert_eq!(code(command_rule("run", "a\n\tb")), "ok");
+        assert_eq!(code(command_rule("run", "")), "manifest::empty-command");
+        assert_eq!(
+            code(command_rule("run", " \n\t")),
+            "manifest::empty-command"
+        );
+        assert_eq!(
+            code(command_rule("run", "echo \0")),
+            "manifest::control-character"
+        );
+        assert_eq!(code(argv_word_rule("run", "")), "ok");
+        assert_eq!(
+            code(argv_word_rule("run", "a\0")),
+            "manifest::control-character"
+        );
+    }
 }

@@ -10,7 +10,8 @@ pub mod document;
 pub mod schema;
 pub mod yaml;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::diagnostic::{self, Diagnostic, Location};
@@ -20,16 +21,19 @@ use crate::source::{SourceFile, Span};
 
 use check::{CheckLimits, Declared, Locator};
 use document::Decoded;
-use yaml::{Node, YamlLimits};
+use yaml::{Node, NodeValue, YamlLimits};
 
 /// Input limits; the defaults fit a 512 MB edge box with room to spare.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_file_bytes: u64,
     pub max_documents: usize,
     pub max_tasks_per_workflow: usize,
     pub max_instances: usize,
     pub yaml: YamlLimits,
+    /// Directories (or files) outside the manifest directory that manifests may read on the
+    /// controller (`--allow-path`); the shell enforces it (decision 0007).
+    pub allow_paths: Vec<PathBuf>,
 }
 
 impl Default for Limits {
@@ -40,6 +44,7 @@ impl Default for Limits {
             max_tasks_per_workflow: 1_000,
             max_instances: 200_000,
             yaml: YamlLimits::default(),
+            allow_paths: Vec::new(),
         }
     }
 }
@@ -49,6 +54,12 @@ impl Default for Limits {
 pub struct Loaded {
     pub desired: Option<Desired>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Every path that a manifest document names as a `template`, `source` or secret `file`,
+    /// relative to the manifest directory (as `relative_to` makes it).
+    pub referenced: BTreeSet<String>,
+    /// The files given that were not loaded because manifests name them as inputs (and no
+    /// document in them declares `apiVersion: drover/v1`).
+    pub skipped: BTreeSet<String>,
 }
 
 impl Loaded {
@@ -58,6 +69,11 @@ impl Loaded {
 }
 
 /// Loads manifest files already read from disk.
+///
+/// Two passes: every file is parsed first, so that the files manifests name as inputs
+/// (`template`, `source`, secret `file`) are known; those are inputs, not manifests, and are
+/// not decoded (unless a document in them declares `apiVersion: drover/v1`). A template
+/// named `prometheus.yml` is therefore no error.
 pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
     let mut diagnostics = Vec::new();
     let mut trees = Trees::default();
@@ -65,12 +81,27 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
     let mut workflows = Vec::new();
     let mut declared = Declared::default();
     let mut documents = 0usize;
+    let mut parsed_files = Vec::with_capacity(files.len());
     for file in files {
         if file.text.len() as u64 > limits.max_file_bytes {
             diagnostics.push(too_large(file, limits.max_file_bytes));
             continue;
         }
         let (parsed, problems) = yaml::parse(file, limits.yaml);
+        parsed_files.push((file, parsed, problems));
+    }
+    let mut referenced = BTreeSet::new();
+    for (file, parsed, _) in &parsed_files {
+        for document in parsed {
+            named_inputs(file, &document.root, &mut referenced);
+        }
+    }
+    let mut skipped = BTreeSet::new();
+    for (file, parsed, problems) in parsed_files {
+        if referenced.contains(&file.path) && !parsed.iter().any(|d| declares_api(&d.root)) {
+            skipped.insert(file.path.clone());
+            continue;
+        }
         diagnostics.extend(problems);
         for document in parsed {
             documents += 1;
@@ -123,7 +154,64 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
     Loaded {
         desired: ok.then_some(desired),
         diagnostics,
+        referenced,
+        skipped,
     }
+}
+
+/// Whether a document says it is a drover manifest.
+fn declares_api(root: &Node) -> bool {
+    root.child("apiVersion").is_some_and(
+        |v| matches!(&v.value, NodeValue::String(text) if text == crate::model::API_VERSION),
+    )
+}
+
+/// Adds the paths a (possibly invalid) Host or Workflow document names as inputs: secret
+/// files under `spec.vars`, and `file.template`/`file.source` of its tasks.
+fn named_inputs(file: &SourceFile, root: &Node, out: &mut BTreeSet<String>) {
+    let is_manifest = root.child("kind").is_some_and(
+        |k| matches!(&k.value, NodeValue::String(text) if Kind::parse(text).is_some()),
+    );
+    let Some(spec) = root.child("spec").filter(|_| is_manifest) else {
+        return;
+    };
+    let mut add = |node: Option<&Node>| {
+        if let Some(NodeValue::String(path)) = node.map(|n| &n.value) {
+            out.insert(relative_to(&file.path, path));
+        }
+    };
+    if let Some(NodeValue::Map(vars)) = spec.child("vars").map(|v| &v.value) {
+        for (_, value) in vars {
+            add(value.child("valueFrom").and_then(|v| v.child("file")));
+        }
+    }
+    if let Some(NodeValue::Seq(tasks)) = spec.child("tasks").map(|t| &t.value) {
+        for task in tasks {
+            let file_spec = task.child("file");
+            add(file_spec.and_then(|f| f.child("template")));
+            add(file_spec.and_then(|f| f.child("source")));
+        }
+    }
+}
+
+/// Joins `path` to the directory of the manifest at `manifest_path` (both relative to the
+/// manifest directory), lexically normalised. Absolute paths stay as they are.
+pub fn relative_to(manifest_path: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        return path.to_owned();
+    }
+    let mut parts: Vec<&str> = manifest_path.split('/').collect();
+    parts.pop();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|p| *p != "..") => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
 }
 
 fn too_large(file: &Arc<SourceFile>, limit: u64) -> Diagnostic {

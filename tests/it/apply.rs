@@ -809,5 +809,9 @@ fn issue_9_control_characters_from_a_host_are_escaped() {
         .run()
         .expect_code(0);
     assert!(!show.stdout().contains('\u{1b}'), "{:?}", show.stdout());
-    assert!(show.stdout().contains("\\x1b]0;title\\x07oops"), "{}", show.stdout());
+    assert!(
+        show.stdout().contains("\\x1b]0;title\\x07oops"),
+        "{}",
+        show.stdout()
+    );
 }

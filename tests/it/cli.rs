@@ -352,3 +352,431 @@ fn limits_are_enforced_and_overridable() {
     );
     assert!(root().join("manifests/site").exists());
 }
+
+/// Runs `drover` with `args` and kills it after 30 seconds, so a read that blocks (a FIFO)
+/// fails the test instead of hanging it. Returns the exit code and stderr.
+fn run_with_deadline(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = tempfile::tempdir().unwrap();
+    let stderr_path = out.path().join("stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("drover {args:?} did not finish within 30 seconds: a read blocked");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    (status.code().unwrap_or(-1), stderr)
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn fifos_and_devices_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(
+        dir.path(),
+        r#"
+//- hosts.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: box-1}
+spec: {transport: local, vars: {token: {valueFrom: {file: files/fifo}}}}
+---
+apiVersion: drover/v1
+kind: Host
+metadata: {name: box-2}
+spec: {transport: local, vars: {key: {valueFrom: {file: /dev/zero}}}}
+---
+apiVersion: drover/v1
+kind: Host
+metadata: {name: box-3}
+spec: {transport: local}
+//- app.yaml
+apiVersion: drover/v1
+kind: Workflow
+metadata: {name: app}
+spec:
+  hosts: {names: [box-3]}
+  tasks:
+    - name: copy
+      file: {path: /tmp/copy, source: files/fifo}
+    - name: render
+      file: {path: /tmp/render, template: files/fifo}
+    - name: zero
+      file: {path: /tmp/zero, source: /dev/zero}
+---
+apiVersion: drover/v1
+kind: Workflow
+metadata: {name: secrets}
+spec:
+  hosts: {names: [box-1, box-2]}
+  tasks: [{name: noop, run: "true"}]
+"#,
+    );
+    std::fs::create_dir_all(dir.path().join("files")).unwrap();
+    mkfifo(&dir.path().join("files/fifo"));
+    let validate = || {
+        let (code, stderr) = run_with_deadline(&[
+            "validate".as_ref(),
+            "--color".as_ref(),
+            "never".as_ref(),
+            "--allow-path".as_ref(),
+            "/dev".as_ref(),
+            dir.path().as_os_str(),
+        ]);
+        assert_eq!(code, 1, "{stderr}");
+        stderr.replace(&dir.path().display().to_string(), "DIR")
+    };
+    expect![[r#"
+        error[manifest::not-a-regular-file]: cannot read files/fifo: it is a FIFO, not a regular file
+         --> app.yaml:8:39 (/spec/tasks/0/file/source)
+          |
+        8 |       file: {path: /tmp/copy, source: files/fifo}
+          |                                       ^^^^^^^^^^ named here
+          = help: drover reads only regular files on the controller (a FIFO or device could block or never end); point `source` or `template` at a regular file
+
+        error[manifest::not-a-regular-file]: cannot read files/fifo: it is a FIFO, not a regular file
+          --> app.yaml:10:43 (/spec/tasks/1/file/template)
+           |
+        10 |       file: {path: /tmp/render, template: files/fifo}
+           |                                           ^^^^^^^^^^ named here
+           = help: drover reads only regular files on the controller (a FIFO or device could block or never end); point `source` or `template` at a regular file
+
+        error[manifest::not-a-regular-file]: cannot read /dev/zero: it is a character device, not a regular file
+          --> app.yaml:12:39 (/spec/tasks/2/file/source)
+           |
+        12 |       file: {path: /tmp/zero, source: /dev/zero}
+           |                                       ^^^^^^^^^ named here
+           = help: drover reads only regular files on the controller (a FIFO or device could block or never end); point `source` or `template` at a regular file
+
+        error[manifest::not-a-regular-file]: secret `token` is not available: file files/fifo: it is a FIFO, not a regular file
+         --> hosts.yaml:4:52 (/spec/vars/token/valueFrom)
+          |
+        4 | spec: {transport: local, vars: {token: {valueFrom: {file: files/fifo}}}}
+          |                                                    ^^^^^^^^^^^^^^^^^^ secret read from here
+          = help: drover reads only regular files on the controller (a FIFO or device could block or never end); point `valueFrom.file` at a regular file
+
+        error[manifest::not-a-regular-file]: secret `key` is not available: file /dev/zero: it is a character device, not a regular file
+         --> hosts.yaml:9:50 (/spec/vars/key/valueFrom)
+          |
+        9 | spec: {transport: local, vars: {key: {valueFrom: {file: /dev/zero}}}}
+          |                                                  ^^^^^^^^^^^^^^^^^ secret read from here
+          = help: drover reads only regular files on the controller (a FIFO or device could block or never end); point `valueFrom.file` at a regular file
+
+        error: DIR is not valid: 5 errors
+    "#]].assert_eq(&validate());
+    // A FIFO named like a manifest is refused too, not opened.
+    mkfifo(&dir.path().join("pipe.yaml"));
+    expect![[r#"
+        error[manifest::not-a-regular-file]: pipe.yaml is a FIFO, not a regular file
+         --> pipe.yaml:1:1
+          = help: drover reads only regular files (a FIFO or device could block or never end); remove it, or list it in .droverignore
+
+        error: DIR is not valid: 1 error
+    "#]].assert_eq(&validate());
+}
+
+#[test]
+fn secret_and_input_files_are_size_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(
+        dir.path(),
+        r#"
+//- all.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: box}
+spec: {transport: local, vars: {token: {valueFrom: {file: token.txt}}}}
+---
+apiVersion: drover/v1
+kind: Workflow
+metadata: {name: app}
+spec:
+  hosts: {names: [box]}
+  tasks:
+    - name: blob
+      file: {path: /tmp/blob, source: blob.bin}
+"#,
+    );
+    std::fs::write(dir.path().join("token.txt"), vec![b'x'; 64 * 1024 + 1]).unwrap();
+    // Sparse: 64 MiB and one byte that take no space on disk.
+    let blob = std::fs::File::create(dir.path().join("blob.bin")).unwrap();
+    blob.set_len(64 * 1024 * 1024 + 1).unwrap();
+    let (code, stderr) = run_with_deadline(&[
+        "validate".as_ref(),
+        "--color".as_ref(),
+        "never".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error[manifest::file-too-large]: secret `token` is not available: file token.txt: it is larger than 65536 bytes")
+            && stderr.contains("a secret file holds one value of at most 65536 bytes"),
+        "{stderr}"
+    );
+    // The secret stops the workflow on `box` before the blob is looked at; without it the
+    // blob is refused at its field.
+    std::fs::write(dir.path().join("token.txt"), "t0ken\n").unwrap();
+    let (code, stderr) = run_with_deadline(&[
+        "validate".as_ref(),
+        "--color".as_ref(),
+        "never".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot read blob.bin: it is larger than 67108864 bytes")
+            && stderr.contains("all.yaml:13:39 (/spec/tasks/0/file/source)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn controller_files_stay_inside_the_manifest_directory_unless_allowed() {
+    let root = tempfile::tempdir().unwrap();
+    let fleet = root.path().join("fleet");
+    let outside = root.path().join("outside");
+    write_fixture(
+        root.path(),
+        r#"
+//- outside/secret.txt
+controller-secret-material
+//- outside/extra.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: extra}
+spec: {transport: local}
+//- fleet/hosts.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: box}
+spec: {transport: local}
+//- fleet/app.yaml
+apiVersion: drover/v1
+kind: Workflow
+metadata: {name: app}
+spec:
+  hosts: {names: [box]}
+  tasks:
+    - name: up
+      file: {path: /tmp/up, template: ../outside/secret.txt}
+    - name: link
+      file: {path: /tmp/link, source: files/link}
+"#,
+    );
+    std::fs::create_dir_all(fleet.join("files")).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), fleet.join("files/link")).unwrap();
+    let real = std::fs::canonicalize(&outside)
+        .unwrap()
+        .display()
+        .to_string();
+    let validate = || {
+        let run = Drover::new()
+            .args(["validate", "--color", "never"])
+            .arg_path(&fleet)
+            .run()
+            .expect_code(1);
+        let stderr = run.stderr().replace(&real, "OUTSIDE");
+        assert!(!stderr.contains("controller-secret-material"), "{stderr}");
+        stderr
+    };
+    let stderr = validate();
+    for wanted in [
+        "error[manifest::path-outside-directory]: cannot read ../outside/secret.txt: it is outside the manifest directory\n --> app.yaml:8:39 (/spec/tasks/0/file/template)",
+        "error[manifest::path-outside-directory]: cannot read files/link: it resolves to OUTSIDE/secret.txt, outside the manifest directory\n  --> app.yaml:10:39 (/spec/tasks/1/file/source)",
+        "help: move the file into the manifest directory, or allow the directory that holds it with --allow-path DIR",
+    ] {
+        assert!(stderr.contains(wanted), "missing {wanted:?} in\n{stderr}");
+    }
+    // A manifest that is a symlink to a file outside is not read either.
+    std::os::unix::fs::symlink(outside.join("extra.yaml"), fleet.join("extra.yaml")).unwrap();
+    let stderr = validate();
+    assert!(
+        stderr.contains("error[manifest::path-outside-directory]: cannot read extra.yaml: it resolves to OUTSIDE/extra.yaml, outside the manifest directory\n --> extra.yaml:1:1"),
+        "{stderr}"
+    );
+    // `--allow-path` lets them in, for every command that reads manifests.
+    let run = Drover::new()
+        .args(["validate", "--allow-path"])
+        .arg_path(&outside)
+        .arg_path(&fleet)
+        .run()
+        .expect_code(0);
+    assert!(
+        run.stdout()
+            .contains("3 files, 2 hosts, 1 workflow, 2 task instances"),
+        "{}",
+        run.stdout()
+    );
+    Drover::new()
+        .args(["graph", "--allow-path"])
+        .arg_path(&outside)
+        .arg_path(&fleet)
+        .run()
+        .expect_code(0);
+    let run = Drover::new()
+        .args([
+            "validate",
+            "--color",
+            "never",
+            "--allow-path",
+            "no/such/dir",
+        ])
+        .arg_path(&fleet)
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stderr().contains("cannot use --allow-path no/such/dir"),
+        "{}",
+        run.stderr()
+    );
+    for command in ["validate", "plan", "apply", "graph"] {
+        let help = Drover::new().args([command, "--help"]).run().expect_code(0);
+        assert!(help.stdout().contains("--allow-path <DIR>"), "{command}");
+    }
+}
+
+#[test]
+fn files_named_as_templates_or_sources_are_not_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(
+        dir.path(),
+        r#"
+//- hosts.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: box}
+spec: {transport: local, vars: {db: {valueFrom: {file: secrets/db.yaml}}}}
+//- monitoring/prometheus.yaml
+apiVersion: drover/v1
+kind: Workflow
+metadata: {name: prometheus}
+spec:
+  hosts: {names: [box]}
+  tasks:
+    - name: config
+      file: {path: /etc/prometheus/prometheus.yml, template: templates/prometheus.yml}
+    - name: compose
+      file: {path: /srv/compose.yaml, source: ../compose.yaml}
+    - name: db
+      file: {path: /etc/db.yaml, content: "{{ db }}"}
+//- monitoring/templates/prometheus.yml
+global:
+  scrape_interval: 15s
+scrape_configs:
+{% for target in ["a", "b"] %}
+  - job_name: {{ target }}
+{% endfor %}
+//- compose.yaml
+services: {web: {image: nginx}}
+//- secrets/db.yaml
+password: s3cr3t-db
+"#,
+    );
+    let run = Drover::new()
+        .args(["validate", "--color", "never"])
+        .arg_path(dir.path())
+        .run()
+        .expect_code(0);
+    assert!(
+        run.stdout()
+            .contains("2 files, 1 host, 1 workflow, 3 task instances"),
+        "{}{}",
+        run.stdout(),
+        run.stderr()
+    );
+    assert!(!run.stderr().contains("s3cr3t-db"), "{}", run.stderr());
+}
+
+#[test]
+fn droverignore_keeps_files_out_of_the_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(
+        dir.path(),
+        r#"
+//- .droverignore
+# Not manifests: vendored charts, drafts, build output at the top.
+vendor/
+*.draft.yaml
+!keep.draft.yaml
+/build
+//- hosts.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: box}
+spec: {transport: local}
+//- keep.draft.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: kept}
+spec: {transport: local}
+//- sub/build/host.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: nested-build}
+spec: {transport: local}
+//- sub/vendor/chart.yaml
+not: [a manifest
+//- wip.draft.yaml
+kind: Nope
+//- build/out.yaml
+kind: Nope
+"#,
+    );
+    let run = Drover::new()
+        .args(["validate", "--color", "never"])
+        .arg_path(dir.path())
+        .run()
+        .expect_code(0);
+    assert!(
+        run.stdout().contains("3 files, 3 hosts, 0 workflows"),
+        "{}{}",
+        run.stdout(),
+        run.stderr()
+    );
+}
+
+#[test]
+fn control_characters_in_names_never_reach_the_terminal() {
+    let corpus = root().join("tests/corpus");
+    for format in ["human", "json"] {
+        let run = Drover::new()
+            .current_dir(&corpus)
+            .args([
+                "validate",
+                "--color",
+                "never",
+                "--format",
+                format,
+                "control_characters_in_names",
+            ])
+            .run()
+            .expect_code(1);
+        let all = run.stdout() + &run.stderr();
+        assert!(
+            !all.chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{all:?}"
+        );
+        assert!(all.contains(r"\x1b[2J"), "{all}");
+    }
+}

@@ -43,8 +43,9 @@ pub fn run(
         ShowFormat::Text if report.is_some() => {
             let mut out = text(&record, &events);
             for instance in report.iter().flat_map(|r| &r.instances) {
-                let detail =
-                    crate::report::style::printable(instance.error.as_deref().unwrap_or(&instance.summary));
+                let detail = crate::report::style::printable(
+                    instance.error.as_deref().unwrap_or(&instance.summary),
+                );
                 let _ = writeln!(
                     out,
                     "  {:<40} {:<12} {detail}",
