@@ -290,6 +290,39 @@ fn service_name(name: &str) -> Result<(), Invalid> {
     )
 }
 
+/// The pieces of `out` that differ from `blind` (character by character): what secrets
+/// became in a rendering.
+fn differing_pieces(blind: &str, out: &str) -> Vec<String> {
+    let diff = similar::TextDiff::from_chars(blind, out);
+    let mut pieces = Vec::new();
+    let mut current = String::new();
+    for change in diff.iter_all_changes() {
+        match change.tag() {
+            similar::ChangeTag::Insert => current.push_str(change.value()),
+            similar::ChangeTag::Equal | similar::ChangeTag::Delete => {
+                if !current.is_empty() {
+                    pieces.push(std::mem::take(&mut current));
+                }
+            }
+        }
+    }
+    if !current.is_empty() {
+        pieces.push(current);
+    }
+    pieces
+}
+
+/// The variables a template context holds, and which of them are secrets.
+#[derive(Debug)]
+struct Names {
+    /// Every name, for "did you mean".
+    all: Vec<String>,
+    secrets: BTreeSet<String>,
+    /// The context with every secret replaced by a stand-in: what a template renders to
+    /// without the secrets, to tell whether its output depends on one.
+    blinded: Ctx,
+}
+
 /// Expands the desired state into instances.
 pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
     let redactor = Redactor::new(inputs.secrets.values().filter_map(|s| s.as_ref().ok()));
@@ -408,8 +441,10 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// The template context for a workflow on a host; `None` if a secret it needs is missing.
-    fn context(&mut self, host: &Host, workflow: &Workflow) -> Option<(Ctx, Vec<String>)> {
+    fn context(&mut self, host: &Host, workflow: &Workflow) -> Option<(Ctx, Names)> {
         let mut vars = Map::new();
+        let mut blinded = Map::new();
+        let mut secret_names = BTreeSet::new();
         let mut complete = true;
         for (vars_of, origin, base) in [
             (&workflow.vars, &workflow.origin, "/spec/vars"),
@@ -417,8 +452,13 @@ impl Run<'_> {
         ] {
             for (name, value) in vars_of {
                 let value = match value {
-                    VarValue::Plain(v) => v.clone(),
+                    VarValue::Plain(v) => {
+                        // A host's plain value overrides a workflow's secret of that name.
+                        secret_names.remove(name);
+                        v.clone()
+                    }
                     VarValue::Secret(secret) => {
+                        secret_names.insert(name.clone());
                         let Some(source) = secret.source() else {
                             continue;
                         };
@@ -439,6 +479,14 @@ impl Run<'_> {
                         }
                     }
                 };
+                // The stand-in has the secret's length (slices line up) and a character
+                // secrets do not use and filters leave alone, so what differs is the secret.
+                let stand_in = if secret_names.contains(name) {
+                    Value::String("\u{a4}".repeat(value.as_str().map_or(8, |v| v.chars().count())))
+                } else {
+                    value.clone()
+                };
+                blinded.insert(name.clone(), stand_in);
                 vars.insert(name.clone(), value);
             }
         }
@@ -459,10 +507,19 @@ impl Run<'_> {
             "workflow".to_owned(),
             serde_json::json!({"name": workflow.name.as_str(), "labels": workflow.labels}),
         );
+        for key in ["host", "workflow"] {
+            if let Some(value) = vars.get(key) {
+                blinded.insert(key.to_owned(), value.clone());
+            }
+        }
         complete.then(|| {
             (
                 Ctx::from(minijinja::value::Serde(&vars)),
-                vars.keys().cloned().collect(),
+                Names {
+                    all: vars.keys().cloned().collect(),
+                    secrets: secret_names,
+                    blinded: Ctx::from(minijinja::value::Serde(&blinded)),
+                },
             )
         })
     }
@@ -508,7 +565,7 @@ impl Run<'_> {
         host: &Host,
         workflow: &Workflow,
         task: &Task,
-        (ctx, names): (&Ctx, &[String]),
+        (ctx, names): (&Ctx, &Names),
         extra_needs: &[InstanceId],
     ) -> Option<ResolvedInstance> {
         let mut r = Renderer {
@@ -571,18 +628,47 @@ struct Renderer<'r, 'a> {
     run: &'r mut Run<'a>,
     id: &'r InstanceId,
     ctx: &'r Ctx,
-    /// Names of the variables in `ctx`, for "did you mean".
-    names: &'r [String],
+    /// Names of the variables in `ctx` ("did you mean"), and which are secrets (taint).
+    names: &'r Names,
     origin: &'r Origin,
     failed: bool,
     sensitive: bool,
 }
 
 impl Renderer<'_, '_> {
+    /// Whether `out`, rendered from `text`, depends on a secret: the template names one and
+    /// renders differently when every secret is swapped for a stand-in. Dynamic, so every
+    /// filter, slice, `set` or macro is covered.
+    fn derived_from_secret(&mut self, text: &str, out: &str) -> bool {
+        if !self.names.secrets.iter().any(|s| text.contains(s.as_str())) {
+            return false;
+        }
+        let Ok(blind) = self.run.templates.render(text, &self.names.blinded) else {
+            // It renders with the secrets only: treat all of it as derived.
+            self.run.redactor.add_derived(out);
+            return true;
+        };
+        if blind == out {
+            return false;
+        }
+        // What differs from the stand-in rendering is what the secrets became (`| upper`,
+        // a slice): each such piece is masked wherever it appears, in the output of the
+        // commands too, and the whole value as well.
+        for piece in differing_pieces(&blind, out) {
+            self.run.redactor.add_derived(&piece);
+        }
+        self.run.redactor.add_derived(out);
+        true
+    }
+
     fn text(&mut self, text: &str, field: &str) -> Option<String> {
         match self.run.templates.render(text, self.ctx) {
             Ok(out) => {
-                if self.run.redactor.contains_secret(&out) {
+                if self.derived_from_secret(text, &out) {
+                    // Whatever a template made of a secret (`| upper`, a slice, a
+                    // replace) is as secret as the secret: masked, everywhere.
+                    self.sensitive = true;
+                } else if self.run.redactor.contains_secret(&out) {
                     self.sensitive = true;
                 }
                 Some(out)
@@ -598,7 +684,7 @@ impl Renderer<'_, '_> {
                     text,
                     &error,
                     self.id,
-                    self.names,
+                    &self.names.all,
                 );
                 None
             }
@@ -814,7 +900,12 @@ impl Renderer<'_, '_> {
             return None;
         };
         match self.run.templates.render(text, self.ctx) {
-            Ok(out) => Some(Arc::from(out.into_bytes())),
+            Ok(out) => {
+                if self.derived_from_secret(text, &out) {
+                    self.sensitive = true;
+                }
+                Some(Arc::from(out.into_bytes()))
+            }
             Err(error) => {
                 self.failed = true;
                 let file = Arc::new(SourceFile::new(key, text));
@@ -823,7 +914,7 @@ impl Renderer<'_, '_> {
                     text,
                     &error,
                     self.id,
-                    self.names,
+                    &self.names.all,
                 );
                 None
             }

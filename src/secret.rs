@@ -70,14 +70,34 @@ fn json_inner(text: &str) -> String {
         .to_owned()
 }
 
+/// Byte offsets where `needle` occurs in `text` as a whole word (not next to a letter, digit
+/// or underscore).
+fn whole_words<'a>(text: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    text.match_indices(needle).filter_map(move |(start, _)| {
+        let before = text.get(..start).and_then(|t| t.chars().next_back());
+        let after = text
+            .get(start + needle.len()..)
+            .and_then(|t| t.chars().next());
+        (!word(before) && !word(after)).then_some(start)
+    })
+}
+
 /// The mask that replaces secret values in output.
 pub const MASK: &str = "***";
+
+/// Secrets shorter than this are masked only where they stand as a whole word: masking
+/// every `e` of a one-letter secret would garble all output while hiding nothing (the value
+/// is guessable anyway). Values derived from any secret are masked whole (`resolve`).
+pub const MIN_SUBSTRING_SECRET: usize = 4;
 
 /// Replaces every known secret value in a text with `***`.
 #[derive(Clone, Default)]
 pub struct Redactor {
     /// Longest first, so a secret that contains another is masked whole.
     needles: Vec<String>,
+    /// Secrets shorter than `MIN_SUBSTRING_SECRET`, masked as whole words only.
+    short: Vec<String>,
 }
 
 impl fmt::Debug for Redactor {
@@ -105,16 +125,43 @@ impl Redactor {
             .collect();
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
-        Redactor { needles }
+        let (short, needles): (Vec<String>, Vec<String>) = needles
+            .into_iter()
+            .partition(|n| n.chars().count() < MIN_SUBSTRING_SECRET);
+        Redactor { needles, short }
+    }
+
+    /// Also masks `value` whole wherever it appears: a value derived from a secret (a
+    /// template that used one).
+    pub fn add_derived(&mut self, value: &str) {
+        let value = value.trim_end_matches('\n');
+        if value.is_empty() || self.needles.iter().any(|n| n == value) {
+            return;
+        }
+        self.needles.push(value.to_owned());
+        self.needles
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     }
 
     pub fn contains_secret(&self, text: &str) -> bool {
         self.needles.iter().any(|n| text.contains(n.as_str()))
+            || self
+                .short
+                .iter()
+                .any(|n| whole_words(text, n).next().is_some())
     }
 
     pub fn redact(&self, text: &str) -> String {
-        self.needles.iter().fold(text.to_owned(), |acc, needle| {
+        let masked = self.needles.iter().fold(text.to_owned(), |acc, needle| {
             acc.replace(needle.as_str(), MASK)
+        });
+        self.short.iter().fold(masked, |acc, needle| {
+            let spans: Vec<usize> = whole_words(&acc, needle).collect();
+            let mut out = acc.clone();
+            for start in spans.into_iter().rev() {
+                out.replace_range(start..start + needle.len(), MASK);
+            }
+            out
         })
     }
 }
@@ -122,6 +169,22 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_very_short_secret_is_masked_only_as_a_whole_word() {
+        let r = Redactor::new([&Secret::new("e".to_owned())]);
+        assert_eq!(r.redact("the password is e"), "the password is ***");
+        assert_eq!(r.redact("pw=e;"), "pw=***;");
+        assert_eq!(r.redact("everything here"), "everything here");
+        assert!(!r.contains_secret("deleted"));
+    }
+
+    #[test]
+    fn derived_values_are_masked_whole() {
+        let mut r = Redactor::new([&Secret::new("hunter2".to_owned())]);
+        r.add_derived("HUNTER2");
+        assert_eq!(r.redact("pw HUNTER2 and hunter2"), "pw *** and ***");
+    }
 
     #[test]
     fn secrets_never_print() {

@@ -217,6 +217,16 @@ pub struct RecordedText {
 pub const MAX_RECORDED_CONTENT: usize = 256 * 1024;
 
 impl RecordedText {
+    /// Content that holds a secret: only its size is kept.
+    pub fn withheld(size: usize) -> RecordedText {
+        RecordedText {
+            text: "(holds a secret; not shown)\n".to_owned(),
+            truncated: false,
+            binary: false,
+            size: size as u64,
+        }
+    }
+
     pub fn new(bytes: &[u8], redactor: &Redactor) -> RecordedText {
         let size = bytes.len() as u64;
         let Ok(text) = std::str::from_utf8(bytes) else {
@@ -264,12 +274,18 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
             owner,
             group,
         } => RecordedAction::File {
-            path: path.clone(),
-            content: RecordedText::new(content, redactor),
+            path: redactor.redact(path),
+            // Content made from a secret is not kept, even masked: a transformed secret may
+            // not match any mask, and a diff line by line could show it.
+            content: if instance.sensitive {
+                RecordedText::withheld(content.len())
+            } else {
+                RecordedText::new(content, redactor)
+            },
             content_hash: content_hash.clone(),
             mode: *mode,
-            owner: owner.clone(),
-            group: group.clone(),
+            owner: owner.as_deref().map(|o| redactor.redact(o)),
+            group: group.as_deref().map(|g| redactor.redact(g)),
         },
         Action::Package { names, state } => RecordedAction::Package {
             names: names.clone(),

@@ -815,3 +815,72 @@ fn issue_9_control_characters_from_a_host_are_escaped() {
         show.stdout()
     );
 }
+
+/// Values derived from a secret by any template filter are as secret as the secret: masked
+/// in plans, output, reports and the state file; a file holding one is written 0600; a path
+/// made from one is not stored in clear.
+#[test]
+fn issue_9_values_derived_from_a_secret_never_show_and_files_holding_them_are_0600() {
+    let s = Scratch::new(
+        r#"    - name: shout
+      run: "echo {{ pw | upper }} derived; echo {{ pw[2:9] }} sliced"
+    - name: conf
+      file: {path: "{{ dir }}/conf", content: "user=app\npassword={{ pw | replace('s3', 'S3') }}\n"}
+    - name: named
+      file: {path: "{{ dir }}/{{ pw[0:6] | lower }}.key", content: "k\n"}
+"#,
+    );
+    std::fs::write(s.dir().join("pw.txt"), "s3cr3tPW-7781\n").unwrap();
+    let hosts = std::fs::read_to_string(s.dir().join("hosts.yaml")).unwrap();
+    std::fs::write(
+        s.dir().join("hosts.yaml"),
+        hosts.replace(
+            "vars: {dir:",
+            "vars: {pw: {valueFrom: {file: pw.txt}}, dir:",
+        ),
+    )
+    .unwrap();
+    let leaks = |text: &str| {
+        ["S3CR3T", "S3cr3t", "cr3tPW-", "s3cr3t"]
+            .iter()
+            .filter(|needle| text.contains(*needle))
+            .map(|n| (*n).to_owned())
+            .collect::<Vec<_>>()
+    };
+    for format in ["text", "json", "markdown"] {
+        let plan = Drover::new()
+            .args(["plan", "--color", "never", "--format", format])
+            .arg_path(s.dir())
+            .run()
+            .expect_code(0);
+        assert!(
+            leaks(&plan.stdout()).is_empty(),
+            "{format}: {}",
+            plan.stdout()
+        );
+    }
+    let (run, report) = s.apply_with_report();
+    let run = run.expect_code(0);
+    let everything = format!("{}{}{report}", run.stdout(), run.stderr());
+    assert!(leaks(&everything).is_empty(), "{everything}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(s.file("conf")).unwrap().permissions(),
+    ) & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "a file holding a derived secret is the owner's only"
+    );
+    let state = std::fs::read(s.dir().join(".drover/state.redb")).unwrap();
+    for needle in ["S3CR3T", "S3cr3t", "cr3tPW", "s3cr3t"] {
+        assert!(
+            !state.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} reached the state file"
+        );
+    }
+    let shown = Drover::new()
+        .args(["state", "show", "box/app/named", "--dir"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(leaks(&shown.stdout()).is_empty(), "{}", shown.stdout());
+}
