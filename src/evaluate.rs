@@ -1,7 +1,7 @@
 //! Reads and evaluates a manifest directory: files → `load` → inputs → `resolve`.
 //!
 //! The one sequence every command that needs the desired state runs (`validate`, `graph`,
-//! and later `plan` and `apply`). It does I/O through `manifest_dir` and `secret_source`
+//! `plan`, `apply`). It does I/O through `manifest_dir` and `secret_source`
 //! and leaves printing to the caller.
 
 use std::borrow::Cow;

@@ -108,26 +108,49 @@ impl StateSettings {
     }
 }
 
-/// What SSH connections default to, read from the environment once.
-pub fn ssh_defaults(accept_new: bool) -> crate::reconcile::SshDefaults {
+/// What SSH connections default to, read from the environment once. A `~/.ssh/config` (or
+/// a file it includes) that exists but cannot be read is an error, as it is for `ssh`.
+pub fn ssh_defaults(accept_new: bool) -> Result<crate::reconcile::SshDefaults, crate::cli::Error> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let config = home
-        .as_ref()
-        .map_or_else(Default::default, |home| read_ssh_config(&home.join(".ssh")));
-    crate::reconcile::SshDefaults {
+    let config = match home.as_ref() {
+        Some(home) => read_ssh_config(&home.join(".ssh"))?,
+        None => crate::transport::ssh::config::SshConfig::default(),
+    };
+    Ok(crate::reconcile::SshDefaults {
         home,
         user: std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
             .unwrap_or_else(|_| "root".to_owned()),
         accept_new,
         config,
+    })
+}
+
+/// Reads an SSH config file: absent is empty, unreadable is an error.
+fn read_config_file(path: &std::path::Path) -> Result<String, crate::cli::Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(crate::cli::Error::Usage {
+            message: format!(
+                "cannot read {}: {}",
+                path.display(),
+                crate::manifest_dir::describe_io(&e)
+            ),
+            help:
+                "drover reads your SSH config as `ssh` does: fix its permissions, or move it aside"
+                    .to_owned(),
+        }),
     }
 }
 
 /// Reads `~/.ssh/config` and the files it `Include`s (relative to `~/.ssh`, `*` allowed in
 /// the file name).
-fn read_ssh_config(dir: &std::path::Path) -> crate::transport::ssh::config::SshConfig {
-    let text = std::fs::read_to_string(dir.join("config")).unwrap_or_default();
+fn read_ssh_config(
+    dir: &std::path::Path,
+) -> Result<crate::transport::ssh::config::SshConfig, crate::cli::Error> {
+    let text = read_config_file(&dir.join("config"))?;
+    let mut unreadable: Option<crate::cli::Error> = None;
     let mut include = |value: &str| -> Vec<String> {
         let mut out = Vec::new();
         for pattern in value.split_whitespace() {
@@ -156,11 +179,22 @@ fn read_ssh_config(dir: &std::path::Path) -> crate::transport::ssh::config::SshC
                     .unwrap_or_default(),
             };
             files.sort();
-            out.extend(files.iter().filter_map(|f| std::fs::read_to_string(f).ok()));
+            for file in &files {
+                match read_config_file(file) {
+                    Ok(text) => out.push(text),
+                    Err(error) => {
+                        unreadable.get_or_insert(error);
+                    }
+                }
+            }
         }
         out
     };
-    crate::transport::ssh::config::SshConfig::parse(&text, &mut include)
+    let config = crate::transport::ssh::config::SshConfig::parse(&text, &mut include);
+    match unreadable {
+        Some(error) => Err(error),
+        None => Ok(config),
+    }
 }
 
 /// This machine's name, for lock holders; read where the environment is allowed.

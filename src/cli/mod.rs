@@ -157,7 +157,7 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
                 per_host: per_host as usize,
                 fail_fast,
                 report: report.as_deref(),
-                ssh: config::ssh_defaults(accept_new_host_keys),
+                ssh: config::ssh_defaults(accept_new_host_keys)?,
                 targets: &targets,
                 replace: &replace,
                 force,

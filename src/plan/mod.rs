@@ -251,6 +251,7 @@ fn own_change(
         );
     }
     if pending.is_none()
+        && (instance.undo.is_some() || instance.check.is_some() || !recorded.undo_check.is_empty())
         && crate::state::undo_check_hash(instance) != recorded.undo_check.get(&instance.id).copied()
     {
         return Some((ChangeKind::Refresh, vec![Reason::UndoOrCheckChanged]));

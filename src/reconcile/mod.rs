@@ -211,28 +211,45 @@ impl Session {
         let Some(resolved) = evaluation.resolved.as_ref() else {
             return Err(Error::Invalid);
         };
-        let mut recorded = self.store.snapshot()?;
-        let gone: Vec<InstanceId> = planner::no_longer_desired(&resolved.instances, &recorded)
-            .into_iter()
-            .cloned()
-            .collect();
-        recorded.no_longer_desired = self.store.details(&gone)?;
-        let (plan, stale) = match source {
-            Source::Fresh(options) => (
-                planner::plan(&resolved.instances, &recorded, options),
-                Vec::new(),
-            ),
-            Source::Saved(saved) => (
-                saved.plan.clone(),
-                stale(&saved.plan, &resolved.instances, &recorded),
-            ),
-        };
+        // One read transaction: the plan and the details it shows see the same state.
+        let (plan, stale, recorded_details) = self.store.read_at_once(|tx| {
+            let mut recorded = match tx {
+                Some(tx) => crate::store::snapshot_in(tx)?,
+                None => crate::state::Recorded::default(),
+            };
+            let gone: Vec<InstanceId> = planner::no_longer_desired(&resolved.instances, &recorded)
+                .into_iter()
+                .cloned()
+                .collect();
+            if let (Some(tx), false) = (tx, gone.is_empty()) {
+                recorded.no_longer_desired = crate::store::details_in(tx, &gone)?;
+            }
+            let (plan, stale) = match source {
+                Source::Fresh(options) => (
+                    planner::plan(&resolved.instances, &recorded, options),
+                    Vec::new(),
+                ),
+                Source::Saved(saved) => (
+                    saved.plan.clone(),
+                    stale(&saved.plan, &resolved.instances, &recorded),
+                ),
+            };
+            // The process may end soon after (`plan`): the recorded state is big on a big
+            // fleet, and freeing it piece by piece costs more than the OS does at exit.
+            std::mem::forget(recorded);
+            let details = match tx {
+                Some(tx) if plan.unmatched.is_empty() => {
+                    crate::store::details_in(tx, plan.changes.iter().map(|c| &c.id))?
+                }
+                _ => BTreeMap::new(),
+            };
+            Ok((plan, stale, details))
+        })?;
         if !plan.unmatched.is_empty() {
             return Err(Error::Unmatched {
                 targets: plan.unmatched.clone(),
             });
         }
-        let recorded_details = self.store.details(plan.changes.iter().map(|c| &c.id))?;
         let desired = desired_details(&plan, resolved);
         Ok(Round {
             dir: dir.to_owned(),

@@ -416,6 +416,21 @@ impl Store {
         })
     }
 
+    /// Runs `f` on one read transaction of the file, or on `None` when there is no file yet:
+    /// for a caller that reads several tables and must see them at one moment.
+    pub fn read_at_once<T>(
+        &self,
+        f: impl FnOnce(Option<&ReadTransaction>) -> Result<T>,
+    ) -> Result<T> {
+        guarded(&self.path, || {
+            let Some(opened) = self.open_existing()? else {
+                return f(None);
+            };
+            let tx = opened.db.begin_read().map_err(read)?;
+            f(Some(&tx))
+        })
+    }
+
     /// Runs `f` on a read transaction of a file that must exist.
     pub(crate) fn reading_or_fail<T>(
         &self,

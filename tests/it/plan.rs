@@ -10,6 +10,8 @@ use drover::store::{InstanceWrite, Store};
 use crate::harness::{Drover, root};
 
 /// Copies an example into a scratch directory.
+/// A copy of an example, without the `.drover/` state that running the README's commands
+/// leaves in the working tree: tests never depend on it.
 fn copy_example(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&root().join("manifests").join(name), dir.path());
@@ -20,6 +22,9 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == ".drover") {
+            continue;
+        }
         let target = to.join(path.file_name().unwrap());
         if path.is_dir() {
             copy_dir(&path, &target);

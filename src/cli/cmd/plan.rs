@@ -42,7 +42,7 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     let session = Session::new(reconcile::Settings {
         state: request.state.path.clone(),
         lock_timeout: request.state.lock_timeout,
-        ssh: crate::cli::config::ssh_defaults(false),
+        ssh: crate::cli::config::ssh_defaults(false)?,
         parallelism: 1,
         per_host: 1,
         fail_fast: false,
