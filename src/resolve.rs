@@ -334,7 +334,9 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
         reported_secrets: BTreeSet::new(),
     };
     let mut instances = Vec::with_capacity(desired.instance_count());
-    // (host, file path) → the tasks that write it there; more than one is an error.
+    // (host, file path) → the first task that writes it there; a second one is an error,
+    // and only then are the writers collected (most fleets have none: keep it cheap).
+    let mut first_writer: BTreeMap<(&str, String), (InstanceId, &Task)> = BTreeMap::new();
     let mut owners: BTreeMap<(&str, String), Vec<(InstanceId, &Task)>> = BTreeMap::new();
     for workflow in desired.workflows.values() {
         let roots = roots(workflow);
@@ -355,10 +357,19 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
                     run.instance(id, host, workflow, task, (&ctx, &names), extra)
                 {
                     if let Action::File { path, .. } = &instance.action {
-                        owners
-                            .entry((host.name.as_str(), normal_path(path)))
-                            .or_default()
-                            .push((instance.id.clone(), task));
+                        let key = (host.name.as_str(), normal_path(path));
+                        match first_writer.entry(key) {
+                            std::collections::btree_map::Entry::Vacant(slot) => {
+                                slot.insert((instance.id.clone(), task));
+                            }
+                            std::collections::btree_map::Entry::Occupied(first) => {
+                                let writers = owners.entry(first.key().clone()).or_default();
+                                if writers.is_empty() {
+                                    writers.push(first.get().clone());
+                                }
+                                writers.push((instance.id.clone(), task));
+                            }
+                        }
                     }
                     instances.push(instance);
                 }
@@ -377,6 +388,9 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
 /// A file path with repeated `/` and `.` segments folded, so that `/etc//motd` and
 /// `/etc/./motd` are seen as the same file as `/etc/motd`.
 fn normal_path(path: &str) -> String {
+    if !path.contains("//") && !path.contains("/./") && !path.ends_with("/.") {
+        return path.to_owned();
+    }
     let parts: Vec<&str> = path
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")

@@ -368,7 +368,8 @@ pub struct Recorded {
     /// The recorded `undo_check_hash` of instances that have an `undo` or a `check`.
     pub undo_check: BTreeMap<InstanceId, SpecHash>,
     /// Details of the recorded instances the desired state no longer has (their undo, and
-    /// what they needed, which orders their removal); loaded by the caller of `plan`.
+    /// what they needed, which orders their removal); loaded by the caller of `plan` for
+    /// the removals a first plan found, before planning again.
     pub no_longer_desired: BTreeMap<InstanceId, InstanceDetail>,
 }
 

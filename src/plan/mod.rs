@@ -151,20 +151,6 @@ pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOpt
     plan
 }
 
-/// Recorded instances the desired state no longer has: the caller loads their details into
-/// `Recorded::no_longer_desired` before planning, since removals need them.
-pub fn no_longer_desired<'a>(
-    desired: &[ResolvedInstance],
-    recorded: &'a Recorded,
-) -> Vec<&'a InstanceId> {
-    let wanted: BTreeSet<&InstanceId> = desired.iter().map(|d| &d.id).collect();
-    recorded
-        .instances
-        .keys()
-        .filter(|id| !wanted.contains(id))
-        .collect()
-}
-
 /// Orders removals, which the planner sees without their old dependencies: a removal waits
 /// for the removals of what needed it (recorded in `details`), and every other change on
 /// the same host waits for that host's removals (a renamed task must not have its new file

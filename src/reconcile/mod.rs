@@ -217,18 +217,28 @@ impl Session {
                 Some(tx) => crate::store::snapshot_in(tx)?,
                 None => crate::state::Recorded::default(),
             };
-            let gone: Vec<InstanceId> = planner::no_longer_desired(&resolved.instances, &recorded)
-                .into_iter()
-                .cloned()
-                .collect();
-            if let (Some(tx), false) = (tx, gone.is_empty()) {
-                recorded.no_longer_desired = crate::store::details_in(tx, &gone)?;
-            }
             let (plan, stale) = match source {
-                Source::Fresh(options) => (
-                    planner::plan(&resolved.instances, &recorded, options),
-                    Vec::new(),
-                ),
+                Source::Fresh(options) => {
+                    let plan = planner::plan(&resolved.instances, &recorded, options);
+                    // Removals need the details of what goes (its undo, what needed it):
+                    // read them only when there are removals, and plan again with them.
+                    let gone: Vec<InstanceId> = plan
+                        .changes
+                        .iter()
+                        .filter(|c| c.kind == crate::plan::change::ChangeKind::Remove)
+                        .map(|c| c.id.clone())
+                        .collect();
+                    match tx {
+                        Some(tx) if !gone.is_empty() => {
+                            recorded.no_longer_desired = crate::store::details_in(tx, &gone)?;
+                            (
+                                planner::plan(&resolved.instances, &recorded, options),
+                                Vec::new(),
+                            )
+                        }
+                        _ => (plan, Vec::new()),
+                    }
+                }
                 Source::Saved(saved) => (
                     saved.plan.clone(),
                     stale(&saved.plan, &resolved.instances, &recorded),
