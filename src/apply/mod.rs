@@ -578,36 +578,12 @@ impl Driver {
     /// Records an instance's current details (its undo and check) without running it, and
     /// reports it unchanged.
     async fn adopt_durably(&mut self, id: &InstanceId) -> Result<(), Error> {
-        let (Some(instance), Some(change)) = (self.instances.get(id), self.changes.get(id)) else {
+        let (Some(write), Some(change)) = (self.adoption(id), self.changes.get(id)) else {
             return Ok(());
         };
-        let detail = detail_of(instance, &self.redactor);
-        let (run, at, key, spec_hash) = (self.run, clock::now(), id.clone(), instance.spec_hash);
         let mut report = Driver::report(change, InstanceStatus::Unchanged, None);
         "undo/check recorded; the host was not contacted".clone_into(&mut report.summary);
-        let event = Event {
-            at,
-            kind: EventKind::InstanceFinished {
-                id: key.clone(),
-                outcome: Outcome::Succeeded,
-                changed: false,
-            },
-        };
-        self.store
-            .write(move |tx| {
-                let write = InstanceWrite {
-                    id: &key,
-                    spec_hash,
-                    outcome: Outcome::Succeeded,
-                    finished_at: at,
-                    duration_ms: 0,
-                    run: Some(run),
-                    detail: Some(&detail),
-                    fires: &[],
-                };
-                store::log_in(tx, run, &event, Change::Record(&write))
-            })
-            .await?;
+        self.store.write(write).await?;
         let _ = self
             .console
             .send(ConsoleEvent::Ended {
@@ -624,9 +600,18 @@ impl Driver {
     /// asked it to run, and the next plan must not see it as new again. Lazy: losing it to a
     /// crash only plans it once more, still gated on its sources.
     fn adopt(&self, id: &InstanceId) -> Result<(), Error> {
-        let Some(instance) = self.instances.get(id) else {
-            return Ok(());
-        };
+        match self.adoption(id) {
+            Some(write) => Ok(self.store.write_lazy(write)?),
+            None => Ok(()),
+        }
+    }
+
+    /// The write that records `id` as applied with its current details, without running it.
+    fn adoption(
+        &self,
+        id: &InstanceId,
+    ) -> Option<impl FnOnce(&redb::WriteTransaction) -> store::Result<()> + Send + 'static> {
+        let instance = self.instances.get(id)?;
         let detail = detail_of(instance, &self.redactor);
         let (run, at, id, spec_hash) = (self.run, clock::now(), id.clone(), instance.spec_hash);
         let event = Event {
@@ -637,7 +622,7 @@ impl Driver {
                 changed: false,
             },
         };
-        Ok(self.store.write_lazy(move |tx| {
+        Some(move |tx: &redb::WriteTransaction| {
             let write = InstanceWrite {
                 id: &id,
                 spec_hash,
@@ -649,7 +634,7 @@ impl Driver {
                 fires: &[],
             };
             store::log_in(tx, run, &event, Change::Record(&write))
-        })?)
+        })
     }
 
     /// Records the start durably, then spawns the attempt.

@@ -50,11 +50,16 @@ pub struct WriterLock {
 
 /// The lock file beside a state file.
 pub fn lock_path(state: &Path) -> PathBuf {
+    beside(state, ".lock")
+}
+
+/// `<state><suffix>`: the files that live beside a state file (lock, backup, readers).
+pub fn beside(state: &Path, suffix: &str) -> PathBuf {
     let mut name = state
         .file_name()
         .map(std::ffi::OsStr::to_os_string)
         .unwrap_or_default();
-    name.push(".lock");
+    name.push(suffix);
     state.with_file_name(name)
 }
 

@@ -291,12 +291,7 @@ fn poisoned(path: &std::path::Path) -> Error {
 
 /// `<state>.backup`: a copy of the last good state, taken after every successful round.
 pub fn backup_path(state: &std::path::Path) -> PathBuf {
-    let mut name = state
-        .file_name()
-        .map(std::ffi::OsStr::to_os_string)
-        .unwrap_or_default();
-    name.push(".backup");
-    state.with_file_name(name)
+    super::lock::beside(state, ".backup")
 }
 
 impl Store {
@@ -329,12 +324,7 @@ impl Store {
 
 /// `<state>.readers`: readers in other processes hold it shared while they wait for the file.
 pub(crate) fn readers_path(state: &std::path::Path) -> PathBuf {
-    let mut name = state
-        .file_name()
-        .map(std::ffi::OsStr::to_os_string)
-        .unwrap_or_default();
-    name.push(".readers");
-    state.with_file_name(name)
+    super::lock::beside(state, ".readers")
 }
 
 fn readers_file(store: &Store) -> Option<File> {
