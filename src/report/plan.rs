@@ -50,7 +50,10 @@ pub fn summary(plan: &Plan) -> String {
     if plan.is_empty() {
         let up_to_date = plural(plan.unchanged, "instance");
         return if plan.outside_targets == 0 {
-            format!("No changes. Your hosts match the manifests ({up_to_date} up to date).")
+            // The plan compared the manifests with drover's record, not with the hosts: say so.
+            format!(
+                "No changes against the recorded state ({up_to_date} up to date); the hosts were not probed."
+            )
         } else {
             format!("No changes in the targeted instances ({up_to_date} up to date).")
         };
@@ -1056,7 +1059,7 @@ mod tests {
         check_text(
             &Fixture::new(),
             &expect![[r"
-            No changes. Your hosts match the manifests (7 instances up to date).
+            No changes against the recorded state (7 instances up to date); the hosts were not probed.
         "]],
         );
         let mut targeted = Fixture::new();
@@ -1493,7 +1496,7 @@ mod tests {
     #[test]
     fn markdown_of_an_empty_plan() {
         expect![[r"
-            **No changes. Your hosts match the manifests (7 instances up to date).**
+            **No changes against the recorded state (7 instances up to date); the hosts were not probed.**
         "]]
         .assert_eq(&markdown(&Fixture::new().view()));
     }
