@@ -334,10 +334,8 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
         reported_secrets: BTreeSet::new(),
     };
     let mut instances = Vec::with_capacity(desired.instance_count());
-    // (host, file path) → the first task that writes it there; a second one is an error,
-    // and only then are the writers collected (most fleets have none: keep it cheap).
-    let mut first_writer: BTreeMap<(&str, String), (InstanceId, &Task)> = BTreeMap::new();
-    let mut owners: BTreeMap<(&str, String), Vec<(InstanceId, &Task)>> = BTreeMap::new();
+    // The task of each instance, by position, for the shared-file check below.
+    let mut tasks: Vec<&Task> = Vec::with_capacity(desired.instance_count());
     for workflow in desired.workflows.values() {
         let roots = roots(workflow);
         for host in desired.selected_hosts(workflow) {
@@ -356,27 +354,13 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
                 if let Some(instance) =
                     run.instance(id, host, workflow, task, (&ctx, &names), extra)
                 {
-                    if let Action::File { path, .. } = &instance.action {
-                        let key = (host.name.as_str(), normal_path(path));
-                        match first_writer.entry(key) {
-                            std::collections::btree_map::Entry::Vacant(slot) => {
-                                slot.insert((instance.id.clone(), task));
-                            }
-                            std::collections::btree_map::Entry::Occupied(first) => {
-                                let writers = owners.entry(first.key().clone()).or_default();
-                                if writers.is_empty() {
-                                    writers.push(first.get().clone());
-                                }
-                                writers.push((instance.id.clone(), task));
-                            }
-                        }
-                    }
                     instances.push(instance);
+                    tasks.push(task);
                 }
             }
         }
     }
-    run.problems.shared_files(owners);
+    run.problems.shared_files(shared_files(&instances, &tasks));
     let diagnostics = run.problems.into_diagnostics();
     Resolved {
         instances,
@@ -387,15 +371,48 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
 
 /// A file path with repeated `/` and `.` segments folded, so that `/etc//motd` and
 /// `/etc/./motd` are seen as the same file as `/etc/motd`.
-fn normal_path(path: &str) -> String {
+/// (host, file path) → the tasks that write it there, for paths written more than once.
+/// Borrowed keys and no clone unless two writers meet: most fleets have none.
+fn shared_files<'a>(
+    instances: &'a [ResolvedInstance],
+    tasks: &[&'a Task],
+) -> BTreeMap<(&'a str, String), Vec<(InstanceId, &'a Task)>> {
+    let mut first: BTreeMap<(&str, std::borrow::Cow<'_, str>), usize> = BTreeMap::new();
+    let mut owners: BTreeMap<(&str, String), Vec<(InstanceId, &Task)>> = BTreeMap::new();
+    for (i, instance) in instances.iter().enumerate() {
+        let (Action::File { path, .. }, Some(task)) = (&instance.action, tasks.get(i)) else {
+            continue;
+        };
+        let key = (instance.id.host.as_str(), normal_path(path));
+        match first.entry(key) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(i);
+            }
+            std::collections::btree_map::Entry::Occupied(seen) => {
+                let (host, path) = seen.key();
+                let writers = owners.entry((host, path.to_string())).or_default();
+                if writers.is_empty()
+                    && let (Some(earlier), Some(earlier_task)) =
+                        (instances.get(*seen.get()), tasks.get(*seen.get()))
+                {
+                    writers.push((earlier.id.clone(), *earlier_task));
+                }
+                writers.push((instance.id.clone(), *task));
+            }
+        }
+    }
+    owners
+}
+
+fn normal_path(path: &str) -> std::borrow::Cow<'_, str> {
     if !path.contains("//") && !path.contains("/./") && !path.ends_with("/.") {
-        return path.to_owned();
+        return std::borrow::Cow::Borrowed(path);
     }
     let parts: Vec<&str> = path
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
-    format!("/{}", parts.join("/"))
+    std::borrow::Cow::Owned(format!("/{}", parts.join("/")))
 }
 
 /// Tasks of a workflow that need nothing inside it: they wait for needed workflows.
