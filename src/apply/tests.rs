@@ -26,6 +26,38 @@ fn evaluated(dir: &std::path::Path, tasks: &str) -> crate::evaluate::Evaluation 
     evaluation
 }
 
+/// An apply of `plan` with one attempt per instance at most `parallelism` at once.
+fn request<'a>(
+    plan: &'a crate::plan::Plan,
+    resolved: &'a crate::resolve::Resolved,
+    hosts: &'a BTreeMap<HostName, HostTransport>,
+    (recorded, stale): (
+        &'a BTreeMap<crate::instance::InstanceId, crate::state::InstanceDetail>,
+        &'a BTreeSet<crate::instance::InstanceId>,
+    ),
+    parallelism: usize,
+) -> Request<'a> {
+    Request {
+        plan,
+        resolved,
+        recorded,
+        stale,
+        rollout: BTreeMap::new(),
+        hosts,
+        options: ApplyOptions {
+            limits: schedule::Limits {
+                parallelism,
+                per_host: parallelism,
+            },
+            fail_fast: false,
+            trigger: "test".to_owned(),
+            command: "test".to_owned(),
+            commit: None,
+            manifest_digest: String::new(),
+        },
+    }
+}
+
 /// Applies everything the manifests plan, through `fake`; returns the report and the store.
 async fn apply_with(
     tasks: &str,
@@ -50,25 +82,8 @@ async fn apply_with(
         .keys()
         .map(|h| (h.clone(), HostTransport::Fake(fake.clone())))
         .collect();
-    let request = Request {
-        plan: &plan,
-        resolved,
-        recorded: &BTreeMap::new(),
-        stale: &BTreeSet::new(),
-        rollout: BTreeMap::new(),
-        hosts: &hosts,
-        options: ApplyOptions {
-            limits: schedule::Limits {
-                parallelism: 4,
-                per_host: 4,
-            },
-            fail_fast: false,
-            trigger: "test".to_owned(),
-            command: "test".to_owned(),
-            commit: None,
-            manifest_digest: String::new(),
-        },
-    };
+    let (recorded, stale) = (BTreeMap::new(), BTreeSet::new());
+    let request = request(&plan, resolved, &hosts, (&recorded, &stale), 4);
     let open = store.open().unwrap();
     let (tx, mut rx) = mpsc::channel(1024);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -272,25 +287,8 @@ async fn crash_at(
                 &crate::state::Recorded::default(),
                 &crate::plan::PlanOptions::default(),
             );
-            let request = Request {
-                plan: &plan,
-                resolved: &resolved,
-                recorded: &BTreeMap::new(),
-                stale: &BTreeSet::new(),
-                rollout: BTreeMap::new(),
-                hosts: &hosts,
-                options: ApplyOptions {
-                    limits: schedule::Limits {
-                        parallelism: 1,
-                        per_host: 1,
-                    },
-                    fail_fast: false,
-                    trigger: "test".to_owned(),
-                    command: "test".to_owned(),
-                    commit: None,
-                    manifest_digest: String::new(),
-                },
-            };
+            let (recorded, stale) = (BTreeMap::new(), BTreeSet::new());
+            let request = request(&plan, &resolved, &hosts, (&recorded, &stale), 1);
             let (tx, mut rx) = mpsc::channel(1024);
             tokio::spawn(async move { while rx.recv().await.is_some() {} });
             let _ = apply(request, &open, &Shutdown::default(), tx).await;

@@ -182,10 +182,6 @@ impl Session {
         })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Takes the writer lock for `command`, waiting up to the session's lock timeout.
     pub fn lock(&self, command: &str, host: String) -> Result<WriterLock> {
         let me = Holder {

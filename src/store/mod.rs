@@ -11,7 +11,7 @@ pub mod open;
 pub mod retention;
 pub mod tables;
 
-pub use open::{CommitStats, OpenStore};
+pub use open::OpenStore;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
@@ -833,24 +833,8 @@ fn record_in(tx: &WriteTransaction, write: &InstanceWrite<'_>) -> Result<()> {
             .remove(key.as_str())
             .map_err(write_err)?;
     }
-    for target in write.fires {
-        let target_key = target.to_string();
-        let existing = triggers
-            .get(target_key.as_str())
-            .map_err(write_err)?
-            .map(|v| v.value().to_vec());
-        let mut pending: PendingTrigger = match existing {
-            Some(bytes) => decode(&bytes, &target_key)?,
-            None => PendingTrigger {
-                sources: BTreeSet::new(),
-                since: write.run.unwrap_or(RunId(0)),
-            },
-        };
-        pending.sources.insert(write.id.clone());
-        triggers
-            .insert(target_key.as_str(), encode(&pending)?.as_slice())
-            .map_err(write_err)?;
-    }
+    drop(triggers);
+    arm_triggers_in(tx, write.id, write.fires, write.run.unwrap_or(RunId(0)))?;
     Ok(())
 }
 

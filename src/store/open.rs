@@ -43,15 +43,6 @@ enum Request {
     Flush(oneshot::Sender<Result<()>>),
 }
 
-/// Counts of what the committer did; benchmarks and tests read them.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CommitStats {
-    pub commits: u64,
-    pub writes: u64,
-    /// Times the file was closed for a reader in another process.
-    pub reader_pauses: u64,
-}
-
 /// The state file, open for a round. Cheap to clone; the file closes when the last clone
 /// is dropped (after flushing lazy writes) or on `close`.
 #[derive(Debug, Clone)]
@@ -67,7 +58,6 @@ struct Inner {
     /// Requests to the committer thread; dropping the sender ends the thread.
     tx: std::sync::Mutex<Option<mpsc::Sender<Request>>>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
-    stats: Arc<std::sync::Mutex<CommitStats>>,
     /// Set by the committer when the file turned out damaged; told to every later writer.
     damage: Arc<std::sync::Mutex<Option<String>>>,
     path: PathBuf,
@@ -89,14 +79,12 @@ impl Store {
     pub fn open(&self) -> Result<OpenStore> {
         let db = super::guarded(self.path(), || self.open_for_write())?;
         let db = Arc::new(RwLock::new(Some(db)));
-        let stats = Arc::new(std::sync::Mutex::new(CommitStats::default()));
         let damage = Arc::new(std::sync::Mutex::new(None));
         let (tx, rx) = mpsc::channel();
         let committer = Committer {
             db: db.clone(),
             store: self.clone(),
             readers: readers_file(self),
-            stats: stats.clone(),
             damage: damage.clone(),
             lazy: Vec::new(),
         };
@@ -112,7 +100,6 @@ impl Store {
                 db,
                 tx: std::sync::Mutex::new(Some(tx)),
                 thread: std::sync::Mutex::new(Some(thread)),
-                stats,
                 damage,
                 path: self.path().to_owned(),
             }),
@@ -121,10 +108,6 @@ impl Store {
 }
 
 impl OpenStore {
-    pub fn path(&self) -> &std::path::Path {
-        &self.inner.path
-    }
-
     /// Runs `f` on a read transaction of the open file.
     pub fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
         super::guarded(&self.inner.path, || self.read_unguarded(f))
@@ -156,18 +139,6 @@ impl OpenStore {
         result.await.map_err(|_| self.stopped())?
     }
 
-    /// The same, for callers outside the runtime (tests, benchmarks, imports).
-    pub fn write_blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let (done, result) = oneshot::channel();
-        self.submit(job(f, done), true)?;
-        result
-            .blocking_recv()
-            .map_err(|_| stopped(&self.inner.path))?
-    }
-
     /// Writes without waiting: committed with the next durable write (or at `flush`).
     /// For records a crash may lose without harm (an instance's start event).
     pub fn write_lazy(
@@ -182,13 +153,6 @@ impl OpenStore {
             }
         });
         self.submit(job, false)
-    }
-
-    /// Commits every lazy write now.
-    pub async fn flush(&self) -> Result<()> {
-        let (done, result) = oneshot::channel();
-        self.send(Request::Flush(done))?;
-        result.await.map_err(|_| stopped(&self.inner.path))?
     }
 
     /// Flushes and closes the file; other clones can no longer write.
@@ -216,10 +180,6 @@ impl OpenStore {
             },
             None => stopped(&self.inner.path),
         }
-    }
-
-    pub fn stats(&self) -> CommitStats {
-        self.inner.stats.lock().map(|s| *s).unwrap_or_default()
     }
 
     fn submit(&self, job: Job, durable: bool) -> Result<()> {
@@ -353,7 +313,6 @@ struct Committer {
     db: Arc<RwLock<Option<Database>>>,
     store: Store,
     readers: Option<File>,
-    stats: Arc<std::sync::Mutex<CommitStats>>,
     damage: Arc<std::sync::Mutex<Option<String>>>,
     /// Lazy writes waiting for the next commit.
     lazy: Vec<Job>,
@@ -433,7 +392,6 @@ impl Committer {
         let Some(db) = guard.as_ref() else {
             return Err(stopped(self.store.path()));
         };
-        let count = jobs.len() as u64;
         let tx = match db.begin_write() {
             Ok(tx) => tx,
             Err(e) => {
@@ -462,10 +420,6 @@ impl Committer {
         };
         for done in completions {
             done(result.as_ref().copied());
-        }
-        if let Ok(mut stats) = self.stats.lock() {
-            stats.commits += u64::from(!failed);
-            stats.writes += count;
         }
         result
     }
@@ -517,9 +471,6 @@ impl Committer {
         match self.store.open_for_write() {
             Ok(db) => *slot = Some(db),
             Err(error) => tracing::error!(%error, "cannot reopen the state file after a reader"),
-        }
-        if let Ok(mut stats) = self.stats.lock() {
-            stats.reader_pauses += 1;
         }
     }
 }

@@ -378,7 +378,10 @@ impl SshTransport {
             while let Some(msg) = channel.wait().await {
                 match msg {
                     ChannelMsg::Data { data } if ready_in(&framer.push(&data)) => return true,
-                    ChannelMsg::ExtendedData { data, .. } => stderr.extend_from_slice(&data),
+                    // Only for the error message: kept small whatever the host prints.
+                    ChannelMsg::ExtendedData { data, .. } if stderr.len() < 8192 => {
+                        stderr.extend_from_slice(&data);
+                    }
                     ChannelMsg::Close | ChannelMsg::Eof => return false,
                     _ => {}
                 }
