@@ -5,6 +5,7 @@
 //! and leaves printing to the caller.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub const MAX_INPUT_FILE_BYTES: u64 = 64 * 1024 * 1024;
 pub struct Evaluation {
     pub desired: Option<Desired>,
     pub resolved: Option<Resolved>,
+    /// Masks the secrets read, also when the evaluation stopped at errors.
+    pub redactor: Redactor,
     pub diagnostics: Vec<Diagnostic>,
     /// Number of manifest files read.
     pub files: usize,
@@ -38,10 +41,7 @@ impl Evaluation {
     }
 
     pub fn redactor(&self) -> Redactor {
-        self.resolved
-            .as_ref()
-            .map(|r| r.redactor.clone())
-            .unwrap_or_default()
+        self.redactor.clone()
     }
 }
 
@@ -71,14 +71,16 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
     });
     diagnostics.extend(loaded.diagnostics);
     let files = read.files.len() - loaded.skipped.len();
-    let Some(desired) = loaded
-        .desired
-        .filter(|_| !diagnostics.iter().any(Diagnostic::is_error))
-    else {
+    // With errors so far, what did decode is still resolved, so that template, input and
+    // secret problems show in the same run as the schema and reference ones; it is then
+    // dropped, never planned.
+    let sound = loaded.desired.is_some() && !diagnostics.iter().any(Diagnostic::is_error);
+    let Some(desired) = loaded.desired.or(loaded.partial) else {
         finish(&mut diagnostics);
         return Ok(Evaluation {
             desired: None,
             resolved: None,
+            redactor: Redactor::default(),
             diagnostics,
             files,
         });
@@ -86,6 +88,7 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
     tracing::info!(
         hosts = desired.hosts.len(),
         workflows = desired.workflows.len(),
+        sound,
         "loaded desired state"
     );
     let needed = resolve::needed(&desired);
@@ -104,14 +107,34 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
         problems = resolved.diagnostics.len(),
         "resolved instances"
     );
+    if !sound {
+        // What a rule already reported at a place, rendering that place finds again.
+        let reported: BTreeSet<(String, usize)> = diagnostics.iter().filter_map(place).collect();
+        resolved
+            .diagnostics
+            .retain(|d| place(d).is_none_or(|p| !reported.contains(&p)));
+    }
     diagnostics.append(&mut resolved.diagnostics);
     finish(&mut diagnostics);
+    let redactor = resolved.redactor.clone();
+    let (desired, resolved) = if sound {
+        (Some(desired), Some(resolved))
+    } else {
+        (None, None)
+    };
     Ok(Evaluation {
-        desired: Some(desired),
-        resolved: Some(resolved),
+        desired,
+        resolved,
+        redactor,
         diagnostics,
         files,
     })
+}
+
+/// The file and offset an error points at.
+fn place(d: &Diagnostic) -> Option<(String, usize)> {
+    let location = d.location.as_ref().filter(|_| d.is_error())?;
+    Some((location.file.path.clone(), location.span.start))
 }
 
 /// Sorts diagnostics and makes their text safe for a terminal.

@@ -5,6 +5,7 @@
 //! cannot say well (exactly one task kind, one file source, local hosts take no address).
 //! Checks that need other documents live in `check`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -28,7 +29,7 @@ pub enum Decoded {
     Host(Host),
     /// A workflow, and the names of its tasks that broke a rule and were left out (so that
     /// references to them are not reported as unknown on top of the real error).
-    Workflow(Workflow, Vec<crate::model::meta::TaskName>),
+    Workflow(Workflow, Vec<String>),
 }
 
 /// Decodes one document, appending any problems to `diagnostics`.
@@ -50,15 +51,81 @@ pub fn decode(
     let value = document.root.to_json();
     let schema_problems = schema::validate(kind, &value, &document.root, file);
     if !schema_problems.is_empty() {
+        // A workflow whose problems all lie inside some of its tasks is decoded without
+        // those tasks, so that the other tasks are still checked in the same run.
+        let left_out = match kind {
+            Kind::Workflow => tasks_in(&schema_problems),
+            Kind::Host => None,
+        };
         diagnostics.extend(schema_problems);
-        return None;
+        let (value, left_out) = without_tasks(value, left_out?);
+        if !schema::validate(kind, &value, &document.root, file).is_empty() {
+            return None;
+        }
+        return ctx.workflow(value, &left_out, diagnostics);
     }
     // A document that breaks a rule is still returned, so cross-document checks see its
     // names and report their own problems in the same pass; loading fails all the same.
     match kind {
         Kind::Host => ctx.host(value, diagnostics).map(Decoded::Host),
-        Kind::Workflow => ctx.workflow(value, diagnostics),
+        Kind::Workflow => ctx.workflow(value, &LeftOut::default(), diagnostics),
     }
+}
+
+/// Tasks of a workflow document taken out before decoding: their positions in the document,
+/// and their names where they have one.
+#[derive(Debug, Default)]
+struct LeftOut {
+    positions: BTreeSet<usize>,
+    names: Vec<String>,
+}
+
+impl LeftOut {
+    /// The position in the document of the `nth` task that was kept.
+    fn position(&self, nth: usize) -> usize {
+        let mut position = nth;
+        for left in &self.positions {
+            if *left <= position {
+                position += 1;
+            }
+        }
+        position
+    }
+}
+
+/// The positions of the tasks that `problems` lie in, when every one lies inside a task of
+/// `spec.tasks` (and not in the list itself or elsewhere in the document).
+fn tasks_in(problems: &[Diagnostic]) -> Option<BTreeSet<usize>> {
+    problems
+        .iter()
+        .map(|problem| {
+            let pointer = problem.location.as_ref()?.pointer.as_ref()?;
+            let mut tokens = pointer.tokens();
+            let inside = tokens.next()? == "spec" && tokens.next()? == "tasks";
+            inside.then_some(())?;
+            tokens.next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// `value` without the tasks at `positions`.
+fn without_tasks(mut value: Value, positions: BTreeSet<usize>) -> (Value, LeftOut) {
+    let mut names = Vec::new();
+    if let Some(tasks) = value
+        .pointer_mut("/spec/tasks")
+        .and_then(Value::as_array_mut)
+    {
+        let mut position = 0;
+        tasks.retain(|task| {
+            let keep = !positions.contains(&position);
+            position += 1;
+            if !keep && let Some(name) = task.get("name").and_then(Value::as_str) {
+                names.push(name.to_owned());
+            }
+            keep
+        });
+    }
+    (value, LeftOut { positions, names })
 }
 
 /// The kind and name a document declares, read leniently from a document that failed
@@ -215,8 +282,9 @@ impl DocCtx<'_> {
                 }
             }
         }
+        let mut spec = spec;
         self.check_vars(
-            &spec.vars,
+            &mut spec.vars,
             &JsonPointer::root().push("spec").push("vars"),
             diagnostics,
         );
@@ -228,7 +296,12 @@ impl DocCtx<'_> {
         })
     }
 
-    fn workflow(&self, value: Value, diagnostics: &mut Vec<Diagnostic>) -> Option<Decoded> {
+    fn workflow(
+        &self,
+        value: Value,
+        left_out: &LeftOut,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Option<Decoded> {
         let document: WorkflowDocument = self.typed(value, diagnostics)?;
         let spec = document.spec;
         let spec_ptr = JsonPointer::root().push("spec");
@@ -240,12 +313,14 @@ impl DocCtx<'_> {
                     .with_help("give `matchLabels: {role: web}`, `names: [edge-1]`, or both; `matchLabels: {}` selects every host"),
             );
         }
-        self.check_vars(&spec.vars, &spec_ptr.push("vars"), diagnostics);
+        let mut spec = spec;
+        self.check_vars(&mut spec.vars, &spec_ptr.push("vars"), diagnostics);
         let mut tasks = Vec::with_capacity(spec.tasks.len());
-        let mut broken = Vec::new();
-        for (i, task) in spec.tasks.into_iter().enumerate() {
-            let name = task.name.clone();
-            match self.task(task, &spec_ptr.push("tasks").push(i), diagnostics) {
+        let mut broken = left_out.names.clone();
+        for (nth, task) in spec.tasks.into_iter().enumerate() {
+            let name = task.name.to_string();
+            let pointer = spec_ptr.push("tasks").push(left_out.position(nth));
+            match self.task(task, &pointer, diagnostics) {
                 Some(task) => tasks.push(task),
                 None => broken.push(name),
             }
@@ -461,66 +536,92 @@ impl DocCtx<'_> {
         }
     }
 
-    fn check_vars(&self, vars: &Vars, pointer: &JsonPointer, diagnostics: &mut Vec<Diagnostic>) {
-        for (name, value) in vars {
-            let var_ptr = pointer.push(name);
-            let identifier = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !identifier {
-                diagnostics.push(
-                    Diagnostic::error(
-                        "manifest::invalid-var-name",
-                        format!("variable name `{name}` cannot be used in templates"),
-                    )
-                    .at(self.at_key(&var_ptr))
-                    .with_label("not an identifier")
-                    .with_help(format!(
-                        "use letters, digits and `_`, for example `{}`",
-                        name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-                    )),
-                );
+    /// Checks variable names and secret sources. A secret that breaks a rule is kept as an
+    /// empty plain value, so that templates naming it are still checked in the same run
+    /// without a second error for the same cause (the document fails all the same).
+    fn check_vars(
+        &self,
+        vars: &mut Vars,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        let mut broken = Vec::new();
+        for (name, value) in vars.iter() {
+            let before = diagnostics.len();
+            self.check_var(name, value, pointer, diagnostics);
+            if diagnostics.len() > before && matches!(value, VarValue::Secret(_)) {
+                broken.push(name.clone());
             }
-            if let VarValue::Secret(secret) = value {
-                let from_ptr = var_ptr.push("valueFrom");
-                let (field, text) = match secret.source() {
-                    Some(SecretSource::Env(n)) => ("env", n),
-                    Some(SecretSource::File(p)) => ("file", p),
-                    None => {
-                        let both = secret.value_from.env.is_some();
-                        diagnostics.push(
-                            Diagnostic::error(
-                                "manifest::invalid-secret",
-                                if both {
-                                    format!("secret `{name}` gives both `env` and `file`")
-                                } else {
-                                    format!("secret `{name}` does not say where to read it from")
-                                },
-                            )
-                            .at(if both {
-                                self.at_key(&from_ptr.push("file"))
-                            } else {
-                                self.at_key(&from_ptr)
-                            })
-                            .with_label(if both { "second source" } else { "no source" })
-                            .with_help("give exactly one of `env: VARIABLE` or `file: PATH`"),
-                        );
-                        continue;
-                    }
-                };
-                if text.trim().is_empty() {
+        }
+        for name in broken {
+            vars.insert(name, VarValue::Plain(Value::String(String::new())));
+        }
+    }
+
+    fn check_var(
+        &self,
+        name: &str,
+        value: &VarValue,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        let var_ptr = pointer.push(name);
+        let identifier = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !identifier {
+            diagnostics.push(
+                Diagnostic::error(
+                    "manifest::invalid-var-name",
+                    format!("variable name `{name}` cannot be used in templates"),
+                )
+                .at(self.at_key(&var_ptr))
+                .with_label("not an identifier")
+                .with_help(format!(
+                    "use letters, digits and `_`, for example `{}`",
+                    name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                )),
+            );
+        }
+        if let VarValue::Secret(secret) = value {
+            let from_ptr = var_ptr.push("valueFrom");
+            let (field, text) = match secret.source() {
+                Some(SecretSource::Env(n)) => ("env", n),
+                Some(SecretSource::File(p)) => ("file", p),
+                None => {
+                    let both = secret.value_from.env.is_some();
                     diagnostics.push(
                         Diagnostic::error(
                             "manifest::invalid-secret",
-                            format!("secret `{name}` has an empty `{field}`"),
+                            if both {
+                                format!("secret `{name}` gives both `env` and `file`")
+                            } else {
+                                format!("secret `{name}` does not say where to read it from")
+                            },
                         )
-                        .at(self.at(&from_ptr.push(field)))
-                        .with_label("empty")
-                        .with_help("name the environment variable or file that holds the secret"),
+                        .at(if both {
+                            self.at_key(&from_ptr.push("file"))
+                        } else {
+                            self.at_key(&from_ptr)
+                        })
+                        .with_label(if both { "second source" } else { "no source" })
+                        .with_help("give exactly one of `env: VARIABLE` or `file: PATH`"),
                     );
-                } else {
-                    let check = path_rule(&format!("valueFrom.{field}"), &text);
-                    self.report(check, &from_ptr.push(field), diagnostics);
+                    return;
                 }
+            };
+            if text.trim().is_empty() {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "manifest::invalid-secret",
+                        format!("secret `{name}` has an empty `{field}`"),
+                    )
+                    .at(self.at(&from_ptr.push(field)))
+                    .with_label("empty")
+                    .with_help("name the environment variable or file that holds the secret"),
+                );
+            } else {
+                let check = path_rule(&format!("valueFrom.{field}"), &text);
+                self.report(check, &from_ptr.push(field), diagnostics);
             }
         }
     }

@@ -1,4 +1,5 @@
-//! Manifest files → `Loaded { desired, diagnostics }`; all or nothing.
+//! Manifest files → `Loaded { desired, diagnostics }`; all or nothing (what did decode is
+//! kept apart, in `partial`, only to find more problems in the same run).
 //!
 //! The pipeline per document is `yaml` (syntax, spans) → `document` (envelope, `schema`,
 //! typed decoding, per-document rules); then `check` runs the rules that span documents.
@@ -53,6 +54,10 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Loaded {
     pub desired: Option<Desired>,
+    /// When there were errors: what did decode and pass the per-document rules, so that the
+    /// later stages (templates, inputs, secrets) can still report their problems in the same
+    /// run. Never planned or applied.
+    pub partial: Option<Desired>,
     pub diagnostics: Vec<Diagnostic>,
     /// Every path that a manifest document names as a `template`, `source` or secret `file`,
     /// relative to the manifest directory (as `relative_to` makes it).
@@ -121,7 +126,7 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
                         .tasks
                         .entry(workflow.name.to_string())
                         .or_default()
-                        .extend(broken.iter().map(ToString::to_string));
+                        .extend(broken);
                     workflows.push(workflow);
                 }
                 None => match document::declared_name(&document) {
@@ -151,8 +156,14 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
     );
     diagnostic::sort(&mut diagnostics);
     let ok = !diagnostics.iter().any(Diagnostic::is_error);
+    let (desired, partial) = if ok {
+        (Some(desired), None)
+    } else {
+        (None, Some(desired))
+    };
     Loaded {
-        desired: ok.then_some(desired),
+        desired,
+        partial,
         diagnostics,
         referenced,
         skipped,

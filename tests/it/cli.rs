@@ -65,6 +65,101 @@ spec: {hosts: {names: [edge-1]}, tasks: [{name: a, needs: [b], run: "true"}]}
 }
 
 #[test]
+fn validate_reports_every_kind_of_problem_in_one_run() {
+    // A schema error in a host, a schema error in one task and a rule error in a later one,
+    // a cycle, an unknown workflow, a template error and a missing secret: a user fixing
+    // them must see all of them at once, each where it is.
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(
+        dir.path(),
+        r#"
+//- hosts.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: web-1, labels: {role: web}}
+spec: {transport: local, vars: {token: {valueFrom: {env: DROVER_TEST_NO_SUCH_SECRET}}}}
+---
+apiVersion: drover/v1
+kind: Host
+metadata: {name: web-2}
+spec: {transport: lokal}
+---
+apiVersion: drover/v1
+kind: Host
+metadata: {name: web-3, labels: {role: web}}
+spec: {transport: local, vars: {token: plain}}
+//- web.yaml
+apiVersion: drover/v1
+kind: Workflow
+metadata: {name: web}
+spec:
+  hosts: {matchLabels: {role: web}}
+  needs: [base, nowhere]
+  tasks:
+    - name: broken
+      run: 42
+    - name: loop-a
+      needs: [loop-b]
+      run: "true"
+    - name: loop-b
+      needs: [loop-a, broken]
+      run: "true"
+    - name: empty
+      run: ""
+    - name: page
+      file: {path: /tmp/page, content: "{{ undefined_var }} {{ token }}"}
+//- base.yaml
+apiVersion: drover/v1
+kind: Workflow
+metadata: {name: base}
+spec:
+  hosts: {matchLabels: {role: web}}
+  needs: [web]
+  tasks: [{name: ok, run: "true"}]
+"#,
+    );
+    let run = Drover::new()
+        .args(["validate", "--format", "json"])
+        .arg_path(dir.path())
+        .env_remove("DROVER_TEST_NO_SUCH_SECRET")
+        .run()
+        .expect_code(1);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let found: Vec<(String, String)> = doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let at = &d["location"];
+            (
+                d["code"].as_str().unwrap().to_owned(),
+                format!(
+                    "{}{}",
+                    at["file"].as_str().unwrap_or("-"),
+                    at["pointer"].as_str().unwrap_or("")
+                ),
+            )
+        })
+        .collect();
+    let expected = [
+        ("manifest::cycle", "base.yaml/spec/needs/0"),
+        ("manifest::invalid-value", "hosts.yaml/spec/transport"),
+        ("manifest::invalid-value", "web.yaml/spec/tasks/0/run"),
+        ("manifest::unknown-workflow", "web.yaml/spec/needs/1"),
+        ("manifest::cycle", "web.yaml/spec/tasks/1/needs/0"),
+        ("manifest::empty-command", "web.yaml/spec/tasks/3/run"),
+        ("template::undefined", "web.yaml/spec/tasks/4/file/content"),
+        ("secret::missing", "hosts.yaml/spec/vars/token/valueFrom"),
+    ];
+    for (code, place) in expected {
+        assert!(
+            found.iter().any(|(c, p)| c == code && p == place),
+            "{code} at {place} missing from {found:#?}"
+        );
+    }
+}
+
+#[test]
 fn validate_of_a_missing_directory_says_what_to_do() {
     let run = Drover::new()
         .args(["validate", "--color", "never", "no/such/dir"])
@@ -484,15 +579,17 @@ spec:
 
         error: DIR is not valid: 5 errors
     "#]].assert_eq(&validate());
-    // A FIFO named like a manifest is refused too, not opened.
+    // A FIFO named like a manifest is refused too, not opened, and the rest still checked.
     mkfifo(&dir.path().join("pipe.yaml"));
+    let stderr = validate();
     expect![[r#"
         error[manifest::not-a-regular-file]: pipe.yaml is a FIFO, not a regular file
          --> pipe.yaml:1:1
           = help: drover reads only regular files (a FIFO or device could block or never end); remove it, or list it in .droverignore
 
-        error: DIR is not valid: 1 error
-    "#]].assert_eq(&validate());
+        error: DIR is not valid: 6 errors
+    "#]]
+    .assert_eq(&stderr[stderr.find("error[manifest::not-a-regular-file]: pipe").unwrap()..]);
 }
 
 #[test]

@@ -131,7 +131,8 @@ fn fuzz_loader(budget: Duration, seed: u64) -> usize {
         let files = vec![Arc::new(SourceFile::new(name.clone(), text.clone()))];
         let outcome = std::panic::catch_unwind(|| {
             let loaded = drover::load::load(&files, &limits);
-            if let Some(desired) = &loaded.desired {
+            // What did load is resolved as `validate` does, also when there were errors.
+            if let Some(desired) = loaded.desired.as_ref().or(loaded.partial.as_ref()) {
                 let needed = drover::resolve::needed(desired);
                 let inputs = drover::resolve::Inputs {
                     files: needed

@@ -48,6 +48,11 @@ impl Drover {
         self
     }
 
+    pub fn env_remove(mut self, key: &str) -> Drover {
+        self.command.env_remove(key);
+        self
+    }
+
     #[track_caller]
     pub fn run(mut self) -> Run {
         let output = self.command.output().expect("drover runs");
