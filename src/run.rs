@@ -30,7 +30,10 @@ impl RunStatus {
         match self {
             RunStatus::Pending => next != RunStatus::Pending,
             RunStatus::Running => next.is_terminal(),
-            _ => false,
+            RunStatus::Succeeded
+            | RunStatus::Failed
+            | RunStatus::Cancelled
+            | RunStatus::Interrupted => false,
         }
     }
 

@@ -934,9 +934,11 @@ impl Driver {
 /// The sources whose change makes `change` run, when it runs only on a trigger: a trigger
 /// without a pending restart, or a new or edited task that has `triggeredBy`.
 fn only_if_changed(change: &PlannedChange) -> Option<Vec<InstanceId>> {
-    if let Some(sources) = change.reasons.iter().find_map(|r| match r {
-        Reason::OnlyIfTriggered { sources } => Some(sources.clone()),
-        _ => None,
+    if let Some(sources) = change.reasons.iter().find_map(|r| {
+        let Reason::OnlyIfTriggered { sources } = r else {
+            return None;
+        };
+        Some(sources.clone())
     }) {
         return Some(sources);
     }
@@ -948,9 +950,11 @@ fn only_if_changed(change: &PlannedChange) -> Option<Vec<InstanceId>> {
         change
             .reasons
             .iter()
-            .filter_map(|r| match r {
-                Reason::TriggeredBy { sources } => Some(sources.clone()),
-                _ => None,
+            .filter_map(|r| {
+                let Reason::TriggeredBy { sources } = r else {
+                    return None;
+                };
+                Some(sources.clone())
             })
             .flatten()
             .collect()

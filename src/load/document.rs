@@ -131,14 +131,14 @@ fn without_tasks(mut value: Value, positions: BTreeSet<usize>) -> (Value, LeftOu
 /// The kind and name a document declares, read leniently from a document that failed
 /// validation, so references to it are not reported as unknown.
 pub fn declared_name(document: &Document) -> Option<(Kind, String)> {
-    let kind = match &document.root.child("kind")?.value {
-        NodeValue::String(text) => Kind::parse(text)?,
-        _ => return None,
+    let NodeValue::String(kind) = &document.root.child("kind")?.value else {
+        return None;
     };
-    match &document.root.child("metadata")?.child("name")?.value {
-        NodeValue::String(name) => Some((kind, name.clone())),
-        _ => None,
-    }
+    let kind = Kind::parse(kind)?;
+    let NodeValue::String(name) = &document.root.child("metadata")?.child("name")?.value else {
+        return None;
+    };
+    Some((kind, name.clone()))
 }
 
 struct DocCtx<'a> {
@@ -205,7 +205,10 @@ impl DocCtx<'_> {
                 let text = match other {
                     NodeValue::Seq(_) => "a list".to_owned(),
                     NodeValue::Map(_) => "a mapping".to_owned(),
-                    _ => self
+                    NodeValue::Null
+                    | NodeValue::Bool(_)
+                    | NodeValue::Number(_)
+                    | NodeValue::String(_) => self
                         .root
                         .child("kind")
                         .and_then(Node::scalar_text)

@@ -499,7 +499,7 @@ impl Node {
         match &self.value {
             NodeValue::Seq(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
             NodeValue::Map(entries) => 1 + entries.iter().map(|(_, v)| 1 + v.size()).sum::<usize>(),
-            _ => 1,
+            NodeValue::Null | NodeValue::Bool(_) | NodeValue::Number(_) | NodeValue::String(_) => 1,
         }
     }
 
@@ -529,19 +529,21 @@ impl Node {
                 .find(|(k, _)| k.text == token)
                 .map(|(_, v)| v),
             NodeValue::Seq(items) => token.parse::<usize>().ok().and_then(|i| items.get(i)),
-            _ => None,
+            NodeValue::Null | NodeValue::Bool(_) | NodeValue::Number(_) | NodeValue::String(_) => {
+                None
+            }
         }
     }
 
     /// The key node of a mapping entry.
     pub fn key(&self, token: &str) -> Option<&Key> {
-        match &self.value {
-            NodeValue::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| k.text == token)
-                .map(|(k, _)| k),
-            _ => None,
-        }
+        let NodeValue::Map(entries) = &self.value else {
+            return None;
+        };
+        entries
+            .iter()
+            .find(|(k, _)| k.text == token)
+            .map(|(k, _)| k)
     }
 
     /// The node at `pointer`, or `None` if any step is missing.
@@ -587,7 +589,9 @@ impl Node {
             NodeValue::Seq(items) => items.first().map_or(self.span, |first| {
                 Span::new(self.span.start.min(first.span.start), first.head_span().end)
             }),
-            _ => self.span,
+            NodeValue::Null | NodeValue::Bool(_) | NodeValue::Number(_) | NodeValue::String(_) => {
+                self.span
+            }
         }
     }
 }

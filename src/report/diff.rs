@@ -224,7 +224,7 @@ impl Body<'_> {
                 );
             }
             (A::Service { .. }, A::Service { .. }) => self.service_changes(old, new),
-            _ => {
+            (A::Run { .. } | A::File { .. } | A::Package { .. } | A::Service { .. }, _) => {
                 self.change("kind", Some(action_kind(old)), Some(action_kind(new)));
                 self.created(new);
             }
