@@ -80,6 +80,18 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The task kind, as manifests spell it.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Action::Run { .. } => "run",
+            Action::File { .. } => "file",
+            Action::Package { .. } => "package",
+            Action::Service { .. } => "service",
+        }
+    }
+}
+
 /// One task on one host, ready to plan and apply.
 #[derive(Debug, Clone)]
 pub struct ResolvedInstance {

@@ -110,6 +110,10 @@ pub enum Command {
         /// Exit 2 when there are changes, 0 when there are none.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Probe the hosts for drift first (as `drover drift` does, and recorded) and plan to
+        /// repair what drifted, unless its policy is `ignore`.
+        #[arg(long)]
+        refresh: bool,
         #[command(flatten)]
         state: StateArgs,
         #[command(flatten)]
@@ -151,11 +155,20 @@ pub enum Command {
         /// Re-run every selected instance.
         #[arg(long)]
         force: bool,
+        /// Probe the hosts for drift first and repair what drifted, unless its policy is
+        /// `ignore`.
+        #[arg(long)]
+        refresh: bool,
         #[command(flatten)]
         state: StateArgs,
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Probe the hosts: show what differs from what drover applied, and record it.
+    #[command(
+        after_help = "Examples:\n  drover drift manifests/site                         every converged instance\n  drover drift --target host=web-1 manifests/site     one host\n  drover drift --format markdown --detailed-exitcode  a pull-request comment; exit 2 on drift\n\nExit status: 0 no drift, 2 drift (with --detailed-exitcode), 1 a host or an instance could not be probed."
+    )]
+    Drift(DriftArgs),
     /// Inspect or edit the state store.
     State {
         #[command(subcommand)]
@@ -304,4 +317,28 @@ pub struct LimitArgs {
     /// following symlinks.
     #[arg(long = "allow-path", value_name = "DIR")]
     pub allow_paths: Vec<PathBuf>,
+}
+
+/// `drover drift`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct DriftArgs {
+    /// The manifest directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Only these instances (same forms as for `drover plan`). Repeatable.
+    #[arg(long = "target", value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Exit 2 when something drifted, 0 when nothing did.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Most hosts probed at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub parallelism: u32,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }

@@ -64,8 +64,10 @@ pub enum Outcome {
     Success,
     /// The input has errors, already reported; exit 1.
     Invalid,
-    /// `plan --detailed-exitcode` found changes; exit 2.
+    /// `plan --detailed-exitcode` found changes (or `drift` found drift); exit 2.
     Changes,
+    /// Something could not be done, already reported; exit 1.
+    Failed,
 }
 
 pub fn main() -> ExitCode {
@@ -87,7 +89,7 @@ pub fn main() -> ExitCode {
     let config = Config::new(&cli, output);
     match run(cli.command, &config) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
-        Ok(Outcome::Invalid) => ExitCode::from(1),
+        Ok(Outcome::Invalid | Outcome::Failed) => ExitCode::from(1),
         Ok(Outcome::Changes) => ExitCode::from(2),
         Err(error) => {
             config.output.stderr(&render_error(&error, &config));
@@ -120,10 +122,12 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
             replace,
             force,
             detailed_exitcode,
+            refresh,
             state,
             limits,
         } => {
             let request = cmd::plan::Request {
+                refresh,
                 dir: &dir,
                 format,
                 out: out.as_deref(),
@@ -136,6 +140,7 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
             };
             cmd::plan::run(&request, config)
         }
+        Command::Drift(args) => cmd::drift::run(&args, config),
         Command::Apply {
             source,
             auto_approve,
@@ -147,6 +152,7 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
             targets,
             replace,
             force,
+            refresh,
             state,
             limits,
         } => {
@@ -158,9 +164,12 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
                 fail_fast,
                 report: report.as_deref(),
                 ssh: config::ssh_defaults(accept_new_host_keys)?,
-                targets: &targets,
-                replace: &replace,
-                force,
+                choose: cmd::apply::Choose {
+                    targets: &targets,
+                    replace: &replace,
+                    force,
+                    refresh,
+                },
                 state,
                 limits: (&limits).into(),
             };

@@ -45,6 +45,18 @@ pub struct Plan {
     /// Targets (`--target`, `--replace`) that matched no instance; the CLI refuses them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unmatched: Vec<String>,
+    /// When the hosts were last probed for drift (`None`: never); the summary says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_checked: Option<DriftChecked>,
+}
+
+/// The drift check a plan's findings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftChecked {
+    pub at: crate::state::Timestamp,
+    /// Probed for this plan (`--refresh`), not read from an earlier check.
+    pub fresh: bool,
 }
 
 impl Plan {
@@ -146,6 +158,9 @@ pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOpt
         outside_targets,
         changes: planned,
         unmatched,
+        drift_checked: recorded
+            .last_drift_check
+            .map(|at| DriftChecked { at, fresh: false }),
     };
     order_removals(&mut plan, &recorded.no_longer_desired);
     plan

@@ -8,6 +8,7 @@
 //! store open once for the whole round. Nothing here prints: the caller renders the round
 //! and the console events.
 
+pub mod drift;
 pub mod fleet;
 pub mod signals;
 

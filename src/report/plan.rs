@@ -17,7 +17,7 @@ use crate::model::task_kind::PackageState;
 use crate::plan::Plan;
 use crate::plan::change::{ChangeKind, PlannedChange, Reason};
 use crate::report::diff;
-use crate::report::style::Style;
+use crate::report::style::{Style, html_escape, longest_backtick_run, markdown_escape};
 use crate::secret::Redactor;
 use crate::state::{InstanceDetail, RecordedAction};
 
@@ -25,7 +25,7 @@ use crate::state::{InstanceDetail, RecordedAction};
 const MARKDOWN_DIFF_LINES: usize = 150;
 /// GitHub refuses comments over 65,536 characters; `String::len` counts bytes, which is never
 /// fewer than characters, so staying under this in bytes is safe.
-const MARKDOWN_LIMIT: usize = 65_000;
+pub const MARKDOWN_LIMIT: usize = 65_000;
 /// What the tables and details of a pull-request comment may fill, keeping room for the
 /// closing truncation note.
 const MARKDOWN_BUDGET: usize = MARKDOWN_LIMIT - 512;
@@ -50,10 +50,20 @@ pub fn summary(plan: &Plan) -> String {
     if plan.is_empty() {
         let up_to_date = plural(plan.unchanged, "instance");
         return if plan.outside_targets == 0 {
-            // The plan compared the manifests with drover's record, not with the hosts: say so.
-            format!(
-                "No changes against the recorded state ({up_to_date} up to date); the hosts were not probed."
-            )
+            // The plan compared the manifests with drover's record, and with the hosts only
+            // as far as a drift check looked at them: say which.
+            let hosts = match plan.drift_checked {
+                Some(checked) if checked.fresh => {
+                    "the hosts were probed just now and showed no drift".to_owned()
+                }
+                Some(checked) => format!(
+                    "the hosts were not probed (last drift check: {}; `--refresh` probes them)",
+                    checked.at
+                ),
+                None => "the hosts were not probed (no drift check yet; `--refresh` probes them)"
+                    .to_owned(),
+            };
+            format!("No changes against the recorded state ({up_to_date} up to date); {hosts}.")
         } else {
             format!("No changes in the targeted instances ({up_to_date} up to date).")
         };
@@ -581,23 +591,6 @@ fn markdown_notes(out: &mut String, not_shown: usize, details_dropped: bool) {
     }
 }
 
-/// Text safe in a table cell: `|` would end the cell, a newline the row, `<` start HTML.
-fn markdown_escape(text: &str) -> String {
-    html_escape(text).replace('|', "\\|").replace('\n', " ")
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// A fenced block ends at the first line of at least as many backticks as its opening fence,
-/// so the fence must be longer than any run of backticks in the content.
-fn longest_backtick_run(text: &str) -> usize {
-    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use expect_test::{Expect, expect};
@@ -701,6 +694,7 @@ mod tests {
                     unchanged: 7,
                     outside_targets: 0,
                     unmatched: Vec::new(),
+                    drift_checked: None,
                 },
                 desired: BTreeMap::new(),
                 recorded: BTreeMap::new(),
@@ -1058,9 +1052,9 @@ mod tests {
     fn text_of_an_empty_plan() {
         check_text(
             &Fixture::new(),
-            &expect![[r"
-            No changes against the recorded state (7 instances up to date); the hosts were not probed.
-        "]],
+            &expect![[r#"
+                No changes against the recorded state (7 instances up to date); the hosts were not probed (no drift check yet; `--refresh` probes them).
+            "#]],
         );
         let mut targeted = Fixture::new();
         targeted.plan.outside_targets = 1;
@@ -1495,9 +1489,9 @@ mod tests {
 
     #[test]
     fn markdown_of_an_empty_plan() {
-        expect![[r"
-            **No changes against the recorded state (7 instances up to date); the hosts were not probed.**
-        "]]
+        expect![[r#"
+            **No changes against the recorded state (7 instances up to date); the hosts were not probed (no drift check yet; `--refresh` probes them).**
+        "#]]
         .assert_eq(&markdown(&Fixture::new().view()));
     }
 

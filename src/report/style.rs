@@ -74,6 +74,23 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Text safe in a table cell: `|` would end the cell, a newline the row, `<` start HTML.
+pub fn markdown_escape(text: &str) -> String {
+    html_escape(text).replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A fenced block ends at the first line of at least as many backticks as its opening fence,
+/// so the fence must be longer than any run of backticks in the content.
+pub fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
 #[cfg(test)]
 mod printable_tests {
     use super::printable;

@@ -32,7 +32,8 @@ use crate::state::{
 };
 use lock::Holder;
 use tables::{
-    DETAILS, DRIFT, EVENTS, INSTANCES, REPORTS, RUNS, SCHEMA_VERSION, TRIGGERS, UNDO_CHECK,
+    DETAILS, DRIFT, DRIFT_REPORTS, EVENTS, INSTANCES, REPORTS, RUNS, SCHEMA_VERSION, TRIGGERS,
+    UNDO_CHECK,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +211,9 @@ fn is_damage(error: &redb::Error) -> bool {
 }
 
 /// How long an operation waits for another process that has the file open mid-commit.
+/// Drift reports kept: a daemon checking every 5 minutes keeps about a day of them.
+pub const DRIFT_REPORTS_KEPT: u64 = 300;
+
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to record after an attempt at one instance.
@@ -301,6 +305,59 @@ impl Store {
                 None => drift.remove(key.as_str()).map(|_| ()),
             }
             .map_err(write_err)
+        })
+    }
+
+    /// Records a drift check in one transaction: the report (keeping the newest
+    /// `DRIFT_REPORTS_KEPT`), and for every probed instance its finding, or none when it was
+    /// found in sync. Returns the report's id.
+    pub fn record_drift_report(
+        &self,
+        report: &crate::drift::DriftReport,
+        findings: &[(InstanceId, Option<DriftFinding>)],
+    ) -> Result<u64> {
+        self.write(|tx| {
+            let mut reports = tx.open_table(DRIFT_REPORTS).map_err(write_err)?;
+            let id = reports
+                .last()
+                .map_err(write_err)?
+                .map_or(1, |(k, _)| k.value() + 1);
+            reports
+                .insert(id, encode(report)?.as_slice())
+                .map_err(write_err)?;
+            let old: Vec<u64> = reports
+                .range(..id.saturating_sub(DRIFT_REPORTS_KEPT - 1))
+                .map_err(write_err)?
+                .filter_map(|entry| entry.ok().map(|(k, _)| k.value()))
+                .collect();
+            for key in old {
+                reports.remove(key).map_err(write_err)?;
+            }
+            let mut drift = tx.open_table(DRIFT).map_err(write_err)?;
+            for (instance, finding) in findings {
+                let key = instance.to_string();
+                match finding {
+                    Some(f) => drift
+                        .insert(key.as_str(), encode(f)?.as_slice())
+                        .map(|_| ()),
+                    None => drift.remove(key.as_str()).map(|_| ()),
+                }
+                .map_err(write_err)?;
+            }
+            Ok(id)
+        })
+    }
+
+    /// The newest drift report, if any drift check was recorded.
+    pub fn last_drift_report(&self) -> Result<Option<crate::drift::DriftReport>> {
+        self.reading(None, |tx| {
+            let Some(table) = open_read(tx, DRIFT_REPORTS)? else {
+                return Ok(None);
+            };
+            let Some((_, value)) = table.last().map_err(read)? else {
+                return Ok(None);
+            };
+            decode(value.value(), "drift report").map(Some)
         })
     }
 
@@ -672,6 +729,7 @@ pub(crate) fn snapshot_in(tx: &ReadTransaction) -> Result<Recorded> {
     }
     recorded.pending_triggers = read_json_table(tx, TRIGGERS)?;
     recorded.drift = read_json_table(tx, DRIFT)?;
+    recorded.last_drift_check = last_drift_check_in(tx)?;
     if let Some(table) = open_read(tx, UNDO_CHECK)? {
         for entry in table.iter().map_err(read)? {
             let (key, value) = entry.map_err(read)?;
@@ -997,6 +1055,23 @@ fn is_read_only(error: &DatabaseError) -> bool {
 }
 
 /// Opens a table for reading; a table that was never created reads as absent.
+/// When the newest recorded drift check ran (its report's `checkedAt`).
+fn last_drift_check_in(tx: &ReadTransaction) -> Result<Option<Timestamp>> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct CheckedAt {
+        checked_at: Timestamp,
+    }
+    let Some(table) = open_read(tx, DRIFT_REPORTS)? else {
+        return Ok(None);
+    };
+    let Some((_, value)) = table.last().map_err(read)? else {
+        return Ok(None);
+    };
+    let at: CheckedAt = decode(value.value(), "drift report")?;
+    Ok(Some(at.checked_at))
+}
+
 fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
     tx: &ReadTransaction,
     table: redb::TableDefinition<K, V>,

@@ -9,7 +9,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use crate::store::Error;
 
 /// Bump when a table changes meaning, and add the step to `migrate`.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 pub const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 /// Instance id → (spec hash, outcome code, finished at ms, duration ms, run id or 0).
@@ -27,6 +27,8 @@ pub const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("runs");
 pub const REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("reports");
 /// Instance id → hash of its `undo` and `check` (only instances that have one); version 2.
 pub const UNDO_CHECK: TableDefinition<&str, [u8; 32]> = TableDefinition::new("undo_check");
+/// Drift check id → JSON `DriftReport` (the newest `DRIFT_REPORTS_KEPT`); version 3.
+pub const DRIFT_REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("drift_reports");
 /// (run id, sequence) → JSON `Event`.
 pub const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
 
@@ -73,6 +75,10 @@ pub fn migrate(tx: &WriteTransaction, from: u32) -> Result<(), Error> {
         // Version 2 records `undo`/`check` hashes; older records have none, so their next
         // plan refreshes the instances that have an `undo` or a `check` (no host contact).
         tx.open_table(UNDO_CHECK).map_err(write)?;
+    }
+    if from < 3 {
+        // Version 3 keeps drift reports; older files have none.
+        tx.open_table(DRIFT_REPORTS).map_err(write)?;
     }
     let mut meta = tx.open_table(META).map_err(write)?;
     meta.insert(VERSION_KEY, SCHEMA_VERSION)

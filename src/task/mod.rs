@@ -98,13 +98,7 @@ impl Failure {
     }
 
     fn transport(error: &transport::Error) -> Failure {
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let mut message = transport::error_chain(error);
         if matches!(error, transport::Error::BecomePassword { .. }) {
             message.push_str(
                 "; allow it in sudoers with NOPASSWD for drover's user, or drop `become`",

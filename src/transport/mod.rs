@@ -410,3 +410,36 @@ pub fn describe(command: &CommandLine) -> String {
         CommandLine::Argv(argv) => crate::template::join_argv(argv),
     }
 }
+
+/// A random nonce for marker lines: a task cannot guess it, so it cannot forge a marker.
+pub fn nonce() -> String {
+    let mut bytes = [0u8; 12];
+    let read = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if read.is_err() {
+        // Without /dev/urandom, fall back to what differs between sessions.
+        let seed = format!("{:?}{}", std::thread::current().id(), std::process::id());
+        bytes.copy_from_slice(
+            blake3::hash(seed.as_bytes())
+                .as_bytes()
+                .get(..12)
+                .unwrap_or(&[0; 12]),
+        );
+    }
+    format!(
+        "DRV{}",
+        blake3::hash(&bytes).to_hex().get(..20).unwrap_or("0")
+    )
+}
+
+/// An error and its causes on one line: "cannot connect: connection refused".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -43,6 +43,7 @@ const CORE: &[&str] = &[
     "plan/",
     "schedule.rs",
     "backoff.rs",
+    "drift/",
 ];
 
 #[test]

@@ -35,22 +35,38 @@ pub struct Request<'a> {
     pub fail_fast: bool,
     pub report: Option<&'a Path>,
     pub ssh: reconcile::SshDefaults,
-    pub targets: &'a [String],
-    pub replace: &'a [String],
-    pub force: bool,
+    pub choose: Choose<'a>,
     pub state: StateArgs,
     pub limits: Limits,
 }
 
+/// A saved plan is applied exactly as saved: flags that would change it are refused.
+fn refuse_choices(choose: &Choose<'_>) -> Result<(), Error> {
+    if choose.targets.is_empty() && choose.replace.is_empty() && !choose.force && !choose.refresh {
+        return Ok(());
+    }
+    Err(Error::Usage {
+        message: "a saved plan is applied exactly as it was saved; --target, --replace, --force and --refresh do not apply to it".to_owned(),
+        help: "pass them to `drover plan -o FILE` instead, or apply the manifest directory"
+            .to_owned(),
+    })
+}
+
+/// Which instances to apply, beyond what changed.
+#[derive(Debug)]
+pub struct Choose<'a> {
+    pub targets: &'a [String],
+    pub replace: &'a [String],
+    pub force: bool,
+    /// Probe for drift first and repair it.
+    pub refresh: bool,
+}
+
 pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     let saved = read_saved_plan(request.source)?;
-    if saved.is_some()
-        && (!request.targets.is_empty() || !request.replace.is_empty() || request.force)
-    {
-        return Err(Error::Usage {
-            message: "a saved plan is applied exactly as it was saved; --target, --replace and --force do not apply to it".to_owned(),
-            help: "pass them to `drover plan -o FILE` instead, or apply the manifest directory".to_owned(),
-        });
+    let choose = &request.choose;
+    if saved.is_some() {
+        refuse_choices(choose)?;
     }
     let dir: PathBuf = saved.as_ref().map_or_else(
         || request.source.to_owned(),
@@ -58,9 +74,9 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     );
     let settings = StateSettings::new(&request.state, &dir)?;
     let options = PlanOptions {
-        targets: parse_targets(request.targets)?,
-        replace: parse_targets(request.replace)?,
-        force: request.force,
+        targets: parse_targets(choose.targets)?,
+        replace: parse_targets(choose.replace)?,
+        force: choose.force,
     };
     let Some(evaluation) = super::evaluate_valid(&dir, &request.limits, "nothing applied", config)?
     else {
@@ -80,7 +96,14 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
         Some(saved) => Source::Saved(saved),
         None => Source::Fresh(&options),
     };
-    let round = session.plan_round(&dir, evaluation, source)?;
+    let round = super::plan_round(
+        &mut session,
+        &dir,
+        evaluation,
+        source,
+        request.choose.refresh,
+        config,
+    )?;
     for stale in &round.stale {
         config.output.stderr(&format!(
             "{}: {} is stale: {}; it will not be applied\n",

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod completions;
+pub mod drift;
 pub mod graph;
 pub mod history;
 pub mod init;
@@ -106,4 +107,61 @@ fn find_states(dir: &Path, depth: usize, found: &mut Vec<std::path::PathBuf>) {
             return;
         }
     }
+}
+
+/// Plans a round; with `refresh`, probes the hosts for drift first (recording what was
+/// found), so that the plan repairs what drifted.
+pub fn plan_round(
+    session: &mut crate::reconcile::Session,
+    dir: &Path,
+    evaluation: Evaluation,
+    source: crate::reconcile::Source<'_>,
+    refresh: bool,
+    config: &Config,
+) -> Result<crate::reconcile::Round, Error> {
+    let targets = match source {
+        crate::reconcile::Source::Fresh(options) => options.targets.as_slice(),
+        crate::reconcile::Source::Saved(_) => &[],
+    };
+    let checked = if refresh {
+        Some(probe_for_drift(session, dir, &evaluation, targets, config)?)
+    } else {
+        None
+    };
+    let mut round = session.plan_round(dir, evaluation, source)?;
+    if checked.is_some() {
+        round.plan.drift_checked = checked;
+    }
+    Ok(round)
+}
+
+/// Probes the hosts for drift, records what was found, and says on stderr what the probe
+/// found and could not see.
+fn probe_for_drift(
+    session: &mut crate::reconcile::Session,
+    dir: &Path,
+    evaluation: &Evaluation,
+    targets: &[crate::plan::target::Target],
+    config: &Config,
+) -> Result<crate::plan::DriftChecked, Error> {
+    let report = session.drift_round(dir, evaluation, targets)?;
+    let redactor = evaluation.redactor();
+    for host in &report.hosts {
+        if let Some(error) = &host.error {
+            config.output.stderr(&format!(
+                "{}: cannot probe {} for drift: {}\n",
+                config.stderr_style.warning("warning"),
+                host.host,
+                crate::report::style::printable(&redactor.redact(error))
+            ));
+        }
+    }
+    config.output.stderr(&format!(
+        "{}\n",
+        redactor.redact(&crate::report::drift::summary(&report))
+    ));
+    Ok(crate::plan::DriftChecked {
+        at: report.checked_at,
+        fresh: true,
+    })
 }

@@ -24,6 +24,7 @@ pub struct Request<'a> {
     pub replace: &'a [String],
     pub force: bool,
     pub detailed_exitcode: bool,
+    pub refresh: bool,
     pub state: StateSettings,
     pub limits: Limits,
 }
@@ -39,7 +40,7 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     else {
         return Ok(Outcome::Invalid);
     };
-    let session = Session::new(reconcile::Settings {
+    let mut session = Session::new(reconcile::Settings {
         state: request.state.path.clone(),
         lock_timeout: request.state.lock_timeout,
         ssh: crate::cli::config::ssh_defaults(false)?,
@@ -49,11 +50,20 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     })?;
     // Saving a plan promises it can be applied: hold the writer lock while reading state,
     // as an apply would.
-    let _lock = match request.out {
-        Some(_) => Some(super::lock(&session, "drover plan -o", config)?),
-        None => None,
+    // so does a refresh, which records what it found.
+    let _lock = match (request.out, request.refresh) {
+        (Some(_), _) => Some(super::lock(&session, "drover plan -o", config)?),
+        (None, true) => Some(super::lock(&session, "drover plan --refresh", config)?),
+        (None, false) => None,
     };
-    let round = session.plan_round(request.dir, evaluation, Source::Fresh(&options))?;
+    let round = super::plan_round(
+        &mut session,
+        request.dir,
+        evaluation,
+        Source::Fresh(&options),
+        request.refresh,
+        config,
+    )?;
     let view = round.view();
     let text = match request.format {
         PlanFormat::Text => render::text(&view, config.stdout_style),

@@ -15,7 +15,6 @@
 //! binary files take the one-off channel path with the content on stdin.
 
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::time::Duration;
 
 use russh::ChannelMsg;
@@ -26,6 +25,7 @@ use super::frame::{Framer, Piece};
 use super::known_hosts::HostKeyCheck;
 use super::{DRAIN_GRACE, SshTransport, Streams, transfer_deadline};
 use crate::template::shell_quote;
+use crate::transport::nonce;
 use crate::transport::{
     CommandLine, Error, ErrorKind, ExecOutput, ExecRequest, ExitStatus, PutFile,
     READ_CONTENT_LIMIT, Result, Stream, script,
@@ -194,26 +194,6 @@ fn quote_or_empty(word: Option<&str>) -> String {
         Some(w) if !w.is_empty() => shell_quote(w),
         _ => "''".to_owned(),
     }
-}
-
-/// A random nonce for marker lines: a task cannot guess it, so it cannot forge a marker.
-fn nonce() -> String {
-    let mut bytes = [0u8; 12];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if read.is_err() {
-        // Without /dev/urandom, fall back to what differs between sessions.
-        let seed = format!("{:?}{}", std::thread::current().id(), std::process::id());
-        bytes.copy_from_slice(
-            blake3::hash(seed.as_bytes())
-                .as_bytes()
-                .get(..12)
-                .unwrap_or(&[0; 12]),
-        );
-    }
-    format!(
-        "DRV{}",
-        blake3::hash(&bytes).to_hex().get(..20).unwrap_or("0")
-    )
 }
 
 fn ready_in(pieces: &[Piece]) -> bool {
