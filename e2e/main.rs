@@ -23,6 +23,7 @@
 mod apply;
 mod auth;
 mod chaos;
+mod drift;
 mod faults;
 mod fleet;
 mod fleet_checks;

@@ -10,7 +10,7 @@ use std::process::Command;
 use crate::fleet::{Fleet, LOGIN_USER};
 
 /// The rules: the login user may become root without a password, but `nobody` only with one.
-fn sudoers() -> bool {
+pub fn sudoers() -> bool {
     let is_root = Command::new("id")
         .arg("-u")
         .output()

@@ -23,6 +23,7 @@ mod apply;
 mod cli;
 mod corpus;
 mod damage;
+mod drift;
 mod fuzz;
 mod harness;
 mod hashing;
