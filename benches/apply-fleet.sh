@@ -14,6 +14,7 @@
 #           instances/s, peak RSS MiB
 #   no-op   the same apply again (nothing to do): wall s, instances/s, peak RSS MiB
 #   plan    no-op `drover plan --color never DIR`: wall ms, best of 5 runs, peak RSS MiB
+#   drift   `drover drift --color never DIR`: every host probed once; wall s, peak RSS MiB
 #
 #   bash benches/apply-fleet.sh [H] [T]
 #   DROVER_BIN=/path/to/drover bash benches/apply-fleet.sh 100 50   (that binary, no build)
@@ -109,3 +110,7 @@ for _ in 1 2 3 4 5; do
   fi
 done
 printf '%-6s wall %8.1fms (best of 5)  peak RSS %7.1f MiB  (%s)\n' plan "$best" "$best_rss" "$(summary)"
+# Drift: every host is probed once (one `sh -s` each); wall time and the summary line.
+timed drift --color never ${par[@]+"${par[@]}"} "$dir"
+printf '%-6s wall %8.3fs  peak RSS %7.1f MiB  (%s)\n' drift \
+  "$(awk -v ms="$wall_ms" 'BEGIN { print ms / 1000 }')" "$rss_mib" "$(tail -n 1 "$work/out.txt")"

@@ -7,7 +7,9 @@
 # file and every fifth also runs a shell command, chained per host. For each: drover's first
 # run and no-op second run (wall time, SSH connections and channels, peak RSS), side by side
 # with two floors that do the same remote work with the OpenSSH client and ControlMaster:
-# one `ssh` command per task, and one script per host.
+# one `ssh` command per task, and one script per host. Then `drover drift` (every file
+# probed; round trips counted) next to one fresh `ssh host sh -s` per host that hashes the
+# same files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -93,6 +95,29 @@ run_drover() { # label dir
   printf '  %-22s %7.3fs  connections %3s  channels %5s  peak RSS %5.1f MiB  drover CPU %5.2fs\n' "$label" "$wall" "$conns" "$chans" "$rss" "$cpu"
 }
 
+run_drift() { # dir
+  local dir=$1 start end trips
+  start=$(date +%s.%N)
+  "$bin" drift --format json --color never "$dir" > "$work/drift.json"
+  end=$(date +%s.%N)
+  trips=$(python3 -c "import json;print(sum(h['roundTrips'] for h in json.load(open('$work/drift.json'))['hosts']))")
+  printf '  %-22s %7.3fs  round trips %3s\n' "drover drift" "$(echo "$end $start" | awk '{print $1-$2}')" "$trips"
+}
+
+drift_floor() { # hosts: one fresh `ssh host sh -s` per host that hashes the same files
+  local hosts=$1 start end
+  local jobs=()
+  local opts=(-i "$work/keys/client" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
+  start=$(date +%s.%N)
+  for h in $(seq 1 "$hosts"); do
+    printf 'cd %s/bench && sha256sum f* > /dev/null\n' "$work/root$h" | ssh "${opts[@]}" -p "${ports[$((h-1))]}" "$user@127.0.0.1" sh -s &
+    jobs+=($!)
+  done
+  wait "${jobs[@]}"
+  end=$(date +%s.%N)
+  printf '  %-22s %7.3fs\n' "ssh: sh -s hashing files" "$(echo "$end $start" | awk '{print $1-$2}')"
+}
+
 floor() { # hosts tasks
   local hosts=$1 tasks=$2 start end
   local jobs=()
@@ -139,6 +164,8 @@ for hosts in 1 4; do
     echo "W(H=$hosts, T=$tasks): $((hosts * (tasks + tasks / 5 + 1))) instances"
     run_drover "drover first run" "$dir"
     run_drover "drover no-op" "$dir"
+    run_drift "$dir"
+    drift_floor "$hosts"
     floor "$hosts" "$tasks"
   done
 done
