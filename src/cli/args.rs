@@ -87,38 +87,7 @@ pub enum Command {
     #[command(
         after_help = "Exit status: 0 success, 1 error; with --detailed-exitcode, 0 no changes, 1 error, 2 changes.\n\nExamples:\n  drover plan manifests/site\n  drover plan manifests/site --target host=web-1 --target 'web-*/nginx/config'\n  drover plan manifests/site -o site.plan && drover apply site.plan"
     )]
-    Plan {
-        /// The manifest directory.
-        #[arg(default_value = ".")]
-        dir: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-        format: PlanFormat,
-        /// Save the plan for `drover apply FILE`.
-        #[arg(short = 'o', long = "out", value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Only these instances and what they need: an id, a glob (`web-*/nginx/*`),
-        /// `host=NAME` or `workflow=NAME`. Repeatable.
-        #[arg(long = "target", value_name = "TARGET")]
-        targets: Vec<String>,
-        /// Re-run these instances even if unchanged (same forms as --target). Repeatable.
-        #[arg(long = "replace", value_name = "TARGET")]
-        replace: Vec<String>,
-        /// Re-run every selected instance.
-        #[arg(long)]
-        force: bool,
-        /// Exit 2 when there are changes, 0 when there are none.
-        #[arg(long)]
-        detailed_exitcode: bool,
-        /// Probe the hosts for drift first (as `drover drift` does, and recorded) and plan to
-        /// repair what drifted, unless its policy is `ignore`.
-        #[arg(long)]
-        refresh: bool,
-        #[command(flatten)]
-        state: StateArgs,
-        #[command(flatten)]
-        limits: LimitArgs,
-    },
+    Plan(PlanArgs),
     /// Converge the hosts: plan, confirm, apply, record.
     #[command(
         after_help = "Examples:\n  drover apply manifests/demo                  shows the plan, asks, applies\n  drover apply --auto-approve manifests/demo   for scripts and CI\n  drover apply site.plan                       applies exactly a saved plan\n\nCtrl-C stops launching tasks and lets running ones finish; a second Ctrl-C kills them."
@@ -169,6 +138,8 @@ pub enum Command {
         after_help = "Examples:\n  drover drift manifests/site                         every converged instance\n  drover drift --target host=web-1 manifests/site     one host\n  drover drift --format markdown --detailed-exitcode  a pull-request comment; exit 2 on drift\n\nExit status: 0 no drift, 2 drift (with --detailed-exitcode), 1 a host or an instance could not be probed."
     )]
     Drift(DriftArgs),
+    /// Per host: instances converged, drifted, failed, pending; the last run and drift check.
+    Status(StatusArgs),
     /// Inspect or edit the state store.
     State {
         #[command(subcommand)]
@@ -337,6 +308,55 @@ pub struct DriftArgs {
     /// Most hosts probed at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub parallelism: u32,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// `drover status`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The manifest directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// `drover plan`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The manifest directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Save the plan for `drover apply FILE`.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Only these instances and what they need: an id, a glob (`web-*/nginx/*`),
+    /// `host=NAME` or `workflow=NAME`. Repeatable.
+    #[arg(long = "target", value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Re-run these instances even if unchanged (same forms as --target). Repeatable.
+    #[arg(long = "replace", value_name = "TARGET")]
+    pub replace: Vec<String>,
+    /// Re-run every selected instance.
+    #[arg(long)]
+    pub force: bool,
+    /// Exit 2 when there are changes, 0 when there are none.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Probe the hosts for drift first (as `drover drift` does, and recorded) and plan to
+    /// repair what drifted, unless its policy is `ignore`.
+    #[arg(long)]
+    pub refresh: bool,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]

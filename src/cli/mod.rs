@@ -114,33 +114,23 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
         Command::Schema { write, kind } => cmd::schema::run(write.as_deref(), kind, config),
         Command::Init { dir, force } => cmd::init::run(&dir, force, config),
         Command::Completions { shell } => Ok(cmd::completions::run(shell, config)),
-        Command::Plan {
-            dir,
-            format,
-            out,
-            targets,
-            replace,
-            force,
-            detailed_exitcode,
-            refresh,
-            state,
-            limits,
-        } => {
+        Command::Plan(args) => {
             let request = cmd::plan::Request {
-                refresh,
-                dir: &dir,
-                format,
-                out: out.as_deref(),
-                targets: &targets,
-                replace: &replace,
-                force,
-                detailed_exitcode,
-                state: config::StateSettings::new(&state, &dir)?,
-                limits: (&limits).into(),
+                dir: &args.dir,
+                format: args.format,
+                out: args.out.as_deref(),
+                targets: &args.targets,
+                replace: &args.replace,
+                force: args.force,
+                detailed_exitcode: args.detailed_exitcode,
+                refresh: args.refresh,
+                state: config::StateSettings::new(&args.state, &args.dir)?,
+                limits: (&args.limits).into(),
             };
             cmd::plan::run(&request, config)
         }
         Command::Drift(args) => cmd::drift::run(&args, config),
+        Command::Status(args) => cmd::status::run(&args, config),
         Command::Apply {
             source,
             auto_approve,

@@ -8,4 +8,5 @@ pub mod diagnostics;
 pub mod diff;
 pub mod drift;
 pub mod plan;
+pub mod status;
 pub mod style;

@@ -11,6 +11,7 @@ pub mod plan;
 pub mod schema;
 pub mod show;
 pub mod state;
+pub mod status;
 pub mod validate;
 
 use std::path::Path;

@@ -1,0 +1,39 @@
+//! `drover status [DIR]`: per host, how its instances stand, the last run that touched it and
+//! the last drift check. Reads the manifests and the state file; contacts no host.
+
+use crate::cli::args::{Format, StatusArgs};
+use crate::cli::config::{Config, StateSettings};
+use crate::cli::{Error, Outcome};
+use crate::load::Limits;
+use crate::report::status;
+
+pub fn run(request: &StatusArgs, config: &Config) -> Result<Outcome, Error> {
+    let limits: Limits = (&request.limits).into();
+    let Some(evaluation) =
+        super::evaluate_valid(&request.dir, &limits, "no status computed", config)?
+    else {
+        return Ok(Outcome::Invalid);
+    };
+    let (Some(resolved), Some(desired)) = (&evaluation.resolved, &evaluation.desired) else {
+        return Ok(Outcome::Invalid);
+    };
+    let settings = StateSettings::new(&request.state, &request.dir)?;
+    let store = settings.store();
+    let recorded = store.snapshot()?;
+    let runs = store.runs()?;
+    let drift = store.last_drift_report()?;
+    let hosts: Vec<_> = desired.hosts.keys().cloned().collect();
+    let table = status::compute(
+        &resolved.instances,
+        &hosts,
+        &recorded,
+        &runs,
+        drift.as_ref(),
+    );
+    let text = match request.format {
+        Format::Human => status::text(&table, drift.as_ref()),
+        Format::Json => status::json(&table, drift.as_ref()),
+    };
+    config.output.stdout(&evaluation.redactor().redact(&text));
+    Ok(Outcome::Success)
+}
