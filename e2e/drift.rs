@@ -149,3 +149,33 @@ spec:
         "{report:#}"
     );
 }
+
+#[test]
+fn an_unreachable_host_is_reported_as_such_never_as_in_sync() {
+    let fleet = Fleet::exclusive(2);
+    let dir = tempfile::tempdir().unwrap();
+    fleet.manifests(dir.path(), &TASKS.replace('@', "{{ root }}/drift-down"));
+    let out = drover(dir.path(), &["apply", "--auto-approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    fleet.stop(0);
+    let out = drover(
+        dir.path(),
+        &["drift", "--format", "json", "--detailed-exitcode"],
+    );
+    fleet.start(0);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let down = &report["hosts"][0];
+    assert_eq!(down["roundTrips"], 0, "{report:#}");
+    assert!(down["error"].as_str().is_some(), "{report:#}");
+    assert_eq!(report["hosts"][1]["roundTrips"], 1, "{report:#}");
+    assert_eq!(report["summary"]["unknown"], 3, "{report:#}");
+    assert_eq!(report["summary"]["inSync"], 3, "{report:#}");
+    let statuses: Vec<&str> = report["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["unknown", "unknown", "unknown"], "{report:#}");
+}

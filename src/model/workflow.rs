@@ -68,12 +68,12 @@ pub enum BatchSize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DriftPolicy {
-    /// Do not probe this task.
+    /// Never probe this task.
     Ignore,
-    /// Report the drift (the default).
+    /// Report the drift and plan its repair (the default).
     #[default]
     Warn,
-    /// Report it and re-apply the task.
+    /// Report it and plan its repair; `drover watch` also repairs it on its own.
     Fix,
 }
 
@@ -105,7 +105,8 @@ pub struct TaskSpec {
     /// Tasks of this workflow whose change, in the same apply, makes this task run.
     #[serde(default)]
     pub triggered_by: Vec<TaskName>,
-    /// Drift probe: exits 0 when the host is as desired.
+    /// Drift probe: a read-only command `drover drift` runs on the host; exit 0 means the
+    /// host is still as applied.
     pub check: Option<Command>,
     /// Run when the task is removed from the manifests.
     pub undo: Option<Command>,

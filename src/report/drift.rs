@@ -12,7 +12,9 @@ pub fn summary(report: &DriftReport) -> String {
     let s = &report.summary;
     let hosts = report.hosts.len();
     let round_trips: u32 = report.hosts.iter().map(|h| h.round_trips).sum();
-    let mut out = if s.drifted == 0 && s.unknown == 0 {
+    let mut out = if s.probed == 0 {
+        "Nothing probed: no instance has both a successful apply of its current spec and something to look at".to_owned()
+    } else if s.drifted == 0 && s.unknown == 0 {
         format!(
             "No drift: {} probed {} on {} {} match what was applied",
             s.probed,
