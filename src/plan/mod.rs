@@ -30,6 +30,18 @@ pub struct PlanOptions {
     pub replace: Vec<Target>,
     /// Re-run everything selected (`--force`).
     pub force: bool,
+    /// Which drifted instances to repair.
+    pub repair: RepairDrift,
+}
+
+/// Which recorded drift findings a plan repairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepairDrift {
+    /// `warn` and `fix`: a person asked for the plan (`plan`, `apply`).
+    #[default]
+    WarnAndFix,
+    /// Only `fix`: the daemon, acting on its own; `warn` is reported, not repaired.
+    FixOnly,
 }
 
 /// A plan: changes in the order they may run (removals first), and what was left alone.
@@ -86,8 +98,8 @@ pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOpt
     let mut unmatched: Vec<String> = Vec::new();
     let replace = matching(desired, &options.replace, &mut unmatched);
     for (i, instance) in desired.iter().enumerate() {
-        if let Some(change) = own_change(instance, recorded, options.force || replace.contains(&i))
-        {
+        let forced = options.force || replace.contains(&i);
+        if let Some(change) = own_change(instance, recorded, forced, options.repair) {
             changes.insert(i, change);
         }
     }
@@ -204,6 +216,7 @@ fn own_change(
     instance: &ResolvedInstance,
     recorded: &Recorded,
     forced: bool,
+    repair: RepairDrift,
 ) -> Option<(ChangeKind, Vec<Reason>)> {
     // A trigger still pending from an earlier run rides along with any other change, so
     // the service it restarts is restarted even when the task also changed on its own.
@@ -241,9 +254,12 @@ fn own_change(
         return with_pending(ChangeKind::Update, reasons);
     }
 
-    if instance.drift != DriftPolicy::Ignore
-        && let Some(finding) = recorded.drift.get(&instance.id)
-    {
+    let repaired = match instance.drift {
+        DriftPolicy::Ignore => false,
+        DriftPolicy::Warn => repair == RepairDrift::WarnAndFix,
+        DriftPolicy::Fix => true,
+    };
+    if repaired && let Some(finding) = recorded.drift.get(&instance.id) {
         return with_pending(
             ChangeKind::Drifted,
             vec![Reason::Drift {

@@ -196,6 +196,30 @@ fn drift_findings_replan_unless_ignored() {
 }
 
 #[test]
+fn the_daemon_repairs_only_fix_on_its_own() {
+    let desired = resolved(SITE);
+    let mut recorded = applied(&desired);
+    let found = DriftFinding {
+        summary: "content differs".to_owned(),
+        found_at: Timestamp(0),
+    };
+    // `config` has the default policy, `warn`: reported, not repaired without a person.
+    recorded.drift.insert(id("web-2/nginx/config"), found);
+    let options = PlanOptions {
+        repair: crate::plan::RepairDrift::FixOnly,
+        ..PlanOptions::default()
+    };
+    check(
+        &desired,
+        &recorded,
+        &options,
+        &expect![[r"
+        unchanged: 10
+    "]],
+    );
+}
+
+#[test]
 fn removed_instances_come_first() {
     let before = resolved(SITE);
     let after = resolved(&SITE.replace(

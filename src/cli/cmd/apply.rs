@@ -77,6 +77,7 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
         targets: parse_targets(choose.targets)?,
         replace: parse_targets(choose.replace)?,
         force: choose.force,
+        repair: crate::plan::RepairDrift::WarnAndFix,
     };
     let Some(evaluation) = super::evaluate_valid(&dir, &request.limits, "nothing applied", config)?
     else {

@@ -34,6 +34,7 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
         targets: parse_targets(request.targets)?,
         replace: parse_targets(request.replace)?,
         force: request.force,
+        repair: crate::plan::RepairDrift::WarnAndFix,
     };
     let Some(evaluation) =
         super::evaluate_valid(request.dir, &request.limits, "nothing planned", config)?
