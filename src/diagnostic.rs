@@ -61,6 +61,20 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// One line for a log: `file:line:col: message [code]`.
+    pub fn one_line(&self) -> String {
+        match &self.location {
+            Some(location) => {
+                let at = location.line_col();
+                format!(
+                    "{}:{}:{}: {} [{}]",
+                    location.file.path, at.line, at.col, self.message, self.code
+                )
+            }
+            None => format!("{} [{}]", self.message, self.code),
+        }
+    }
+
     pub fn error(code: &'static str, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Error,

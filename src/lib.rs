@@ -35,3 +35,4 @@ pub mod evaluate;
 pub mod manifest_dir;
 pub mod reconcile;
 pub mod secret_source;
+pub mod watch;

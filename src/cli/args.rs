@@ -140,6 +140,11 @@ pub enum Command {
     Drift(DriftArgs),
     /// Per host: instances converged, drifted, failed, pending; the last run and drift check.
     Status(StatusArgs),
+    /// Keep the hosts converged: apply on every change of the manifests, repair drift.
+    #[command(
+        after_help = "Examples:\n  drover watch manifests/site                       apply on every save\n  drover watch --drift-interval 1m manifests/site   probe for drift every minute\n\nSIGHUP re-reads the directory now; SIGTERM or Ctrl-C lets running tasks finish and exits 0."
+    )]
+    Watch(WatchArgs),
     /// Inspect or edit the state store.
     State {
         #[command(subcommand)]
@@ -357,6 +362,30 @@ pub struct PlanArgs {
     /// repair what drifted, unless its policy is `ignore`.
     #[arg(long)]
     pub refresh: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// `drover watch`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// The manifest directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// How long the directory must be quiet after a change before a round starts.
+    #[arg(long, default_value = "500ms", value_name = "DURATION")]
+    pub debounce: String,
+    /// How often to probe the hosts for drift (`0` turns it off); `drift: fix` is repaired.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub drift_interval: String,
+    /// Most tasks running at once, over all hosts.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub parallelism: u32,
+    /// Most tasks running at once on one host.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub per_host: u32,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]

@@ -210,7 +210,10 @@ pub fn hostname() -> String {
 /// Logs go to stderr so they never mix with plans or graphs on stdout; colour only when
 /// stderr is a terminal and colour is not turned off; JSON lines when asked.
 pub fn init_tracing(cli: &Cli, stderr_tty: bool) {
+    // A daemon's log is its output: it says what it does at info level unless told otherwise.
+    let daemon = matches!(cli.command, crate::cli::args::Command::Watch(_));
     let default = match cli.verbose {
+        0 if daemon => "info",
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -219,7 +222,11 @@ pub fn init_tracing(cli: &Cli, stderr_tty: bool) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| format!("drover={default}"));
+        .unwrap_or_else(|| match (daemon, cli.verbose) {
+            // What the daemon does, one line per round; the layers below stay quiet.
+            (true, 0) => "drover=warn,drover::cli::cmd::watch=info".to_owned(),
+            _ => format!("drover={default}"),
+        });
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = match cli.color {
         ColorChoice::Always => true,

@@ -131,6 +131,7 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
         }
         Command::Drift(args) => cmd::drift::run(&args, config),
         Command::Status(args) => cmd::status::run(&args, config),
+        Command::Watch(args) => cmd::watch::run(&args, config),
         Command::Apply {
             source,
             auto_approve,

@@ -333,6 +333,16 @@ impl Session {
         self.runtime.block_on(async move { fleet.close().await });
     }
 
+    /// Waits for a future on the session's runtime (the daemon's idle wait, for one).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// The session's runtime, for what must live on it between rounds (signal listeners).
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
+    }
+
     /// Runs a future on the session's runtime (the console printer, for one).
     pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
     where

@@ -33,6 +33,11 @@ impl Drover {
         self
     }
 
+    pub fn arg(mut self, arg: &str) -> Drover {
+        self.command.arg(arg);
+        self
+    }
+
     pub fn arg_path(mut self, path: impl AsRef<Path>) -> Drover {
         self.command.arg(path.as_ref());
         self

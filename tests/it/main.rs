@@ -32,3 +32,4 @@ mod plan;
 mod schemas;
 mod store;
 mod tidy;
+mod watch;

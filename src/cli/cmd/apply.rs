@@ -65,9 +65,7 @@ pub struct Choose<'a> {
 pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     let saved = read_saved_plan(request.source)?;
     let choose = &request.choose;
-    if saved.is_some() {
-        refuse_choices(choose)?;
-    }
+    saved.as_ref().map_or(Ok(()), |_| refuse_choices(choose))?;
     let dir: PathBuf = saved.as_ref().map_or_else(
         || request.source.to_owned(),
         |s| PathBuf::from(&s.manifests),

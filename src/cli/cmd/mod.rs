@@ -13,6 +13,7 @@ pub mod show;
 pub mod state;
 pub mod status;
 pub mod validate;
+pub mod watch;
 
 use std::path::Path;
 

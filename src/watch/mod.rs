@@ -1,0 +1,410 @@
+//! The daemon (`drover watch`): keeps a fleet converged for months.
+//!
+//! A loop on top of the reconcile layer: a change under the manifest directory (or SIGHUP)
+//! starts a round, load → plan → apply with the semantics of `drover apply --auto-approve`;
+//! changes that arrive during a round coalesce into one next round. Every `drift_interval`
+//! the hosts are probed as `drover drift` does, and a round repairs what drifted with policy
+//! `fix` (`warn` is only reported). A bad edit (invalid YAML, a template error, a cycle) is
+//! reported and applies nothing; the last good desired state keeps being enforced (its drift
+//! repaired) until a good edit replaces it. A task that keeps failing is left alone for a
+//! growing while (`retry`), not tried every round. SIGTERM/SIGINT drain the running round
+//! (running tasks finish, then are killed after a grace period; everything is recorded) and
+//! stop. The store is open only during a round, so `status`, `history`, `plan` from other
+//! processes work while it runs; the writer lock stays with the daemon, so a `drover apply`
+//! waits and then says who holds it.
+
+pub mod retry;
+pub mod wake;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::time::Instant as Clock;
+
+use tokio::sync::mpsc;
+
+use crate::evaluate::{Evaluation, evaluate};
+use crate::instance::InstanceId;
+use crate::load::Limits;
+use crate::plan::{PlanOptions, RepairDrift};
+use crate::reconcile::{self, RunLabel, Session, Source};
+use crate::report::apply::InstanceStatus;
+
+use retry::Retry;
+use wake::Wake;
+
+/// How the daemon is set up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dir: PathBuf,
+    pub limits: Limits,
+    /// How long the directory must be quiet before a change starts a round.
+    pub debounce: Duration,
+    /// How often the hosts are probed for drift; `None`: never.
+    pub drift_interval: Option<Duration>,
+    /// The command line, recorded with each run.
+    pub command: String,
+}
+
+/// Why a round ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Start,
+    Changed,
+    Reload,
+    Drift,
+    Retry,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Start => "start",
+            Reason::Changed => "manifests changed",
+            Reason::Reload => "SIGHUP",
+            Reason::Drift => "drift check",
+            Reason::Retry => "retry of failed tasks",
+        }
+    }
+}
+
+/// What the daemon reports as it goes; the caller logs it.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Watching {
+        dir: PathBuf,
+    },
+    /// The manifests have errors: nothing was applied from them.
+    Invalid {
+        reason: Reason,
+        summary: String,
+        /// The first errors, rendered on one line each.
+        errors: Vec<String>,
+        /// Whether a last good desired state is still enforced.
+        keeping: bool,
+    },
+    /// Nothing to do.
+    Converged {
+        reason: Reason,
+        unchanged: usize,
+    },
+    Applied {
+        reason: Reason,
+        run: u64,
+        changed: usize,
+        failed: usize,
+        skipped: usize,
+        duration: Duration,
+    },
+    /// Failing instances left alone this round, with how long they still wait.
+    Deferred {
+        instances: Vec<(InstanceId, Duration)>,
+    },
+    DriftChecked {
+        probed: usize,
+        drifted: usize,
+        unknown: usize,
+        /// Drifted instances whose policy is `fix`: the next round repairs them.
+        to_repair: usize,
+    },
+    /// A round could not run (the store, the lock, the runtime); the daemon goes on.
+    Error {
+        message: String,
+    },
+    /// The first round finished: the daemon is ready.
+    Ready,
+    Stopping,
+}
+
+/// The daemon's state between rounds.
+struct Daemon<'a> {
+    session: &'a mut Session,
+    settings: &'a Settings,
+    sink: &'a mut dyn FnMut(Event),
+    /// The last desired state that loaded without error: what is enforced.
+    last_good: Option<Evaluation>,
+    retry: Retry,
+    stop: bool,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT; returns when the last round has drained.
+pub fn run(
+    session: &mut Session,
+    settings: &Settings,
+    state_dir: Option<PathBuf>,
+    sink: &mut dyn FnMut(Event),
+) -> Result<(), wake::Error> {
+    let handle = session.handle();
+    let mut wakes = wake::start(&handle, &settings.dir, state_dir, settings.debounce)?;
+    sink(Event::Watching {
+        dir: settings.dir.clone(),
+    });
+    let mut daemon = Daemon {
+        session,
+        settings,
+        sink,
+        last_good: None,
+        retry: Retry::default(),
+        stop: false,
+    };
+    daemon.round(Reason::Start, &mut wakes.rx);
+    (daemon.sink)(Event::Ready);
+    let mut next_drift = settings.drift_interval.map(|d| now() + d);
+    while !daemon.stop {
+        let retry_due = daemon.retry.next_due(now());
+        let wake = daemon
+            .session
+            .block_on(next_wake(&mut wakes.rx, next_drift, retry_due));
+        match wake {
+            Woke::Stop => break,
+            Woke::Round(reason) => daemon.round(reason, &mut wakes.rx),
+            Woke::Drift => {
+                daemon.drift_check();
+                next_drift = settings.drift_interval.map(|d| now() + d);
+                if !daemon.stop {
+                    daemon.round(Reason::Drift, &mut wakes.rx);
+                }
+            }
+        }
+    }
+    (daemon.sink)(Event::Stopping);
+    Ok(())
+}
+
+/// Now, from tokio's clock (the one the waits use).
+fn now() -> Instant {
+    Clock::now().into_std()
+}
+
+enum Woke {
+    Round(Reason),
+    Drift,
+    Stop,
+}
+
+/// Waits for the next reason to act; wake-ups already queued are taken together.
+async fn next_wake(
+    rx: &mut mpsc::Receiver<Wake>,
+    drift: Option<Instant>,
+    retry: Option<Instant>,
+) -> Woke {
+    let at = |when: Option<Instant>| async move {
+        match when {
+            Some(when) => tokio::time::sleep_until(tokio::time::Instant::from_std(when)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let first = tokio::select! {
+        wake = rx.recv() => wake.unwrap_or(Wake::Stop),
+        () = at(drift) => return Woke::Drift,
+        () = at(retry) => return Woke::Round(Reason::Retry),
+    };
+    let mut wakes = vec![first];
+    while let Ok(more) = rx.try_recv() {
+        wakes.push(more);
+    }
+    if wakes.contains(&Wake::Stop) {
+        Woke::Stop
+    } else if wakes.contains(&Wake::Reload) {
+        Woke::Round(Reason::Reload)
+    } else {
+        Woke::Round(Reason::Changed)
+    }
+}
+
+impl Daemon<'_> {
+    /// One round: load, plan, apply. Errors are reported, never fatal.
+    fn round(&mut self, reason: Reason, rx: &mut mpsc::Receiver<Wake>) {
+        let Some(evaluation) = self.desired(reason) else {
+            return;
+        };
+        let options = PlanOptions {
+            repair: RepairDrift::FixOnly,
+            ..PlanOptions::default()
+        };
+        let dir = self.settings.dir.clone();
+        let mut round = match self
+            .session
+            .plan_round(&dir, evaluation, Source::Fresh(&options))
+        {
+            Ok(round) => round,
+            Err(error) => {
+                self.error(&error);
+                return;
+            }
+        };
+        let deferred = self.defer_failing(&mut round);
+        if !deferred.is_empty() {
+            (self.sink)(Event::Deferred {
+                instances: deferred,
+            });
+        }
+        if round.plan.is_empty() {
+            (self.sink)(Event::Converged {
+                reason,
+                unchanged: round.plan.unchanged,
+            });
+            self.last_good = Some(round.evaluation);
+            return;
+        }
+        let (console, mut events) = mpsc::channel(1024);
+        // The report says everything; live output has no reader in a daemon.
+        let drain = self
+            .session
+            .spawn(async move { while events.recv().await.is_some() {} });
+        let label = RunLabel {
+            trigger: "watch".to_owned(),
+            command: self.settings.command.clone(),
+            commit: None,
+        };
+        let started = now();
+        let applied = self.session.apply_round(&round, label, console);
+        self.session.wait(drain);
+        match applied {
+            Ok(report) => {
+                let now = now();
+                for instance in &report.instances {
+                    let spec = round
+                        .evaluation
+                        .resolved
+                        .as_ref()
+                        .and_then(|r| r.instances.iter().find(|i| i.id == instance.id))
+                        .map(|i| i.spec_hash);
+                    match (instance.status, spec) {
+                        (InstanceStatus::Failed | InstanceStatus::TimedOut, Some(spec)) => {
+                            self.retry.failed(&instance.id, spec, now);
+                        }
+                        (InstanceStatus::Changed | InstanceStatus::Unchanged, _) => {
+                            self.retry.succeeded(&instance.id);
+                        }
+                        _ => {}
+                    }
+                }
+                (self.sink)(Event::Applied {
+                    reason,
+                    run: report.run.0,
+                    changed: report.count(InstanceStatus::Changed)
+                        + report.count(InstanceStatus::Removed),
+                    failed: report
+                        .instances
+                        .iter()
+                        .filter(|i| i.status.is_failure())
+                        .count(),
+                    skipped: report.count(InstanceStatus::Skipped),
+                    duration: started.elapsed(),
+                });
+            }
+            Err(error) => self.error(&error),
+        }
+        self.last_good = Some(round.evaluation);
+        // A stop that came during the round ends the daemon once the round has drained.
+        if rx.try_recv() == Ok(Wake::Stop) {
+            self.stop = true;
+        }
+    }
+
+    /// The desired state to enforce: the directory as it is now if it is valid; otherwise
+    /// nothing new is applied, but a drift repair still enforces the last good state.
+    fn desired(&mut self, reason: Reason) -> Option<Evaluation> {
+        let evaluation = match evaluate(&self.settings.dir, &self.settings.limits) {
+            Ok(evaluation) if !evaluation.has_errors() => return Some(evaluation),
+            Ok(evaluation) => {
+                let redactor = evaluation.redactor();
+                let errors: Vec<String> = evaluation
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .take(5)
+                    .map(|d| redactor.redact(&d.one_line()))
+                    .collect();
+                (
+                    crate::report::diagnostics::summary(&evaluation.diagnostics)
+                        .unwrap_or_default(),
+                    errors,
+                )
+            }
+            Err(error) => (crate::transport::error_chain(&error), Vec::new()),
+        };
+        let (summary, errors) = evaluation;
+        (self.sink)(Event::Invalid {
+            reason,
+            summary,
+            errors,
+            keeping: self.last_good.is_some(),
+        });
+        match reason {
+            Reason::Drift | Reason::Retry => self.last_good.take(),
+            Reason::Start | Reason::Changed | Reason::Reload => None,
+        }
+    }
+
+    /// Takes out of the plan the failing instances still left alone, and what depends on
+    /// them (it would otherwise run as if they had succeeded).
+    fn defer_failing(&self, round: &mut reconcile::Round) -> Vec<(InstanceId, Duration)> {
+        let now = now();
+        let Some(resolved) = round.evaluation.resolved.as_ref() else {
+            return Vec::new();
+        };
+        let mut deferred = Vec::new();
+        let mut out: BTreeSet<InstanceId> = BTreeSet::new();
+        for change in &round.plan.changes {
+            let spec = resolved
+                .instances
+                .iter()
+                .find(|i| i.id == change.id)
+                .map(|i| i.spec_hash);
+            if let Some(wait) = spec.and_then(|s| self.retry.waiting(&change.id, s, now)) {
+                deferred.push((change.id.clone(), wait));
+                out.insert(change.id.clone());
+            }
+        }
+        if out.is_empty() {
+            return deferred;
+        }
+        // Changes are in dependency order: one pass carries the deferral down.
+        for change in &round.plan.changes {
+            if change.after.iter().any(|a| out.contains(a)) {
+                out.insert(change.id.clone());
+            }
+        }
+        round.plan.changes.retain(|c| !out.contains(&c.id));
+        deferred
+    }
+
+    /// Probes the hosts of the last good desired state and reports what drifted.
+    fn drift_check(&mut self) {
+        let Some(evaluation) = self.last_good.as_ref() else {
+            return;
+        };
+        let dir = self.settings.dir.clone();
+        match self.session.drift_round(&dir, evaluation, &[]) {
+            Ok(report) => {
+                let to_repair = report
+                    .instances
+                    .iter()
+                    .filter(|i| {
+                        i.status == crate::drift::Status::Drifted
+                            && i.policy == crate::model::workflow::DriftPolicy::Fix
+                    })
+                    .count();
+                (self.sink)(Event::DriftChecked {
+                    probed: report.summary.probed,
+                    drifted: report.summary.drifted,
+                    unknown: report.summary.unknown,
+                    to_repair,
+                });
+            }
+            Err(error) => self.error(&error),
+        }
+    }
+
+    fn error(&mut self, error: &reconcile::Error) {
+        let mut message = crate::transport::error_chain(error);
+        if let Some(help) = error.help() {
+            message.push_str("; ");
+            message.push_str(&help);
+        }
+        (self.sink)(Event::Error { message });
+    }
+}

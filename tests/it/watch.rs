@@ -1,0 +1,258 @@
+//! `drover watch` over the local transport, as a service manager runs it: a real manifest
+//! directory, a real `NOTIFY_SOCKET` datagram socket read by the test, real signals.
+//!
+//! Start → converged and `READY=1`; an edit → applied; a bad edit → nothing applied, the
+//! daemon alive, the error logged; the fix → applied; a managed file changed by hand with
+//! `drift: fix` → restored after the drift interval, `warn` → only reported; `status` and
+//! `history` from another process while it runs; SIGHUP → a round; SIGTERM → exit 0.
+
+use std::io::Read as _;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Drover, write_fixture};
+
+struct Daemon {
+    child: Child,
+    notify: UnixDatagram,
+    _socket_dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, log: PathBuf) -> Daemon {
+        let socket_dir = tempfile::tempdir().unwrap();
+        let socket = socket_dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&socket).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "watch",
+                "--debounce",
+                "100ms",
+                "--drift-interval",
+                "1s",
+                "--color",
+                "never",
+            ])
+            .arg(dir)
+            .env("NOTIFY_SOCKET", &socket)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            notify,
+            _socket_dir: socket_dir,
+            log,
+        }
+    }
+
+    /// Reads what systemd would receive until a datagram holds `wanted` (or the socket's
+    /// read timeout passes); returns everything read.
+    fn notified(&self, wanted: &str) -> String {
+        let mut all = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.notify.recv(&mut buf) {
+            let datagram = String::from_utf8_lossy(&buf[..n]).into_owned();
+            all.push_str(&datagram);
+            all.push('\n');
+            if datagram.contains(wanted) {
+                break;
+            }
+        }
+        all
+    }
+
+    fn log(&self) -> String {
+        let mut text = String::new();
+        std::fs::File::open(&self.log)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (up to 20 s) for `condition`, checking every 20 ms: the daemon acts on its own time.
+fn eventually(what: &str, daemon: &Daemon, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "timed out waiting for: {what}\n--- daemon log\n{}",
+        daemon.log()
+    );
+}
+
+fn manifests(dir: &Path, area: &Path, port: u32) {
+    write_fixture(
+        dir,
+        &format!(
+            r#"
+//- hosts.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {{name: box}}
+spec: {{transport: local, vars: {{dir: {area}}}}}
+//- app.yaml
+apiVersion: drover/v1
+kind: Workflow
+metadata: {{name: app}}
+spec:
+  hosts: {{names: [box]}}
+  tasks:
+    - name: config
+      drift: fix
+      file: {{path: "{{{{ dir }}}}/app.conf", content: "port = {port}\n"}}
+    - name: notes
+      file: {{path: "{{{{ dir }}}}/notes.txt", content: "notes\n"}}
+"#,
+            area = area.display()
+        ),
+    );
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn the_daemon_converges_follows_edits_survives_bad_ones_repairs_drift_and_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    manifests(dir.path(), area.path(), 8080);
+    let config = area.path().join("app.conf");
+    let notes = area.path().join("notes.txt");
+    let daemon = Daemon::start(dir.path(), logs.path().join("watch.log"));
+
+    // Ready only after the first round: the files are there when READY=1 arrives.
+    let ready = daemon.notified("READY=1");
+    assert!(ready.contains("READY=1"), "{ready}\n{}", daemon.log());
+    assert_eq!(read(&config), "port = 8080\n");
+
+    // An edit is applied.
+    let saved = Instant::now();
+    manifests(dir.path(), area.path(), 9090);
+    eventually("the edit to be applied", &daemon, || {
+        read(&config) == "port = 9090\n"
+    });
+    eprintln!("save → applied: {} ms", saved.elapsed().as_millis());
+
+    // A bad edit applies nothing and does not stop the daemon; the fix is applied.
+    std::fs::write(
+        dir.path().join("app.yaml"),
+        "apiVersion: drover/v1\nkind: Workflow\nspec: [\n",
+    )
+    .unwrap();
+    eventually("the bad edit to be reported", &daemon, || {
+        daemon.log().contains("the manifests are not valid")
+    });
+    assert_eq!(read(&config), "port = 9090\n");
+    manifests(dir.path(), area.path(), 7070);
+    eventually("the fix to be applied", &daemon, || {
+        read(&config) == "port = 7070\n"
+    });
+
+    // Drift: `fix` is repaired on its own, `warn` only reported.
+    std::fs::write(&config, "edited by hand\n").unwrap();
+    std::fs::write(&notes, "edited by hand\n").unwrap();
+    eventually("the fix-policy file to be restored", &daemon, || {
+        read(&config) == "port = 7070\n"
+    });
+    eventually("the warn-policy drift to be recorded", &daemon, || {
+        let status = Drover::new()
+            .args(["status", "--format", "json"])
+            .arg_path(dir.path())
+            .run();
+        status.code() == 0 && status.stdout().contains("\"drifted\": 1")
+    });
+    assert_eq!(
+        read(&notes),
+        "edited by hand\n",
+        "warn is reported, not repaired"
+    );
+
+    // Other processes read the state while the daemon runs.
+    let history = Drover::new()
+        .args(["history"])
+        .arg("--dir")
+        .arg_path(dir.path())
+        .run();
+    assert_eq!(
+        history.code(),
+        0,
+        "{}{}",
+        history.stdout(),
+        history.stderr()
+    );
+    assert!(
+        history.stdout().contains("drover watch"),
+        "{}",
+        history.stdout()
+    );
+    let apply = Drover::new()
+        .args(["apply", "--auto-approve", "--lock-timeout", "100ms"])
+        .arg_path(dir.path())
+        .run();
+    assert_ne!(apply.code(), 0);
+    assert!(
+        apply.stderr().contains("drover watch"),
+        "says who holds the state: {}",
+        apply.stderr()
+    );
+
+    // SIGHUP: a round at once.
+    daemon.signal("HUP");
+    eventually("SIGHUP to start a round", &daemon, || {
+        daemon.log().contains("SIGHUP")
+    });
+
+    // SIGTERM: drains and exits 0.
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not stop the daemon\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    assert!(
+        daemon.notified("STOPPING=1").contains("STOPPING=1"),
+        "{}",
+        daemon.log()
+    );
+}
