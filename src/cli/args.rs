@@ -380,6 +380,10 @@ pub struct WatchArgs {
     /// How often to probe the hosts for drift (`0` turns it off); `drift: fix` is repaired.
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub drift_interval: String,
+    /// Serve /healthz, /readyz, /status, /metrics and /runs here (e.g. 127.0.0.1:9180);
+    /// nothing is served without it.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
     /// Most tasks running at once, over all hosts.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub parallelism: u32,

@@ -8,5 +8,6 @@ pub mod diagnostics;
 pub mod diff;
 pub mod drift;
 pub mod plan;
+pub mod runs;
 pub mod status;
 pub mod style;

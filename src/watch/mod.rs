@@ -13,6 +13,8 @@
 //! processes work while it runs; the writer lock stays with the daemon, so a `drover apply`
 //! waits and then says who holds it.
 
+pub mod http;
+pub mod live;
 pub mod retry;
 pub mod wake;
 
@@ -45,6 +47,10 @@ pub struct Settings {
     pub drift_interval: Option<Duration>,
     /// The command line, recorded with each run.
     pub command: String,
+    /// Where to serve `/healthz`, `/status`, `/metrics`, `/runs` (none: no HTTP).
+    pub listen: Option<std::net::SocketAddr>,
+    /// The state file, read by `/runs`.
+    pub state: PathBuf,
 }
 
 /// Why a round ran.
@@ -122,10 +128,20 @@ struct Daemon<'a> {
     session: &'a mut Session,
     settings: &'a Settings,
     sink: &'a mut dyn FnMut(Event),
+    live: live::Live,
     /// The last desired state that loaded without error: what is enforced.
     last_good: Option<Evaluation>,
     retry: Retry,
     stop: bool,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Wake(#[from] wake::Error),
+    #[error(transparent)]
+    Listen(#[from] http::ListenError),
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; returns when the last round has drained.
@@ -134,22 +150,35 @@ pub fn run(
     settings: &Settings,
     state_dir: Option<PathBuf>,
     sink: &mut dyn FnMut(Event),
-) -> Result<(), wake::Error> {
+) -> Result<(), StartError> {
     let handle = session.handle();
     let mut wakes = wake::start(&handle, &settings.dir, state_dir, settings.debounce)?;
-    sink(Event::Watching {
-        dir: settings.dir.clone(),
-    });
+    let live = live::Live::new(crate::clock::now());
+    let stop_http = tokio_util::sync::CancellationToken::new();
+    let server = match settings.listen {
+        Some(addr) => Some(http::serve(
+            &handle,
+            addr,
+            live.clone(),
+            settings.state.clone(),
+            stop_http.clone(),
+        )?),
+        None => None,
+    };
     let mut daemon = Daemon {
         session,
         settings,
         sink,
+        live,
         last_good: None,
         retry: Retry::default(),
         stop: false,
     };
+    daemon.emit(Event::Watching {
+        dir: settings.dir.clone(),
+    });
     daemon.round(Reason::Start, &mut wakes.rx);
-    (daemon.sink)(Event::Ready);
+    daemon.emit(Event::Ready);
     let mut next_drift = settings.drift_interval.map(|d| now() + d);
     while !daemon.stop {
         let retry_due = daemon.retry.next_due(now());
@@ -168,7 +197,11 @@ pub fn run(
             }
         }
     }
-    (daemon.sink)(Event::Stopping);
+    daemon.emit(Event::Stopping);
+    stop_http.cancel();
+    if let Some(server) = server {
+        let _ = daemon.session.wait(server);
+    }
     Ok(())
 }
 
@@ -214,8 +247,15 @@ async fn next_wake(
 }
 
 impl Daemon<'_> {
+    /// Records an event for `/status` and the metrics, then hands it to the caller.
+    fn emit(&mut self, event: Event) {
+        self.live.record(&event, crate::clock::now());
+        (self.sink)(event);
+    }
+
     /// One round: load, plan, apply. Errors are reported, never fatal.
     fn round(&mut self, reason: Reason, rx: &mut mpsc::Receiver<Wake>) {
+        self.live.busy(&format!("round ({})", reason.as_str()));
         let Some(evaluation) = self.desired(reason) else {
             return;
         };
@@ -236,12 +276,12 @@ impl Daemon<'_> {
         };
         let deferred = self.defer_failing(&mut round);
         if !deferred.is_empty() {
-            (self.sink)(Event::Deferred {
+            self.emit(Event::Deferred {
                 instances: deferred,
             });
         }
         if round.plan.is_empty() {
-            (self.sink)(Event::Converged {
+            self.emit(Event::Converged {
                 reason,
                 unchanged: round.plan.unchanged,
             });
@@ -281,7 +321,7 @@ impl Daemon<'_> {
                         _ => {}
                     }
                 }
-                (self.sink)(Event::Applied {
+                self.emit(Event::Applied {
                     reason,
                     run: report.run.0,
                     changed: report.count(InstanceStatus::Changed)
@@ -308,8 +348,12 @@ impl Daemon<'_> {
     /// nothing new is applied, but a drift repair still enforces the last good state.
     fn desired(&mut self, reason: Reason) -> Option<Evaluation> {
         let evaluation = match evaluate(&self.settings.dir, &self.settings.limits) {
-            Ok(evaluation) if !evaluation.has_errors() => return Some(evaluation),
+            Ok(evaluation) if !evaluation.has_errors() => {
+                self.live.revision(&reconcile::digest(&evaluation), true);
+                return Some(evaluation);
+            }
             Ok(evaluation) => {
+                self.live.revision(&reconcile::digest(&evaluation), false);
                 let redactor = evaluation.redactor();
                 let errors: Vec<String> = evaluation
                     .diagnostics
@@ -327,7 +371,7 @@ impl Daemon<'_> {
             Err(error) => (crate::transport::error_chain(&error), Vec::new()),
         };
         let (summary, errors) = evaluation;
-        (self.sink)(Event::Invalid {
+        self.emit(Event::Invalid {
             reason,
             summary,
             errors,
@@ -374,6 +418,7 @@ impl Daemon<'_> {
 
     /// Probes the hosts of the last good desired state and reports what drifted.
     fn drift_check(&mut self) {
+        self.live.busy("drift check");
         let Some(evaluation) = self.last_good.as_ref() else {
             return;
         };
@@ -388,7 +433,7 @@ impl Daemon<'_> {
                             && i.policy == crate::model::workflow::DriftPolicy::Fix
                     })
                     .count();
-                (self.sink)(Event::DriftChecked {
+                self.emit(Event::DriftChecked {
                     probed: report.summary.probed,
                     drifted: report.summary.drifted,
                     unknown: report.summary.unknown,
@@ -405,6 +450,6 @@ impl Daemon<'_> {
             message.push_str("; ");
             message.push_str(&help);
         }
-        (self.sink)(Event::Error { message });
+        self.emit(Event::Error { message });
     }
 }

@@ -16,6 +16,7 @@ use crate::harness::{Drover, write_fixture};
 
 struct Daemon {
     child: Child,
+    port: u16,
     notify: UnixDatagram,
     _socket_dir: tempfile::TempDir,
     log: PathBuf,
@@ -29,6 +30,11 @@ impl Daemon {
         notify
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_drover"))
             .args([
                 "watch",
@@ -39,6 +45,8 @@ impl Daemon {
                 "--color",
                 "never",
             ])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
             .arg(dir)
             .env("NOTIFY_SOCKET", &socket)
             .env_remove("RUST_LOG")
@@ -48,6 +56,7 @@ impl Daemon {
             .unwrap();
         Daemon {
             child,
+            port,
             notify,
             _socket_dir: socket_dir,
             log,
@@ -77,6 +86,28 @@ impl Daemon {
             .read_to_string(&mut text)
             .unwrap();
         text
+    }
+
+    /// `GET path` over plain HTTP/1.0: (status code, body).
+    fn get(&self, path: &str) -> (u16, String) {
+        use std::io::Write as _;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let code = response
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (code, body)
     }
 
     fn signal(&self, signal: &str) {
@@ -156,6 +187,8 @@ fn the_daemon_converges_follows_edits_survives_bad_ones_repairs_drift_and_drains
     let ready = daemon.notified("READY=1");
     assert!(ready.contains("READY=1"), "{ready}\n{}", daemon.log());
     assert_eq!(read(&config), "port = 8080\n");
+    assert_eq!(daemon.get("/healthz").0, 200);
+    assert_eq!(daemon.get("/readyz").0, 200);
 
     // An edit is applied.
     let saved = Instant::now();
@@ -228,13 +261,40 @@ fn the_daemon_converges_follows_edits_survives_bad_ones_repairs_drift_and_drains
         apply.stderr()
     );
 
+    history_over_http(&daemon);
+
     // SIGHUP: a round at once.
     daemon.signal("HUP");
     eventually("SIGHUP to start a round", &daemon, || {
         daemon.log().contains("SIGHUP")
     });
 
-    // SIGTERM: drains and exits 0.
+    stops_on_sigterm(daemon);
+}
+
+/// The history over HTTP, as `history`/`show --format json` print it, and the metrics.
+fn history_over_http(daemon: &Daemon) {
+    let (code, runs) = daemon.get("/runs");
+    assert_eq!(code, 200);
+    let runs: serde_json::Value = serde_json::from_str(&runs).unwrap();
+    assert!(runs["runs"].as_array().unwrap().len() >= 3, "{runs:#}");
+    let (code, first) = daemon.get("/runs/1");
+    assert_eq!(code, 200);
+    assert!(first.contains("\"report\""), "{first}");
+    assert_eq!(daemon.get("/runs/999").0, 404);
+    let metrics = daemon.get("/metrics").1;
+    assert!(
+        metrics.contains("drover_rounds_total{result=\"applied\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("drover_desired_state_errors 0"),
+        "{metrics}"
+    );
+}
+
+/// SIGTERM: drains and exits 0, telling systemd it is stopping.
+fn stops_on_sigterm(daemon: Daemon) {
     daemon.signal("TERM");
     let mut daemon = daemon;
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -2,8 +2,6 @@
 
 use std::fmt::Write as _;
 
-use serde_json::json;
-
 use crate::cli::args::Format;
 use crate::cli::config::{Config, StateSettings};
 use crate::cli::{Error, Outcome};
@@ -37,11 +35,7 @@ pub fn run(
         }
     }
     let text = match format {
-        Format::Json => {
-            serde_json::to_string_pretty(&json!({"formatVersion": 1, "runs": runs}))
-                .unwrap_or_default()
-                + "\n"
-        }
+        Format::Json => crate::report::runs::history_json(&runs),
         Format::Human if runs.is_empty() => {
             format!("no runs recorded in {}\n", settings.path.display())
         }

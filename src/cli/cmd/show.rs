@@ -2,8 +2,6 @@
 
 use std::fmt::Write as _;
 
-use serde_json::json;
-
 use crate::cli::args::ShowFormat;
 use crate::cli::config::{Config, StateSettings};
 use crate::cli::{Error, Outcome};
@@ -33,13 +31,7 @@ pub fn run(
     };
     let report = settings.store().report(RunId(run))?;
     let text = match format {
-        ShowFormat::Json if report.is_some() => {
-            serde_json::to_string_pretty(
-                &json!({"formatVersion": 1, "run": record, "events": events, "report": report}),
-            )
-            .unwrap_or_default()
-                + "\n"
-        }
+        ShowFormat::Json => crate::report::runs::run_json(&record, &events, report.as_ref()),
         ShowFormat::Text if report.is_some() => {
             let mut out = text(&record, &events);
             for instance in report.iter().flat_map(|r| &r.instances) {
@@ -63,13 +55,6 @@ pub fn run(
                 }
             }
             out
-        }
-        ShowFormat::Json => {
-            serde_json::to_string_pretty(
-                &json!({"formatVersion": 1, "run": record, "events": events}),
-            )
-            .unwrap_or_default()
-                + "\n"
         }
         ShowFormat::Text => text(&record, &events),
         ShowFormat::Markdown => markdown(&record, &events),

@@ -19,6 +19,8 @@ pub fn run(request: &WatchArgs, config: &Config) -> Result<Outcome, Error> {
         debounce: duration("--debounce", &request.debounce)?.unwrap_or(Duration::ZERO),
         drift_interval: duration("--drift-interval", &request.drift_interval)?,
         command: format!("drover watch {}", request.dir.display()),
+        listen: request.listen,
+        state: state.path.clone(),
     };
     let mut session = Session::new(reconcile::Settings {
         state: state.path.clone(),
@@ -31,9 +33,15 @@ pub fn run(request: &WatchArgs, config: &Config) -> Result<Outcome, Error> {
     // The daemon owns the state for its life: an `apply` elsewhere waits, then says who.
     let _lock = super::lock(&session, &settings.command, config)?;
     let state_dir = state.path.parent().map(std::path::Path::to_path_buf);
-    watch::run(&mut session, &settings, state_dir, &mut log).map_err(|e| Error::Usage {
-        message: crate::transport::error_chain(&e),
-        help: "check that the directory exists and is readable; inotify limits are raised with `sysctl fs.inotify.max_user_watches`".to_owned(),
+    watch::run(&mut session, &settings, state_dir, &mut log).map_err(|e| {
+        let help = match e {
+            watch::StartError::Wake(_) => "check that the directory exists and is readable; inotify limits are raised with `sysctl fs.inotify.max_user_watches`",
+            watch::StartError::Listen(_) => "pick a free port, or another address for --listen",
+        };
+        Error::Usage {
+            message: crate::transport::error_chain(&e),
+            help: help.to_owned(),
+        }
     })?;
     session.close();
     Ok(Outcome::Success)
