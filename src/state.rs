@@ -365,8 +365,8 @@ pub struct Recorded {
     pub instances: BTreeMap<InstanceId, RecordedInstance>,
     pub pending_triggers: BTreeMap<InstanceId, PendingTrigger>,
     pub drift: BTreeMap<InstanceId, DriftFinding>,
-    /// When the newest recorded drift check ran.
-    pub last_drift_check: Option<Timestamp>,
+    /// The newest recorded drift check: when, and how far it saw.
+    pub last_drift_check: Option<crate::plan::DriftChecked>,
     /// The recorded `undo_check_hash` of instances that have an `undo` or a `check`.
     pub undo_check: BTreeMap<InstanceId, SpecHash>,
     /// Details of the recorded instances the desired state no longer has (their undo, and

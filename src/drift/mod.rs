@@ -153,6 +153,9 @@ pub struct HostDrift {
     pub duration_ms: u64,
     pub probed: usize,
     pub drifted: usize,
+    /// Probed instances the probe could not judge.
+    #[serde(default)]
+    pub unknown: usize,
     /// Why the host could not be probed at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -180,6 +183,9 @@ pub struct Summary {
 pub struct DriftReport {
     pub format_version: u32,
     pub checked_at: Timestamp,
+    /// `--target`s the check was limited to; empty: every instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     pub summary: Summary,
     pub hosts: Vec<HostDrift>,
     /// Drifted and unknown instances only, by id.
@@ -194,7 +200,34 @@ impl DriftReport {
     pub fn has_errors(&self) -> bool {
         self.summary.unknown > 0 || self.hosts.iter().any(|h| h.error.is_some())
     }
+
+    /// What is kept in the state file: findings without their diffs and outputs (the
+    /// terminal and the PR comment had them), and at most `STORED_INSTANCES` instances, so
+    /// that a check of a badly drifted fleet every few minutes does not grow the file by
+    /// megabytes each time.
+    #[must_use]
+    pub fn for_storage(&self) -> DriftReport {
+        let mut stored = self.clone();
+        stored.instances.truncate(STORED_INSTANCES);
+        for instance in &mut stored.instances {
+            for finding in &mut instance.findings {
+                match finding {
+                    Finding::Content { diff, .. } => *diff = None,
+                    Finding::Check { output, .. } => output.clear(),
+                    Finding::Missing { .. }
+                    | Finding::NotAFile { .. }
+                    | Finding::Attribute { .. }
+                    | Finding::Package { .. }
+                    | Finding::Service { .. } => {}
+                }
+            }
+        }
+        stored
+    }
 }
+
+/// Most instances a stored drift report lists (the counts cover them all).
+pub const STORED_INSTANCES: usize = 1_000;
 
 /// What to probe on one host.
 #[derive(Debug)]
@@ -301,7 +334,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// The drift of one instance from what its looks saw.
+/// The drift of one instance from what its looks saw. Anything that was not clearly seen
+/// (an answer of the wrong kind, a package the answer skipped, a check that timed out or
+/// could not run) makes the instance unknown, never in sync.
 pub fn compare(
     instance: &ResolvedInstance,
     seen: &[&Seen],
@@ -310,29 +345,37 @@ pub fn compare(
     let mut findings = Vec::new();
     let mut unknown = Vec::new();
     for seen in seen {
-        if let Seen::Unknown(why) = seen {
-            unknown.push(why.clone());
-            continue;
-        }
-        if let Seen::Check { status, output } = seen {
-            if *status != 0 {
-                findings.push(Finding::Check {
-                    command: redactor.redact(instance.check.as_deref().unwrap_or_default()),
-                    status: *status,
-                    output: redactor.redact(&String::from_utf8_lossy(output)),
-                });
+        match (&instance.action, seen) {
+            (_, Seen::Unknown(why)) => unknown.push(why.clone()),
+            (
+                _,
+                Seen::Check {
+                    status,
+                    under_timeout,
+                    output,
+                },
+            ) => {
+                check_findings(
+                    instance,
+                    *status,
+                    *under_timeout,
+                    output,
+                    redactor,
+                    &mut findings,
+                    &mut unknown,
+                );
             }
-            continue;
-        }
-        match &instance.action {
-            Action::File {
-                path,
-                content,
-                mode,
-                owner,
-                group,
-                ..
-            } => file_findings(
+            (
+                Action::File {
+                    path,
+                    content,
+                    mode,
+                    owner,
+                    group,
+                    ..
+                },
+                Seen::FileAbsent | Seen::NotRegular | Seen::Unreadable | Seen::File { .. },
+            ) => file_findings(
                 FileWant {
                     path,
                     content,
@@ -346,53 +389,26 @@ pub fn compare(
                 &mut findings,
                 &mut unknown,
             ),
-            Action::Package { state, .. } => {
-                if let Seen::Packages(found) = seen {
-                    for (name, installed) in found {
-                        if !probe::package_matches(*state, *installed) {
-                            findings.push(Finding::Package {
-                                name: name.clone(),
-                                applied: *state,
-                                found: if *installed { "installed" } else { "absent" }.to_owned(),
-                            });
-                        }
-                    }
-                }
+            (Action::Package { names, state }, Seen::Packages(found)) => {
+                package_findings(names, *state, found, &mut findings, &mut unknown);
             }
-            Action::Service {
-                name,
-                state,
-                enabled,
-                ..
-            } => {
-                if let Seen::Service {
+            (
+                Action::Service {
+                    name,
+                    state,
+                    enabled,
+                    ..
+                },
+                Seen::Service {
                     active,
-                    enabled: found_enabled,
-                } = seen
-                {
-                    if let Some(state) = state
-                        && !probe::service_matches(*state, active)
-                    {
-                        findings.push(Finding::Service {
-                            name: name.clone(),
-                            field: "state".to_owned(),
-                            applied: format!("{state:?}").to_lowercase(),
-                            found: active.clone(),
-                        });
-                    }
-                    if let Some(enabled) = enabled
-                        && (found_enabled == "enabled") != *enabled
-                    {
-                        findings.push(Finding::Service {
-                            name: name.clone(),
-                            field: "enabled".to_owned(),
-                            applied: if *enabled { "enabled" } else { "disabled" }.to_owned(),
-                            found: found_enabled.clone(),
-                        });
-                    }
-                }
-            }
-            Action::Run { .. } => {}
+                    enabled: found,
+                },
+            ) => service_findings(name, *state, *enabled, active, found, &mut findings),
+            (_, other) => unknown.push(format!(
+                "the probe answered {} for a {} task",
+                probe::describe(other),
+                instance.action.kind_name()
+            )),
         }
     }
     let status = if !unknown.is_empty() {
@@ -404,6 +420,96 @@ pub fn compare(
     };
     let error = (!unknown.is_empty()).then(|| redactor.redact(&unknown.join("; ")));
     (status, findings, error)
+}
+
+/// Every package asked about must be answered exactly once.
+fn package_findings(
+    names: &[String],
+    state: PackageState,
+    found: &[(String, bool)],
+    findings: &mut Vec<Finding>,
+    unknown: &mut Vec<String>,
+) {
+    for name in names {
+        let answers: Vec<bool> = found
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, installed)| *installed)
+            .collect();
+        match answers.as_slice() {
+            [installed] if probe::package_matches(state, *installed) => {}
+            [installed] => findings.push(Finding::Package {
+                name: name.clone(),
+                applied: state,
+                found: if *installed { "installed" } else { "absent" }.to_owned(),
+            }),
+            _ => unknown.push(format!("the probe did not say whether {name} is installed")),
+        }
+    }
+}
+
+/// A service as `systemctl show` described it, against the state and enablement applied.
+fn service_findings(
+    name: &str,
+    state: Option<crate::model::task_kind::ServiceState>,
+    enabled: Option<bool>,
+    active: &str,
+    found: &str,
+    findings: &mut Vec<Finding>,
+) {
+    if let Some(state) = state
+        && !probe::service_matches(state, active)
+    {
+        findings.push(Finding::Service {
+            name: name.to_owned(),
+            field: "state".to_owned(),
+            applied: format!("{state:?}").to_lowercase(),
+            found: active.to_owned(),
+        });
+    }
+    if let Some(enabled) = enabled
+        && probe::counts_as_enabled(found) != enabled
+    {
+        findings.push(Finding::Service {
+            name: name.to_owned(),
+            field: "enabled".to_owned(),
+            applied: if enabled { "enabled" } else { "disabled" }.to_owned(),
+            found: found.to_owned(),
+        });
+    }
+}
+
+/// A check's exit status: 0 is in sync; a timeout (124 under `timeout`) or a command that
+/// could not run (126, 127) says nothing about the host, so it is unknown.
+fn check_findings(
+    instance: &ResolvedInstance,
+    status: i32,
+    under_timeout: bool,
+    output: &[u8],
+    redactor: &Redactor,
+    findings: &mut Vec<Finding>,
+    unknown: &mut Vec<String>,
+) {
+    let command = redactor.redact(instance.check.as_deref().unwrap_or_default());
+    let output = redactor.redact(&String::from_utf8_lossy(output));
+    match status {
+        0 => {}
+        124 if under_timeout => {
+            let secs = instance
+                .timeout
+                .map_or(CHECK_TIMEOUT_SECS, |t| t.as_duration().as_secs().max(1));
+            unknown.push(format!("the check `{command}` timed out after {secs}s"));
+        }
+        126 | 127 => unknown.push(format!(
+            "the check `{command}` could not run (status {status}): {}",
+            output.trim()
+        )),
+        _ => findings.push(Finding::Check {
+            command,
+            status,
+            output,
+        }),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -424,49 +530,59 @@ fn file_findings(
     unknown: &mut Vec<String>,
 ) {
     let path = want.path.to_owned();
-    match seen {
-        Seen::FileAbsent => findings.push(Finding::Missing { path }),
-        Seen::NotRegular => findings.push(Finding::NotAFile { path }),
-        Seen::Unreadable => unknown.push(format!(
-            "{path} cannot be read by the probe's user; give the task `become`"
-        )),
-        Seen::File {
-            size,
-            mode,
-            owner,
-            group,
-            sha256,
-            content,
-        } => {
-            if *sha256 != sha256_hex(want.content) {
-                findings.push(content_finding(&want, *size, content.as_deref(), redactor));
-            }
-            if let Some(applied) = want.mode
-                && applied != *mode
-            {
-                findings.push(Finding::Attribute {
-                    path: path.clone(),
-                    field: "mode".to_owned(),
-                    applied: format!("{applied:04o}"),
-                    found: format!("{mode:04o}"),
-                });
-            }
-            for (field, applied, found) in
-                [("owner", want.owner, owner), ("group", want.group, group)]
-            {
-                if let Some(applied) = applied
-                    && applied != found
-                {
-                    findings.push(Finding::Attribute {
-                        path: path.clone(),
-                        field: field.to_owned(),
-                        applied: applied.to_owned(),
-                        found: found.clone(),
-                    });
-                }
-            }
+    let Seen::File {
+        size,
+        mode,
+        uid,
+        gid,
+        owner,
+        group,
+        sha256,
+        content,
+    } = seen
+    else {
+        match seen {
+            Seen::FileAbsent => findings.push(Finding::Missing { path }),
+            Seen::NotRegular => findings.push(Finding::NotAFile { path }),
+            _ => unknown.push(format!(
+                "{path} cannot be read by the probe's user; give the task `become`"
+            )),
         }
-        Seen::Packages(_) | Seen::Service { .. } | Seen::Check { .. } | Seen::Unknown(_) => {}
+        return;
+    };
+    if *sha256 != sha256_hex(want.content) {
+        findings.push(content_finding(&want, *size, content.as_deref(), redactor));
+    }
+    if let Some(applied) = want.mode
+        && applied != *mode
+    {
+        findings.push(Finding::Attribute {
+            path: path.clone(),
+            field: "mode".to_owned(),
+            applied: format!("{applied:04o}"),
+            found: format!("{mode:04o}"),
+        });
+    }
+    for (field, applied, id, name) in [
+        ("owner", want.owner, uid, owner),
+        ("group", want.group, gid, group),
+    ] {
+        let Some(applied) = applied else {
+            continue;
+        };
+        // A numeric owner is compared with the number, a name with the name.
+        let same = match applied.parse::<u32>() {
+            Ok(number) => number == *id,
+            Err(_) => applied == name,
+        };
+        if !same {
+            findings.push(Finding::Attribute {
+                path: path.clone(),
+                field: field.to_owned(),
+                applied: applied.to_owned(),
+                found: name.clone(),
+            });
+        }
     }
 }
 
@@ -484,15 +600,19 @@ fn content_finding(
             note: Some("content withheld: the applied content holds a secret".to_owned()),
         };
     }
-    let (Ok(applied), Some(Ok(found))) = (
-        std::str::from_utf8(want.content),
-        found.map(std::str::from_utf8),
-    ) else {
+    // Content cut at the probe's limit may end inside a character: diff what is whole.
+    let found = found.map(|bytes| match std::str::from_utf8(bytes) {
+        Err(e) if size > bytes.len() as u64 && e.error_len().is_none() => {
+            std::str::from_utf8(bytes.get(..e.valid_up_to()).unwrap_or_default())
+        }
+        other => other,
+    });
+    let (Ok(applied), Some(Ok(found))) = (std::str::from_utf8(want.content), found) else {
         return Finding::Content {
             path,
             diff: None,
             note: Some(format!(
-                "binary content differs ({} bytes applied, {size} found)",
+                "binary content differs: {} bytes applied, {size} found",
                 want.content.len()
             )),
         };

@@ -86,31 +86,63 @@ pub fn script(nonce: &str, groups: &[Group<'_>]) -> String {
     out
 }
 
-fn group_script(nonce: &str, g: usize, group: &Group<'_>) -> String {
-    let mut out = format!(
-        "_n={nonce}\n_r() {{ printf '\\n%s %s\\n' \"$_n\" \"$*\"; }}\n_r G {g}\nset --\n_fi=\n"
-    );
-    let mut files = false;
+/// Most files looked at by one `stat` and one `sha256sum`: bounds the arguments of one
+/// command (`ARG_MAX`) and the shell's work building them.
+const BATCH_FILES: usize = 256;
+/// Most bytes of paths in one batch.
+const BATCH_PATH_BYTES: usize = 64 * 1024;
+
+/// The file looks of a group, split into the batches the script checks together; the
+/// parser splits them the same way.
+fn file_batches<'g>(group: &'g Group<'_>) -> Vec<Vec<(usize, &'g str, &'g str)>> {
+    let mut batches: Vec<Vec<(usize, &str, &str)>> = Vec::new();
+    let mut bytes = 0;
     for (i, look) in &group.looks {
-        match look {
-            Look::File { path, sha256 } => {
-                files = true;
-                let _ = writeln!(
-                    out,
-                    "_dp{i}={p}; _dx{i}={sha256}\nif [ -f \"$_dp{i}\" ]; then if [ -r \"$_dp{i}\" ]; then set -- \"$@\" \"$_dp{i}\"; _fi=\"$_fi {i}\"; else _r F {i} U; fi; elif [ -e \"$_dp{i}\" ] || [ -L \"$_dp{i}\" ]; then _r F {i} N; else _r F {i} A; fi",
-                    p = shell_quote(path),
-                );
-            }
-            Look::Package { .. } | Look::Service { .. } | Look::Check { .. } => {}
+        let Look::File { path, sha256 } = look else {
+            continue;
+        };
+        let full = batches
+            .last()
+            .is_none_or(|b| b.len() >= BATCH_FILES || bytes + path.len() > BATCH_PATH_BYTES);
+        if full {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += path.len();
+        if let Some(batch) = batches.last_mut() {
+            batch.push((*i, *path, sha256.as_str()));
         }
     }
-    if files {
+    batches
+}
+
+fn group_script(nonce: &str, g: usize, group: &Group<'_>) -> String {
+    // Inside `sudo … sh -s` the script is the shell's standard input: the body is one
+    // compound command too, so that nothing it runs reads the rest.
+    let mut out =
+        format!("{{\n_n={nonce}\n_r() {{ printf '\\n%s %s\\n' \"$_n\" \"$*\"; }}\n_r G {g}\n");
+    let batches = file_batches(group);
+    if !batches.is_empty() {
+        let _ = writeln!(
+            out,
+            "if command -v stat >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1; then _dt=1; else _dt=; _r XF {g}; echo 'stat or sha256sum is not installed on this host'; fi"
+        );
+    }
+    for (b, batch) in batches.iter().enumerate() {
+        let _ = writeln!(out, "if [ -n \"$_dt\" ]; then\nset --; _fi=");
+        for (i, path, sha256) in batch {
+            let _ = writeln!(
+                out,
+                "_dp{i}={p}; _dx{i}={sha256}\nif [ -L \"$_dp{i}\" ]; then _r F {i} N; elif [ -f \"$_dp{i}\" ]; then if [ -r \"$_dp{i}\" ]; then set -- \"$@\" \"$_dp{i}\"; _fi=\"$_fi {i}\"; else _r F {i} U; fi; elif [ -e \"$_dp{i}\" ]; then _r F {i} N; else _r F {i} A; fi",
+                p = shell_quote(path),
+            );
+        }
         let _ = writeln!(
             out,
             r#"if [ $# -gt 0 ]; then
-  _r STAT {g}; stat -L -c '%s %a %U %G' -- "$@" 2>/dev/null
+  _r STAT {g}.{b}; stat -c '%s	%a	%u	%g	%U	%G' -- "$@" 2>&1
   _ds=$(sha256sum -- "$@" 2>/dev/null)
-  _r SUMS {g}; printf '%s\n' "$_ds"
+  _r SUMS {g}.{b}; printf '%s\n' "$_ds"
   set -- $_fi
   while IFS= read -r _l; do
     [ $# -gt 0 ] || break
@@ -121,6 +153,7 @@ fn group_script(nonce: &str, g: usize, group: &Group<'_>) -> String {
   done <<DROVER_SUMS_{nonce}
 $_ds
 DROVER_SUMS_{nonce}
+fi
 fi"#
         );
     }
@@ -142,7 +175,9 @@ else _r X {i}; echo 'no supported package manager (dpkg, rpm, apk) on this host'
                 let name = shell_quote(name);
                 let _ = writeln!(
                     out,
-                    r#"if command -v systemctl >/dev/null 2>&1; then _r S {i}; _a=$(systemctl is-active -- {name} 2>/dev/null); echo "${{_a:-unknown}}"; _e=$(systemctl is-enabled -- {name} 2>/dev/null); echo "${{_e:-not-found}}"
+                    r#"if command -v systemctl >/dev/null 2>&1; then
+  _o=$(systemctl show -p LoadState -p ActiveState -p UnitFileState -- {name} 2>&1); _s=$?
+  if [ "$_s" = 0 ]; then _r S {i}; printf '%s\n' "$_o"; else _r X {i}; printf 'systemctl show failed: %s\n' "$_o"; fi
 else _r X {i}; echo 'systemctl not found: only systemd services can be probed'; fi"#
                 );
             }
@@ -153,12 +188,14 @@ else _r X {i}; echo 'systemctl not found: only systemd services can be probed'; 
                 let command = shell_quote(command);
                 let _ = writeln!(
                     out,
-                    r#"_o=$(if command -v timeout >/dev/null 2>&1; then timeout {timeout_secs} sh -c {command}; else sh -c {command}; fi 2>&1 </dev/null); _s=$?
-_r K {i} $_s; printf '%s' "$_o" | head -c {OUTPUT_LIMIT}"#
+                    r#"if command -v timeout >/dev/null 2>&1; then _dto=1; else _dto=; fi
+_o=$(if [ -n "$_dto" ]; then timeout {timeout_secs} sh -c {command}; else sh -c {command}; fi 2>&1 </dev/null); _s=$?
+_r K {i} $_s $_dto; printf '%s' "$_o" | head -c {OUTPUT_LIMIT}"#
                 );
             }
         }
     }
+    out.push_str("} </dev/null\n");
     out
 }
 
@@ -169,11 +206,14 @@ const INSTALLED: &str = r#"{ if command -v dpkg-query >/dev/null 2>&1; then dpkg
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
     FileAbsent,
+    /// A directory, a symlink, a FIFO…: not the regular file drover wrote.
     NotRegular,
     Unreadable,
     File {
         size: u64,
         mode: u32,
+        uid: u32,
+        gid: u32,
         owner: String,
         group: String,
         sha256: String,
@@ -183,11 +223,15 @@ pub enum Seen {
     /// (name, installed) per package.
     Packages(Vec<(String, bool)>),
     Service {
+        /// `systemctl`'s `ActiveState`: active, inactive, failed…
         active: String,
+        /// `UnitFileState`: enabled, disabled, static, masked…
         enabled: String,
     },
     Check {
         status: i32,
+        /// The check ran under `timeout` (so 124 means it timed out).
+        under_timeout: bool,
         output: Vec<u8>,
     },
     /// The instance could not be probed; why.
@@ -202,24 +246,37 @@ pub struct Answer {
     pub done: bool,
 }
 
-/// Records as read, before the files of each group are matched with their `stat` and
+/// Records as read, before the files of each batch are matched with their `stat` and
 /// `sha256sum` lines.
 #[derive(Default)]
-struct Raw<'a> {
+struct Raw {
     started: BTreeSet<usize>,
+    /// Groups whose files could not be looked at, and why.
+    no_tools: BTreeMap<usize, String>,
     file_marks: BTreeMap<usize, Seen>,
-    stat_lines: BTreeMap<usize, &'a [u8]>,
-    sum_lines: BTreeMap<usize, &'a [u8]>,
+    stat_lines: BTreeMap<String, Vec<String>>,
+    sum_lines: BTreeMap<String, Vec<String>>,
     contents: BTreeMap<usize, Vec<u8>>,
+    /// The index of the last per-instance record read: when the answer stops early, that
+    /// record may be cut short.
+    last: Option<usize>,
 }
 
-/// Reads a host's answer. Instances the answer says nothing about are `Unknown`, with a
-/// reason that points at the likely cause (`sudo` refused, output cut short).
+/// Reads a host's answer. Instances the answer says nothing about, or says it only in
+/// part, are `Unknown`, with a reason that points at the likely cause.
 pub fn parse(nonce: &str, stdout: &[u8], groups: &[Group<'_>]) -> Answer {
     let mut answer = Answer::default();
     let mut raw = Raw::default();
     for (header, payload) in records(nonce, stdout) {
         read_record(header, payload, &mut answer, &mut raw);
+    }
+    if !answer.done
+        && let Some(last) = raw.last
+    {
+        answer.seen.insert(
+            last,
+            Seen::Unknown("the probe's output stopped in the middle of this instance".to_owned()),
+        );
     }
     for (i, seen) in &raw.file_marks {
         answer.seen.insert(*i, seen.clone());
@@ -248,16 +305,29 @@ pub fn parse(nonce: &str, stdout: &[u8], groups: &[Group<'_>]) -> Answer {
     answer
 }
 
-fn read_record<'a>(header: &str, payload: &'a [u8], answer: &mut Answer, raw: &mut Raw<'a>) {
+fn read_record(header: &str, payload: &[u8], answer: &mut Answer, raw: &mut Raw) {
     let words: Vec<&str> = header.split(' ').collect();
-    let number = |n: usize| words.get(n).and_then(|w| w.parse::<usize>().ok());
-    let Some(n) = number(1) else {
-        answer.done |= words.first() == Some(&"DONE");
+    let tag = words.first().copied().unwrap_or_default();
+    if let ("STAT" | "SUMS", Some(batch)) = (tag, words.get(1)) {
+        let table = if tag == "STAT" {
+            &mut raw.stat_lines
+        } else {
+            &mut raw.sum_lines
+        };
+        table.insert((*batch).to_owned(), lines(payload));
+        return;
+    }
+    let Some(n) = words.get(1).and_then(|w| w.parse::<usize>().ok()) else {
+        answer.done |= tag == "DONE";
         return;
     };
-    match words.first().copied().unwrap_or_default() {
+    match tag {
         "G" => {
             raw.started.insert(n);
+        }
+        "XF" => {
+            raw.no_tools
+                .insert(n, String::from_utf8_lossy(payload).trim().to_owned());
         }
         "F" => {
             let seen = match words.get(2).copied() {
@@ -267,40 +337,35 @@ fn read_record<'a>(header: &str, payload: &'a [u8], answer: &mut Answer, raw: &m
             };
             raw.file_marks.insert(n, seen);
         }
-        "STAT" => {
-            raw.stat_lines.insert(n, payload);
-        }
-        "SUMS" => {
-            raw.sum_lines.insert(n, payload);
-        }
         "C" => {
             raw.contents.insert(n, payload.to_vec());
         }
         "P" => {
             let packages = lines(payload)
+                .iter()
                 .filter_map(|l| {
                     let (flag, name) = l.split_once(' ')?;
                     Some((name.to_owned(), flag == "1"))
                 })
                 .collect();
             answer.seen.insert(n, Seen::Packages(packages));
+            raw.last = Some(n);
         }
         "S" => {
-            let mut found = lines(payload);
-            let active = found.next().unwrap_or("unknown").to_owned();
-            let enabled = found.next().unwrap_or("not-found").to_owned();
-            answer.seen.insert(n, Seen::Service { active, enabled });
+            answer.seen.insert(n, service_seen(&lines(payload)));
+            raw.last = Some(n);
         }
         "K" => {
             let code = words.get(2).and_then(|w| w.parse().ok()).unwrap_or(-1);
-            let output = payload.to_vec();
             answer.seen.insert(
                 n,
                 Seen::Check {
                     status: code,
-                    output,
+                    under_timeout: words.get(3) == Some(&"1"),
+                    output: payload.to_vec(),
                 },
             );
+            raw.last = Some(n);
         }
         "X" => {
             let why = String::from_utf8_lossy(payload).trim().to_owned();
@@ -310,52 +375,83 @@ fn read_record<'a>(header: &str, payload: &'a [u8], answer: &mut Answer, raw: &m
     }
 }
 
-/// Matches the readable files of group `g`, in order, with its `stat` and `sha256sum` lines.
-fn match_files(g: usize, group: &Group<'_>, raw: &mut Raw<'_>, answer: &mut Answer) {
-    let readable: Vec<usize> = group
-        .looks
-        .iter()
-        .filter(|(i, look)| matches!(look, Look::File { .. }) && !raw.file_marks.contains_key(i))
-        .map(|(i, _)| *i)
-        .collect();
-    if readable.is_empty() {
-        return;
-    }
-    let stat_lines: Vec<&str> = raw
-        .stat_lines
-        .get(&g)
-        .map(|p| lines(p).collect())
-        .unwrap_or_default();
-    let sum_lines: Vec<&str> = raw
-        .sum_lines
-        .get(&g)
-        .map(|p| lines(p).collect())
-        .unwrap_or_default();
-    if stat_lines.len() != readable.len() || sum_lines.len() != readable.len() {
-        let why = if raw.stat_lines.contains_key(&g) {
-            "files changed while they were probed; run drift again"
-        } else {
-            "the probe did not reach these files"
-        };
-        for i in &readable {
-            answer.seen.insert(*i, Seen::Unknown(why.to_owned()));
+/// `systemctl show` lines; a unit that is not loaded, or an answer without the three
+/// properties, cannot be judged.
+fn service_seen(lines: &[String]) -> Seen {
+    let get = |key: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    match (get("LoadState"), get("ActiveState"), get("UnitFileState")) {
+        (Some(load), _, _) if load == "not-found" => {
+            Seen::Unknown("systemd has no such unit".to_owned())
         }
-        return;
+        (Some(_), Some(active), Some(enabled)) => Seen::Service { active, enabled },
+        _ => Seen::Unknown(format!(
+            "unexpected `systemctl show` output: {}",
+            lines.join(" ")
+        )),
     }
-    for ((i, stat), sum) in readable.iter().zip(stat_lines).zip(sum_lines) {
-        answer
-            .seen
-            .insert(*i, file_seen(stat, sum, raw.contents.remove(i)));
+}
+
+/// Matches the readable files of each batch of group `g`, in order, with its `stat` and
+/// `sha256sum` lines.
+fn match_files(g: usize, group: &Group<'_>, raw: &mut Raw, answer: &mut Answer) {
+    for (b, batch) in file_batches(group).iter().enumerate() {
+        let readable: Vec<usize> = batch
+            .iter()
+            .map(|(i, _, _)| *i)
+            .filter(|i| !raw.file_marks.contains_key(i))
+            .collect();
+        if readable.is_empty() {
+            continue;
+        }
+        let key = format!("{g}.{b}");
+        let stat_lines = raw.stat_lines.get(&key).cloned().unwrap_or_default();
+        let sum_lines = raw.sum_lines.get(&key).cloned().unwrap_or_default();
+        if stat_lines.len() != readable.len() || sum_lines.len() != readable.len() {
+            let why = if let Some(why) = raw.no_tools.get(&g) {
+                why.clone()
+            } else if raw.stat_lines.contains_key(&key) {
+                let odd = stat_lines
+                    .iter()
+                    .find(|l| l.split('\t').count() != 6)
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} files were looked at but `stat` gave {} lines and `sha256sum` {} (files changed during the probe, or the tools failed{odd})",
+                    readable.len(),
+                    stat_lines.len(),
+                    sum_lines.len()
+                )
+            } else {
+                "the probe did not reach these files".to_owned()
+            };
+            for i in &readable {
+                answer.seen.insert(*i, Seen::Unknown(why.clone()));
+            }
+            continue;
+        }
+        for ((i, stat), sum) in readable.iter().zip(&stat_lines).zip(&sum_lines) {
+            answer
+                .seen
+                .insert(*i, file_seen(stat, sum, raw.contents.remove(i)));
+        }
     }
 }
 
 fn file_seen(stat: &str, sum: &str, content: Option<Vec<u8>>) -> Seen {
-    let fields: Vec<&str> = stat.split(' ').collect();
-    let (Some(size), Some(mode), Some(owner), Some(group)) = (
-        fields.first().and_then(|s| s.parse().ok()),
+    let fields: Vec<&str> = stat.splitn(6, '\t').collect();
+    let number = |n: usize| fields.get(n).and_then(|s| s.parse::<u64>().ok());
+    let (Some(size), Some(mode), Some(uid), Some(gid), Some(owner), Some(group)) = (
+        number(0),
         fields.get(1).and_then(|m| u32::from_str_radix(m, 8).ok()),
-        fields.get(2),
-        fields.get(3),
+        number(2).and_then(|u| u32::try_from(u).ok()),
+        number(3).and_then(|g| u32::try_from(g).ok()),
+        fields.get(4),
+        fields.get(5),
     ) else {
         return Seen::Unknown(format!("unexpected `stat` output: {stat}"));
     };
@@ -364,6 +460,8 @@ fn file_seen(stat: &str, sum: &str, content: Option<Vec<u8>>) -> Seen {
     Seen::File {
         size,
         mode,
+        uid,
+        gid,
         owner: (*owner).to_owned(),
         group: (*group).to_owned(),
         sha256,
@@ -371,12 +469,14 @@ fn file_seen(stat: &str, sum: &str, content: Option<Vec<u8>>) -> Seen {
     }
 }
 
-/// The lines of a payload, without the empty last one.
-fn lines(payload: &[u8]) -> impl Iterator<Item = &str> {
-    std::str::from_utf8(payload)
-        .unwrap_or_default()
+/// The lines of a payload, without empty ones; bytes that are not UTF-8 are replaced, not
+/// dropped (a line must never vanish).
+fn lines(payload: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(payload)
         .lines()
         .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Splits the answer into (header, payload) records.
@@ -427,6 +527,26 @@ pub fn service_matches(state: ServiceState, active: &str) -> bool {
     match state {
         ServiceState::Running => active == "active" || active == "reloading",
         ServiceState::Stopped => active != "active" && active != "reloading",
+    }
+}
+
+/// Whether `systemctl is-enabled` would say yes (exit 0) for this `UnitFileState`, as the
+/// `service` task checks it.
+pub fn counts_as_enabled(state: &str) -> bool {
+    matches!(
+        state,
+        "enabled" | "enabled-runtime" | "static" | "alias" | "indirect" | "generated" | "transient"
+    )
+}
+
+/// A few words on what an answer was, for a message about an unexpected one.
+pub fn describe(seen: &Seen) -> &'static str {
+    match seen {
+        Seen::FileAbsent | Seen::NotRegular | Seen::Unreadable | Seen::File { .. } => "a file",
+        Seen::Packages(_) => "packages",
+        Seen::Service { .. } => "a service",
+        Seen::Check { .. } => "a check",
+        Seen::Unknown(_) => "nothing",
     }
 }
 
@@ -486,7 +606,7 @@ mod tests {
 
     #[test]
     fn an_answer_is_read_record_by_record() {
-        let answer = b"noise\nN G 0\nN F 2 A\nN STAT 0\n12 644 root root\n5 600 app app\nN SUMS 0\naa  /etc/a\n\\ff  /etc/b\\nc\nN C 1\nnew\ntext\nN K 3 1\nboom\nN G 1\nN S 4\ninactive\nenabled\nN DONE\n";
+        let answer = b"noise\nN G 0\nN F 2 A\nN STAT 0.0\n12\t644\t0\t0\troot\troot\n5\t600\t7\t8\tapp user\tapp\nN SUMS 0.0\naa  /etc/a\n\\ff  /etc/b\\nc\nN C 1\nnew\ntext\nN K 3 1 1\nboom\nN G 1\nN S 4\nLoadState=loaded\nActiveState=inactive\nUnitFileState=enabled\nN DONE\n";
         let parsed = parse("N", answer, &groups());
         assert!(parsed.done);
         assert_eq!(parsed.seen[&2], Seen::FileAbsent);
@@ -495,6 +615,8 @@ mod tests {
             Seen::File {
                 size: 12,
                 mode: 0o644,
+                uid: 0,
+                gid: 0,
                 owner: "root".into(),
                 group: "root".into(),
                 sha256: "aa".into(),
@@ -502,13 +624,16 @@ mod tests {
             }
         );
         // A content record keeps its bytes exactly (the newline before the next record is
-        // the separator, not content); a `\`-escaped name still yields the hash.
+        // the separator, not content); a `\`-escaped name still yields the hash; a name
+        // with a space survives.
         assert_eq!(
             parsed.seen[&1],
             Seen::File {
                 size: 5,
                 mode: 0o600,
-                owner: "app".into(),
+                uid: 7,
+                gid: 8,
+                owner: "app user".into(),
                 group: "app".into(),
                 sha256: "ff".into(),
                 content: Some(b"new\ntext".to_vec())
@@ -518,6 +643,7 @@ mod tests {
             parsed.seen[&3],
             Seen::Check {
                 status: 1,
+                under_timeout: true,
                 output: b"boom".to_vec()
             }
         );
@@ -538,23 +664,75 @@ mod tests {
         assert!(matches!(&parsed.seen[&1], Seen::Unknown(why) if why.contains("did not reach")));
         assert!(matches!(&parsed.seen[&3], Seen::Unknown(why) if why.contains("ended before")));
         assert!(matches!(&parsed.seen[&4], Seen::Unknown(why) if why.contains("sudo -n -u root")));
+        // A record cut by the end of the output is not trusted.
+        let parsed = parse("N", b"N G 0\nN K 3 0\n", &groups());
+        assert!(
+            matches!(&parsed.seen[&3], Seen::Unknown(why) if why.contains("stopped in the middle"))
+        );
+        // A service answer without its properties, or for a unit systemd does not know.
+        let parsed = parse("N", b"N G 1\nN S 4\nLoadState=loaded\nN DONE\n", &groups());
+        assert!(matches!(&parsed.seen[&4], Seen::Unknown(_)));
+        let parsed = parse(
+            "N",
+            b"N G 1\nN S 4\nLoadState=not-found\nActiveState=inactive\nUnitFileState=\nN DONE\n",
+            &groups(),
+        );
+        assert!(matches!(&parsed.seen[&4], Seen::Unknown(why) if why.contains("no such unit")));
     }
 
     #[test]
     fn a_file_that_changes_while_probed_is_not_guessed_at() {
         let parsed = parse(
             "N",
-            b"N G 0\nN STAT 0\n1 644 r r\nN SUMS 0\naa  /etc/a\nN DONE\n",
+            b"N G 0\nN STAT 0.0\n1\t644\t0\t0\tr\tr\nN SUMS 0.0\naa  /etc/a\nN DONE\n",
             &groups(),
         );
-        assert!(matches!(&parsed.seen[&0], Seen::Unknown(why) if why.contains("changed while")));
+        assert!(matches!(&parsed.seen[&0], Seen::Unknown(why) if why.contains("gave 1 lines")));
+        let parsed = parse(
+            "N",
+            b"N G 0\nN XF 0\nstat or sha256sum is not installed on this host\nN DONE\n",
+            &groups(),
+        );
+        assert!(matches!(&parsed.seen[&0], Seen::Unknown(why) if why.contains("not installed")));
+    }
+
+    #[test]
+    fn many_files_are_looked_at_in_bounded_batches() {
+        let paths: Vec<String> = (0..600).map(|i| format!("/srv/f{i}")).collect();
+        let group = Group {
+            r#become: None,
+            looks: paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    (
+                        i,
+                        Look::File {
+                            path: p,
+                            sha256: String::new(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let batches = file_batches(&group);
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            [256, 256, 88]
+        );
+        let text = script("N", &[group]);
+        assert!(text.contains("_r STAT 0.2"));
     }
 
     #[test]
     fn the_script_quotes_paths_and_runs_become_groups_through_sudo() {
         let script = script("N", &groups());
         assert!(script.contains("_dp1='/etc/b c'"));
-        assert!(script.contains("sudo -n -u root -- sh -s <<'DROVER_GROUP_N'"));
+        assert!(script.contains("sudo -n -u root -- sh -s <<'DROVER_GROUP_N'\n{\n"));
+        assert!(
+            script.contains("if [ -L \"$_dp0\" ]; then _r F 0 N;"),
+            "a symlink is not the file drover wrote"
+        );
         assert!(script.starts_with("{\n") && script.ends_with("} </dev/null\n"));
     }
 }

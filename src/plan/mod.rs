@@ -63,12 +63,18 @@ pub struct Plan {
 }
 
 /// The drift check a plan's findings come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DriftChecked {
     pub at: crate::state::Timestamp,
     /// Probed for this plan (`--refresh`), not read from an earlier check.
     pub fresh: bool,
+    /// Instances that check could not judge (a host down, `sudo` refused).
+    #[serde(default)]
+    pub unknown: usize,
+    /// The `--target`s it was limited to; empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
 impl Plan {
@@ -170,9 +176,7 @@ pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOpt
         outside_targets,
         changes: planned,
         unmatched,
-        drift_checked: recorded
-            .last_drift_check
-            .map(|at| DriftChecked { at, fresh: false }),
+        drift_checked: recorded.last_drift_check.clone(),
     };
     order_removals(&mut plan, &recorded.no_longer_desired);
     plan

@@ -78,6 +78,7 @@ impl Session {
         let report = DriftReport {
             format_version: FORMAT_VERSION,
             checked_at: crate::clock::now(),
+            targets: targets.iter().map(ToString::to_string).collect(),
             summary,
             hosts,
             instances,
@@ -92,7 +93,8 @@ impl Session {
                 (id, finding)
             })
             .collect();
-        self.store.record_drift_report(&report, &findings)?;
+        self.store
+            .record_drift_report(&report.for_storage(), &findings)?;
         Ok(report)
     }
 }
@@ -182,6 +184,7 @@ fn host_drift(
         duration_ms: u64::try_from(answered.duration.as_millis()).unwrap_or(u64::MAX),
         probed: probe.instances.len(),
         drifted: 0,
+        unknown: 0,
         error: None,
     };
     let answer = match answered.result {
@@ -237,7 +240,7 @@ fn host_drift(
                 ));
             }
             // What could not be looked at keeps whatever was found before.
-            Status::Unknown => {}
+            Status::Unknown => host.unknown += 1,
         }
         if status != Status::InSync {
             instances.push(InstanceDrift {

@@ -12,35 +12,39 @@ pub fn summary(report: &DriftReport) -> String {
     let s = &report.summary;
     let hosts = report.hosts.len();
     let round_trips: u32 = report.hosts.iter().map(|h| h.round_trips).sum();
+    let probed = format!(
+        "{} probed {} on {} {}",
+        s.probed,
+        noun(s.probed, "instance", "instances"),
+        hosts,
+        noun(hosts, "host", "hosts")
+    );
     let mut out = if s.probed == 0 {
         "Nothing probed: no instance has both a successful apply of its current spec and something to look at".to_owned()
-    } else if s.drifted == 0 && s.unknown == 0 {
+    } else if s.drifted > 0 {
+        format!("Drift: {} of {probed} differ", s.drifted)
+    } else if s.unknown > 0 {
         format!(
-            "No drift: {} probed {} on {} {} match what was applied",
-            s.probed,
-            noun(s.probed, "instance", "instances"),
-            hosts,
-            noun(hosts, "host", "hosts"),
+            "Could not tell: no drift found, but {} of {probed} could not be probed",
+            s.unknown
         )
     } else {
         format!(
-            "Drift: {} of {} probed {} differ",
-            s.drifted,
-            s.probed,
-            noun(s.probed, "instance", "instances"),
+            "No drift: {probed} {} what was applied",
+            noun(s.probed, "matches", "match")
         )
     };
-    if s.unknown > 0 {
-        let _ = write!(out, ", {} could not be probed", s.unknown);
+    if s.drifted > 0 && s.unknown > 0 {
+        let _ = write!(out, "; {} could not be probed", s.unknown);
     }
     let _ = write!(
         out,
-        " ({} {}, {} {}).",
-        round_trips,
+        " ({round_trips} {}).",
         noun(round_trips as usize, "round trip", "round trips"),
-        hosts,
-        noun(hosts, "host", "hosts"),
     );
+    if !report.targets.is_empty() {
+        let _ = write!(out, " Only {}.", report.targets.join(", "));
+    }
     let left: Vec<String> = [
         (s.pending, "with a pending change"),
         (s.ignored, "with `drift: ignore`"),
@@ -126,7 +130,7 @@ fn finding_body(finding: &Finding) -> String {
         Finding::Content { diff, note, .. } => {
             let mut out = diff.clone().unwrap_or_default();
             if let Some(note) = note {
-                let _ = writeln!(out, "({note})");
+                let _ = writeln!(out, "{note}");
             }
             out
         }
@@ -274,6 +278,7 @@ mod tests {
         DriftReport {
             format_version: FORMAT_VERSION,
             checked_at: Timestamp(0),
+            targets: Vec::new(),
             summary: Summary {
                 probed: drifted + 5,
                 drifted,
@@ -287,6 +292,7 @@ mod tests {
                     duration_ms: 20,
                     probed: drifted / 10,
                     drifted: drifted / 10,
+                    unknown: 0,
                     error: None,
                 })
                 .collect(),
@@ -300,7 +306,7 @@ mod tests {
         assert!(text.len() < 65_535, "{} bytes", text.len());
         assert!(
             text.starts_with(
-                "**Drift: 1000 of 1005 probed instances differ (10 round trips, 10 hosts).**"
+                "**Drift: 1000 of 1005 probed instances on 10 hosts differ (10 round trips).**"
             ),
             "{}",
             &text[..200]

@@ -52,13 +52,22 @@ pub fn summary(plan: &Plan) -> String {
         return if plan.outside_targets == 0 {
             // The plan compared the manifests with drover's record, and with the hosts only
             // as far as a drift check looked at them: say which.
-            let hosts = match plan.drift_checked {
-                Some(checked) if checked.fresh => {
+            let hosts = match &plan.drift_checked {
+                Some(checked) if checked.fresh && checked.unknown == 0 => {
                     "the hosts were probed just now and showed no drift".to_owned()
                 }
+                Some(checked) if checked.fresh => format!(
+                    "the hosts were probed just now: no drift found, but {} could not be probed",
+                    plural(checked.unknown, "instance")
+                ),
                 Some(checked) => format!(
-                    "the hosts were not probed (last drift check: {}; `--refresh` probes them)",
-                    checked.at
+                    "the hosts were not probed (last drift check: {}{}; `--refresh` probes them)",
+                    checked.at,
+                    if checked.targets.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", of {} only", checked.targets.join(", "))
+                    }
                 ),
                 None => "the hosts were not probed (no drift check yet; `--refresh` probes them)"
                     .to_owned(),

@@ -53,6 +53,11 @@ pub struct LastDriftCheck {
     pub at: Timestamp,
     pub probed: usize,
     pub drifted: usize,
+    /// Probed instances that check could not judge.
+    pub unknown: usize,
+    /// The `--target`s it was limited to; empty: all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -135,6 +140,8 @@ pub fn compute(
                 at: report.checked_at,
                 probed: probe.probed,
                 drifted: probe.drifted,
+                unknown: probe.unknown,
+                targets: report.targets.clone(),
                 error: probe.error.clone(),
             })
         });
@@ -157,6 +164,10 @@ pub fn text(hosts: &[HostStatus], drift: Option<&DriftReport>) -> String {
             || "not probed".to_owned(),
             |c| match &c.error {
                 Some(error) => format!("{}: {}", c.at, crate::report::style::printable(error)),
+                None if c.unknown > 0 => format!(
+                    "{}: {} of {} drifted, {} unknown",
+                    c.at, c.drifted, c.probed, c.unknown
+                ),
                 None => format!("{}: {} of {} drifted", c.at, c.drifted, c.probed),
             },
         );
@@ -178,8 +189,13 @@ pub fn text(hosts: &[HostStatus], drift: Option<&DriftReport>) -> String {
         "\n{}",
         match drift {
             Some(report) => format!(
-                "Drift counts are from the check of {}; `drover drift` probes again.",
-                report.checked_at
+                "DRIFTED counts the findings recorded for each instance since its last apply; the last check ran at {}{}. `drover drift` probes again.",
+                report.checked_at,
+                if report.targets.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (of {} only)", report.targets.join(", "))
+                }
             ),
             None => "No drift check recorded yet: `drover drift` probes the hosts.".to_owned(),
         }

@@ -211,8 +211,8 @@ fn is_damage(error: &redb::Error) -> bool {
 }
 
 /// How long an operation waits for another process that has the file open mid-commit.
-/// Drift reports kept: a daemon checking every 5 minutes keeps about a day of them.
-pub const DRIFT_REPORTS_KEPT: u64 = 300;
+/// Drift reports kept: a daemon checking every 5 minutes keeps the last eight hours.
+pub const DRIFT_REPORTS_KEPT: u64 = 100;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -1055,12 +1055,22 @@ fn is_read_only(error: &DatabaseError) -> bool {
 }
 
 /// Opens a table for reading; a table that was never created reads as absent.
-/// When the newest recorded drift check ran (its report's `checkedAt`).
-fn last_drift_check_in(tx: &ReadTransaction) -> Result<Option<Timestamp>> {
+/// The newest recorded drift check: when it ran, what it could not judge, what it was
+/// limited to.
+fn last_drift_check_in(tx: &ReadTransaction) -> Result<Option<crate::plan::DriftChecked>> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
-    struct CheckedAt {
+    struct Unknown {
+        #[serde(default)]
+        unknown: usize,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Head {
         checked_at: Timestamp,
+        summary: Unknown,
+        #[serde(default)]
+        targets: Vec<String>,
     }
     let Some(table) = open_read(tx, DRIFT_REPORTS)? else {
         return Ok(None);
@@ -1068,8 +1078,13 @@ fn last_drift_check_in(tx: &ReadTransaction) -> Result<Option<Timestamp>> {
     let Some((_, value)) = table.last().map_err(read)? else {
         return Ok(None);
     };
-    let at: CheckedAt = decode(value.value(), "drift report")?;
-    Ok(Some(at.checked_at))
+    let at: Head = decode(value.value(), "drift report")?;
+    Ok(Some(crate::plan::DriftChecked {
+        at: at.checked_at,
+        fresh: false,
+        unknown: at.summary.unknown,
+        targets: at.targets,
+    }))
 }
 
 fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(

@@ -391,9 +391,6 @@ fn put_direct(file: &PutFile, serial: u64) -> Result<()> {
             .open(&temp)
             .map_err(fail("create a temporary file for"))?;
         out.write_all(&file.content).map_err(fail("write"))?;
-        // The umask may have narrowed the mode at creation.
-        out.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(fail("set the mode of"))?;
         if file.owner.is_some() || file.group.is_some() {
             let uid = file
                 .owner
@@ -407,6 +404,10 @@ fn put_direct(file: &PutFile, serial: u64) -> Result<()> {
                 .transpose()?;
             std::os::unix::fs::chown(&temp, uid, gid).map_err(fail("set the owner of"))?;
         }
+        // After the owner: a chown clears setuid and setgid bits. And the umask may have
+        // narrowed the mode at creation.
+        out.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(fail("set the mode of"))?;
         out.sync_all().map_err(fail("flush"))?;
         std::fs::rename(&temp, path).map_err(fail("replace"))?;
         // The rename is durable only once the directory is: before the outcome is recorded.

@@ -14,11 +14,14 @@ use crate::harness::{Drover, write_fixture};
 const SYSTEMCTL: &str = r#"#!/bin/sh
 d=$DROVER_SHIM_STATE
 verb=$1; shift
-while [ $# -gt 0 ]; do case "$1" in -*) shift;; *) break;; esac; done
-unit=$1
+for unit; do :; done
 case "$verb" in
-  is-active) if [ -f "$d/$unit.active" ]; then echo active; else echo inactive; exit 3; fi;;
-  is-enabled) if [ -f "$d/$unit.enabled" ]; then echo enabled; else echo disabled; exit 1; fi;;
+  show)
+    echo LoadState=loaded
+    if [ -f "$d/$unit.active" ]; then echo ActiveState=active; else echo ActiveState=inactive; fi
+    if [ -f "$d/$unit.enabled" ]; then echo UnitFileState=enabled; else echo UnitFileState=disabled; fi;;
+  is-active) [ -f "$d/$unit.active" ] || exit 3;;
+  is-enabled) [ -f "$d/$unit.enabled" ] || exit 1;;
   start|restart|reload-or-restart) touch "$d/$unit.active";;
   stop) rm -f "$d/$unit.active";;
   enable) touch "$d/$unit.enabled";;

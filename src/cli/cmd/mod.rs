@@ -158,6 +158,23 @@ fn probe_for_drift(
             ));
         }
     }
+    let unknown = report.instances.iter().filter(|i| {
+        i.status == crate::drift::Status::Unknown
+            && !report
+                .hosts
+                .iter()
+                .any(|h| h.host == i.host && h.error.is_some())
+    });
+    for instance in unknown.take(10) {
+        config.output.stderr(&format!(
+            "{}: cannot tell whether {} drifted: {}\n",
+            config.stderr_style.warning("warning"),
+            instance.id,
+            crate::report::style::printable(
+                &redactor.redact(instance.error.as_deref().unwrap_or_default())
+            )
+        ));
+    }
     config.output.stderr(&format!(
         "{}\n",
         redactor.redact(&crate::report::drift::summary(&report))
@@ -165,5 +182,7 @@ fn probe_for_drift(
     Ok(crate::plan::DriftChecked {
         at: report.checked_at,
         fresh: true,
+        unknown: report.summary.unknown,
+        targets: report.targets.clone(),
     })
 }

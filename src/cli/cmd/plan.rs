@@ -78,7 +78,16 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
             .output
             .stderr(&format!("saved the plan to {}\n", out.display()));
     }
-    let outcome = if request.detailed_exitcode && !round.plan.is_empty() {
+    let blind = round
+        .plan
+        .drift_checked
+        .as_ref()
+        .is_some_and(|c| c.fresh && c.unknown > 0);
+    // A refresh that could not see everything is an error, as `drift` says: the plan
+    // cannot promise the hosts it did not see.
+    let outcome = if blind {
+        Outcome::Failed
+    } else if request.detailed_exitcode && !round.plan.is_empty() {
         Outcome::Changes
     } else {
         Outcome::Success
