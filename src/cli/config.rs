@@ -197,6 +197,11 @@ fn read_ssh_config(
     }
 }
 
+/// Whether a service manager listens for `sd_notify` messages (`NOTIFY_SOCKET`).
+pub fn notify_socket_set() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
 /// This machine's name, for lock holders; read where the environment is allowed.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

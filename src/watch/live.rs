@@ -264,7 +264,10 @@ impl Live {
                 });
                 self.count("error");
             }
-            Event::Watching { .. } | Event::Deferred { .. } | Event::Stopping => {}
+            Event::Watching { .. }
+            | Event::Deferred { .. }
+            | Event::Reloading
+            | Event::Stopping => {}
         }
         "idle".clone_into(&mut status.activity);
     }

@@ -118,8 +118,10 @@ pub enum Event {
     Error {
         message: String,
     },
-    /// The first round finished: the daemon is ready.
+    /// The first round (or a reload) finished: the daemon is ready.
     Ready,
+    /// SIGHUP: a reload round starts.
+    Reloading,
     Stopping,
 }
 
@@ -187,6 +189,11 @@ pub fn run(
             .block_on(next_wake(&mut wakes.rx, next_drift, retry_due));
         match wake {
             Woke::Stop => break,
+            Woke::Round(Reason::Reload) => {
+                daemon.emit(Event::Reloading);
+                daemon.round(Reason::Reload, &mut wakes.rx);
+                daemon.emit(Event::Ready);
+            }
             Woke::Round(reason) => daemon.round(reason, &mut wakes.rx),
             Woke::Drift => {
                 daemon.drift_check();

@@ -17,7 +17,11 @@ use crate::harness::{Drover, write_fixture};
 struct Daemon {
     child: Child,
     port: u16,
-    notify: UnixDatagram,
+    /// Every datagram systemd would have received, collected by a thread (as systemd
+    /// reads them at once; a full socket would stall the sender).
+    notices: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// How many of `notices` `notified` has looked at.
+    seen: std::cell::Cell<usize>,
     _socket_dir: tempfile::TempDir,
     log: PathBuf,
 }
@@ -27,9 +31,15 @@ impl Daemon {
         let socket_dir = tempfile::tempdir().unwrap();
         let socket = socket_dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&socket).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
+        let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let collected = std::sync::Arc::clone(&notices);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = notify.recv(&mut buf) {
+                let datagram = String::from_utf8_lossy(&buf[..n]).into_owned();
+                collected.lock().unwrap().push(datagram);
+            }
+        });
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -49,6 +59,7 @@ impl Daemon {
             .arg(format!("127.0.0.1:{port}"))
             .arg(dir)
             .env("NOTIFY_SOCKET", &socket)
+            .env("WATCHDOG_USEC", "400000")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -57,24 +68,29 @@ impl Daemon {
         Daemon {
             child,
             port,
-            notify,
+            notices,
+            seen: std::cell::Cell::new(0),
             _socket_dir: socket_dir,
             log,
         }
     }
 
-    /// Reads what systemd would receive until a datagram holds `wanted` (or the socket's
-    /// read timeout passes); returns everything read.
+    /// Waits (up to 30 s) for a datagram after the last one looked at that holds `wanted`;
+    /// returns the datagrams looked at.
     fn notified(&self, wanted: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut all = String::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = self.notify.recv(&mut buf) {
-            let datagram = String::from_utf8_lossy(&buf[..n]).into_owned();
-            all.push_str(&datagram);
-            all.push('\n');
-            if datagram.contains(wanted) {
-                break;
+        while Instant::now() < deadline {
+            let notices = self.notices.lock().unwrap().clone();
+            for notice in notices.iter().skip(self.seen.get()) {
+                self.seen.set(self.seen.get() + 1);
+                all.push_str(notice);
+                all.push('\n');
+                if notice.contains(wanted) {
+                    return all;
+                }
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
         all
     }

@@ -33,6 +33,15 @@ pub fn run(request: &WatchArgs, config: &Config) -> Result<Outcome, Error> {
     // The daemon owns the state for its life: an `apply` elsewhere waits, then says who.
     let _lock = super::lock(&session, &settings.command, config)?;
     let state_dir = state.path.parent().map(std::path::Path::to_path_buf);
+    // systemd's watchdog (WatchdogSec=): pinged at half the interval while the runtime runs.
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        drop(session.spawn(async move {
+            loop {
+                tokio::time::sleep(interval / 2).await;
+                notify(&[Notice::Watchdog]);
+            }
+        }));
+    }
     watch::run(&mut session, &settings, state_dir, &mut log).map_err(|e| {
         let help = match e {
             watch::StartError::Wake(_) => "check that the directory exists and is readable; inotify limits are raised with `sysctl fs.inotify.max_user_watches`",
@@ -65,11 +74,12 @@ fn log(event: Event) {
     match event {
         Event::Watching { dir } => tracing::info!(dir = %dir.display(), "watching"),
         Event::Ready => {
-            tracing::info!("first round done; ready");
-            notify(&[
-                sd_notify::NotifyState::Ready,
-                sd_notify::NotifyState::Status("converging"),
-            ]);
+            tracing::info!("ready");
+            notify(&[Notice::Ready, Notice::Status("watching".to_owned())]);
+        }
+        Event::Reloading => {
+            tracing::info!("SIGHUP: reloading");
+            notify(&[Notice::Reloading]);
         }
         Event::Invalid {
             reason,
@@ -85,9 +95,7 @@ fn log(event: Event) {
                 keeping_last_good = keeping,
                 "the manifests are not valid ({summary}); nothing new is applied"
             );
-            notify(&[sd_notify::NotifyState::Status(&format!(
-                "manifests not valid: {summary}"
-            ))]);
+            notify(&[Notice::Status(format!("manifests not valid: {summary}"))]);
         }
         Event::Converged { reason, unchanged } => {
             tracing::info!(
@@ -125,7 +133,7 @@ fn log(event: Event) {
                     "applied"
                 );
             }
-            notify(&[sd_notify::NotifyState::Status(&format!(
+            notify(&[Notice::Status(format!(
                 "run {run}: {changed} changed, {failed} failed"
             ))]);
         }
@@ -149,14 +157,75 @@ fn log(event: Event) {
         Event::Error { message } => tracing::error!("{message}"),
         Event::Stopping => {
             tracing::info!("stopping");
-            notify(&[sd_notify::NotifyState::Stopping]);
+            // The last notice: give it a moment to go out before the process ends.
+            let (sent, out) = std::sync::mpsc::channel();
+            notify_then(&[Notice::Stopping], Some(sent));
+            let _ = out.recv_timeout(Duration::from_secs(1));
         }
     }
 }
 
-/// Tells systemd, when it is listening (`NOTIFY_SOCKET`); otherwise does nothing.
-fn notify(states: &[sd_notify::NotifyState<'_>]) {
-    if let Err(error) = sd_notify::notify(states) {
+/// What the daemon tells systemd.
+#[derive(Debug, Clone)]
+enum Notice {
+    Ready,
+    Reloading,
+    Stopping,
+    Watchdog,
+    Status(String),
+}
+
+/// Tells systemd, when it is listening (`NOTIFY_SOCKET`); otherwise does nothing. The
+/// datagrams are sent from a thread of their own through a bounded queue: a service
+/// manager that stops reading can delay its notices, never the daemon (or its signals).
+fn notify(notices: &[Notice]) {
+    notify_then(notices, None);
+}
+
+/// Sends `notices`; with `sent`, says when they are out (the last notice before exit).
+fn notify_then(notices: &[Notice], sent: Option<std::sync::mpsc::Sender<()>>) {
+    type Queue = std::sync::mpsc::SyncSender<(Vec<Notice>, Option<std::sync::mpsc::Sender<()>>)>;
+    static QUEUE: std::sync::OnceLock<Option<Queue>> = std::sync::OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        if !crate::cli::config::notify_socket_set() {
+            return None;
+        }
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<(Vec<Notice>, Option<std::sync::mpsc::Sender<()>>)>(64);
+        std::thread::Builder::new()
+            .name("sd-notify".to_owned())
+            .spawn(move || {
+                for (notices, sent) in rx {
+                    send(&notices);
+                    if let Some(sent) = sent {
+                        let _ = sent.send(());
+                    }
+                }
+            })
+            .ok()?;
+        Some(tx)
+    });
+    if let Some(queue) = queue {
+        let _ = queue.try_send((notices.to_vec(), sent));
+    }
+}
+
+fn send(notices: &[Notice]) {
+    let monotonic = sd_notify::NotifyState::monotonic_usec_now().ok();
+    let mut states = Vec::with_capacity(notices.len() + 1);
+    for notice in notices {
+        match notice {
+            Notice::Ready => states.push(sd_notify::NotifyState::Ready),
+            Notice::Reloading => {
+                states.push(sd_notify::NotifyState::Reloading);
+                states.extend(monotonic.clone());
+            }
+            Notice::Stopping => states.push(sd_notify::NotifyState::Stopping),
+            Notice::Watchdog => states.push(sd_notify::NotifyState::Watchdog),
+            Notice::Status(text) => states.push(sd_notify::NotifyState::Status(text)),
+        }
+    }
+    if let Err(error) = sd_notify::notify(&states) {
         tracing::warn!(%error, "cannot notify systemd");
     }
 }
