@@ -49,6 +49,15 @@ impl RunStatus {
     }
 }
 
+/// The git commit a run's manifests came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Commit {
+    pub sha: String,
+    pub author: String,
+    pub subject: String,
+}
+
 /// One run: an apply (or, later, a drift check) and what started it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -65,6 +74,11 @@ pub struct RunRecord {
     /// The git commit of the manifests, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// Its author (`Name <email>`) and subject line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_author: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_subject: Option<String>,
     /// A digest of the manifests the run applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_digest: Option<String>,

@@ -103,7 +103,7 @@ pub struct ApplyOptions {
     pub fail_fast: bool,
     pub trigger: String,
     pub command: String,
-    pub commit: Option<String>,
+    pub commit: Option<crate::run::Commit>,
     pub manifest_digest: String,
 }
 
@@ -158,7 +158,7 @@ pub async fn apply(
         run,
         status,
         trigger: request.options.trigger.clone(),
-        commit: request.options.commit.clone(),
+        commit: request.options.commit.as_ref().map(|c| c.sha.clone()),
         manifest_digest: request.options.manifest_digest.clone(),
         started_at,
         finished_at,
@@ -218,7 +218,9 @@ fn run_record(request: &Request<'_>, started_at: crate::state::Timestamp) -> Run
         finished_at: None,
         trigger: request.options.trigger.clone(),
         command: request.options.command.clone(),
-        commit: request.options.commit.clone(),
+        commit: request.options.commit.as_ref().map(|c| c.sha.clone()),
+        commit_author: request.options.commit.as_ref().map(|c| c.author.clone()),
+        commit_subject: request.options.commit.as_ref().map(|c| c.subject.clone()),
         manifest_digest: Some(request.options.manifest_digest.clone()),
         planned: request.plan.changes.len(),
         changed: 0,

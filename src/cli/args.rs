@@ -371,9 +371,20 @@ pub struct PlanArgs {
 /// `drover watch`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
-    /// The manifest directory.
+    /// The manifest directory; with --git, the directory inside the repository.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// Follow a branch of this repository instead of watching DIR: anything `git` can fetch
+    /// (`https://…`, `git@host:repo`, `file:///srv/fleet.git`). The checkout lives beside the
+    /// state file; `POST /hooks/git` (with --listen and `DROVER_WEBHOOK_SECRET`) fetches at once.
+    #[arg(long, value_name = "URL")]
+    pub git: Option<String>,
+    /// The branch to follow.
+    #[arg(long, default_value = "main", requires = "git")]
+    pub branch: String,
+    /// How often to look for new commits.
+    #[arg(long, default_value = "60s", value_name = "DURATION", requires = "git")]
+    pub poll: String,
     /// How long the directory must be quiet after a change before a round starts.
     #[arg(long, default_value = "500ms", value_name = "DURATION")]
     pub debounce: String,

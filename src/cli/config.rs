@@ -197,6 +197,13 @@ fn read_ssh_config(
     }
 }
 
+/// The secret `POST /hooks/git` signatures are checked with, from `DROVER_WEBHOOK_SECRET`.
+pub fn webhook_secret() -> Option<Vec<u8>> {
+    std::env::var_os("DROVER_WEBHOOK_SECRET")
+        .filter(|s| !s.is_empty())
+        .map(std::ffi::OsString::into_encoded_bytes)
+}
+
 /// Whether a service manager listens for `sd_notify` messages (`NOTIFY_SOCKET`).
 pub fn notify_socket_set() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()

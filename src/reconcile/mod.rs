@@ -165,7 +165,7 @@ pub struct RunLabel {
     /// `cli` or `watch`.
     pub trigger: String,
     pub command: String,
-    pub commit: Option<String>,
+    pub commit: Option<crate::run::Commit>,
 }
 
 impl Session {

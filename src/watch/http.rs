@@ -15,11 +15,26 @@ use tokio_util::sync::CancellationToken;
 use crate::store::Store;
 use crate::watch::live::Live;
 
+/// What the endpoints read from.
 #[derive(Debug, Clone)]
-struct App {
-    live: Live,
-    state: PathBuf,
+pub struct App {
+    pub live: Live,
+    /// The state file, for `/runs`.
+    pub state: PathBuf,
+    /// Git mode: `POST /hooks/git`.
+    pub hook: Option<Hook>,
 }
+
+/// The webhook that announces a push.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// `DROVER_WEBHOOK_SECRET`; without one, every call is refused.
+    pub secret: Option<Vec<u8>>,
+    pub wake: tokio::sync::mpsc::Sender<crate::watch::wake::Wake>,
+}
+
+/// Largest webhook body read (GitHub's push payloads are far smaller).
+const HOOK_BODY_LIMIT: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr}")]
@@ -33,8 +48,7 @@ pub struct ListenError {
 pub fn serve(
     runtime: &tokio::runtime::Handle,
     addr: SocketAddr,
-    live: Live,
-    state: PathBuf,
+    app: App,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, ListenError> {
     let listener = std::net::TcpListener::bind(addr)
@@ -50,7 +64,9 @@ pub fn serve(
         .route("/metrics", get(metrics))
         .route("/runs", get(runs))
         .route("/runs/{id}", get(run))
-        .with_state(App { live, state });
+        .route("/hooks/git", axum::routing::post(hook))
+        .layer(axum::extract::DefaultBodyLimit::max(HOOK_BODY_LIMIT))
+        .with_state(app);
     Ok(runtime.spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -134,4 +150,83 @@ fn failure(error: &crate::store::Error) -> Response {
         format!("{}\n", crate::transport::error_chain(error)),
     )
         .into_response()
+}
+
+/// `POST /hooks/git`: GitHub-style `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the
+/// body>`. A good signature wakes the daemon to fetch at once (202); a wrong or missing one
+/// (or no secret configured) gets 401 and does nothing.
+async fn hook(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(hook) = app.hook else {
+        return (StatusCode::NOT_FOUND, "not in git mode\n").into_response();
+    };
+    let Some(secret) = hook.secret else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "no webhook secret is configured (DROVER_WEBHOOK_SECRET)\n",
+        )
+            .into_response();
+    };
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("sha256="))
+        .and_then(hex);
+    if !signature.is_some_and(|s| signed(&secret, &body, &s)) {
+        return (StatusCode::UNAUTHORIZED, "bad or missing signature\n").into_response();
+    }
+    // A full queue already holds a wake-up: the fetch happens either way.
+    let _ = hook.wake.try_send(crate::watch::wake::Wake::Pushed);
+    (StatusCode::ACCEPTED, "fetching\n").into_response()
+}
+
+/// Whether `signature` is the HMAC-SHA256 of `body` under `secret` (compared in constant time).
+fn signed(secret: &[u8], body: &[u8], signature: &[u8]) -> bool {
+    use hmac::{KeyInit as _, Mac as _};
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(signature).is_ok()
+}
+
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_signatures_are_checked() {
+        // GitHub's documented example: secret "It's a Secret to Everybody", body "Hello, World!".
+        let signature =
+            hex("757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17").unwrap();
+        assert!(signed(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            &signature
+        ));
+        assert!(!signed(b"another secret", b"Hello, World!", &signature));
+        assert!(!signed(
+            b"It's a Secret to Everybody",
+            b"Hello, World?",
+            &signature
+        ));
+        assert_eq!(hex("0g"), None);
+        assert_eq!(hex("abc"), None);
+    }
 }

@@ -36,6 +36,9 @@ pub struct Status {
     pub last_drift_check: Option<DriftStatus>,
     /// Why the manifests as last read are not applied (empty when they are valid).
     pub errors: Vec<String>,
+    /// Git mode: the commit the checkout holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<crate::run::Commit>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -264,6 +267,7 @@ impl Live {
                 });
                 self.count("error");
             }
+            Event::Fetched { commit } => status.commit = Some(commit.clone()),
             Event::Watching { .. }
             | Event::Deferred { .. }
             | Event::Reloading

@@ -13,6 +13,7 @@
 //! processes work while it runs; the writer lock stays with the daemon, so a `drover apply`
 //! waits and then says who holds it.
 
+pub mod git;
 pub mod http;
 pub mod live;
 pub mod retry;
@@ -51,6 +52,11 @@ pub struct Settings {
     pub listen: Option<std::net::SocketAddr>,
     /// The state file, read by `/runs`.
     pub state: PathBuf,
+    /// Git mode: the manifests are `dir` inside a checkout of this branch (not watched:
+    /// polled, and fetched at once on `POST /hooks/git`).
+    pub git: Option<git::GitSource>,
+    /// The secret `POST /hooks/git` signatures are checked with (`DROVER_WEBHOOK_SECRET`).
+    pub webhook_secret: Option<Vec<u8>>,
 }
 
 /// Why a round ran.
@@ -61,6 +67,10 @@ pub enum Reason {
     Reload,
     Drift,
     Retry,
+    /// Git mode: the poll timer.
+    Poll,
+    /// Git mode: `POST /hooks/git`.
+    Push,
 }
 
 impl Reason {
@@ -71,6 +81,8 @@ impl Reason {
             Reason::Reload => "SIGHUP",
             Reason::Drift => "drift check",
             Reason::Retry => "retry of failed tasks",
+            Reason::Poll => "git poll",
+            Reason::Push => "git push announced",
         }
     }
 }
@@ -102,6 +114,10 @@ pub enum Event {
         failed: usize,
         skipped: usize,
         duration: Duration,
+    },
+    /// Git mode: the checkout now holds a new commit.
+    Fetched {
+        commit: crate::run::Commit,
     },
     /// Failing instances left alone this round, with how long they still wait.
     Deferred {
@@ -135,6 +151,8 @@ struct Daemon<'a> {
     last_good: Option<Evaluation>,
     retry: Retry,
     stop: bool,
+    /// Git mode: the commit the checkout holds.
+    commit: Option<crate::run::Commit>,
 }
 
 /// Why the daemon could not start.
@@ -154,15 +172,22 @@ pub fn run(
     sink: &mut dyn FnMut(Event),
 ) -> Result<(), StartError> {
     let handle = session.handle();
-    let mut wakes = wake::start(&handle, &settings.dir, state_dir, settings.debounce)?;
+    let watched = settings.git.is_none().then_some(settings.dir.as_path());
+    let mut wakes = wake::start(&handle, watched, state_dir, settings.debounce)?;
     let live = live::Live::new(crate::clock::now());
     let stop_http = tokio_util::sync::CancellationToken::new();
     let server = match settings.listen {
         Some(addr) => Some(http::serve(
             &handle,
             addr,
-            live.clone(),
-            settings.state.clone(),
+            http::App {
+                live: live.clone(),
+                state: settings.state.clone(),
+                hook: settings.git.as_ref().map(|_| http::Hook {
+                    secret: settings.webhook_secret.clone(),
+                    wake: wakes.tx.clone(),
+                }),
+            },
             stop_http.clone(),
         )?),
         None => None,
@@ -175,6 +200,7 @@ pub fn run(
         last_good: None,
         retry: Retry::default(),
         stop: false,
+        commit: None,
     };
     daemon.emit(Event::Watching {
         dir: settings.dir.clone(),
@@ -182,11 +208,16 @@ pub fn run(
     daemon.round(Reason::Start, &mut wakes.rx);
     daemon.emit(Event::Ready);
     let mut next_drift = settings.drift_interval.map(|d| now() + d);
+    let poll = settings.git.as_ref().map(|g| g.poll);
+    let mut next_poll = poll.map(|p| now() + p);
     while !daemon.stop {
         let retry_due = daemon.retry.next_due(now());
-        let wake = daemon
-            .session
-            .block_on(next_wake(&mut wakes.rx, next_drift, retry_due));
+        let due = Due {
+            drift: next_drift,
+            retry: retry_due,
+            poll: next_poll,
+        };
+        let wake = daemon.session.block_on(next_wake(&mut wakes.rx, due));
         match wake {
             Woke::Stop => break,
             Woke::Round(Reason::Reload) => {
@@ -194,7 +225,12 @@ pub fn run(
                 daemon.round(Reason::Reload, &mut wakes.rx);
                 daemon.emit(Event::Ready);
             }
-            Woke::Round(reason) => daemon.round(reason, &mut wakes.rx),
+            Woke::Round(reason) => {
+                if reason == Reason::Poll {
+                    next_poll = poll.map(|p| now() + p);
+                }
+                daemon.round(reason, &mut wakes.rx);
+            }
             Woke::Drift => {
                 daemon.drift_check();
                 next_drift = settings.drift_interval.map(|d| now() + d);
@@ -223,12 +259,15 @@ enum Woke {
     Stop,
 }
 
-/// Waits for the next reason to act; wake-ups already queued are taken together.
-async fn next_wake(
-    rx: &mut mpsc::Receiver<Wake>,
+/// When the timers are due.
+struct Due {
     drift: Option<Instant>,
     retry: Option<Instant>,
-) -> Woke {
+    poll: Option<Instant>,
+}
+
+/// Waits for the next reason to act; wake-ups already queued are taken together.
+async fn next_wake(rx: &mut mpsc::Receiver<Wake>, due: Due) -> Woke {
     let at = |when: Option<Instant>| async move {
         match when {
             Some(when) => tokio::time::sleep_until(tokio::time::Instant::from_std(when)).await,
@@ -237,8 +276,9 @@ async fn next_wake(
     };
     let first = tokio::select! {
         wake = rx.recv() => wake.unwrap_or(Wake::Stop),
-        () = at(drift) => return Woke::Drift,
-        () = at(retry) => return Woke::Round(Reason::Retry),
+        () = at(due.drift) => return Woke::Drift,
+        () = at(due.retry) => return Woke::Round(Reason::Retry),
+        () = at(due.poll) => return Woke::Round(Reason::Poll),
     };
     let mut wakes = vec![first];
     while let Ok(more) = rx.try_recv() {
@@ -248,6 +288,8 @@ async fn next_wake(
         Woke::Stop
     } else if wakes.contains(&Wake::Reload) {
         Woke::Round(Reason::Reload)
+    } else if wakes.contains(&Wake::Pushed) {
+        Woke::Round(Reason::Push)
     } else {
         Woke::Round(Reason::Changed)
     }
@@ -263,6 +305,9 @@ impl Daemon<'_> {
     /// One round: load, plan, apply. Errors are reported, never fatal.
     fn round(&mut self, reason: Reason, rx: &mut mpsc::Receiver<Wake>) {
         self.live.busy(&format!("round ({})", reason.as_str()));
+        if !self.fetch(reason) {
+            return;
+        }
         let Some(evaluation) = self.desired(reason) else {
             return;
         };
@@ -303,7 +348,7 @@ impl Daemon<'_> {
         let label = RunLabel {
             trigger: "watch".to_owned(),
             command: self.settings.command.clone(),
-            commit: None,
+            commit: self.commit.clone(),
         };
         let started = now();
         let applied = self.session.apply_round(&round, label, console);
@@ -351,6 +396,42 @@ impl Daemon<'_> {
         }
     }
 
+    /// Git mode: brings the checkout to the branch's tip when the round is about new
+    /// commits. False when there is nothing to do: a poll that found no new commit, or no
+    /// checkout at all yet.
+    fn fetch(&mut self, reason: Reason) -> bool {
+        let Some(source) = self.settings.git.clone() else {
+            return true;
+        };
+        if matches!(reason, Reason::Drift | Reason::Retry) && self.commit.is_some() {
+            return true;
+        }
+        match self.session.block_on(source.sync()) {
+            Ok(commit) => {
+                let new = self.commit.as_ref().is_none_or(|c| c.sha != commit.sha);
+                if new {
+                    self.emit(Event::Fetched {
+                        commit: commit.clone(),
+                    });
+                }
+                self.commit = Some(commit);
+                new || reason != Reason::Poll
+            }
+            Err(error) => {
+                self.emit(Event::Error {
+                    message: format!(
+                        "cannot fetch {} ({}): {}",
+                        source.url,
+                        source.branch,
+                        crate::transport::error_chain(&error)
+                    ),
+                });
+                // Keep enforcing what the checkout holds, if there is one.
+                self.commit.is_some() && reason != Reason::Poll
+            }
+        }
+    }
+
     /// The desired state to enforce: the directory as it is now if it is valid; otherwise
     /// nothing new is applied, but a drift repair still enforces the last good state.
     fn desired(&mut self, reason: Reason) -> Option<Evaluation> {
@@ -386,7 +467,7 @@ impl Daemon<'_> {
         });
         match reason {
             Reason::Drift | Reason::Retry => self.last_good.take(),
-            Reason::Start | Reason::Changed | Reason::Reload => None,
+            Reason::Start | Reason::Changed | Reason::Reload | Reason::Poll | Reason::Push => None,
         }
     }
 

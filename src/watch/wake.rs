@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 pub enum Wake {
     /// Something under the manifest directory changed.
     Changed,
+    /// A push was announced (`POST /hooks/git`): fetch now.
+    Pushed,
     /// SIGHUP: re-read the directory now.
     Reload,
     /// SIGTERM or SIGINT: finish (or drain) the round and stop.
@@ -27,9 +29,13 @@ const QUEUE: usize = 64;
 /// The sources of wake-ups; dropping it stops watching.
 pub struct Wakes {
     pub rx: mpsc::Receiver<Wake>,
-    _watcher: notify_debouncer_full::Debouncer<
-        notify::RecommendedWatcher,
-        notify_debouncer_full::RecommendedCache,
+    /// For other sources of wake-ups (the webhook).
+    pub tx: mpsc::Sender<Wake>,
+    _watcher: Option<
+        notify_debouncer_full::Debouncer<
+            notify::RecommendedWatcher,
+            notify_debouncer_full::RecommendedCache,
+        >,
     >,
     signals: tokio::task::JoinHandle<()>,
 }
@@ -58,16 +64,39 @@ pub enum Error {
     Signals(#[source] std::io::Error),
 }
 
-/// Starts watching `dir` (recursively) and the signals; `state_dir` (where the store writes
-/// every round) is ignored, as are dot-folders and editor droppings.
+/// Starts listening for signals and, with `dir`, watching it (recursively); `state_dir`
+/// (where the store writes every round) is ignored, as are dot-folders and editor droppings.
 pub fn start(
     runtime: &tokio::runtime::Handle,
-    dir: &Path,
+    dir: Option<&Path>,
     state_dir: Option<PathBuf>,
     debounce: Duration,
 ) -> Result<Wakes, Error> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let files = tx.clone();
+    let watcher = match dir {
+        Some(dir) => Some(watch_dir(tx.clone(), dir, state_dir, debounce)?),
+        None => None,
+    };
+    let signals = listen_for_signals(runtime, tx.clone())?;
+    Ok(Wakes {
+        rx,
+        tx,
+        _watcher: watcher,
+        signals,
+    })
+}
+
+type Watcher = notify_debouncer_full::Debouncer<
+    notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
+
+fn watch_dir(
+    files: mpsc::Sender<Wake>,
+    dir: &Path,
+    state_dir: Option<PathBuf>,
+    debounce: Duration,
+) -> Result<Watcher, Error> {
     let root = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
     let state_dir = state_dir.map(|d| d.canonicalize().unwrap_or(d));
     let handler = move |result: DebounceEventResult| {
@@ -96,6 +125,13 @@ pub fn start(
             dir: dir.to_owned(),
             source,
         })?;
+    Ok(watcher)
+}
+
+fn listen_for_signals(
+    runtime: &tokio::runtime::Handle,
+    tx: mpsc::Sender<Wake>,
+) -> Result<tokio::task::JoinHandle<()>, Error> {
     let mut hup = runtime
         .block_on(async { signal(SignalKind::hangup()) })
         .map_err(Error::Signals)?;
@@ -117,11 +153,7 @@ pub fn start(
             }
         }
     });
-    Ok(Wakes {
-        rx,
-        _watcher: watcher,
-        signals,
-    })
+    Ok(signals)
 }
 
 /// Whether a change at `path` can change the desired state: not the state directory, not a

@@ -275,6 +275,8 @@ fn history_and_show_read_empty_and_recorded_stores() {
         trigger: "cli".to_owned(),
         command: "drover apply manifests/demo".to_owned(),
         commit: None,
+        commit_author: None,
+        commit_subject: None,
         manifest_digest: None,
         planned: 4,
         changed: 4,

@@ -43,6 +43,8 @@ fn run_record(started: i64) -> RunRecord {
         trigger: "cli".to_owned(),
         command: "drover apply".to_owned(),
         commit: None,
+        commit_author: None,
+        commit_subject: None,
         manifest_digest: None,
         planned: 2,
         changed: 1,

@@ -332,3 +332,199 @@ fn stops_on_sigterm(daemon: Daemon) {
         daemon.log()
     );
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Fleet Admin",
+            "-c",
+            "user.email=admin@example.com",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `POST path` with a body and headers, over plain HTTP/1.0: the status code.
+fn post(port: u16, path: &str, body: &str, headers: &[(&str, &str)]) -> u16 {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(name);
+        request.push_str(": ");
+        request.push_str(value);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// HMAC-SHA256 of `body` under `secret`, as GitHub signs webhooks (computed with openssl).
+fn github_signature(secret: &str, body: &str) -> String {
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(body.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    format!("sha256={}", text.trim().rsplit(' ').next().unwrap())
+}
+
+#[test]
+fn git_mode_follows_a_branch_and_a_signed_webhook_fetches_at_once() {
+    if Command::new("git").arg("--version").output().is_err()
+        || Command::new("openssl").arg("version").output().is_err()
+    {
+        eprintln!("skipped: needs git and openssl");
+        return;
+    }
+    let bare = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let area = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let url = fleet_repository(bare.path(), work.path(), area.path());
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = home.path().join("watch.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "watch",
+            "--git",
+            &url,
+            "--branch",
+            "main",
+            "--poll",
+            "1h",
+            "--drift-interval",
+            "0",
+            "--color",
+            "never",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "fleet"])
+        .current_dir(home.path())
+        .env("DROVER_WEBHOOK_SECRET", "s3cret")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let config = area.path().join("app.conf");
+    let waited = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                read(&log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    waited("the first commit to be applied", &|| {
+        read(&config) == "port = 8080\n"
+    });
+
+    // A push, announced by a signed webhook: fetched and applied at once (the poll is 1h).
+    manifests(&work.path().join("fleet"), area.path(), 9090);
+    git(work.path(), &["commit", "--quiet", "-am", "port 9090"]);
+    git(work.path(), &["push", "--quiet", &url, "main"]);
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    assert_eq!(
+        post(
+            port,
+            "/hooks/git",
+            body,
+            &[("X-Hub-Signature-256", "sha256=00")]
+        ),
+        401
+    );
+    assert_eq!(post(port, "/hooks/git", body, &[]), 401);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        read(&config),
+        "port = 8080\n",
+        "a refused webhook does nothing"
+    );
+    let signature = github_signature("s3cret", body);
+    assert_eq!(
+        post(
+            port,
+            "/hooks/git",
+            body,
+            &[("X-Hub-Signature-256", &signature)]
+        ),
+        202
+    );
+    waited("the pushed commit to be applied", &|| {
+        read(&config) == "port = 9090\n"
+    });
+
+    history_names_the_commits(home.path());
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", read(&log));
+}
+
+/// Each run records the commit, its author and subject.
+fn history_names_the_commits(home: &Path) {
+    let history = Drover::new()
+        .args(["history", "--format", "json", "--dir", "."])
+        .current_dir(home)
+        .run();
+    let history: serde_json::Value = serde_json::from_str(&history.stdout()).unwrap();
+    let newest = &history["runs"][0];
+    assert_eq!(newest["commitSubject"], "port 9090", "{history:#}");
+    assert_eq!(newest["commitAuthor"], "Fleet Admin <admin@example.com>");
+    assert_eq!(newest["commit"].as_str().unwrap().len(), 40);
+    assert_eq!(history["runs"][1]["commitSubject"], "first fleet");
+}
+
+/// A bare repository (the "remote") with one commit of manifests under `fleet/`, pushed
+/// from the work tree `work`; returns its `file://` URL.
+fn fleet_repository(bare: &Path, work: &Path, area: &Path) -> String {
+    git(
+        bare,
+        &["init", "--quiet", "--bare", "--initial-branch", "main"],
+    );
+    git(work, &["init", "--quiet", "--initial-branch", "main"]);
+    manifests(&work.join("fleet"), area, 8080);
+    git(work, &["add", "."]);
+    git(work, &["commit", "--quiet", "-m", "first fleet"]);
+    let url = format!("file://{}", bare.display());
+    git(work, &["push", "--quiet", &url, "main"]);
+    url
+}

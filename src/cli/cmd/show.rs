@@ -112,6 +112,14 @@ fn text(record: &RunRecord, events: &[Event]) -> String {
     );
     if let Some(commit) = &record.commit {
         let _ = writeln!(out, "  commit {commit}");
+        if let (Some(author), Some(subject)) = (&record.commit_author, &record.commit_subject) {
+            let _ = writeln!(
+                out,
+                "  by {}: {}",
+                crate::report::style::printable(author),
+                crate::report::style::printable(subject)
+            );
+        }
     }
     for event in events {
         let _ = writeln!(out, "  {}  {}", event.at, describe(event));

@@ -12,15 +12,49 @@ use crate::reconcile::{self, Session};
 use crate::watch::{self, Event};
 
 pub fn run(request: &WatchArgs, config: &Config) -> Result<Outcome, Error> {
-    let state = StateSettings::new(&request.state, &request.dir)?;
+    // In git mode DIR is inside the repository: the state (and the checkout beside it)
+    // default to `.drover/` in the current directory.
+    let state_base = match request.git {
+        Some(_) => std::path::Path::new("."),
+        None => request.dir.as_path(),
+    };
+    let state = StateSettings::new(&request.state, state_base)?;
+    let git = match &request.git {
+        Some(url) => Some(watch::git::GitSource {
+            url: url.clone(),
+            branch: request.branch.clone(),
+            poll: duration("--poll", &request.poll)?.unwrap_or(Duration::from_secs(60)),
+            // Absolute: git runs in the checkout, and in its parent for the first clone.
+            checkout: std::path::absolute(state.path.parent().unwrap_or(std::path::Path::new(".")))
+                .map_err(|source| Error::Write {
+                    path: state.path.clone(),
+                    source,
+                })?
+                .join("checkout"),
+        }),
+        None => None,
+    };
+    let dir = match &git {
+        Some(git) => git.checkout.join(&request.dir),
+        None => request.dir.clone(),
+    };
     let settings = watch::Settings {
-        dir: request.dir.clone(),
+        dir,
         limits: (&request.limits).into(),
         debounce: duration("--debounce", &request.debounce)?.unwrap_or(Duration::ZERO),
         drift_interval: duration("--drift-interval", &request.drift_interval)?,
-        command: format!("drover watch {}", request.dir.display()),
+        command: match &request.git {
+            Some(url) => format!(
+                "drover watch --git {url} --branch {} {}",
+                request.branch,
+                request.dir.display()
+            ),
+            None => format!("drover watch {}", request.dir.display()),
+        },
         listen: request.listen,
         state: state.path.clone(),
+        git,
+        webhook_secret: crate::cli::config::webhook_secret(),
     };
     let mut session = Session::new(reconcile::Settings {
         state: state.path.clone(),
@@ -73,6 +107,12 @@ fn duration(flag: &str, text: &str) -> Result<Option<Duration>, Error> {
 fn log(event: Event) {
     match event {
         Event::Watching { dir } => tracing::info!(dir = %dir.display(), "watching"),
+        Event::Fetched { commit } => tracing::info!(
+            commit = %commit.sha,
+            author = %commit.author,
+            subject = %commit.subject,
+            "new commit"
+        ),
         Event::Ready => {
             tracing::info!("ready");
             notify(&[Notice::Ready, Notice::Status("watching".to_owned())]);
