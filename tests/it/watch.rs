@@ -528,3 +528,61 @@ fn fleet_repository(bare: &Path, work: &Path, area: &Path) -> String {
     git(work, &["push", "--quiet", &url, "main"]);
     url
 }
+
+#[test]
+fn after_kill_9_mid_round_a_restarted_daemon_runs_only_what_was_unfinished() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let ran = area.path().join("ran.log");
+    write_fixture(
+        dir.path(),
+        &format!(
+            r#"
+//- hosts.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {{name: box}}
+spec: {{transport: local, vars: {{dir: {area}}}}}
+//- app.yaml
+apiVersion: drover/v1
+kind: Workflow
+metadata: {{name: app}}
+spec:
+  hosts: {{names: [box]}}
+  tasks:
+    - {{name: one, run: "echo one >> {{{{ dir }}}}/ran.log"}}
+    - {{name: slow, needs: [one], run: "echo slow >> {{{{ dir }}}}/ran.log; touch {{{{ dir }}}}/slow-started; sleep 5"}}
+    - {{name: three, needs: [slow], run: "echo three >> {{{{ dir }}}}/ran.log"}}
+"#,
+            area = area.path().display()
+        ),
+    );
+    let mut first = Daemon::start(dir.path(), logs.path().join("first.log"));
+    let started = area.path().join("slow-started");
+    eventually("the slow task to start", &first, || started.exists());
+    first.child.kill().unwrap();
+    let _ = first.child.wait();
+    drop(first);
+    // The killed round left `slow` in flight: the next daemon runs it again, and `three`,
+    // but not `one`, whose outcome was recorded before `slow` started.
+    std::fs::remove_file(&started).unwrap();
+    let second = Daemon::start(dir.path(), logs.path().join("second.log"));
+    eventually(
+        "the second daemon to start the slow task again",
+        &second,
+        || started.exists(),
+    );
+    let lines = read(&ran);
+    assert_eq!(lines.matches("one").count(), 1, "{lines}");
+    assert_eq!(lines.matches("slow").count(), 2, "{lines}");
+    let history = Drover::new()
+        .args(["history", "--format", "json", "--dir"])
+        .arg_path(dir.path())
+        .run();
+    assert!(
+        history.stdout().contains("\"interrupted\""),
+        "{}",
+        history.stdout()
+    );
+}
