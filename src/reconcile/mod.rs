@@ -333,6 +333,11 @@ impl Session {
         self.runtime.block_on(async move { fleet.close().await });
     }
 
+    /// What the state file records now (one read transaction).
+    pub fn recorded(&self) -> Result<crate::state::Recorded> {
+        Ok(self.store.snapshot()?)
+    }
+
     /// Waits for a future on the session's runtime (the daemon's idle wait, for one).
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)

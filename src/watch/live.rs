@@ -69,6 +69,11 @@ struct ResultLabel {
     result: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
 /// The Prometheus metrics.
 #[derive(Debug)]
 struct Metrics {
@@ -78,6 +83,7 @@ struct Metrics {
     last_success: Gauge,
     desired_errors: Gauge,
     failed_instances: Gauge,
+    instances: Family<StateLabel, Gauge>,
 }
 
 /// The shared state; cheap to clone.
@@ -99,6 +105,7 @@ impl Live {
             last_success: Gauge::default(),
             desired_errors: Gauge::default(),
             failed_instances: Gauge::default(),
+            instances: Family::default(),
         };
         let mut registry = Registry::with_prefix("drover");
         registry.register("rounds", "Rounds by result", metrics.rounds.clone());
@@ -126,6 +133,11 @@ impl Live {
             "failed_instances",
             "Instances that failed in the last applied round",
             metrics.failed_instances.clone(),
+        );
+        registry.register(
+            "instances",
+            "Desired instances by state against the record: converged, drifted, failed, pending",
+            metrics.instances.clone(),
         );
         Live {
             status: Arc::new(Mutex::new(Status {
@@ -156,6 +168,26 @@ impl Live {
             out.clear();
         }
         out
+    }
+
+    /// Sets the instances-by-state gauges (from `drover status`'s counts over all hosts).
+    pub fn instances(&self, hosts: &[crate::report::status::HostStatus]) {
+        let sum = |f: fn(&crate::report::status::HostStatus) -> usize| {
+            i64::try_from(hosts.iter().map(f).sum::<usize>()).unwrap_or(i64::MAX)
+        };
+        for (state, count) in [
+            ("converged", sum(|h| h.converged)),
+            ("drifted", sum(|h| h.drifted)),
+            ("failed", sum(|h| h.failed)),
+            ("pending", sum(|h| h.pending)),
+        ] {
+            self.metrics
+                .instances
+                .get_or_create(&StateLabel {
+                    state: state.to_owned(),
+                })
+                .set(count);
+        }
     }
 
     pub fn busy(&self, activity: &str) {

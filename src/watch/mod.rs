@@ -338,6 +338,7 @@ impl Daemon<'_> {
                 unchanged: round.plan.unchanged,
             });
             self.last_good = Some(round.evaluation);
+            self.count_instances();
             return;
         }
         let (console, mut events) = mpsc::channel(1024);
@@ -390,6 +391,7 @@ impl Daemon<'_> {
             Err(error) => self.error(&error),
         }
         self.last_good = Some(round.evaluation);
+        self.count_instances();
         // A stop that came during the round ends the daemon once the round has drained.
         if rx.try_recv() == Ok(Wake::Stop) {
             self.stop = true;
@@ -504,6 +506,24 @@ impl Daemon<'_> {
         deferred
     }
 
+    /// Updates the instances-by-state metrics from the record and the last good state.
+    fn count_instances(&mut self) {
+        let Some((resolved, desired)) = self
+            .last_good
+            .as_ref()
+            .and_then(|e| e.resolved.as_ref().zip(e.desired.as_ref()))
+        else {
+            return;
+        };
+        let Ok(recorded) = self.session.recorded() else {
+            return;
+        };
+        let hosts: Vec<_> = desired.hosts.keys().cloned().collect();
+        let table =
+            crate::report::status::compute(&resolved.instances, &hosts, &recorded, &[], None);
+        self.live.instances(&table);
+    }
+
     /// Probes the hosts of the last good desired state and reports what drifted.
     fn drift_check(&mut self) {
         self.live.busy("drift check");
@@ -527,6 +547,7 @@ impl Daemon<'_> {
                     unknown: report.summary.unknown,
                     to_repair,
                 });
+                self.count_instances();
             }
             Err(error) => self.error(&error),
         }

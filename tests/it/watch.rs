@@ -307,6 +307,10 @@ fn history_over_http(daemon: &Daemon) {
         metrics.contains("drover_desired_state_errors 0"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("drover_instances{state=\"drifted\"} 1"),
+        "the warn-policy file stays drifted: {metrics}"
+    );
 }
 
 /// SIGTERM: drains and exits 0, telling systemd it is stopping.
