@@ -158,7 +158,7 @@ pub fn text(hosts: &[HostStatus], drift: Option<&DriftReport>) -> String {
     for host in hosts {
         let run = host.last_run.as_ref().map_or_else(
             || "never".to_owned(),
-            |r| format!("{} {} {}", r.run, status_word(r.status), r.at),
+            |r| format!("{} {} {}", r.run, r.status.as_str(), r.at),
         );
         let check = host.last_drift_check.as_ref().map_or_else(
             || "not probed".to_owned(),
@@ -201,17 +201,6 @@ pub fn text(hosts: &[HostStatus], drift: Option<&DriftReport>) -> String {
         }
     );
     out
-}
-
-fn status_word(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Pending => "pending",
-        RunStatus::Running => "running",
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Cancelled => "cancelled",
-        RunStatus::Interrupted => "interrupted",
-    }
 }
 
 /// The status as versioned JSON.

@@ -55,6 +55,21 @@ pub struct RoundStatus {
     pub duration_ms: u64,
 }
 
+impl RoundStatus {
+    /// A round that applied nothing (no changes, invalid manifests, an error).
+    fn nothing_applied(at: Timestamp, reason: String, result: String) -> RoundStatus {
+        RoundStatus {
+            at,
+            reason,
+            result,
+            run: None,
+            changed: 0,
+            failed: 0,
+            duration_ms: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DriftStatus {
@@ -214,27 +229,19 @@ impl Live {
                 self.metrics
                     .desired_errors
                     .set(i64::try_from(errors.len()).unwrap_or(i64::MAX));
-                status.last_round = Some(RoundStatus {
-                    at: now,
-                    reason: reason.as_str().to_owned(),
-                    result: "invalid manifests".to_owned(),
-                    run: None,
-                    changed: 0,
-                    failed: 0,
-                    duration_ms: 0,
-                });
+                status.last_round = Some(RoundStatus::nothing_applied(
+                    now,
+                    reason.as_str().to_owned(),
+                    "invalid manifests".to_owned(),
+                ));
                 self.count("invalid");
             }
             Event::Converged { reason, .. } => {
-                status.last_round = Some(RoundStatus {
-                    at: now,
-                    reason: reason.as_str().to_owned(),
-                    result: "no changes".to_owned(),
-                    run: None,
-                    changed: 0,
-                    failed: 0,
-                    duration_ms: 0,
-                });
+                status.last_round = Some(RoundStatus::nothing_applied(
+                    now,
+                    reason.as_str().to_owned(),
+                    "no changes".to_owned(),
+                ));
                 self.count("no_changes");
                 self.metrics.last_success.set(now.0 / 1000);
             }
@@ -288,15 +295,11 @@ impl Live {
                     .set(i64::try_from(*drifted).unwrap_or(i64::MAX));
             }
             Event::Error { message } => {
-                status.last_round = Some(RoundStatus {
-                    at: now,
-                    reason: String::new(),
-                    result: format!("error: {message}"),
-                    run: None,
-                    changed: 0,
-                    failed: 0,
-                    duration_ms: 0,
-                });
+                status.last_round = Some(RoundStatus::nothing_applied(
+                    now,
+                    String::new(),
+                    format!("error: {message}"),
+                ));
                 self.count("error");
             }
             Event::Fetched { commit } => status.commit = Some(commit.clone()),

@@ -9,7 +9,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use crate::harness::{Drover, write_fixture};
+use crate::harness::{Drover, write_local_fleet};
 
 const SYSTEMCTL: &str = r#"#!/bin/sh
 d=$DROVER_SHIM_STATE
@@ -65,46 +65,31 @@ impl Fleet {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         std::fs::create_dir(fleet.shims.path().join("state")).unwrap();
-        write_fixture(
+        write_local_fleet(
             fleet.manifests.path(),
-            &format!(
-                r#"
-//- hosts.yaml
-apiVersion: drover/v1
-kind: Host
-metadata: {{name: box}}
-spec: {{transport: local, vars: {{dir: {dir}}}}}
-//- app.yaml
-apiVersion: drover/v1
-kind: Workflow
-metadata: {{name: app}}
-spec:
-  hosts: {{names: [box]}}
-  tasks:
-    - name: edited
-      file: {{path: "{{{{ dir }}}}/edited.conf", content: "port = 8080\n"}}
+            fleet.area.path(),
+            r#"    - name: edited
+      file: {path: "{{ dir }}/edited.conf", content: "port = 8080\n"}
     - name: chmodded
       drift: fix
-      file: {{path: "{{{{ dir }}}}/chmodded.conf", content: "x\n", mode: "0640"}}
+      file: {path: "{{ dir }}/chmodded.conf", content: "x\n", mode: "0640"}
     - name: deleted
-      file: {{path: "{{{{ dir }}}}/deleted.conf", content: "y\n"}}
+      file: {path: "{{ dir }}/deleted.conf", content: "y\n"}
     - name: ignored
       drift: ignore
-      file: {{path: "{{{{ dir }}}}/ignored.conf", content: "z\n"}}
+      file: {path: "{{ dir }}/ignored.conf", content: "z\n"}
     - name: untouched
-      file: {{path: "{{{{ dir }}}}/untouched.conf", content: "same\n"}}
+      file: {path: "{{ dir }}/untouched.conf", content: "same\n"}
     - name: marker
-      run: touch {{{{ dir }}}}/ok
-      check: test -f {{{{ dir }}}}/ok
+      run: touch {{ dir }}/ok
+      check: test -f {{ dir }}/ok
     - name: no-probe
       run: "true"
     - name: web
-      service: {{name: web, state: running, enabled: true}}
+      service: {name: web, state: running, enabled: true}
     - name: tools
-      package: {{names: [jq]}}
+      package: {names: [jq]}
 "#,
-                dir = fleet.area.path().display()
-            ),
         );
         fleet
     }

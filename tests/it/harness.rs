@@ -131,3 +131,15 @@ pub fn assert_matches_file(path: &Path, actual: &str) {
         path.display()
     );
 }
+
+/// Writes a manifest directory with one local host, `box`, whose variable `dir` is `area`,
+/// and one workflow, `app`, on it with `tasks` (YAML list items indented four spaces).
+pub fn write_local_fleet(manifests: &Path, area: &Path, tasks: &str) {
+    write_fixture(
+        manifests,
+        &format!(
+            "//- hosts.yaml\napiVersion: drover/v1\nkind: Host\nmetadata: {{name: box}}\nspec: {{transport: local, vars: {{dir: {}}}}}\n//- app.yaml\napiVersion: drover/v1\nkind: Workflow\nmetadata: {{name: app}}\nspec:\n  hosts: {{names: [box]}}\n  tasks:\n{tasks}",
+            area.display()
+        ),
+    );
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Drover, write_fixture};
+use crate::harness::{Drover, write_local_fleet};
 
 struct Daemon {
     child: Child,
@@ -158,31 +158,13 @@ fn eventually(what: &str, daemon: &Daemon, mut condition: impl FnMut() -> bool) 
 }
 
 fn manifests(dir: &Path, area: &Path, port: u32) {
-    write_fixture(
-        dir,
-        &format!(
-            r#"
-//- hosts.yaml
-apiVersion: drover/v1
-kind: Host
-metadata: {{name: box}}
-spec: {{transport: local, vars: {{dir: {area}}}}}
-//- app.yaml
-apiVersion: drover/v1
-kind: Workflow
-metadata: {{name: app}}
-spec:
-  hosts: {{names: [box]}}
-  tasks:
-    - name: config
+    let tasks = r#"    - name: config
       drift: fix
-      file: {{path: "{{{{ dir }}}}/app.conf", content: "port = {port}\n"}}
+      file: {path: "{{ dir }}/app.conf", content: "port = PORT\n"}
     - name: notes
-      file: {{path: "{{{{ dir }}}}/notes.txt", content: "notes\n"}}
-"#,
-            area = area.display()
-        ),
-    );
+      file: {path: "{{ dir }}/notes.txt", content: "notes\n"}
+"#;
+    write_local_fleet(dir, area, &tasks.replace("PORT", &port.to_string()));
 }
 
 fn read(path: &Path) -> String {
@@ -539,28 +521,13 @@ fn after_kill_9_mid_round_a_restarted_daemon_runs_only_what_was_unfinished() {
     let area = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let ran = area.path().join("ran.log");
-    write_fixture(
+    write_local_fleet(
         dir.path(),
-        &format!(
-            r#"
-//- hosts.yaml
-apiVersion: drover/v1
-kind: Host
-metadata: {{name: box}}
-spec: {{transport: local, vars: {{dir: {area}}}}}
-//- app.yaml
-apiVersion: drover/v1
-kind: Workflow
-metadata: {{name: app}}
-spec:
-  hosts: {{names: [box]}}
-  tasks:
-    - {{name: one, run: "echo one >> {{{{ dir }}}}/ran.log"}}
-    - {{name: slow, needs: [one], run: "echo slow >> {{{{ dir }}}}/ran.log; touch {{{{ dir }}}}/slow-started; sleep 5"}}
-    - {{name: three, needs: [slow], run: "echo three >> {{{{ dir }}}}/ran.log"}}
+        area.path(),
+        r#"    - {name: one, run: "echo one >> {{ dir }}/ran.log"}
+    - {name: slow, needs: [one], run: "echo slow >> {{ dir }}/ran.log; touch {{ dir }}/slow-started; sleep 5"}
+    - {name: three, needs: [slow], run: "echo three >> {{ dir }}/ran.log"}
 "#,
-            area = area.path().display()
-        ),
     );
     let mut first = Daemon::start(dir.path(), logs.path().join("first.log"));
     let started = area.path().join("slow-started");
