@@ -557,3 +557,43 @@ fn after_kill_9_mid_round_a_restarted_daemon_runs_only_what_was_unfinished() {
         history.stdout()
     );
 }
+
+#[test]
+fn sigterm_mid_task_lets_it_finish_records_it_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    write_local_fleet(
+        dir.path(),
+        area.path(),
+        r#"    - {name: slow, run: "touch {{ dir }}/started; sleep 1; touch {{ dir }}/finished"}
+    - {name: after, needs: [slow], run: "touch {{ dir }}/after"}
+"#,
+    );
+    let daemon = Daemon::start(dir.path(), logs.path().join("watch.log"));
+    eventually("the slow task to start", &daemon, || {
+        area.path().join("started").exists()
+    });
+    stops_on_sigterm(daemon);
+    assert!(
+        area.path().join("finished").exists(),
+        "the running task finished"
+    );
+    assert!(
+        !area.path().join("after").exists(),
+        "nothing new started after SIGTERM"
+    );
+    let history = Drover::new()
+        .args(["show", "1", "--format", "json", "--dir"])
+        .arg_path(dir.path())
+        .run();
+    let run: serde_json::Value = serde_json::from_str(&history.stdout()).unwrap();
+    assert_eq!(run["run"]["status"], "cancelled", "{run:#}");
+    let statuses: Vec<&str> = run["report"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["changed", "cancelled"], "{run:#}");
+}
