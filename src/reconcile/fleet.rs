@@ -86,6 +86,11 @@ impl Fleet {
         out
     }
 
+    /// SSH connections open now, kept for the next round.
+    pub fn open_connections(&self) -> usize {
+        self.ssh.values().filter(|t| t.is_connected()).count()
+    }
+
     /// Says goodbye to every open SSH connection.
     pub async fn close(&mut self) {
         for transport in std::mem::take(&mut self.ssh).into_values() {

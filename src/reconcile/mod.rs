@@ -333,6 +333,11 @@ impl Session {
         self.runtime.block_on(async move { fleet.close().await });
     }
 
+    /// SSH connections open now, kept across rounds.
+    pub fn open_connections(&self) -> usize {
+        self.fleet.open_connections()
+    }
+
     /// What the state file records now (one read transaction).
     pub fn recorded(&self) -> Result<crate::state::Recorded> {
         Ok(self.store.snapshot()?)

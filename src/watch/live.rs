@@ -99,6 +99,7 @@ struct Metrics {
     desired_errors: Gauge,
     failed_instances: Gauge,
     instances: Family<StateLabel, Gauge>,
+    ssh_connections: Gauge,
 }
 
 /// The shared state; cheap to clone.
@@ -121,6 +122,7 @@ impl Live {
             desired_errors: Gauge::default(),
             failed_instances: Gauge::default(),
             instances: Family::default(),
+            ssh_connections: Gauge::default(),
         };
         let mut registry = Registry::with_prefix("drover");
         registry.register("rounds", "Rounds by result", metrics.rounds.clone());
@@ -153,6 +155,11 @@ impl Live {
             "instances",
             "Desired instances by state against the record: converged, drifted, failed, pending",
             metrics.instances.clone(),
+        );
+        registry.register(
+            "ssh_connections_open",
+            "SSH connections kept open for the next round",
+            metrics.ssh_connections.clone(),
         );
         Live {
             status: Arc::new(Mutex::new(Status {
@@ -203,6 +210,12 @@ impl Live {
                 })
                 .set(count);
         }
+    }
+
+    pub fn ssh_connections(&self, open: usize) {
+        self.metrics
+            .ssh_connections
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     pub fn busy(&self, activity: &str) {

@@ -518,6 +518,7 @@ impl Daemon<'_> {
         let Ok(recorded) = self.session.recorded() else {
             return;
         };
+        self.live.ssh_connections(self.session.open_connections());
         let hosts: Vec<_> = desired.hosts.keys().cloned().collect();
         let table =
             crate::report::status::compute(&resolved.instances, &hosts, &recorded, &[], None);

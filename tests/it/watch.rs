@@ -293,6 +293,10 @@ fn history_over_http(daemon: &Daemon) {
         metrics.contains("drover_instances{state=\"drifted\"} 1"),
         "the warn-policy file stays drifted: {metrics}"
     );
+    assert!(
+        metrics.contains("drover_ssh_connections_open 0"),
+        "a local fleet keeps no SSH connection: {metrics}"
+    );
 }
 
 /// SIGTERM: drains and exits 0, telling systemd it is stopping.

@@ -108,6 +108,14 @@ impl SshTransport {
     }
 
     /// Where this transport connects.
+    /// Whether an authenticated connection is open now (a connection being set up counts).
+    pub fn is_connected(&self) -> bool {
+        match self.connection.try_lock() {
+            Ok(connection) => connection.as_ref().is_some_and(|c| !c.handle.is_closed()),
+            Err(_) => true,
+        }
+    }
+
     pub fn target(&self) -> &SshTarget {
         &self.target
     }
