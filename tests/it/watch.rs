@@ -601,3 +601,65 @@ fn sigterm_mid_task_lets_it_finish_records_it_and_exits_0() {
         .collect();
     assert_eq!(statuses, ["changed", "cancelled"], "{run:#}");
 }
+
+#[test]
+fn git_mode_polls_for_new_commits_and_survives_a_bad_one() {
+    if Command::new("git").arg("--version").output().is_err() {
+        eprintln!("skipped: needs git");
+        return;
+    }
+    let bare = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let area = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let url = fleet_repository(bare.path(), work.path(), area.path());
+    let log = home.path().join("watch.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "watch",
+            "--git",
+            &url,
+            "--poll",
+            "200ms",
+            "--drift-interval",
+            "0",
+        ])
+        .args(["--color", "never", "fleet"])
+        .current_dir(home.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let config = area.path().join("app.conf");
+    let waited = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                read(&log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    waited("the first commit", &|| read(&config) == "port = 8080\n");
+    // A bad commit: reported, nothing applied, the daemon goes on.
+    std::fs::write(work.path().join("fleet/app.yaml"), "kind: [\n").unwrap();
+    git(work.path(), &["commit", "--quiet", "-am", "oops"]);
+    git(work.path(), &["push", "--quiet", &url, "main"]);
+    waited("the bad commit to be reported", &|| {
+        read(&log).contains("the manifests are not valid")
+    });
+    // The fix, found by the poll.
+    manifests(&work.path().join("fleet"), area.path(), 7070);
+    git(work.path(), &["commit", "--quiet", "-am", "fix"]);
+    git(work.path(), &["push", "--quiet", &url, "main"]);
+    waited("the fix to be applied", &|| {
+        read(&config) == "port = 7070\n"
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{}", read(&log));
+}
