@@ -376,7 +376,8 @@ pub struct WatchArgs {
     pub dir: PathBuf,
     /// Follow a branch of this repository instead of watching DIR: anything `git` can fetch
     /// (`https://…`, `git@host:repo`, `file:///srv/fleet.git`). The checkout lives beside the
-    /// state file; `POST /hooks/git` (with --listen and `DROVER_WEBHOOK_SECRET`) fetches at once.
+    /// state file (default `.drover/state.redb` in the current directory); `POST /hooks/git`
+    /// (with --listen and `DROVER_WEBHOOK_SECRET`) fetches at once.
     #[arg(long, value_name = "URL")]
     pub git: Option<String>,
     /// The branch to follow.

@@ -118,10 +118,11 @@ fn watch_dir(
     // The debouncer wakes every tick to flush what has settled: half the debounce keeps the
     // latency under 1.5× the debounce with few idle wake-ups.
     let tick = (debounce / 2).max(Duration::from_millis(10));
-    let mut watcher = new_debouncer(debounce, Some(tick), handler).map_err(|source| Error::Watch {
-        dir: dir.to_owned(),
-        source,
-    })?;
+    let mut watcher =
+        new_debouncer(debounce, Some(tick), handler).map_err(|source| Error::Watch {
+            dir: dir.to_owned(),
+            source,
+        })?;
     watcher
         .watch(dir, RecursiveMode::Recursive)
         .map_err(|source| Error::Watch {
