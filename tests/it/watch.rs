@@ -143,18 +143,8 @@ impl Drop for Daemon {
 }
 
 /// Waits (up to 20 s) for `condition`, checking every 20 ms: the daemon acts on its own time.
-fn eventually(what: &str, daemon: &Daemon, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if condition() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "timed out waiting for: {what}\n--- daemon log\n{}",
-        daemon.log()
-    );
+fn eventually(what: &str, daemon: &Daemon, condition: impl Fn() -> bool) {
+    until(&daemon.log, what, condition);
 }
 
 fn manifests(dir: &Path, area: &Path, port: u32) {
@@ -431,18 +421,7 @@ fn git_mode_follows_a_branch_and_a_signed_webhook_fetches_at_once() {
         .spawn()
         .unwrap();
     let config = area.path().join("app.conf");
-    let waited = |what: &str, cond: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cond() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n{}",
-                read(&log)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    waited("the first commit to be applied", &|| {
+    until(&log, "the first commit to be applied", || {
         read(&config) == "port = 8080\n"
     });
 
@@ -477,7 +456,7 @@ fn git_mode_follows_a_branch_and_a_signed_webhook_fetches_at_once() {
         ),
         202
     );
-    waited("the pushed commit to be applied", &|| {
+    until(&log, "the pushed commit to be applied", || {
         read(&config) == "port = 9090\n"
     });
 
@@ -632,34 +611,38 @@ fn git_mode_polls_for_new_commits_and_survives_a_bad_one() {
         .spawn()
         .unwrap();
     let config = area.path().join("app.conf");
-    let waited = |what: &str, cond: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cond() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n{}",
-                read(&log)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    waited("the first commit", &|| read(&config) == "port = 8080\n");
+    until(&log, "the first commit", || {
+        read(&config) == "port = 8080\n"
+    });
     // A bad commit: reported, nothing applied, the daemon goes on.
     std::fs::write(work.path().join("fleet/app.yaml"), "kind: [\n").unwrap();
     git(work.path(), &["commit", "--quiet", "-am", "oops"]);
     git(work.path(), &["push", "--quiet", &url, "main"]);
-    waited("the bad commit to be reported", &|| {
+    until(&log, "the bad commit to be reported", || {
         read(&log).contains("the manifests are not valid")
     });
     // The fix, found by the poll.
     manifests(&work.path().join("fleet"), area.path(), 7070);
     git(work.path(), &["commit", "--quiet", "-am", "fix"]);
     git(work.path(), &["push", "--quiet", &url, "main"]);
-    waited("the fix to be applied", &|| {
+    until(&log, "the fix to be applied", || {
         read(&config) == "port = 7070\n"
     });
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     assert_eq!(child.wait().unwrap().code(), Some(0), "{}", read(&log));
+}
+
+/// Waits (up to 20 s) for `condition`, showing the daemon's log at `log` if it never holds.
+fn until(log: &Path, what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            read(log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
