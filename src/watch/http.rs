@@ -68,7 +68,7 @@ pub fn serve(
         .layer(axum::extract::DefaultBodyLimit::max(HOOK_BODY_LIMIT))
         .with_state(app);
     Ok(runtime.spawn(async move {
-        let served = axum::serve(listener, app)
+        let served = axum::serve(crate::watch::bounded::Bounded::new(listener), app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
         if let Err(error) = served {

@@ -13,6 +13,7 @@
 //! processes work while it runs; the writer lock stays with the daemon, so a `drover apply`
 //! waits and then says who holds it.
 
+pub mod bounded;
 pub mod git;
 pub mod http;
 pub mod live;
