@@ -24,7 +24,7 @@ use crate::source::SourceFile;
 pub const MAX_INPUT_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A manifest directory, evaluated as far as it could be.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Evaluation {
     pub desired: Option<Desired>,
     pub resolved: Option<Resolved>,

@@ -216,7 +216,7 @@ impl Unreadable {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Resolved {
     pub instances: Vec<ResolvedInstance>,
     pub diagnostics: Vec<Diagnostic>,

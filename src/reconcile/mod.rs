@@ -333,6 +333,11 @@ impl Session {
         self.runtime.block_on(async move { fleet.close().await });
     }
 
+    /// The session's shutdown tokens: whoever owns the signals (the daemon) moves them.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
     /// SSH connections open now, kept across rounds.
     pub fn open_connections(&self) -> usize {
         self.fleet.open_connections()

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::os::unix::fs::DirBuilderExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +18,19 @@ use crate::run::Commit;
 
 /// Longest any one `git` command may take (a clone of a large repository included).
 pub const GIT_DEADLINE: Duration = Duration::from_secs(300);
+
+/// `url` without the credentials it may carry (`https://user:token@host/…`), for logs and
+/// the run history.
+pub fn shown(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest.get(..authority_end).and_then(|a| a.rfind('@')) {
+        Some(at) => format!("{scheme}://***@{}", rest.get(at + 1..).unwrap_or_default()),
+        None => url.to_owned(),
+    }
+}
 
 /// Where the manifests come from.
 #[derive(Debug, Clone)]
@@ -44,50 +57,63 @@ pub enum Error {
 }
 
 impl GitSource {
-    /// Brings the checkout to the tip of the branch (cloning it the first time); returns
-    /// the commit it now holds.
-    pub async fn sync(&self) -> Result<Commit, Error> {
+    /// Brings the checkout to the tip of the branch (cloning it the first time, and again
+    /// when a clone killed half-way left no valid HEAD); returns the commit it now holds.
+    /// `stop` (a SIGTERM) ends whatever `git` runs at once.
+    pub async fn sync(&self, stop: &CancellationToken) -> Result<Commit, Error> {
         let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", self.branch);
-        if self.checkout.join(".git").is_dir() {
-            git(&self.checkout, &["remote", "set-url", "origin", &self.url]).await?;
+        let checkout = self.checkout.as_path();
+        let usable = checkout.join(".git").is_dir()
+            && git(
+                checkout,
+                &["rev-parse", "--verify", "--quiet", "HEAD"],
+                stop,
+            )
+            .await
+            .is_ok();
+        if usable {
+            git(checkout, &["remote", "set-url", "origin", &self.url], stop).await?;
             git(
-                &self.checkout,
+                checkout,
                 &["fetch", "--quiet", "--no-tags", "origin", &refspec],
+                stop,
             )
             .await?;
         } else {
-            let parent = self.checkout.parent().unwrap_or(Path::new("."));
+            let _ = std::fs::remove_dir_all(checkout);
+            let parent = checkout.parent().unwrap_or(Path::new("."));
             // Beside the state file, private like it.
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(parent)
+                .and_then(|()| {
+                    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
+                })
                 .map_err(Error::Prepare)?;
-            let target = self.checkout.to_string_lossy().into_owned();
-            git(
-                parent,
-                &[
-                    "clone",
-                    "--quiet",
-                    "--no-tags",
-                    "--single-branch",
-                    "--branch",
-                    &self.branch,
-                    "--",
-                    &self.url,
-                    &target,
-                ],
-            )
-            .await?;
+            let target = checkout.to_string_lossy().into_owned();
+            let clone = [
+                "clone",
+                "--quiet",
+                "--no-tags",
+                "--single-branch",
+                "--branch",
+                &self.branch,
+                "--",
+                &self.url,
+                &target,
+            ];
+            git(parent, &clone, stop).await?;
         }
         let tip = format!("origin/{}", self.branch);
         git(
-            &self.checkout,
+            checkout,
             &["checkout", "--quiet", "--force", "--detach", &tip],
+            stop,
         )
         .await?;
-        git(&self.checkout, &["clean", "--quiet", "-d", "--force", "-x"]).await?;
-        let out = git(&self.checkout, &["log", "-1", "--format=%H%n%an <%ae>%n%s"]).await?;
+        git(checkout, &["clean", "--quiet", "-d", "--force", "-x"], stop).await?;
+        let out = git(checkout, &["log", "-1", "--format=%H%n%an <%ae>%n%s"], stop).await?;
         let mut lines = out.lines();
         Ok(Commit {
             sha: lines.next().unwrap_or_default().to_owned(),
@@ -99,7 +125,7 @@ impl GitSource {
 
 /// Runs `git -C DIR ARGS` through the local transport (bounded, its process group killed on
 /// timeout); returns its standard output.
-async fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
+async fn git(dir: &Path, args: &[&str], stop: &CancellationToken) -> Result<String, Error> {
     let command = args.first().copied().unwrap_or_default().to_owned();
     let mut line = vec![
         "git".to_owned(),
@@ -125,7 +151,7 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
     };
     let local = LocalTransport::new();
     let output = local
-        .exec(request, &CancellationToken::new())
+        .exec(request, stop)
         .await
         .map_err(|e| Error::Spawn(crate::transport::error_chain(&e)))?;
     match output.status {
@@ -143,5 +169,24 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
                 .join(" / ");
             Err(Error::Failed { command, message })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_not_shown() {
+        assert_eq!(
+            shown("https://bot:s3cret@git.example.com/ops/fleet.git"),
+            "https://***@git.example.com/ops/fleet.git"
+        );
+        assert_eq!(
+            shown("https://git.example.com/a@b"),
+            "https://git.example.com/a@b"
+        );
+        assert_eq!(shown("git@host:repo"), "git@host:repo");
+        assert_eq!(shown("file:///srv/fleet.git"), "file:///srv/fleet.git");
     }
 }

@@ -152,9 +152,16 @@ struct Daemon<'a> {
     last_good: Option<Evaluation>,
     retry: Retry,
     stop: bool,
+    /// Moved by the signals: once `graceful` is cancelled, nothing new starts.
+    shutdown: crate::apply::Shutdown,
+    /// Wake-ups that came during a round: the next round runs at once.
+    again: Option<Reason>,
     /// Git mode: the commit the checkout holds.
     commit: Option<crate::run::Commit>,
 }
+
+/// How long open HTTP connections may delay the end of the daemon.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +181,14 @@ pub fn run(
 ) -> Result<(), StartError> {
     let handle = session.handle();
     let watched = settings.git.is_none().then_some(settings.dir.as_path());
-    let mut wakes = wake::start(&handle, watched, state_dir, settings.debounce)?;
+    let shutdown = session.shutdown();
+    let mut wakes = wake::start(
+        &handle,
+        watched,
+        state_dir,
+        settings.debounce,
+        shutdown.clone(),
+    )?;
     let live = live::Live::new(crate::clock::now());
     let stop_http = tokio_util::sync::CancellationToken::new();
     let server = match settings.listen {
@@ -201,6 +215,8 @@ pub fn run(
         last_good: None,
         retry: Retry::default(),
         stop: false,
+        shutdown,
+        again: None,
         commit: None,
     };
     daemon.emit(Event::Watching {
@@ -211,7 +227,11 @@ pub fn run(
     let mut next_drift = settings.drift_interval.map(|d| now() + d);
     let poll = settings.git.as_ref().map(|g| g.poll);
     let mut next_poll = poll.map(|p| now() + p);
-    while !daemon.stop {
+    while !daemon.stopping() {
+        if let Some(reason) = daemon.again.take() {
+            daemon.round(reason, &mut wakes.rx);
+            continue;
+        }
         let retry_due = daemon.retry.next_due(now());
         let due = Due {
             drift: next_drift,
@@ -235,7 +255,7 @@ pub fn run(
             Woke::Drift => {
                 daemon.drift_check();
                 next_drift = settings.drift_interval.map(|d| now() + d);
-                if !daemon.stop {
+                if !daemon.stopping() {
                     daemon.round(Reason::Drift, &mut wakes.rx);
                 }
             }
@@ -243,8 +263,15 @@ pub fn run(
     }
     daemon.emit(Event::Stopping);
     stop_http.cancel();
-    if let Some(server) = server {
-        let _ = daemon.session.wait(server);
+    if let Some(mut server) = server {
+        // Graceful shutdown waits for open connections: a client that holds one must not
+        // hold the daemon (systemd's stop timeout is short).
+        let drained = daemon
+            .session
+            .block_on(async { tokio::time::timeout(HTTP_DRAIN, &mut server).await.is_ok() });
+        if !drained {
+            server.abort();
+        }
     }
     Ok(())
 }
@@ -297,6 +324,11 @@ async fn next_wake(rx: &mut mpsc::Receiver<Wake>, due: Due) -> Woke {
 }
 
 impl Daemon<'_> {
+    /// A stop was asked (SIGTERM/SIGINT): nothing new starts.
+    fn stopping(&self) -> bool {
+        self.stop || self.shutdown.graceful.is_cancelled()
+    }
+
     /// Records an event for `/status` and the metrics, then hands it to the caller.
     fn emit(&mut self, event: Event) {
         self.live.record(&event, crate::clock::now());
@@ -330,10 +362,18 @@ impl Daemon<'_> {
         let deferred = self.defer_failing(&mut round);
         if !deferred.is_empty() {
             self.emit(Event::Deferred {
-                instances: deferred,
+                instances: deferred.clone(),
             });
         }
+        if self.stopping() {
+            return;
+        }
         if round.plan.is_empty() {
+            if !deferred.is_empty() {
+                // Only failing instances wait: not a success to report.
+                self.last_good = Some(round.evaluation);
+                return;
+            }
             self.emit(Event::Converged {
                 reason,
                 unchanged: round.plan.unchanged,
@@ -393,9 +433,24 @@ impl Daemon<'_> {
         }
         self.last_good = Some(round.evaluation);
         self.count_instances();
-        // A stop that came during the round ends the daemon once the round has drained.
-        if rx.try_recv() == Ok(Wake::Stop) {
+        self.take_what_came(rx);
+    }
+
+    /// What came during a round: a stop ends the daemon once the round has drained;
+    /// anything else starts the next round at once (nothing is lost).
+    fn take_what_came(&mut self, rx: &mut mpsc::Receiver<Wake>) {
+        let mut came = Vec::new();
+        while let Ok(wake) = rx.try_recv() {
+            came.push(wake);
+        }
+        if came.contains(&Wake::Stop) {
             self.stop = true;
+        } else if came.contains(&Wake::Reload) {
+            self.again = Some(Reason::Reload);
+        } else if came.contains(&Wake::Pushed) {
+            self.again = Some(Reason::Push);
+        } else if !came.is_empty() {
+            self.again = Some(Reason::Changed);
         }
     }
 
@@ -409,7 +464,7 @@ impl Daemon<'_> {
         if matches!(reason, Reason::Drift | Reason::Retry) && self.commit.is_some() {
             return true;
         }
-        match self.session.block_on(source.sync()) {
+        match self.session.block_on(source.sync(&self.shutdown.graceful)) {
             Ok(commit) => {
                 let new = self.commit.as_ref().is_none_or(|c| c.sha != commit.sha);
                 if new {
@@ -424,13 +479,14 @@ impl Daemon<'_> {
                 self.emit(Event::Error {
                     message: format!(
                         "cannot fetch {} ({}): {}",
-                        source.url,
+                        git::shown(&source.url),
                         source.branch,
                         crate::transport::error_chain(&error)
                     ),
                 });
-                // Keep enforcing what the checkout holds, if there is one.
-                self.commit.is_some() && reason != Reason::Poll
+                // The checkout may be half updated: read nothing from it; the last good state
+                // keeps being enforced by drift checks until a fetch works.
+                false
             }
         }
     }
@@ -469,7 +525,7 @@ impl Daemon<'_> {
             keeping: self.last_good.is_some(),
         });
         match reason {
-            Reason::Drift | Reason::Retry => self.last_good.take(),
+            Reason::Drift | Reason::Retry => self.last_good.clone(),
             Reason::Start | Reason::Changed | Reason::Reload | Reason::Poll | Reason::Push => None,
         }
     }

@@ -71,13 +71,14 @@ pub fn start(
     dir: Option<&Path>,
     state_dir: Option<PathBuf>,
     debounce: Duration,
+    shutdown: crate::apply::Shutdown,
 ) -> Result<Wakes, Error> {
     let (tx, rx) = mpsc::channel(QUEUE);
     let watcher = match dir {
         Some(dir) => Some(watch_dir(tx.clone(), dir, state_dir, debounce)?),
         None => None,
     };
-    let signals = listen_for_signals(runtime, tx.clone())?;
+    let signals = listen_for_signals(runtime, tx.clone(), shutdown)?;
     Ok(Wakes {
         rx,
         tx,
@@ -132,9 +133,13 @@ fn watch_dir(
     Ok(watcher)
 }
 
+/// SIGHUP wakes the loop to reload. SIGTERM/SIGINT wake it to stop and move `shutdown` at
+/// once, whatever the loop is doing (reading, planning, probing, fetching): nothing new
+/// starts, and what runs is killed after `DRAIN_DEADLINE`; a second signal kills at once.
 fn listen_for_signals(
     runtime: &tokio::runtime::Handle,
     tx: mpsc::Sender<Wake>,
+    shutdown: crate::apply::Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
     let mut hup = runtime
         .block_on(async { signal(SignalKind::hangup()) })
@@ -146,12 +151,28 @@ fn listen_for_signals(
         .block_on(async { signal(SignalKind::interrupt()) })
         .map_err(Error::Signals)?;
     let signals = runtime.spawn(async move {
+        let mut stops = 0u32;
         loop {
             let wake = tokio::select! {
                 _ = hup.recv() => Wake::Reload,
                 _ = term.recv() => Wake::Stop,
                 _ = int.recv() => Wake::Stop,
             };
+            if wake == Wake::Stop {
+                // Counted here, not read from the tokens: the apply's own listener cancels
+                // `graceful` for the same signal, which must not look like a second one.
+                stops += 1;
+                if stops > 1 {
+                    shutdown.force.cancel();
+                } else {
+                    shutdown.graceful.cancel();
+                    let force = shutdown.force.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(crate::reconcile::signals::DRAIN_DEADLINE).await;
+                        force.cancel();
+                    });
+                }
+            }
             if tx.send(wake).await.is_err() {
                 return;
             }

@@ -398,28 +398,30 @@ fn git_mode_follows_a_branch_and_a_signed_webhook_fetches_at_once() {
         .unwrap()
         .port();
     let log = home.path().join("watch.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args([
-            "watch",
-            "--git",
-            &url,
-            "--branch",
-            "main",
-            "--poll",
-            "1h",
-            "--drift-interval",
-            "0",
-            "--color",
-            "never",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "fleet"])
-        .current_dir(home.path())
-        .env("DROVER_WEBHOOK_SECRET", "s3cret")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "watch",
+                "--git",
+                &url,
+                "--branch",
+                "main",
+                "--poll",
+                "1h",
+                "--drift-interval",
+                "0",
+                "--color",
+                "never",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "fleet"])
+            .current_dir(home.path())
+            .env("DROVER_WEBHOOK_SECRET", "s3cret")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let config = area.path().join("app.conf");
     until(&log, "the first commit to be applied", || {
         read(&config) == "port = 8080\n"
@@ -462,9 +464,9 @@ fn git_mode_follows_a_branch_and_a_signed_webhook_fetches_at_once() {
 
     history_names_the_commits(home.path());
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", read(&log));
 }
 
@@ -593,23 +595,25 @@ fn git_mode_polls_for_new_commits_and_survives_a_bad_one() {
     let home = tempfile::tempdir().unwrap();
     let url = fleet_repository(bare.path(), work.path(), area.path());
     let log = home.path().join("watch.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args([
-            "watch",
-            "--git",
-            &url,
-            "--poll",
-            "200ms",
-            "--drift-interval",
-            "0",
-        ])
-        .args(["--color", "never", "fleet"])
-        .current_dir(home.path())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "watch",
+                "--git",
+                &url,
+                "--poll",
+                "200ms",
+                "--drift-interval",
+                "0",
+            ])
+            .args(["--color", "never", "fleet"])
+            .current_dir(home.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let config = area.path().join("app.conf");
     until(&log, "the first commit", || {
         read(&config) == "port = 8080\n"
@@ -629,9 +633,19 @@ fn git_mode_polls_for_new_commits_and_survives_a_bad_one() {
         read(&config) == "port = 7070\n"
     });
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status();
-    assert_eq!(child.wait().unwrap().code(), Some(0), "{}", read(&log));
+    assert_eq!(child.0.wait().unwrap().code(), Some(0), "{}", read(&log));
+}
+
+/// A daemon started by a git test: killed when the test ends, however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Waits (up to 20 s) for `condition`, showing the daemon's log at `log` if it never holds.
@@ -645,4 +659,29 @@ fn until(log: &Path, what: &str, condition: impl Fn() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn an_edit_made_during_a_round_is_applied_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let fleet = |version: &str| {
+        let tasks = r#"    - {name: slow, run: {command: "touch {{ dir }}/started; sleep 1", creates: "{{ dir }}/started"}}
+    - {name: conf, needs: [slow], file: {path: "{{ dir }}/conf", content: "VERSION\n"}}
+"#;
+        write_local_fleet(dir.path(), area.path(), &tasks.replace("VERSION", version));
+    };
+    fleet("v1");
+    let daemon = Daemon::start(dir.path(), logs.path().join("watch.log"));
+    eventually("the first round to be running", &daemon, || {
+        area.path().join("started").exists()
+    });
+    fleet("v2");
+    let conf = area.path().join("conf");
+    eventually(
+        "the edit made during the round to be applied",
+        &daemon,
+        || read(&conf) == "v2\n",
+    );
 }

@@ -45,7 +45,8 @@ pub fn run(request: &WatchArgs, config: &Config) -> Result<Outcome, Error> {
         drift_interval: duration("--drift-interval", &request.drift_interval)?,
         command: match &request.git {
             Some(url) => format!(
-                "drover watch --git {url} --branch {} {}",
+                "drover watch --git {} --branch {} {}",
+                watch::git::shown(url),
                 request.branch,
                 request.dir.display()
             ),
