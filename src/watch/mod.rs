@@ -160,6 +160,29 @@ struct Daemon<'a> {
     commit: Option<crate::run::Commit>,
 }
 
+/// The spec hash of every desired instance, by id.
+fn spec_hashes(
+    evaluation: &Evaluation,
+) -> std::collections::BTreeMap<&InstanceId, crate::hash::SpecHash> {
+    evaluation
+        .resolved
+        .iter()
+        .flat_map(|r| r.instances.iter().map(|i| (&i.id, i.spec_hash)))
+        .collect()
+}
+
+/// What a failing instance's backoff is keyed on: its spec (an edit retries at once), or,
+/// for a removal, which has no spec any more, its id alone.
+fn backoff_key(
+    specs: &std::collections::BTreeMap<&InstanceId, crate::hash::SpecHash>,
+    id: &InstanceId,
+) -> crate::hash::SpecHash {
+    specs
+        .get(id)
+        .copied()
+        .unwrap_or_else(|| crate::hash::SpecHash::of(&("removal", id.to_string())))
+}
+
 /// How long open HTTP connections may delay the end of the daemon.
 const HTTP_DRAIN: Duration = Duration::from_secs(2);
 
@@ -398,21 +421,20 @@ impl Daemon<'_> {
         match applied {
             Ok(report) => {
                 let now = now();
+                let specs = spec_hashes(&round.evaluation);
                 for instance in &report.instances {
-                    let spec = round
-                        .evaluation
-                        .resolved
-                        .as_ref()
-                        .and_then(|r| r.instances.iter().find(|i| i.id == instance.id))
-                        .map(|i| i.spec_hash);
-                    match (instance.status, spec) {
-                        (InstanceStatus::Failed | InstanceStatus::TimedOut, Some(spec)) => {
+                    match instance.status {
+                        InstanceStatus::Failed | InstanceStatus::TimedOut => {
+                            let spec = backoff_key(&specs, &instance.id);
                             self.retry.failed(&instance.id, spec, now);
                         }
-                        (InstanceStatus::Changed | InstanceStatus::Unchanged, _) => {
-                            self.retry.succeeded(&instance.id);
-                        }
-                        _ => {}
+                        InstanceStatus::Changed
+                        | InstanceStatus::Unchanged
+                        | InstanceStatus::Removed => self.retry.succeeded(&instance.id),
+                        InstanceStatus::Cancelled
+                        | InstanceStatus::Skipped
+                        | InstanceStatus::NotTriggered
+                        | InstanceStatus::Stale => {}
                     }
                 }
                 self.emit(Event::Applied {
@@ -534,18 +556,12 @@ impl Daemon<'_> {
     /// them (it would otherwise run as if they had succeeded).
     fn defer_failing(&self, round: &mut reconcile::Round) -> Vec<(InstanceId, Duration)> {
         let now = now();
-        let Some(resolved) = round.evaluation.resolved.as_ref() else {
-            return Vec::new();
-        };
+        let specs = spec_hashes(&round.evaluation);
         let mut deferred = Vec::new();
         let mut out: BTreeSet<InstanceId> = BTreeSet::new();
         for change in &round.plan.changes {
-            let spec = resolved
-                .instances
-                .iter()
-                .find(|i| i.id == change.id)
-                .map(|i| i.spec_hash);
-            if let Some(wait) = spec.and_then(|s| self.retry.waiting(&change.id, s, now)) {
+            let spec = backoff_key(&specs, &change.id);
+            if let Some(wait) = self.retry.waiting(&change.id, spec, now) {
                 deferred.push((change.id.clone(), wait));
                 out.insert(change.id.clone());
             }

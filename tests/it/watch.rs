@@ -685,3 +685,34 @@ fn an_edit_made_during_a_round_is_applied_by_the_next_one() {
         || read(&conf) == "v2\n",
     );
 }
+
+#[test]
+fn a_failing_task_is_left_alone_for_a_while_not_run_every_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    write_local_fleet(
+        dir.path(),
+        area.path(),
+        r#"    - {name: broken, run: "echo tried >> {{ dir }}/tries; false"}
+    - {name: after, needs: [broken], run: "touch {{ dir }}/after"}
+    - {name: fine, file: {path: "{{ dir }}/fine", content: "ok\n"}}
+"#,
+    );
+    let daemon = Daemon::start(dir.path(), logs.path().join("watch.log"));
+    assert!(daemon.notified("READY=1").contains("READY=1"));
+    // A reload right away: the failed task waits (10 s at first), and what needs it too.
+    daemon.signal("HUP");
+    assert!(daemon.notified("READY=1").contains("READY=1"));
+    eventually("the failing task to be left alone", &daemon, || {
+        daemon.log().contains("failed before; left alone for now")
+    });
+    let tries = read(&area.path().join("tries"));
+    assert_eq!(
+        tries.lines().count(),
+        1,
+        "tried once, not every round: {tries}"
+    );
+    assert!(!area.path().join("after").exists());
+    assert_eq!(read(&area.path().join("fine")), "ok\n");
+}
