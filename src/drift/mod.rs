@@ -537,8 +537,9 @@ fn file_findings(
         gid,
         owner,
         group,
-        sha256,
+        differs,
         content,
+        ..
     } = seen
     else {
         match seen {
@@ -550,7 +551,7 @@ fn file_findings(
         }
         return;
     };
-    if *sha256 != sha256_hex(want.content) {
+    if *differs {
         findings.push(content_finding(&want, *size, content.as_deref(), redactor));
     }
     if let Some(applied) = want.mode

@@ -217,6 +217,8 @@ pub enum Seen {
         owner: String,
         group: String,
         sha256: String,
+        /// The hash differs from the one applied (compared here, where both are known).
+        differs: bool,
         /// The content (capped) when its hash differed from the one applied.
         content: Option<Vec<u8>>,
     },
@@ -434,10 +436,16 @@ fn match_files(g: usize, group: &Group<'_>, raw: &mut Raw, answer: &mut Answer) 
             }
             continue;
         }
+        let applied: BTreeMap<usize, &str> = batch.iter().map(|(i, _, h)| (*i, *h)).collect();
         for ((i, stat), sum) in readable.iter().zip(&stat_lines).zip(&sum_lines) {
-            answer
-                .seen
-                .insert(*i, file_seen(stat, sum, raw.contents.remove(i)));
+            let mut seen = file_seen(stat, sum, raw.contents.remove(i));
+            if let Seen::File {
+                sha256, differs, ..
+            } = &mut seen
+            {
+                *differs = applied.get(i).is_none_or(|h| h != sha256);
+            }
+            answer.seen.insert(*i, seen);
         }
     }
 }
@@ -465,6 +473,7 @@ fn file_seen(stat: &str, sum: &str, content: Option<Vec<u8>>) -> Seen {
         owner: (*owner).to_owned(),
         group: (*group).to_owned(),
         sha256,
+        differs: true,
         content,
     }
 }
@@ -620,6 +629,7 @@ mod tests {
                 owner: "root".into(),
                 group: "root".into(),
                 sha256: "aa".into(),
+                differs: false,
                 content: None
             }
         );
@@ -636,6 +646,7 @@ mod tests {
                 owner: "app user".into(),
                 group: "app".into(),
                 sha256: "ff".into(),
+                differs: true,
                 content: Some(b"new\ntext".to_vec())
             }
         );

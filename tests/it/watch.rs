@@ -398,29 +398,19 @@ fn git_mode_follows_a_branch_and_a_signed_webhook_fetches_at_once() {
         .unwrap()
         .port();
     let log = home.path().join("watch.log");
-    let mut child = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args([
-                "watch",
-                "--git",
-                &url,
-                "--branch",
-                "main",
-                "--poll",
-                "1h",
-                "--drift-interval",
-                "0",
-                "--color",
-                "never",
-            ])
-            .args(["--listen", &format!("127.0.0.1:{port}"), "fleet"])
-            .current_dir(home.path())
-            .env("DROVER_WEBHOOK_SECRET", "s3cret")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+    let mut child = git_daemon(
+        home.path(),
+        &[
+            "--git",
+            &url,
+            "--branch",
+            "main",
+            "--poll",
+            "1h",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &log,
     );
     let config = area.path().join("app.conf");
     until(&log, "the first commit to be applied", || {
@@ -595,25 +585,7 @@ fn git_mode_polls_for_new_commits_and_survives_a_bad_one() {
     let home = tempfile::tempdir().unwrap();
     let url = fleet_repository(bare.path(), work.path(), area.path());
     let log = home.path().join("watch.log");
-    let mut child = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args([
-                "watch",
-                "--git",
-                &url,
-                "--poll",
-                "200ms",
-                "--drift-interval",
-                "0",
-            ])
-            .args(["--color", "never", "fleet"])
-            .current_dir(home.path())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = git_daemon(home.path(), &["--git", &url, "--poll", "200ms"], &log);
     let config = area.path().join("app.conf");
     until(&log, "the first commit", || {
         read(&config) == "port = 8080\n"
@@ -715,4 +687,22 @@ fn a_failing_task_is_left_alone_for_a_while_not_run_every_round() {
     );
     assert!(!area.path().join("after").exists());
     assert_eq!(read(&area.path().join("fine")), "ok\n");
+}
+
+/// `drover watch ARGS fleet` in `home`, with drift checks off, the webhook secret `s3cret`,
+/// and its log in `log`.
+fn git_daemon(home: &Path, args: &[&str], log: &Path) -> Reaped {
+    Reaped(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .arg("watch")
+            .args(args)
+            .args(["--drift-interval", "0", "--color", "never", "fleet"])
+            .current_dir(home)
+            .env("DROVER_WEBHOOK_SECRET", "s3cret")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }
