@@ -7,12 +7,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use jsonschema::ValidationError;
-use jsonschema::error::ValidationErrorKind;
 use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, Location};
+use crate::load::validator::{ErrorKind, SchemaError, Validator};
 use crate::load::yaml::Node;
 use crate::model::duration::{DURATION_PATTERN, FileMode, HumanDuration, MODE_PATTERN};
 use crate::model::host::HostDocument;
@@ -94,14 +93,9 @@ fn drop_null(schema: &mut schemars::Schema) {
     }
 }
 
-struct Compiled {
-    schema: Value,
-    validator: jsonschema::Validator,
-}
-
-fn compiled(kind: Kind) -> Option<&'static Compiled> {
-    static HOST: OnceLock<Option<Compiled>> = OnceLock::new();
-    static WORKFLOW: OnceLock<Option<Compiled>> = OnceLock::new();
+fn compiled(kind: Kind) -> Option<&'static Validator> {
+    static HOST: OnceLock<Option<Validator>> = OnceLock::new();
+    static WORKFLOW: OnceLock<Option<Validator>> = OnceLock::new();
     let (cell, file_name) = match kind {
         Kind::Host => (&HOST, "host.schema.json"),
         Kind::Workflow => (&WORKFLOW, "workflow.schema.json"),
@@ -113,15 +107,14 @@ fn compiled(kind: Kind) -> Option<&'static Compiled> {
         };
         // The schemas are generated from our own types; if one failed to compile, every
         // document of that kind is reported as an internal error rather than panicking.
-        let validator = jsonschema::draft202012::new(&schema).ok()?;
-        Some(Compiled { schema, validator })
+        Validator::new(schema).ok()
     })
     .as_ref()
 }
 
 /// Validates one document's value against its kind's schema.
 pub fn validate(kind: Kind, value: &Value, root: &Node, file: &Arc<SourceFile>) -> Vec<Diagnostic> {
-    let Some(compiled) = compiled(kind) else {
+    let Some(validator) = compiled(kind) else {
         return vec![
             Diagnostic::error(
                 "internal::schema",
@@ -131,12 +124,12 @@ pub fn validate(kind: Kind, value: &Value, root: &Node, file: &Arc<SourceFile>) 
         ];
     };
     let ctx = Ctx {
-        schema: &compiled.schema,
+        schema: validator.schema(),
         root,
         file,
     };
     let mut diagnostics = Vec::new();
-    for error in compiled.validator.iter_errors(value) {
+    for error in validator.errors(value) {
         ctx.describe(&error, &mut diagnostics);
     }
     diagnostics
@@ -169,27 +162,16 @@ impl Ctx<'_> {
         }
     }
 
-    /// The schema object that holds the failing keyword.
-    fn keyword_parent(&self, error: &ValidationError<'_>) -> Option<&Value> {
-        let path = error.schema_path().to_string();
-        let mut tokens: Vec<&str> = path.split('/').skip(1).collect();
-        tokens.pop();
-        walk_schema(self.schema, &tokens)
-    }
-
     #[expect(
         clippy::too_many_lines,
         reason = "one arm per kind of schema error; splitting it scatters the messages"
     )]
-    fn describe(&self, error: &ValidationError<'_>, out: &mut Vec<Diagnostic>) {
-        let pointer = JsonPointer::from_escaped(&error.instance_path().to_string());
-        let instance = error.instance().as_ref();
-        let diagnostic = match error.kind() {
-            ValidationErrorKind::AdditionalProperties { unexpected } => {
-                let allowed = self
-                    .keyword_parent(error)
-                    .and_then(|s| s.get("properties"))
-                    .and_then(Value::as_object);
+    fn describe(&self, error: &SchemaError<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let pointer = error.instance_path.clone();
+        let instance = error.instance;
+        let diagnostic = match &error.kind {
+            ErrorKind::AdditionalProperties { unexpected } => {
+                let allowed = error.parent.get("properties").and_then(Value::as_object);
                 let names: Vec<&str> = allowed
                     .map(|m| m.keys().map(String::as_str).collect())
                     .unwrap_or_default();
@@ -211,8 +193,8 @@ impl Ctx<'_> {
                 }
                 return;
             }
-            ValidationErrorKind::Required { property } => {
-                let field = property.as_str().unwrap_or_default();
+            ErrorKind::Required { property } => {
+                let field = property.as_str();
                 Diagnostic::error(
                     "manifest::missing-field",
                     format!("missing required field `{field}`"),
@@ -221,47 +203,37 @@ impl Ctx<'_> {
                 .with_label(format!("`{field}` is missing here"))
                 .with_help(format!("add `{field}:`; `drover schema` shows every field"))
             }
-            ValidationErrorKind::Type { .. } => self.type_error(error, &pointer, instance),
-            ValidationErrorKind::Enum { options } => {
-                let choices: Vec<Value> = options.as_array().cloned().unwrap_or_default();
-                self.enum_error(&pointer, instance, &choices)
+            ErrorKind::Type => self.type_error(error, &pointer, instance),
+            ErrorKind::Enum { options } => self.enum_error(&pointer, instance, options),
+            ErrorKind::Const { expected } => {
+                self.enum_error(&pointer, instance, std::slice::from_ref(*expected))
             }
-            ValidationErrorKind::Pattern { pattern } => {
-                self.pattern_error(pattern, &pointer, instance)
-            }
-            ValidationErrorKind::AnyOf { context }
-            | ValidationErrorKind::OneOfNotValid { context } => {
+            ErrorKind::Pattern { pattern } => self.pattern_error(pattern, &pointer, instance),
+            ErrorKind::AnyOf { branches: context } | ErrorKind::OneOfNone { branches: context } => {
                 // When one alternative has the instance's JSON type, its errors are the
                 // precise ones (`run: {command: x, unles: y}` is a typo in the object form).
-                let consts = self
-                    .keyword_parent(error)
-                    .and_then(|s| branch_consts(self.schema, s));
+                let consts = branch_consts(self.schema, error.parent);
                 if let Some(branch) = context.iter().filter(|_| consts.is_none()).find(|errors| {
-                    errors
-                        .iter()
-                        .all(|e| !matches!(e.kind(), ValidationErrorKind::Type { .. }))
-                        && !errors.is_empty()
+                    errors.iter().all(|e| !matches!(e.kind, ErrorKind::Type)) && !errors.is_empty()
                 }) {
                     for inner in branch {
                         self.describe(inner, out);
                     }
                     return;
                 }
-                let parent = self.keyword_parent(error);
                 // Enums whose variants are documented become `oneOf` of `const`s: report
                 // them like any enum.
-                if let Some(choices) = parent.and_then(|s| branch_consts(self.schema, s)) {
+                if let Some(choices) = consts {
                     out.push(self.enum_error(&pointer, instance, &choices));
                     return;
                 }
-                let expected = parent
-                    .and_then(|s| s.get("description"))
+                let expected = error
+                    .parent
+                    .get("description")
                     .and_then(Value::as_str)
                     .map(first_sentence)
                     .or_else(|| {
-                        parent
-                            .map(|s| branch_types(self.schema, s))
-                            .filter(|t| !t.is_empty())
+                        Some(branch_types(self.schema, error.parent)).filter(|t| !t.is_empty())
                     })
                     .unwrap_or_else(|| "a different value".to_owned());
                 Diagnostic::error(
@@ -272,23 +244,21 @@ impl Ctx<'_> {
                 .with_label("unexpected value")
                 .with_help(format!("expected {expected}"))
             }
-            ValidationErrorKind::Minimum { limit }
-            | ValidationErrorKind::ExclusiveMinimum { limit } => Diagnostic::error(
+            ErrorKind::Minimum { limit } => Diagnostic::error(
                 "manifest::invalid-value",
                 format!("{} is below the minimum of {limit}", short(instance)),
             )
             .at(self.at(&pointer))
             .with_label("too small")
             .with_help(format!("use a value of at least {limit}")),
-            ValidationErrorKind::Maximum { limit }
-            | ValidationErrorKind::ExclusiveMaximum { limit } => Diagnostic::error(
+            ErrorKind::Maximum { limit } => Diagnostic::error(
                 "manifest::invalid-value",
                 format!("{} is above the maximum of {limit}", short(instance)),
             )
             .at(self.at(&pointer))
             .with_label("too large")
             .with_help(format!("use a value of at most {limit}")),
-            ValidationErrorKind::MinItems { limit } => {
+            ErrorKind::MinItems { limit } => {
                 let what = if *limit == 1 {
                     "at least one item".to_owned()
                 } else {
@@ -310,9 +280,20 @@ impl Ctx<'_> {
                     None => "add at least one entry".to_owned(),
                 })
             }
-            _ => Diagnostic::error("manifest::invalid-value", error.to_string())
-                .at(self.at(&pointer))
-                .with_help("`drover schema` shows what is allowed here"),
+            ErrorKind::OneOfMany => Diagnostic::error(
+                "manifest::invalid-value",
+                format!("{} fits more than one form allowed here", short(instance)),
+            )
+            .at(self.at(&pointer))
+            .with_label("ambiguous value")
+            .with_help("`drover schema` shows what is allowed here"),
+            ErrorKind::False => Diagnostic::error(
+                "manifest::invalid-value",
+                format!("{} is not allowed here", short(instance)),
+            )
+            .at(self.at(&pointer))
+            .with_label("not allowed")
+            .with_help("`drover schema` shows what is allowed here"),
         };
         out.push(diagnostic);
     }
@@ -335,19 +316,13 @@ impl Ctx<'_> {
 
     fn type_error(
         &self,
-        error: &ValidationError<'_>,
+        error: &SchemaError<'_, '_>,
         pointer: &JsonPointer,
         instance: &Value,
     ) -> Diagnostic {
-        let parent = self.keyword_parent(error);
-        let expected = parent
-            .and_then(|s| s.get("type"))
-            .map(type_names)
-            .unwrap_or_default();
-        let is_duration = parent
-            .and_then(|s| s.get("pattern"))
-            .and_then(Value::as_str)
-            == Some(DURATION_PATTERN);
+        let expected = error.parent.get("type").map(type_names).unwrap_or_default();
+        let is_duration =
+            error.parent.get("pattern").and_then(Value::as_str) == Some(DURATION_PATTERN);
         let found = json_type(instance);
         let mut diagnostic = Diagnostic::error(
             "manifest::wrong-type",
@@ -434,33 +409,6 @@ impl Ctx<'_> {
             p => format!("it must match {p}"),
         })
     }
-}
-
-/// Follows schema-path tokens through the schema, resolving `$ref`s into `$defs`.
-fn walk_schema<'s>(schema: &'s Value, tokens: &[&str]) -> Option<&'s Value> {
-    let mut node = schema;
-    for token in tokens {
-        if let Some(reference) = node
-            .get("$ref")
-            .and_then(Value::as_str)
-            .filter(|_| *token != "$ref")
-        {
-            node = resolve_ref(schema, reference)?;
-        }
-        if *token == "$ref" {
-            node = resolve_ref(schema, node.get("$ref")?.as_str()?)?;
-            continue;
-        }
-        node = match node {
-            Value::Object(map) => map.get(*token)?,
-            Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    if let Some(reference) = node.get("$ref").and_then(Value::as_str) {
-        return resolve_ref(schema, reference).or(Some(node));
-    }
-    Some(node)
 }
 
 /// The allowed values when every branch of an `anyOf`/`oneOf` is a `const`.
@@ -603,5 +551,19 @@ fn suggest_name(text: &str) -> String {
         "web-1".to_owned()
     } else {
         trimmed.chars().take(63).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_published_schema_compiles_with_our_validator() {
+        for named in all() {
+            if let Err(error) = Validator::new(named.schema) {
+                panic!("{}: {error}", named.file_name);
+            }
+        }
     }
 }
