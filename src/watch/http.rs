@@ -36,6 +36,9 @@ pub struct Hook {
 /// Largest webhook body read (GitHub's push payloads are far smaller).
 const HOOK_BODY_LIMIT: usize = 1024 * 1024;
 
+/// Bytes in an HMAC-SHA256.
+const SHA256_LEN: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr}")]
 pub struct ListenError {
@@ -154,11 +157,12 @@ fn failure(error: &crate::store::Error) -> Response {
 
 /// `POST /hooks/git`: GitHub-style `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the
 /// body>`. A good signature wakes the daemon to fetch at once (202); a wrong or missing one
-/// (or no secret configured) gets 401 and does nothing.
+/// (or no secret configured) gets 401 and does nothing. The body is read only once the
+/// header holds a well-formed signature, so an unsigned caller costs no read at all.
 async fn hook(
     State(app): State<App>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let Some(hook) = app.hook else {
         return (StatusCode::NOT_FOUND, "not in git mode\n").into_response();
@@ -174,8 +178,19 @@ async fn hook(
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("sha256="))
-        .and_then(hex);
-    if !signature.is_some_and(|s| signed(&secret, &body, &s)) {
+        .and_then(hex)
+        .filter(|s| s.len() == SHA256_LEN);
+    let Some(signature) = signature else {
+        return (StatusCode::UNAUTHORIZED, "bad or missing signature\n").into_response();
+    };
+    let Ok(body) = axum::body::to_bytes(body, HOOK_BODY_LIMIT).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is larger than 1 MiB or was cut short\n",
+        )
+            .into_response();
+    };
+    if !signed(&secret, &body, &signature) {
         return (StatusCode::UNAUTHORIZED, "bad or missing signature\n").into_response();
     }
     // A full queue already holds a wake-up: the fetch happens either way.
