@@ -29,6 +29,7 @@ mod fleet;
 mod fleet_checks;
 mod privilege;
 mod ssh_config;
+mod watch;
 
 #[test]
 fn the_binary_under_test_runs() {
