@@ -21,6 +21,7 @@ pub mod resolve;
 pub mod run;
 pub mod schedule;
 pub mod secret;
+pub mod snapshot;
 pub mod source;
 pub mod state;
 pub mod store;

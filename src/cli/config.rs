@@ -204,6 +204,14 @@ pub fn webhook_secret() -> Option<Vec<u8>> {
         .map(std::ffi::OsString::into_encoded_bytes)
 }
 
+/// The bearer token of the daemon's `GET /state`, from `DROVER_API_TOKEN`: the daemon
+/// requires it, `--state-from` sends it.
+pub fn api_token() -> Option<Vec<u8>> {
+    std::env::var_os("DROVER_API_TOKEN")
+        .filter(|s| !s.is_empty())
+        .map(std::ffi::OsString::into_encoded_bytes)
+}
+
 /// Whether a service manager listens for `sd_notify` messages (`NOTIFY_SOCKET`).
 pub fn notify_socket_set() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()

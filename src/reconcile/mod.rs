@@ -93,6 +93,8 @@ pub struct Settings {
 pub struct Session {
     settings: Settings,
     store: Store,
+    /// Read instead of the store when set (`--state-from`): nothing is written then.
+    snapshot: Option<std::sync::Arc<crate::snapshot::StateSnapshot>>,
     fleet: Fleet,
     runtime: tokio::runtime::Runtime,
     shutdown: Shutdown,
@@ -142,6 +144,99 @@ impl Round {
     }
 }
 
+/// Where a plan reads the recorded state: a read transaction of the state file (none when
+/// there is no file yet), or a snapshot fetched from a daemon.
+trait RecordedReader {
+    fn recorded(&self) -> crate::store::Result<crate::state::Recorded>;
+    fn details<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a InstanceId>,
+    ) -> crate::store::Result<BTreeMap<InstanceId, crate::state::InstanceDetail>>;
+}
+
+impl RecordedReader for Option<&redb::ReadTransaction> {
+    fn recorded(&self) -> crate::store::Result<crate::state::Recorded> {
+        match self {
+            Some(tx) => crate::store::snapshot_in(tx),
+            None => Ok(crate::state::Recorded::default()),
+        }
+    }
+
+    fn details<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a InstanceId>,
+    ) -> crate::store::Result<BTreeMap<InstanceId, crate::state::InstanceDetail>> {
+        match self {
+            Some(tx) => crate::store::details_in(tx, ids),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+}
+
+impl RecordedReader for &crate::snapshot::StateSnapshot {
+    fn recorded(&self) -> crate::store::Result<crate::state::Recorded> {
+        Ok(crate::snapshot::StateSnapshot::recorded(self))
+    }
+
+    fn details<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a InstanceId>,
+    ) -> crate::store::Result<BTreeMap<InstanceId, crate::state::InstanceDetail>> {
+        Ok(crate::snapshot::StateSnapshot::details(self, ids))
+    }
+}
+
+type Planned = (
+    Plan,
+    Vec<Stale>,
+    BTreeMap<InstanceId, crate::state::InstanceDetail>,
+);
+
+/// Plans (or checks a saved plan) against one reading of the recorded state, and reads the
+/// details of what the plan changes.
+fn plan_from(
+    reader: &impl RecordedReader,
+    resolved: &Resolved,
+    source: Source<'_>,
+) -> crate::store::Result<Planned> {
+    let mut recorded = reader.recorded()?;
+    let (plan, stale) = match source {
+        Source::Fresh(options) => {
+            let plan = planner::plan(&resolved.instances, &recorded, options);
+            // Removals need the details of what goes (its undo, what needed it): read them
+            // only when there are removals, and plan again with them.
+            let gone: Vec<InstanceId> = plan
+                .changes
+                .iter()
+                .filter(|c| c.kind == crate::plan::change::ChangeKind::Remove)
+                .map(|c| c.id.clone())
+                .collect();
+            if gone.is_empty() {
+                (plan, Vec::new())
+            } else {
+                recorded.no_longer_desired = reader.details(&gone)?;
+                (
+                    planner::plan(&resolved.instances, &recorded, options),
+                    Vec::new(),
+                )
+            }
+        }
+        Source::Saved(saved) => (
+            saved.plan.clone(),
+            stale(&saved.plan, &resolved.instances, &recorded),
+        ),
+    };
+    // The process may end soon after (`plan`): the recorded state is big on a big fleet,
+    // and freeing it piece by piece costs more than the OS does at exit.
+    std::mem::forget(recorded);
+    let details = if plan.unmatched.is_empty() {
+        reader.details(plan.changes.iter().map(|c| &c.id))?
+    } else {
+        BTreeMap::new()
+    };
+    Ok((plan, stale, details))
+}
+
 static EMPTY_REDACTOR: std::sync::LazyLock<crate::secret::Redactor> =
     std::sync::LazyLock::new(crate::secret::Redactor::default);
 
@@ -176,6 +271,7 @@ impl Session {
             .map_err(|source| Error::Runtime { source })?;
         Ok(Session {
             store: Store::at(&settings.state),
+            snapshot: None,
             settings,
             fleet: Fleet::default(),
             runtime,
@@ -208,50 +304,14 @@ impl Session {
         let Some(resolved) = evaluation.resolved.as_ref() else {
             return Err(Error::Invalid);
         };
-        // One read transaction: the plan and the details it shows see the same state.
-        let (plan, stale, recorded_details) = self.store.read_at_once(|tx| {
-            let mut recorded = match tx {
-                Some(tx) => crate::store::snapshot_in(tx)?,
-                None => crate::state::Recorded::default(),
-            };
-            let (plan, stale) = match source {
-                Source::Fresh(options) => {
-                    let plan = planner::plan(&resolved.instances, &recorded, options);
-                    // Removals need the details of what goes (its undo, what needed it):
-                    // read them only when there are removals, and plan again with them.
-                    let gone: Vec<InstanceId> = plan
-                        .changes
-                        .iter()
-                        .filter(|c| c.kind == crate::plan::change::ChangeKind::Remove)
-                        .map(|c| c.id.clone())
-                        .collect();
-                    match tx {
-                        Some(tx) if !gone.is_empty() => {
-                            recorded.no_longer_desired = crate::store::details_in(tx, &gone)?;
-                            (
-                                planner::plan(&resolved.instances, &recorded, options),
-                                Vec::new(),
-                            )
-                        }
-                        _ => (plan, Vec::new()),
-                    }
-                }
-                Source::Saved(saved) => (
-                    saved.plan.clone(),
-                    stale(&saved.plan, &resolved.instances, &recorded),
-                ),
-            };
-            // The process may end soon after (`plan`): the recorded state is big on a big
-            // fleet, and freeing it piece by piece costs more than the OS does at exit.
-            std::mem::forget(recorded);
-            let details = match tx {
-                Some(tx) if plan.unmatched.is_empty() => {
-                    crate::store::details_in(tx, plan.changes.iter().map(|c| &c.id))?
-                }
-                _ => BTreeMap::new(),
-            };
-            Ok((plan, stale, details))
-        })?;
+        // One read transaction (or one snapshot): the plan and the details it shows see the
+        // same state.
+        let (plan, stale, recorded_details) = match &self.snapshot {
+            Some(snapshot) => plan_from(&snapshot.as_ref(), resolved, source)?,
+            None => self
+                .store
+                .read_at_once(|tx| plan_from(&tx, resolved, source))?,
+        };
         if !plan.unmatched.is_empty() {
             return Err(Error::Unmatched {
                 targets: plan.unmatched.clone(),

@@ -268,6 +268,25 @@ impl Store {
         self.reading(Recorded::default(), snapshot_in)
     }
 
+    /// The whole recorded state as one snapshot, read in one transaction (empty when there
+    /// is no state file yet): what the daemon serves at `/state`.
+    pub fn export(&self, taken_at: Timestamp) -> Result<crate::snapshot::StateSnapshot> {
+        self.read_at_once(|tx| {
+            let Some(tx) = tx else {
+                return Ok(crate::snapshot::StateSnapshot::new(
+                    taken_at,
+                    Recorded::default(),
+                    BTreeMap::new(),
+                ));
+            };
+            let recorded = snapshot_in(tx)?;
+            let details = details_in(tx, recorded.instances.keys())?;
+            Ok(crate::snapshot::StateSnapshot::new(
+                taken_at, recorded, details,
+            ))
+        })
+    }
+
     /// The recorded details of these instances (those that have any).
     pub fn details<'a>(
         &self,

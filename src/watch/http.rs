@@ -1,6 +1,7 @@
 //! The daemon's HTTP endpoints (only with `--listen`): `/healthz`, `/readyz`, `/status`,
-//! `/metrics`, `/runs`, `/runs/{id}`. Read-only; runs and reports are read from the state
-//! file like `history` and `show` do, off the async threads.
+//! `/metrics`, `/runs`, `/runs/{id}`, `/state` (with a bearer token) and, in git mode,
+//! `POST /hooks/git`. Read-only; runs, reports and the state snapshot are read from the
+//! state file like `history` and `show` do, off the async threads.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ pub struct App {
     pub live: Live,
     /// The state file, for `/runs`.
     pub state: PathBuf,
+    /// The token `GET /state` requires; without one the endpoint is off (404).
+    pub api_token: Option<Vec<u8>>,
     /// Git mode: `POST /hooks/git`.
     pub hook: Option<Hook>,
 }
@@ -67,6 +70,7 @@ pub fn serve(
         .route("/metrics", get(metrics))
         .route("/runs", get(runs))
         .route("/runs/{id}", get(run))
+        .route("/state", get(state))
         .route("/hooks/git", axum::routing::post(hook))
         .layer(axum::extract::DefaultBodyLimit::max(HOOK_BODY_LIMIT))
         .with_state(app);
@@ -153,6 +157,52 @@ fn failure(error: &crate::store::Error) -> Response {
         format!("{}\n", crate::transport::error_chain(error)),
     )
         .into_response()
+}
+
+/// `GET /state`: the recorded state as one snapshot (`snapshot::StateSnapshot`), read in
+/// one transaction, for `plan --state-from` in CI. Only with `Authorization: Bearer
+/// <DROVER_API_TOKEN>`; without a configured token the endpoint does not exist.
+async fn state(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
+    let Some(token) = app.api_token else {
+        return (
+            StatusCode::NOT_FOUND,
+            "/state is off: start the daemon with DROVER_API_TOKEN set to serve it\n",
+        )
+            .into_response();
+    };
+    let offered = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::as_bytes);
+    if !offered.is_some_and(|o| same_secret(o, &token)) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token (DROVER_API_TOKEN) is required, and this one is not it\n",
+        )
+            .into_response();
+    }
+    let path = app.state.clone();
+    let read =
+        tokio::task::spawn_blocking(move || Store::at(&path).export(crate::clock::now())).await;
+    match read {
+        Ok(Ok(snapshot)) => json(StatusCode::OK, snapshot.to_json()),
+        Ok(Err(error)) => failure(&error),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the read stopped\n").into_response(),
+    }
+}
+
+/// Compares two secrets in time that depends only on their lengths: an HMAC of each under
+/// one key, compared in constant time.
+fn same_secret(offered: &[u8], expected: &[u8]) -> bool {
+    use hmac::{KeyInit as _, Mac as _};
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"drover api token") else {
+        return false;
+    };
+    mac.update(expected);
+    let expected = mac.finalize().into_bytes();
+    signed(b"drover api token", offered, &expected)
 }
 
 /// `POST /hooks/git`: GitHub-style `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the
@@ -242,6 +292,9 @@ mod tests {
             &signature
         ));
         assert_eq!(hex("0g"), None);
+        assert!(same_secret(b"token", b"token"));
+        assert!(!same_secret(b"token", b"tokem"));
+        assert!(!same_secret(b"", b"token"));
         assert_eq!(hex("abc"), None);
     }
 }

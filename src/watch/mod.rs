@@ -58,6 +58,8 @@ pub struct Settings {
     pub git: Option<git::GitSource>,
     /// The secret `POST /hooks/git` signatures are checked with (`DROVER_WEBHOOK_SECRET`).
     pub webhook_secret: Option<Vec<u8>>,
+    /// The bearer token `GET /state` requires (`DROVER_API_TOKEN`; none: `/state` is off).
+    pub api_token: Option<Vec<u8>>,
 }
 
 /// Why a round ran.
@@ -221,6 +223,7 @@ pub fn run(
             http::App {
                 live: live.clone(),
                 state: settings.state.clone(),
+                api_token: settings.api_token.clone(),
                 hook: settings.git.as_ref().map(|_| http::Hook {
                     secret: settings.webhook_secret.clone(),
                     wake: wakes.tx.clone(),

@@ -56,6 +56,7 @@ pub fn run(request: &WatchArgs, config: &Config) -> Result<Outcome, Error> {
         state: state.path.clone(),
         git,
         webhook_secret: crate::cli::config::webhook_secret(),
+        api_token: crate::cli::config::api_token(),
     };
     let mut session = Session::new(reconcile::Settings {
         state: state.path.clone(),
