@@ -5,6 +5,7 @@ pub mod args;
 pub mod cmd;
 pub mod config;
 pub mod output;
+pub mod state_from;
 
 use std::error::Error as _;
 use std::fmt::Write as _;
