@@ -34,6 +34,7 @@ pub mod cli;
 pub mod clock;
 pub mod evaluate;
 pub mod manifest_dir;
+pub mod provenance;
 pub mod reconcile;
 pub mod secret_source;
 pub mod watch;

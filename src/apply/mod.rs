@@ -103,6 +103,9 @@ pub struct ApplyOptions {
     pub fail_fast: bool,
     pub trigger: String,
     pub command: String,
+    /// Who started the run, and on which host.
+    pub user: Option<String>,
+    pub host: Option<String>,
     pub commit: Option<crate::run::Commit>,
     pub manifest_digest: String,
 }
@@ -218,9 +221,12 @@ fn run_record(request: &Request<'_>, started_at: crate::state::Timestamp) -> Run
         finished_at: None,
         trigger: request.options.trigger.clone(),
         command: request.options.command.clone(),
+        user: request.options.user.clone(),
+        host: request.options.host.clone(),
         commit: request.options.commit.as_ref().map(|c| c.sha.clone()),
         commit_author: request.options.commit.as_ref().map(|c| c.author.clone()),
         commit_subject: request.options.commit.as_ref().map(|c| c.subject.clone()),
+        dirty: request.options.commit.as_ref().and_then(|c| c.dirty),
         manifest_digest: Some(request.options.manifest_digest.clone()),
         planned: request.plan.changes.len(),
         changed: 0,

@@ -52,6 +52,8 @@ fn request<'a>(
             fail_fast: false,
             trigger: "test".to_owned(),
             command: "test".to_owned(),
+            user: None,
+            host: None,
             commit: None,
             manifest_digest: String::new(),
         },

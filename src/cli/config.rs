@@ -18,10 +18,13 @@ pub struct Config {
     /// Style for what goes to stdout and to stderr; colour only on a terminal.
     pub stdout_style: Style,
     pub stderr_style: Style,
+    /// The command line as typed, secrets masked: what runs and the writer lock record.
+    pub command_line: String,
 }
 
 impl Config {
-    pub fn new(cli: &Cli, output: Output) -> Config {
+    /// `argv` is the process's whole argument list, the program included.
+    pub fn new(cli: &Cli, output: Output, argv: &[std::ffi::OsString]) -> Config {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let pick = |tty: bool| match cli.color {
             ColorChoice::Always => Style::colored(),
@@ -38,6 +41,7 @@ impl Config {
             output,
             stdout_style: pick(output.stdout_tty),
             stderr_style: pick(output.stderr_tty),
+            command_line: crate::provenance::command_line(argv),
         }
     }
 }
@@ -93,7 +97,7 @@ impl StateSettings {
     ) -> Result<crate::store::lock::WriterLock, crate::cli::Error> {
         let me = crate::store::lock::Holder {
             pid: std::process::id(),
-            host: hostname(),
+            host: crate::provenance::host(),
             command: command.to_owned(),
             since: crate::clock::now(),
         };
@@ -215,16 +219,6 @@ pub fn api_token() -> Option<Vec<u8>> {
 /// Whether a service manager listens for `sd_notify` messages (`NOTIFY_SOCKET`).
 pub fn notify_socket_set() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
-}
-
-/// This machine's name, for lock holders; read where the environment is allowed.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// Logs go to stderr so they never mix with plans or graphs on stdout; colour only when

@@ -73,7 +73,9 @@ pub enum Outcome {
 
 pub fn main() -> ExitCode {
     // Usage errors exit 1, not clap's 2: with --detailed-exitcode, 2 means "changes".
-    let cli = match Cli::try_parse() {
+    // Kept whole: runs record the command line as typed.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
@@ -87,7 +89,7 @@ pub fn main() -> ExitCode {
     let output = Output::detect();
     config::init_tracing(&cli, output.stderr_tty);
     quiet_store_panics();
-    let config = Config::new(&cli, output);
+    let config = Config::new(&cli, output, &argv);
     match run(cli.command, &config) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Invalid | Outcome::Failed) => ExitCode::from(1),

@@ -259,7 +259,11 @@ pub fn digest(evaluation: &Evaluation) -> String {
 pub struct RunLabel {
     /// `cli` or `watch`.
     pub trigger: String,
+    /// The command line as `crate::provenance::command_line` records it.
     pub command: String,
+    /// Who started the run, and on which host.
+    pub user: Option<String>,
+    pub host: Option<String>,
     pub commit: Option<crate::run::Commit>,
 }
 
@@ -365,6 +369,8 @@ impl Session {
                 fail_fast: self.settings.fail_fast,
                 trigger: label.trigger,
                 command: label.command,
+                user: label.user,
+                host: label.host,
                 commit: label.commit,
                 manifest_digest: round.digest(),
             },

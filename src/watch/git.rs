@@ -50,8 +50,8 @@ pub enum Error {
     Spawn(String),
     #[error("cannot create the directory for the checkout")]
     Prepare(#[source] std::io::Error),
-    #[error("`git {command}` took longer than {}s", GIT_DEADLINE.as_secs())]
-    TimedOut { command: String },
+    #[error("`git {command}` took longer than {}s", deadline.as_secs())]
+    TimedOut { command: String, deadline: Duration },
     #[error("`git {command}` failed: {message}")]
     Failed { command: String, message: String },
 }
@@ -113,20 +113,77 @@ impl GitSource {
         )
         .await?;
         git(checkout, &["clean", "--quiet", "-d", "--force", "-x"], stop).await?;
-        let out = git(checkout, &["log", "-1", "--format=%H%n%an <%ae>%n%s"], stop).await?;
-        let mut lines = out.lines();
-        Ok(Commit {
-            sha: lines.next().unwrap_or_default().to_owned(),
-            author: lines.next().unwrap_or_default().to_owned(),
-            subject: lines.next().unwrap_or_default().to_owned(),
-        })
+        let mut commit = head(checkout, GIT_DEADLINE, stop).await?;
+        // The checkout was just forced to the tip and cleaned: nothing differs from it.
+        commit.dirty = Some(false);
+        Ok(commit)
     }
 }
 
-/// Runs `git -C DIR ARGS` through the local transport (bounded, its process group killed on
-/// timeout); returns its standard output.
+/// The commit `HEAD` of the repository holding `dir` names; `dirty` is left unknown.
+pub async fn head(
+    dir: &Path,
+    deadline: Duration,
+    stop: &CancellationToken,
+) -> Result<Commit, Error> {
+    // `--no-show-signature`: a `log.showSignature` setting would print gpg's verdict first.
+    let args = [
+        "log",
+        "-1",
+        "--no-show-signature",
+        "--format=%H%n%an <%ae>%n%s",
+        "HEAD",
+        "--",
+    ];
+    let out = git_within(dir, &args, deadline, stop).await?;
+    parse_head(&out).ok_or_else(|| Error::Failed {
+        command: "log".to_owned(),
+        message: format!(
+            "unexpected output: {}",
+            out.lines().next().unwrap_or_default()
+        ),
+    })
+}
+
+/// Reads `git log --format=%H%n%an <%ae>%n%s`: a full hexadecimal SHA (SHA-1 or SHA-256),
+/// then the author and the subject (either may be empty).
+pub fn parse_head(out: &str) -> Option<Commit> {
+    let mut lines = out.lines();
+    let sha = lines.next()?.trim();
+    let hex = sha
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    if !(hex && matches!(sha.len(), 40 | 64)) {
+        return None;
+    }
+    Some(Commit {
+        sha: sha.to_owned(),
+        author: lines.next().unwrap_or_default().to_owned(),
+        subject: lines.next().unwrap_or_default().to_owned(),
+        dirty: None,
+    })
+}
+
+/// `git` with the deadline of the daemon's checkout work.
 async fn git(dir: &Path, args: &[&str], stop: &CancellationToken) -> Result<String, Error> {
-    let command = args.first().copied().unwrap_or_default().to_owned();
+    git_within(dir, args, GIT_DEADLINE, stop).await
+}
+
+/// Runs `git -C DIR ARGS` through the local transport (bounded by `deadline`, its process
+/// group killed on timeout); returns its standard output.
+pub async fn git_within(
+    dir: &Path,
+    args: &[&str],
+    deadline: Duration,
+    stop: &CancellationToken,
+) -> Result<String, Error> {
+    // What git is asked to do, for messages: the first word that is not an option.
+    let command = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .copied()
+        .unwrap_or_default()
+        .to_owned();
     let mut line = vec![
         "git".to_owned(),
         "-C".to_owned(),
@@ -145,7 +202,7 @@ async fn git(dir: &Path, args: &[&str], stop: &CancellationToken) -> Result<Stri
         stdin: None,
         env,
         r#become: None,
-        timeout: Some(GIT_DEADLINE),
+        timeout: Some(deadline),
         output: None,
         capture_limit: 64 * 1024,
     };
@@ -158,7 +215,7 @@ async fn git(dir: &Path, args: &[&str], stop: &CancellationToken) -> Result<Stri
         ExitStatus::Code { code: 0 } => {
             Ok(String::from_utf8_lossy(&output.stdout.bytes).into_owned())
         }
-        ExitStatus::TimedOut | ExitStatus::Cancelled => Err(Error::TimedOut { command }),
+        ExitStatus::TimedOut | ExitStatus::Cancelled => Err(Error::TimedOut { command, deadline }),
         ExitStatus::Code { .. } | ExitStatus::Signal { .. } => {
             let stderr = String::from_utf8_lossy(&output.stderr.bytes);
             let message = stderr

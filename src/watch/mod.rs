@@ -49,6 +49,9 @@ pub struct Settings {
     pub drift_interval: Option<Duration>,
     /// The command line, recorded with each run.
     pub command: String,
+    /// The user and host the daemon runs as and on, recorded with each run.
+    pub user: String,
+    pub host: String,
     /// Where to serve `/healthz`, `/status`, `/metrics`, `/runs` (none: no HTTP).
     pub listen: Option<std::net::SocketAddr>,
     /// The state file, read by `/runs`.
@@ -413,11 +416,7 @@ impl Daemon<'_> {
         let drain = self
             .session
             .spawn(async move { while events.recv().await.is_some() {} });
-        let label = RunLabel {
-            trigger: "watch".to_owned(),
-            command: self.settings.command.clone(),
-            commit: self.commit.clone(),
-        };
+        let label = self.label();
         let started = now();
         let applied = self.session.apply_round(&round, label, console);
         self.session.wait(drain);
@@ -476,6 +475,27 @@ impl Daemon<'_> {
             self.again = Some(Reason::Push);
         } else if !came.is_empty() {
             self.again = Some(Reason::Changed);
+        }
+    }
+
+    /// How a run is recorded. In git mode the commit is the checkout's (clean by
+    /// construction); otherwise, when the directory is in a git work tree, the commit it is
+    /// at, looked up for each run since the tree changes under the daemon.
+    fn label(&self) -> RunLabel {
+        let commit = match &self.settings.git {
+            Some(_) => self.commit.clone(),
+            None => self.session.block_on(crate::provenance::work_tree(
+                &self.settings.dir,
+                std::slice::from_ref(&self.settings.state),
+                &self.shutdown.graceful,
+            )),
+        };
+        RunLabel {
+            trigger: "watch".to_owned(),
+            command: self.settings.command.clone(),
+            user: Some(self.settings.user.clone()),
+            host: Some(self.settings.host.clone()),
+            commit,
         }
     }
 

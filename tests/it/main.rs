@@ -9,6 +9,7 @@
 //! * `tidy.rs`: architecture invariants checked over the source tree;
 //! * `damage.rs`: damaged, read-only and too-open state files;
 //! * `logs.rs`: log lines on stderr, text and JSON;
+//! * `provenance.rs`: what a run records about who started it and from which git commit;
 //! * `fuzz.rs`: mutated manifests and state files, for `DROVER_FUZZ_SECS` (60) seconds.
 #![allow(
     clippy::unwrap_used,
@@ -29,6 +30,7 @@ mod harness;
 mod hashing;
 mod logs;
 mod plan;
+mod provenance;
 mod schemas;
 mod store;
 mod tidy;

@@ -243,7 +243,7 @@ tok-7f3a9c-very-secret
 }
 
 #[test]
-fn history_and_show_read_empty_and_recorded_stores() {
+fn history_and_show_read_empty_stores() {
     let dir = copy_example("demo");
     let run = Drover::new()
         .args(["history", "--dir"])
@@ -266,6 +266,11 @@ fn history_and_show_read_empty_and_recorded_stores() {
         "{}",
         run.stderr()
     );
+}
+
+#[test]
+fn history_and_show_print_who_started_each_run_and_from_which_commit() {
+    let dir = copy_example("demo");
     let store = Store::at(dir.path().join(".drover/state.redb"));
     let record = drover::run::RunRecord {
         id: drover::state::RunId(0),
@@ -273,45 +278,81 @@ fn history_and_show_read_empty_and_recorded_stores() {
         started_at: Timestamp(1_795_000_000_000),
         finished_at: None,
         trigger: "cli".to_owned(),
-        command: "drover apply manifests/demo".to_owned(),
-        commit: None,
-        commit_author: None,
-        commit_subject: None,
+        command: "drover apply --auto-approve 'manifests/demo'".to_owned(),
+        user: Some("ops".to_owned()),
+        host: Some("edge-1".to_owned()),
+        commit: Some("0123456789abcdef0123456789abcdef01234567".to_owned()),
+        commit_author: Some("Fleet Admin <admin@example.com>".to_owned()),
+        commit_subject: Some("raise the port".to_owned()),
+        dirty: Some(true),
         manifest_digest: None,
         planned: 4,
         changed: 4,
         failed: 0,
         skipped: 0,
     };
-    let run_id = store.begin_run(record).unwrap();
-    store
-        .finish_run(
-            run_id,
-            drover::run::RunStatus::Succeeded,
-            Timestamp(1_795_000_004_200),
-            |_| {},
-        )
-        .unwrap();
+    // A run recorded before runs said who started them, and one that says everything.
+    let older = drover::run::RunRecord {
+        command: "drover apply manifests/demo".to_owned(),
+        user: None,
+        host: None,
+        commit: None,
+        commit_author: None,
+        commit_subject: None,
+        dirty: None,
+        ..record.clone()
+    };
+    for record in [older, record] {
+        let run_id = store.begin_run(record).unwrap();
+        store
+            .finish_run(
+                run_id,
+                drover::run::RunStatus::Succeeded,
+                Timestamp(1_795_000_004_200),
+                |_| {},
+            )
+            .unwrap();
+    }
     let run = Drover::new()
         .args(["history", "--dir"])
         .arg_path(dir.path())
         .run()
         .expect_code(0);
-    expect_test::expect![[r"
-        RUN   STATUS       STARTED                DURATION  CHANGED  FAILED  SKIPPED  COMMAND
-        1     succeeded    2026-11-18T11:06:40Z       4.2s        4       0        0  drover apply manifests/demo
-    "]]
+    expect_test::expect![[r#"
+        RUN   STATUS       STARTED                DURATION  CHANGED  FAILED  SKIPPED  BY          COMMIT              COMMAND
+        2     succeeded    2026-11-18T11:06:40Z       4.2s        4       0        0  ops@edge-1  0123456789ab+dirty  drover apply --auto-approve 'manifests/demo'
+        1     succeeded    2026-11-18T11:06:40Z       4.2s        4       0        0  -           -                   drover apply manifests/demo
+    "#]]
     .assert_eq(&run.stdout());
     let run = Drover::new()
         .args(["show", "1", "--dir"])
         .arg_path(dir.path())
         .run()
         .expect_code(0);
-    expect_test::expect![[r"
+    expect_test::expect![[r#"
         run 1 succeeded in 4.2s: 4 planned, 4 changed, 0 failed, 0 skipped
-          started 2026-11-18T11:06:40Z by cli (`drover apply manifests/demo`)
+          started  2026-11-18T11:06:40Z (cli)
+          command  drover apply manifests/demo
           2026-11-18T11:06:40Z  run started
           2026-11-18T11:06:44Z  run succeeded
-    "]]
+    "#]]
+    .assert_eq(&run.stdout());
+    let run = Drover::new()
+        .args(["show", "2", "--dir"])
+        .arg_path(dir.path())
+        .run()
+        .expect_code(0);
+    expect_test::expect![[r#"
+        run 2 succeeded in 4.2s: 4 planned, 4 changed, 0 failed, 0 skipped
+          started  2026-11-18T11:06:40Z (cli)
+          by       ops@edge-1
+          command  drover apply --auto-approve 'manifests/demo'
+          commit   0123456789abcdef0123456789abcdef01234567
+          author   Fleet Admin <admin@example.com>
+          subject  raise the port
+          dirty    yes: the manifest directory had changes not in this commit
+          2026-11-18T11:06:40Z  run started
+          2026-11-18T11:06:44Z  run succeeded
+    "#]]
     .assert_eq(&run.stdout());
 }

@@ -471,6 +471,15 @@ fn history_names_the_commits(home: &Path) {
     assert_eq!(newest["commitSubject"], "port 9090", "{history:#}");
     assert_eq!(newest["commitAuthor"], "Fleet Admin <admin@example.com>");
     assert_eq!(newest["commit"].as_str().unwrap().len(), 40);
+    // The daemon's checkout is forced to the commit and cleaned: never dirty.
+    assert_eq!(newest["dirty"], false, "{history:#}");
+    assert!(newest["user"].as_str().is_some_and(|u| !u.is_empty()));
+    assert!(newest["host"].as_str().is_some_and(|h| !h.is_empty()));
+    let command = newest["command"].as_str().unwrap();
+    assert!(
+        command.contains(" watch --git file://") && command.contains(" --poll 1h "),
+        "the command line as typed: {command}"
+    );
     assert_eq!(history["runs"][1]["commitSubject"], "first fleet");
 }
 

@@ -89,8 +89,7 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
         per_host: request.per_host,
         fail_fast: request.fail_fast,
     })?;
-    let command = format!("drover apply {}", request.source.display());
-    let _lock = super::lock(&session, &command, config)?;
+    let _lock = super::lock(&session, &config.command_line, config)?;
     let source = match &saved {
         Some(saved) => Source::Saved(saved),
         None => Source::Fresh(&options),
@@ -130,11 +129,13 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     }
     let (tx, rx) = mpsc::channel(1024);
     let printer = session.spawn(print_console(rx, config.clone(), round.plan.changes.len()));
-    let label = RunLabel {
-        trigger: "cli".to_owned(),
-        command,
-        commit: None,
-    };
+    let label = label(
+        &session,
+        &dir,
+        &settings,
+        saved.is_some().then_some(request.source),
+        config,
+    );
     let applied = session.apply_round(&round, label, tx);
     session.wait(printer);
     session.close();
@@ -165,6 +166,27 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     } else {
         Outcome::Invalid
     })
+}
+
+/// How the run is recorded: the command line, who ran it where, and the commit the manifests
+/// are at when they are in a git work tree (drover's own files there do not make it dirty).
+fn label(
+    session: &Session,
+    dir: &Path,
+    settings: &StateSettings,
+    saved_plan: Option<&Path>,
+    config: &Config,
+) -> RunLabel {
+    let mut own = vec![settings.path.clone()];
+    own.extend(saved_plan.map(Path::to_path_buf));
+    let stop = tokio_util::sync::CancellationToken::new();
+    RunLabel {
+        trigger: "cli".to_owned(),
+        command: config.command_line.clone(),
+        user: Some(crate::provenance::user()),
+        host: Some(crate::provenance::host()),
+        commit: session.block_on(crate::provenance::work_tree(dir, &own, &stop)),
+    }
 }
 
 fn write_report(path: &Path, report: &ApplyReport) -> Result<(), Error> {

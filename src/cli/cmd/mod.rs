@@ -57,7 +57,7 @@ pub fn lock(
     command: &str,
     config: &Config,
 ) -> Result<crate::store::lock::WriterLock, Error> {
-    let lock = session.lock(command, crate::cli::config::hostname())?;
+    let lock = session.lock(command, crate::provenance::host())?;
     if let Some(previous) = &lock.taken_over_from {
         config.output.stderr(&format!(
             "{}: took over the state lock left by {previous}, which is no longer running\n",

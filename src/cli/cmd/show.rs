@@ -103,28 +103,51 @@ fn describe(event: &Event) -> String {
 }
 
 fn text(record: &RunRecord, events: &[Event]) -> String {
-    let mut out = format!(
-        "{}\n  started {} by {} (`{}`)\n",
-        header(record),
-        record.started_at,
-        record.trigger,
-        record.command
-    );
-    if let Some(commit) = &record.commit {
-        let _ = writeln!(out, "  commit {commit}");
-        if let (Some(author), Some(subject)) = (&record.commit_author, &record.commit_subject) {
-            let _ = writeln!(
-                out,
-                "  by {}: {}",
-                crate::report::style::printable(author),
-                crate::report::style::printable(subject)
-            );
-        }
+    let mut out = format!("{}\n", header(record));
+    for (key, value) in provenance(record) {
+        let _ = writeln!(
+            out,
+            "  {key:<8} {}",
+            crate::report::style::printable(&value)
+        );
     }
     for event in events {
         let _ = writeln!(out, "  {}  {}", event.at, describe(event));
     }
     out
+}
+
+/// Who started the run, how and from which commit, as `(key, value)` lines; what was not
+/// recorded (runs from before it was, manifests outside git) is left out.
+fn provenance(record: &RunRecord) -> Vec<(&'static str, String)> {
+    let mut lines = vec![(
+        "started",
+        format!("{} ({})", record.started_at, record.trigger),
+    )];
+    lines.extend(record.who().map(|who| ("by", who)));
+    lines.push(("command", record.command.clone()));
+    lines.extend(record.commit.clone().map(|sha| ("commit", sha)));
+    lines.extend(
+        record
+            .commit_author
+            .clone()
+            .map(|author| ("author", author)),
+    );
+    lines.extend(
+        record
+            .commit_subject
+            .clone()
+            .map(|subject| ("subject", subject)),
+    );
+    lines.extend(record.dirty.map(|dirty| {
+        let dirty = if dirty {
+            "yes: the manifest directory had changes not in this commit"
+        } else {
+            "no"
+        };
+        ("dirty", dirty.to_owned())
+    }));
+    lines
 }
 
 fn markdown(record: &RunRecord, events: &[Event]) -> String {

@@ -43,15 +43,9 @@ pub fn run(request: &WatchArgs, config: &Config) -> Result<Outcome, Error> {
         limits: (&request.limits).into(),
         debounce: duration("--debounce", &request.debounce)?.unwrap_or(Duration::ZERO),
         drift_interval: duration("--drift-interval", &request.drift_interval)?,
-        command: match &request.git {
-            Some(url) => format!(
-                "drover watch --git {} --branch {} {}",
-                watch::git::shown(url),
-                request.branch,
-                request.dir.display()
-            ),
-            None => format!("drover watch {}", request.dir.display()),
-        },
+        command: config.command_line.clone(),
+        user: crate::provenance::user(),
+        host: crate::provenance::host(),
         listen: request.listen,
         state: state.path.clone(),
         git,
