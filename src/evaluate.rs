@@ -100,6 +100,7 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
     let inputs = Inputs {
         files: manifest_dir::read_inputs(&roots, &needed.files, MAX_INPUT_FILE_BYTES),
         secrets: secret_source::read(&roots, &needed.secrets),
+        stand_in_missing_secrets: limits.stand_in_missing_secrets,
     };
     let mut resolved = resolve::resolve(&desired, &inputs);
     tracing::info!(

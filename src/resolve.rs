@@ -111,6 +111,9 @@ pub struct ResolvedInstance {
     /// Whether a secret value appears in the rendered action: outputs must redact it.
     pub sensitive: bool,
     pub spec_hash: SpecHash,
+    /// Secrets (by variable name) its rendering needs and that were not available here
+    /// (`Inputs::stand_in_missing_secrets`): its spec is not known, so it may change.
+    pub unavailable_secrets: Vec<String>,
 }
 
 /// What the hash covers; see `hash.rs` for why the rest is left out.
@@ -134,6 +137,10 @@ pub struct Needed {
 pub struct Inputs {
     pub files: BTreeMap<String, Result<Arc<[u8]>, Unreadable>>,
     pub secrets: BTreeMap<SecretKey, Result<Secret, Unreadable>>,
+    /// A secret that is not set (or whose file does not exist) is a warning, not an error:
+    /// a stand-in takes its place and what uses it is marked `unavailable_secrets` (a plan
+    /// in a job without the secrets). Never for a run that applies.
+    pub stand_in_missing_secrets: bool,
 }
 
 /// Why the shell did not read a file (or environment variable) that a manifest names.
@@ -330,6 +337,8 @@ struct Names {
     /// Every name, for "did you mean".
     all: Vec<String>,
     secrets: BTreeSet<String>,
+    /// Secrets standing in for values that were not available.
+    unavailable: BTreeSet<String>,
     /// The context with every secret replaced by a stand-in: what a template renders to
     /// without the secrets, to tell whether its output depends on one.
     blinded: Ctx,
@@ -488,6 +497,7 @@ impl Run<'_> {
         let mut vars = Map::new();
         let mut blinded = Map::new();
         let mut secret_names = BTreeSet::new();
+        let mut unavailable = BTreeSet::new();
         let mut complete = true;
         for (vars_of, origin, base) in [
             (&workflow.vars, &workflow.origin, "/spec/vars"),
@@ -508,6 +518,19 @@ impl Run<'_> {
                         let key = SecretKey::new(&source, &origin.file.path);
                         match self.inputs.secrets.get(&key) {
                             Some(Ok(value)) => Value::String(value.expose().to_owned()),
+                            Some(Err(Unreadable::Missing(why)))
+                                if self.inputs.stand_in_missing_secrets =>
+                            {
+                                self.report_unavailable(
+                                    &key,
+                                    why,
+                                    origin,
+                                    &format!("{base}/{name}"),
+                                    name,
+                                );
+                                unavailable.insert(name.clone());
+                                Value::String(format!("(secret {name}: not available here)"))
+                            }
                             problem => {
                                 complete = false;
                                 self.report_secret(
@@ -561,10 +584,40 @@ impl Run<'_> {
                 Names {
                     all: vars.keys().cloned().collect(),
                     secrets: secret_names,
+                    unavailable,
                     blinded: Ctx::from(minijinja::value::Serde(&blinded)),
                 },
             )
         })
+    }
+
+    /// A secret that is not available in stand-in mode: a warning, once per secret.
+    fn report_unavailable(
+        &mut self,
+        key: &SecretKey,
+        why: &str,
+        origin: &Origin,
+        pointer: &str,
+        name: &str,
+    ) {
+        if !self.reported_secrets.insert(key.clone()) {
+            return;
+        }
+        let origin = Origin {
+            pointer: JsonPointer::from_escaped(pointer).push("valueFrom"),
+            ..origin.clone()
+        };
+        self.problems.diagnostics.push(
+            Diagnostic::warning(
+                "secret::unavailable",
+                format!(
+                    "secret `{name}` is not available here ({key}: {why}); what uses it is planned as \"may change\""
+                ),
+            )
+            .at(load::locate(&origin))
+            .with_label("secret read from here")
+            .with_help("set it to see the exact changes; --require-secrets makes a missing secret an error"),
+        );
     }
 
     fn report_secret(
@@ -619,11 +672,14 @@ impl Run<'_> {
             origin: &task.origin,
             failed: false,
             sensitive: false,
+            unavailable: BTreeSet::new(),
         };
         let action = r.action(&task.kind);
         let check = task.check.as_ref().and_then(|c| r.command(c, "check"));
         let undo = task.undo.as_ref().and_then(|c| r.command(c, "undo"));
         let (failed, sensitive) = (r.failed, r.sensitive);
+        let unavailable_secrets: Vec<String> =
+            std::mem::take(&mut r.unavailable).into_iter().collect();
         let action = action.filter(|_| !failed)?;
         let connection = match host.spec.transport {
             Transport::Local => Connection::Local,
@@ -662,6 +718,7 @@ impl Run<'_> {
             drift: task.drift,
             sensitive,
             spec_hash,
+            unavailable_secrets,
         })
     }
 }
@@ -676,6 +733,8 @@ struct Renderer<'r, 'a> {
     origin: &'r Origin,
     failed: bool,
     sensitive: bool,
+    /// The unavailable secrets the rendered fields were found to depend on.
+    unavailable: BTreeSet<String>,
 }
 
 impl Renderer<'_, '_> {
@@ -683,6 +742,19 @@ impl Renderer<'_, '_> {
     /// renders differently when every secret is swapped for a stand-in. Dynamic, so every
     /// filter, slice, `set` or macro is covered.
     fn derived_from_secret(&mut self, text: &str, out: &str) -> bool {
+        let derived = self.derived_from_any_secret(text, out);
+        if derived {
+            // A stand-in for a secret that is not available: the output is not the real one.
+            for name in &self.names.unavailable {
+                if text.contains(name.as_str()) {
+                    self.unavailable.insert(name.clone());
+                }
+            }
+        }
+        derived
+    }
+
+    fn derived_from_any_secret(&mut self, text: &str, out: &str) -> bool {
         if !self.names.secrets.iter().any(|s| text.contains(s.as_str())) {
             return false;
         }

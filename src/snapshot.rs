@@ -3,8 +3,8 @@
 //! The daemon serves it at `GET /state`; `plan --state-from` and `drift --state-from` read
 //! it instead of a state file, so a CI job plans against what the fleet really had applied
 //! without a copy of the store and without writing anything. It holds what planning reads:
-//! every instance's record, pending triggers, drift findings, and each instance's detail
-//! (its recorded action, for diffs and undo). It holds no secret: nothing in the store
+//! every instance's record, pending triggers, drift findings, each instance's detail (its
+//! recorded action, for diffs and undo), and the newest drift report. It holds no secret: nothing in the store
 //! does (file content that held one is withheld, commands are masked).
 
 use std::collections::BTreeMap;
@@ -33,6 +33,9 @@ pub struct StateSnapshot {
     pub drift: BTreeMap<InstanceId, DriftFinding>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drift_check: Option<crate::plan::DriftChecked>,
+    /// The newest drift report, as recorded (without file diffs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift_report: Option<crate::drift::DriftReport>,
 }
 
 /// One instance as recorded: the planner's record and its detail.
@@ -92,6 +95,7 @@ impl StateSnapshot {
             pending_triggers: recorded.pending_triggers,
             drift: recorded.drift,
             last_drift_check: recorded.last_drift_check,
+            last_drift_report: None,
         }
     }
 

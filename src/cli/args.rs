@@ -63,6 +63,10 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        /// Fail when a secret is not available (by default that is a warning, so that a
+        /// job without the secrets can validate).
+        #[arg(long)]
+        require_secrets: bool,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -246,6 +250,16 @@ pub enum StateCommand {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Save the state a daemon serves (or a snapshot file) as a JSON snapshot, for other
+    /// tools or for `--state-from FILE`.
+    Pull {
+        /// The daemon (`http(s)://HOST:PORT`, token in `DROVER_API_TOKEN`) or a snapshot file.
+        #[arg(long, value_name = "URL|FILE")]
+        from: String,
+        /// Where to write the snapshot (`-`: standard output).
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Release the writer lock left by a process that hangs, or on a filesystem without flock.
     Unlock {
         #[arg(long, default_value = ".")]
@@ -313,6 +327,11 @@ pub struct DriftArgs {
     /// Most hosts probed at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub parallelism: u32,
+    /// Report the drift a daemon last recorded instead of probing from here: its
+    /// `http(s)://HOST:PORT` (token in `DROVER_API_TOKEN`) or a file `drover state pull`
+    /// wrote. Nothing is probed and nothing is written.
+    #[arg(long, value_name = "URL|FILE", conflicts_with = "targets")]
+    pub state_from: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
@@ -335,6 +354,10 @@ pub struct StatusArgs {
 
 /// `drover plan`'s arguments.
 #[derive(Debug, clap::Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches, as clap parses them"
+)]
 pub struct PlanArgs {
     /// The manifest directory.
     #[arg(default_value = ".")]
@@ -362,6 +385,15 @@ pub struct PlanArgs {
     /// repair what drifted, unless its policy is `ignore`.
     #[arg(long)]
     pub refresh: bool,
+    /// Plan against the state a daemon serves (`http(s)://HOST:PORT`, its `/state` with
+    /// the token in `DROVER_API_TOKEN`) or a file `drover state pull` wrote; nothing is
+    /// written anywhere.
+    #[arg(long, value_name = "URL|FILE", conflicts_with_all = ["out", "refresh"])]
+    pub state_from: Option<String>,
+    /// Fail when a secret is not available, instead of planning what uses it as "may
+    /// change" (always so with --out: a saved plan must be exact).
+    #[arg(long)]
+    pub require_secrets: bool,
     #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]

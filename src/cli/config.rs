@@ -55,6 +55,7 @@ impl From<&LimitArgs> for Limits {
             max_instances: args.max_instances,
             yaml: YamlLimits::default(),
             allow_paths: args.allow_paths.clone(),
+            stand_in_missing_secrets: false,
         }
     }
 }

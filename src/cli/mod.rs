@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+use crate::load::Limits;
 use args::{Cli, Command};
 use config::Config;
 use output::Output;
@@ -35,6 +36,8 @@ pub enum Error {
     Store(#[from] crate::store::Error),
     #[error(transparent)]
     Reconcile(#[from] crate::reconcile::Error),
+    #[error(transparent)]
+    StateFrom(#[from] state_from::Error),
     /// A request that cannot be carried out as given; `help` says what would work.
     #[error("{message}")]
     Usage { message: String, help: String },
@@ -53,6 +56,7 @@ impl Error {
             Error::Store(error) => error.help(),
             Error::Reconcile(error) => error.help(),
             Error::Usage { help, .. } => Some(help.clone()),
+            Error::StateFrom(error) => error.help(),
             Error::ManifestDir(_) | Error::Write { .. } => None,
         }
     }
@@ -101,13 +105,41 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn plan(args: &args::PlanArgs, config: &Config) -> Result<Outcome, Error> {
+    let request = cmd::plan::Request {
+        dir: &args.dir,
+        format: args.format,
+        out: args.out.as_deref(),
+        targets: &args.targets,
+        replace: &args.replace,
+        force: args.force,
+        detailed_exitcode: args.detailed_exitcode,
+        refresh: args.refresh,
+        state_from: args.state_from.as_deref(),
+        state: config::StateSettings::new(&args.state, &args.dir)?,
+        // A saved plan must be exact: it will be applied.
+        limits: Limits {
+            stand_in_missing_secrets: !args.require_secrets && args.out.is_none(),
+            ..(&args.limits).into()
+        },
+    };
+    cmd::plan::run(&request, config)
+}
+
 fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
     match command {
         Command::Validate {
             dir,
             format,
+            require_secrets,
             limits,
-        } => cmd::validate::run(&dir, format, &(&limits).into(), config),
+        } => {
+            let limits = Limits {
+                stand_in_missing_secrets: !require_secrets,
+                ..(&limits).into()
+            };
+            cmd::validate::run(&dir, format, &limits, config)
+        }
         Command::Graph {
             dir,
             hosts,
@@ -117,21 +149,7 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
         Command::Schema { write, kind } => cmd::schema::run(write.as_deref(), kind, config),
         Command::Init { dir, force } => cmd::init::run(&dir, force, config),
         Command::Completions { shell } => Ok(cmd::completions::run(shell, config)),
-        Command::Plan(args) => {
-            let request = cmd::plan::Request {
-                dir: &args.dir,
-                format: args.format,
-                out: args.out.as_deref(),
-                targets: &args.targets,
-                replace: &args.replace,
-                force: args.force,
-                detailed_exitcode: args.detailed_exitcode,
-                refresh: args.refresh,
-                state: config::StateSettings::new(&args.state, &args.dir)?,
-                limits: (&args.limits).into(),
-            };
-            cmd::plan::run(&request, config)
-        }
+        Command::Plan(args) => plan(&args, config),
         Command::Drift(args) => cmd::drift::run(&args, config),
         Command::Status(args) => cmd::status::run(&args, config),
         Command::Watch(args) => cmd::watch::run(&args, config),

@@ -36,6 +36,9 @@ pub struct Limits {
     /// Directories (or files) outside the manifest directory that manifests may read on the
     /// controller (`--allow-path`); the shell enforces it (decision 0007).
     pub allow_paths: Vec<PathBuf>,
+    /// A secret that is not set is a warning and its users "may change" (a plan or a
+    /// validation in a job without the secrets), not an error. Off for anything that applies.
+    pub stand_in_missing_secrets: bool,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_instances: 200_000,
             yaml: YamlLimits::default(),
             allow_paths: Vec::new(),
+            stand_in_missing_secrets: false,
         }
     }
 }

@@ -24,10 +24,13 @@ pub enum ChangeKind {
     Replace,
     /// Only its `undo` or `check` changed: record them; the host is not contacted.
     Refresh,
+    /// Its rendering needs a secret that is not available where this plan was made: it
+    /// may change or not (like Terraform's "known after apply"). Never applied as such.
+    MayChange,
 }
 
 impl ChangeKind {
-    pub const ALL: [ChangeKind; 7] = [
+    pub const ALL: [ChangeKind; 8] = [
         ChangeKind::Create,
         ChangeKind::Update,
         ChangeKind::Trigger,
@@ -35,6 +38,7 @@ impl ChangeKind {
         ChangeKind::Remove,
         ChangeKind::Replace,
         ChangeKind::Refresh,
+        ChangeKind::MayChange,
     ];
 
     /// The one-character mark in the text plan, like Terraform's.
@@ -47,6 +51,7 @@ impl ChangeKind {
             ChangeKind::Remove => "-",
             ChangeKind::Replace => "±",
             ChangeKind::Refresh => "*",
+            ChangeKind::MayChange => "?",
         }
     }
 
@@ -59,6 +64,7 @@ impl ChangeKind {
             ChangeKind::Remove => "remove",
             ChangeKind::Replace => "replace",
             ChangeKind::Refresh => "refresh",
+            ChangeKind::MayChange => "may change",
         }
     }
 }
@@ -95,6 +101,8 @@ pub enum Reason {
     /// New or edited, but it has `triggeredBy`: it runs only if one of these changes in this
     /// run; otherwise it is recorded as applied without running.
     OnlyIfTriggered { sources: Vec<InstanceId> },
+    /// Its rendering needs these secrets (variable names), not available here.
+    UnavailableSecret { secrets: Vec<String> },
 }
 
 impl Reason {
@@ -130,6 +138,15 @@ impl Reason {
                 "no longer desired; no undo recorded, so it is only forgotten".to_owned()
             }
             Reason::Forced => "replacement requested".to_owned(),
+            Reason::UnavailableSecret { secrets } => {
+                let names: Vec<String> = secrets.iter().map(|s| format!("`{s}`")).collect();
+                let noun = if secrets.len() == 1 {
+                    "secret"
+                } else {
+                    "secrets"
+                };
+                format!("depends on {noun} {}, not available here", names.join(", "))
+            }
         }
     }
 }

@@ -110,6 +110,7 @@ pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOpt
         }
     }
     propagate_triggers(desired, &position, &mut changes);
+    uncertain_triggers(&position, &mut changes);
     gate_handlers(desired, &mut changes);
     let removals = removals(recorded, &position);
     let unchanged = desired.len() - changes.len();
@@ -239,6 +240,24 @@ fn own_change(
     if forced {
         return with_pending(ChangeKind::Replace, vec![Reason::Forced]);
     }
+    if !instance.unavailable_secrets.is_empty() {
+        let unknown = Reason::UnavailableSecret {
+            secrets: instance.unavailable_secrets.clone(),
+        };
+        return match recorded.instances.get(&instance.id) {
+            None => with_pending(ChangeKind::Create, vec![Reason::New, unknown]),
+            Some(record) if record.outcome != Outcome::Succeeded => with_pending(
+                ChangeKind::Update,
+                vec![
+                    Reason::LastAttempt {
+                        outcome: record.outcome,
+                    },
+                    unknown,
+                ],
+            ),
+            Some(_) => with_pending(ChangeKind::MayChange, vec![unknown]),
+        };
+    }
     let Some(record) = recorded.instances.get(&instance.id) else {
         return with_pending(ChangeKind::Create, vec![Reason::New]);
     };
@@ -305,6 +324,33 @@ fn gate_handlers(
             reasons.push(Reason::OnlyIfTriggered {
                 sources: instance.triggered_by.clone(),
             });
+        }
+    }
+}
+
+/// A trigger whose every source only may change only may run: it is uncertain too.
+fn uncertain_triggers(
+    position: &BTreeMap<&InstanceId, usize>,
+    changes: &mut BTreeMap<usize, (ChangeKind, Vec<Reason>)>,
+) {
+    let may_change = |id: &InstanceId, changes: &BTreeMap<usize, (ChangeKind, Vec<Reason>)>| {
+        position
+            .get(id)
+            .and_then(|p| changes.get(p))
+            .is_some_and(|(kind, _)| *kind == ChangeKind::MayChange)
+    };
+    // Sources come before what they trigger, so one pass in order settles chains.
+    let in_order: Vec<usize> = changes.keys().copied().collect();
+    for i in in_order {
+        let uncertain = match changes.get(&i) {
+            Some((ChangeKind::Trigger, reasons)) => reasons.iter().all(|r| match r {
+                Reason::TriggeredBy { sources } => sources.iter().all(|s| may_change(s, changes)),
+                _ => false,
+            }),
+            _ => false,
+        };
+        if uncertain && let Some(entry) = changes.get_mut(&i) {
+            entry.0 = ChangeKind::MayChange;
         }
     }
 }

@@ -42,6 +42,9 @@ impl Session {
         else {
             return Err(Error::Invalid);
         };
+        if self.snapshot.is_some() {
+            return Err(Error::ReadOnly);
+        }
         let recorded = self.store.snapshot()?;
         let wanted = |id: &InstanceId| targets.is_empty() || targets.iter().any(|t| t.matches(id));
         let (probes, mut summary) = drift::select(&resolved.instances, &recorded, wanted);

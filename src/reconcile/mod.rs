@@ -48,6 +48,9 @@ pub enum Error {
     Unmatched { targets: Vec<String> },
     #[error("the manifests are not valid")]
     Invalid,
+    /// An apply or a drift check was asked of a session that reads a fetched snapshot.
+    #[error("this session reads a state snapshot and writes nothing")]
+    ReadOnly,
 }
 
 fn list(targets: &[String]) -> String {
@@ -70,6 +73,7 @@ impl Error {
             Error::Apply(apply::Error::Store(error) | apply::Error::ReportNotSaved { source: error, .. }) => {
                 error.help()
             }
+            Error::ReadOnly => Some("apply where the state file is (the daemon applies on merge)".to_owned()),
             Error::Runtime { .. } | Error::Apply(_) | Error::Invalid => None,
         }
     }
@@ -283,6 +287,12 @@ impl Session {
         })
     }
 
+    /// Plans against `snapshot` (fetched from a daemon) instead of the state file: the
+    /// session then reads nothing from it and writes nothing anywhere.
+    pub fn read_snapshot(&mut self, snapshot: crate::snapshot::StateSnapshot) {
+        self.snapshot = Some(std::sync::Arc::new(snapshot));
+    }
+
     /// Takes the writer lock for `command`, waiting up to the session's lock timeout.
     pub fn lock(&self, command: &str, host: String) -> Result<WriterLock> {
         let me = Holder {
@@ -341,6 +351,9 @@ impl Session {
         label: RunLabel,
         console: mpsc::Sender<ConsoleEvent>,
     ) -> Result<ApplyReport> {
+        if self.snapshot.is_some() {
+            return Err(Error::ReadOnly);
+        }
         let (Some(resolved), Some(desired)) = (
             round.evaluation.resolved.as_ref(),
             round.evaluation.desired.as_ref(),

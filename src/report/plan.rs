@@ -97,6 +97,12 @@ pub fn summary(plan: &Plan) -> String {
             count(ChangeKind::Refresh)
         ));
     }
+    if count(ChangeKind::MayChange) > 0 {
+        parts.push(format!(
+            "{} may change (secrets not available here)",
+            count(ChangeKind::MayChange)
+        ));
+    }
     format!("Plan: {}.", parts.join(", "))
 }
 
@@ -152,7 +158,7 @@ fn paint_kind(kind: ChangeKind, text: &str, style: Style) -> String {
         ChangeKind::Update | ChangeKind::Trigger | ChangeKind::Drifted => style.warning(text),
         ChangeKind::Remove => style.error(text),
         ChangeKind::Replace => style.help(text),
-        ChangeKind::Refresh => style.gutter(text),
+        ChangeKind::Refresh | ChangeKind::MayChange => style.gutter(text),
     }
 }
 
@@ -370,6 +376,8 @@ struct JsonSummary {
     replace: usize,
     /// Only `undo`/`check` changed: recorded without contacting the host.
     refresh: usize,
+    /// Need a secret not available where the plan was made: may change or not.
+    may_change: usize,
     unchanged: usize,
     outside_targets: usize,
 }
@@ -413,6 +421,7 @@ impl<'a> JsonPlan<'a> {
                 remove: count(ChangeKind::Remove),
                 replace: count(ChangeKind::Replace),
                 refresh: count(ChangeKind::Refresh),
+                may_change: count(ChangeKind::MayChange),
                 unchanged: plan.unchanged,
                 outside_targets: plan.outside_targets,
             },
@@ -1258,6 +1267,7 @@ mod tests {
                 "remove": 1,
                 "replace": 0,
                 "refresh": 0,
+                "mayChange": 0,
                 "unchanged": 7,
                 "outsideTargets": 2
               },
@@ -1392,6 +1402,7 @@ mod tests {
                 "remove": 0,
                 "replace": 0,
                 "refresh": 0,
+                "mayChange": 0,
                 "unchanged": 7,
                 "outsideTargets": 0
               },

@@ -281,9 +281,9 @@ impl Store {
             };
             let recorded = snapshot_in(tx)?;
             let details = details_in(tx, recorded.instances.keys())?;
-            Ok(crate::snapshot::StateSnapshot::new(
-                taken_at, recorded, details,
-            ))
+            let mut snapshot = crate::snapshot::StateSnapshot::new(taken_at, recorded, details);
+            snapshot.last_drift_report = last_drift_report_in(tx)?;
+            Ok(snapshot)
         })
     }
 
@@ -369,15 +369,7 @@ impl Store {
 
     /// The newest drift report, if any drift check was recorded.
     pub fn last_drift_report(&self) -> Result<Option<crate::drift::DriftReport>> {
-        self.reading(None, |tx| {
-            let Some(table) = open_read(tx, DRIFT_REPORTS)? else {
-                return Ok(None);
-            };
-            let Some((_, value)) = table.last().map_err(read)? else {
-                return Ok(None);
-            };
-            decode(value.value(), "drift report").map(Some)
-        })
+        self.reading(None, last_drift_report_in)
     }
 
     /// Forgets instances entirely; returns those that were recorded.
@@ -723,6 +715,16 @@ impl ReadDb {
 }
 
 /// What the planner needs, read in one transaction.
+fn last_drift_report_in(tx: &ReadTransaction) -> Result<Option<crate::drift::DriftReport>> {
+    let Some(table) = open_read(tx, DRIFT_REPORTS)? else {
+        return Ok(None);
+    };
+    let Some((_, value)) = table.last().map_err(read)? else {
+        return Ok(None);
+    };
+    decode(value.value(), "drift report").map(Some)
+}
+
 pub(crate) fn snapshot_in(tx: &ReadTransaction) -> Result<Recorded> {
     let mut recorded = Recorded::default();
     if let Some(table) = open_read(tx, INSTANCES)? {

@@ -119,7 +119,7 @@ spec:
 "#,
     );
     let run = Drover::new()
-        .args(["validate", "--format", "json"])
+        .args(["validate", "--require-secrets", "--format", "json"])
         .arg_path(dir.path())
         .env_remove("DROVER_TEST_NO_SUCH_SECRET")
         .run()
@@ -373,9 +373,21 @@ key-material-42
         "{all}"
     );
     assert!(all.contains("template::undefined"), "{all}");
-    // Without the variable set, the missing secret is named with how to provide it.
+    // Without the variable set, the secret is only a warning (a job without the secrets can
+    // validate; the template error still fails this one)…
     let run = Drover::new()
         .args(["validate", "--color", "never"])
+        .arg_path(dir.path())
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stderr().contains("warning[secret::unavailable]"),
+        "{}",
+        run.stderr()
+    );
+    // … and with --require-secrets it is an error, named with how to provide it.
+    let run = Drover::new()
+        .args(["validate", "--require-secrets", "--color", "never"])
         .arg_path(dir.path())
         .run()
         .expect_code(1);

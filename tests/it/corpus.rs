@@ -1,7 +1,8 @@
 //! The invalid-manifest corpus: every directory under `tests/corpus/` is one case.
 //!
 //! A case holds the manifests (and any files they name) plus `expected.txt`: the exit code
-//! and the full stderr of `drover validate --color never <case>`, run from `tests/corpus`
+//! and the full stderr of `drover validate --require-secrets --color never <case>`, run
+//! from `tests/corpus`
 //! so paths in messages are short. Add a case by creating its directory and running
 //! `UPDATE_EXPECT=1 cargo test --test it corpus`; then read the new `expected.txt` as a
 //! user would: it must point at the exact place and say what to do.
@@ -29,7 +30,7 @@ fn every_invalid_manifest_gets_a_located_actionable_error() {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let run = Drover::new()
             .current_dir(&corpus)
-            .args(["validate", "--color", "never", &name])
+            .args(["validate", "--require-secrets", "--color", "never", &name])
             .env("DROVER_CORPUS_SECRET", "s3cr3t-value")
             .run();
         let mut actual = format!("exit: {}\n", run.code());

@@ -141,6 +141,7 @@ fn fuzz_loader(budget: Duration, seed: u64) -> usize {
                         .map(|f| (f.clone(), Ok(Arc::from(&b"fuzz {{ x }}\n"[..]))))
                         .collect(),
                     secrets: std::collections::BTreeMap::default(),
+                    stand_in_missing_secrets: true,
                 };
                 let _ = drover::resolve::resolve(desired, &inputs);
             }

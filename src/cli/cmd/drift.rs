@@ -11,6 +11,9 @@ use crate::report::drift as render;
 
 pub fn run(request: &DriftArgs, config: &Config) -> Result<Outcome, Error> {
     let targets = super::plan::parse_targets(&request.targets)?;
+    if let Some(source) = &request.state_from {
+        return recorded_elsewhere(request, source, config);
+    }
     let limits: Limits = (&request.limits).into();
     let Some(evaluation) = super::evaluate_valid(&request.dir, &limits, "nothing probed", config)?
     else {
@@ -35,11 +38,44 @@ pub fn run(request: &DriftArgs, config: &Config) -> Result<Outcome, Error> {
         PlanFormat::Markdown => render::markdown(&report),
     };
     config.output.stdout(&evaluation.redactor().redact(&text));
-    Ok(if report.has_errors() {
+    Ok(outcome(&report, request.detailed_exitcode))
+}
+
+fn outcome(report: &crate::drift::DriftReport, detailed_exitcode: bool) -> Outcome {
+    if report.has_errors() {
         Outcome::Failed
-    } else if report.has_drift() && request.detailed_exitcode {
+    } else if report.has_drift() && detailed_exitcode {
         Outcome::Changes
     } else {
         Outcome::Success
-    })
+    }
+}
+
+/// `--state-from`: the drift report a daemon recorded last (it probes on its timer, from
+/// where the hosts are reachable); nothing probed, nothing written.
+fn recorded_elsewhere(
+    request: &DriftArgs,
+    source: &str,
+    config: &Config,
+) -> Result<Outcome, Error> {
+    let source = crate::cli::state_from::Source::parse(source);
+    let token = crate::cli::config::api_token();
+    let (snapshot, from) = crate::cli::state_from::fetch(&source, token.as_deref())?;
+    let Some(report) = snapshot.last_drift_report else {
+        return Err(Error::Usage {
+            message: format!("the state {from} served holds no drift check yet"),
+            help: "the daemon probes every --drift-interval (5 min by default; 0 turns it off); run `drover drift` where the hosts are reachable to probe now".to_owned(),
+        });
+    };
+    config.output.stderr(&format!(
+        "the drift check {from} recorded at {}\n",
+        report.checked_at
+    ));
+    let text = match request.format {
+        PlanFormat::Text => render::text(&report, config.stdout_style),
+        PlanFormat::Json => render::json(&report),
+        PlanFormat::Markdown => render::markdown(&report),
+    };
+    config.output.stdout(&text);
+    Ok(outcome(&report, request.detailed_exitcode))
 }

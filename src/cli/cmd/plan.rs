@@ -25,6 +25,8 @@ pub struct Request<'a> {
     pub force: bool,
     pub detailed_exitcode: bool,
     pub refresh: bool,
+    /// Plan against a daemon's `/state` or a snapshot file instead of the state file.
+    pub state_from: Option<&'a str>,
     pub state: StateSettings,
     pub limits: Limits,
 }
@@ -49,9 +51,19 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
         per_host: 1,
         fail_fast: false,
     })?;
+    if let Some(source) = request.state_from {
+        let source = crate::cli::state_from::Source::parse(source);
+        let token = crate::cli::config::api_token();
+        let (snapshot, from) = crate::cli::state_from::fetch(&source, token.as_deref())?;
+        config.output.stderr(&format!(
+            "planning against the state {from} served, as of {}\n",
+            snapshot.taken_at
+        ));
+        session.read_snapshot(snapshot);
+    }
     // Saving a plan promises it can be applied: hold the writer lock while reading state,
-    // as an apply would.
-    // so does a refresh, which records what it found.
+    // as an apply would; so does a refresh, which records what it found. (Neither goes
+    // with --state-from.)
     let _lock = match (request.out, request.refresh) {
         (Some(_), _) => Some(super::lock(&session, "drover plan -o", config)?),
         (None, true) => Some(super::lock(&session, "drover plan --refresh", config)?),

@@ -1,4 +1,5 @@
-//! `drover state list|show|forget|unlock`: look into the state store and edit it by hand.
+//! `drover state list|show|forget|unlock|pull`: look into the state store, edit it by hand,
+//! or save a daemon's state as a snapshot.
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, IsTerminal as _};
@@ -36,6 +37,7 @@ pub fn run(command: StateCommand, config: &Config) -> Result<Outcome, Error> {
             state,
         } => forget(&StateSettings::new(&state, &dir)?, &instances, yes, config),
         StateCommand::Unlock { dir, state } => unlock(&StateSettings::new(&state, &dir)?, config),
+        StateCommand::Pull { from, out } => pull(&from, &out, config),
     }
 }
 
@@ -353,5 +355,45 @@ fn unlock(settings: &StateSettings, config: &Config) -> Result<Outcome, Error> {
             .stdout(&format!("removed the lock left by {previous}\n")),
         None => config.output.stdout("the state is not locked\n"),
     }
+    Ok(Outcome::Success)
+}
+
+/// `state pull`: a daemon's state snapshot (or a snapshot file, checked) written to `out`,
+/// 0600 and whole or not at all.
+fn pull(from: &str, out: &std::path::Path, config: &Config) -> Result<Outcome, Error> {
+    let source = crate::cli::state_from::Source::parse(from);
+    let token = crate::cli::config::api_token();
+    let (snapshot, from) = crate::cli::state_from::fetch(&source, token.as_deref())?;
+    let text = snapshot.to_json();
+    if out == std::path::Path::new("-") {
+        config.output.stdout(&text);
+        return Ok(Outcome::Success);
+    }
+    let write_error = |source| Error::Write {
+        path: out.to_owned(),
+        source,
+    };
+    let temp = out.with_extension("pull.tmp");
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(write_error)?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(write_error)?;
+    }
+    std::fs::rename(&temp, out).map_err(write_error)?;
+    config.output.stderr(&format!(
+        "saved the state {from} served ({} instances, as of {}) to {}\n",
+        snapshot.instances.len(),
+        snapshot.taken_at,
+        out.display()
+    ));
     Ok(Outcome::Success)
 }
