@@ -26,6 +26,7 @@ mod corpus;
 mod damage;
 mod drift;
 mod fuzz;
+mod gitops;
 mod harness;
 mod hashing;
 mod logs;

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{Drover, write_local_fleet};
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     /// Every datagram systemd would have received, collected by a thread (as systemd
     /// reads them at once; a full socket would stall the sender).
     notices: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -28,6 +28,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, log: PathBuf) -> Daemon {
+        Daemon::start_with_env(dir, log, &[])
+    }
+
+    /// Starts the daemon on `dir` with these environment variables set.
+    pub(crate) fn start_with_env(dir: &Path, log: PathBuf, env: &[(&str, &str)]) -> Daemon {
         let socket_dir = tempfile::tempdir().unwrap();
         let socket = socket_dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&socket).unwrap();
@@ -58,6 +63,7 @@ impl Daemon {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg(dir)
+            .envs(env.iter().copied())
             .env("NOTIFY_SOCKET", &socket)
             .env("WATCHDOG_USEC", "400000")
             .env_remove("RUST_LOG")
@@ -77,7 +83,7 @@ impl Daemon {
 
     /// Waits (up to 30 s) for a datagram after the last one looked at that holds `wanted`;
     /// returns the datagrams looked at.
-    fn notified(&self, wanted: &str) -> String {
+    pub(crate) fn notified(&self, wanted: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut all = String::new();
         while Instant::now() < deadline {
@@ -95,7 +101,7 @@ impl Daemon {
         all
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let mut text = String::new();
         std::fs::File::open(&self.log)
             .unwrap()
@@ -105,7 +111,7 @@ impl Daemon {
     }
 
     /// `GET path` over plain HTTP/1.0: (status code, body).
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         use std::io::Write as _;
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream
@@ -143,7 +149,7 @@ impl Drop for Daemon {
 }
 
 /// Waits (up to 20 s) for `condition`, checking every 20 ms: the daemon acts on its own time.
-fn eventually(what: &str, daemon: &Daemon, condition: impl Fn() -> bool) {
+pub(crate) fn eventually(what: &str, daemon: &Daemon, condition: impl Fn() -> bool) {
     until(&daemon.log, what, condition);
 }
 
