@@ -102,10 +102,10 @@ pub fn changes(
         max_diff_lines,
     };
     match (kind, recorded, desired) {
+        (ChangeKind::Remove, Some(recorded), _) => body.removal(recorded),
         // A "may change" renders to what is not known here: a diff against a stand-in would
         // mislead.
-        (ChangeKind::MayChange, _, _) | (ChangeKind::Remove, None, _) | (_, _, None) => {}
-        (ChangeKind::Remove, Some(recorded), _) => body.removal(recorded),
+        (ChangeKind::MayChange | ChangeKind::Remove, _, _) | (_, _, None) => {}
         (_, None, Some(new)) => body.created(&new.action),
         (_, Some(old), Some(new)) => body.updated(old, new),
     }
