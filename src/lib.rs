@@ -33,6 +33,7 @@ pub mod transport;
 pub mod cli;
 pub mod clock;
 pub mod evaluate;
+pub mod github;
 pub mod manifest_dir;
 pub mod provenance;
 pub mod reconcile;

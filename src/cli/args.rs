@@ -142,6 +142,11 @@ pub enum Command {
         after_help = "Examples:\n  drover drift manifests/site                         every converged instance\n  drover drift --target host=web-1 manifests/site     one host\n  drover drift --format markdown --detailed-exitcode  a pull-request comment; exit 2 on drift\n\nExit status: 0 no drift, 2 drift (with --detailed-exitcode), 1 a host or an instance could not be probed."
     )]
     Drift(DriftArgs),
+    /// Post a Markdown report to a pull request as one comment, updated in place on every run.
+    #[command(
+        after_help = "Examples:\n  drover plan --format markdown manifests/site | drover comment --repo octo-org/fleet --pr 42\n  drover drift --format markdown manifests/site > drift.md\n  drover comment --repo octo-org/fleet --pr 42 --marker drift drift.md\n\nEnvironment: GITHUB_TOKEN (required; it may write the pull request's comments: `pull-requests: write` in a GitHub Actions workflow), GITHUB_API_URL (default https://api.github.com; https://HOST/api/v3 for GitHub Enterprise Server).\n\nThe comment is found again by a hidden marker on its first line (<!-- drover:NAME -->): each run updates it instead of adding another, and comments without it are never touched. A report longer than GitHub's limit (65,536 characters) is cut, with a note saying how much and where the full report is."
+    )]
+    Comment(CommentArgs),
     /// Per host: instances converged, drifted, failed, pending; the last run and drift check.
     Status(StatusArgs),
     /// Keep the hosts converged: apply on every change of the manifests, repair drift.
@@ -438,4 +443,26 @@ pub struct WatchArgs {
     pub state: StateArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// `drover comment`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct CommentArgs {
+    /// The Markdown report to post; `-` or nothing reads it from stdin.
+    #[arg(value_name = "FILE|-")]
+    pub file: Option<PathBuf>,
+    /// The repository, as OWNER/NAME.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: String,
+    /// The pull request's number.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pr: u64,
+    /// Which comment to keep up to date: one per name, so that two reports (a plan and a
+    /// drift report) can each have their own on one pull request.
+    #[arg(long, value_name = "NAME", default_value = crate::github::sticky::DEFAULT_MARKER)]
+    pub marker: String,
+    /// Where the full report can be read (a CI run, an artifact): linked in the note when the
+    /// report is cut to fit GitHub's limit.
+    #[arg(long, value_name = "URL")]
+    pub full_report_url: Option<String>,
 }

@@ -217,6 +217,29 @@ pub fn api_token() -> Option<Vec<u8>> {
         .map(std::ffi::OsString::into_encoded_bytes)
 }
 
+/// What `drover comment` takes from the environment.
+#[derive(Debug)]
+pub struct GitHubEnv {
+    /// `GITHUB_API_URL`, or GitHub's public API when it is unset or empty.
+    pub api_url: String,
+    /// `GITHUB_TOKEN`, when set to something other than blanks.
+    pub token: Option<crate::secret::Secret>,
+}
+
+/// Reads `GITHUB_API_URL` and `GITHUB_TOKEN` (as GitHub Actions names them).
+pub fn github_env() -> GitHubEnv {
+    let api_url = std::env::var("GITHUB_API_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| crate::github::DEFAULT_API_URL.to_owned());
+    let token = std::env::var("GITHUB_TOKEN")
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .map(crate::secret::Secret::new);
+    GitHubEnv { api_url, token }
+}
+
 /// Whether a service manager listens for `sd_notify` messages (`NOTIFY_SOCKET`).
 pub fn notify_socket_set() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
@@ -242,6 +265,10 @@ pub fn init_tracing(cli: &Cli, stderr_tty: bool) {
             (true, 0) => "drover=warn,drover::cli::cmd::watch=info".to_owned(),
             _ => format!("drover={default}"),
         });
+    // The HTTP client's protocol layer dumps requests byte by byte at trace level, the
+    // `Authorization` header included: no filter may let a token reach the log. A later
+    // directive for the same target replaces an earlier one, so this one always holds.
+    let filter = format!("{filter},ureq_proto=off");
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = match cli.color {
         ColorChoice::Always => true,

@@ -38,6 +38,8 @@ pub enum Error {
     Reconcile(#[from] crate::reconcile::Error),
     #[error(transparent)]
     StateFrom(#[from] state_from::Error),
+    #[error(transparent)]
+    Comment(#[from] cmd::comment::Error),
     /// A request that cannot be carried out as given; `help` says what would work.
     #[error("{message}")]
     Usage { message: String, help: String },
@@ -55,6 +57,7 @@ impl Error {
             }
             Error::Store(error) => error.help(),
             Error::Reconcile(error) => error.help(),
+            Error::Comment(error) => error.help(),
             Error::Usage { help, .. } => Some(help.clone()),
             Error::StateFrom(error) => error.help(),
             Error::ManifestDir(_) | Error::Write { .. } => None,
@@ -151,6 +154,7 @@ fn run(command: Command, config: &Config) -> Result<Outcome, Error> {
         Command::Completions { shell } => Ok(cmd::completions::run(shell, config)),
         Command::Plan(args) => plan(&args, config),
         Command::Drift(args) => cmd::drift::run(&args, config),
+        Command::Comment(args) => cmd::comment::run(&args, config),
         Command::Status(args) => cmd::status::run(&args, config),
         Command::Watch(args) => cmd::watch::run(&args, config),
         Command::Apply {

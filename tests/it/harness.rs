@@ -12,6 +12,8 @@ pub fn root() -> PathBuf {
 #[must_use]
 pub struct Drover {
     command: Command,
+    /// What the run reads on stdin; without it, stdin is empty.
+    stdin: Option<Vec<u8>>,
 }
 
 impl Drover {
@@ -21,7 +23,10 @@ impl Drover {
             .env_remove("RUST_LOG")
             .env_remove("NO_COLOR")
             .current_dir(root());
-        Drover { command }
+        Drover {
+            command,
+            stdin: None,
+        }
     }
 
     pub fn args<I, S>(mut self, args: I) -> Drover
@@ -58,9 +63,32 @@ impl Drover {
         self
     }
 
+    /// Feeds `bytes` to the run's stdin.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Drover {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
     #[track_caller]
     pub fn run(mut self) -> Run {
-        let output = self.command.output().expect("drover runs");
+        let Some(bytes) = self.stdin.take() else {
+            let output = self.command.output().expect("drover runs");
+            return Run { output };
+        };
+        let mut child = self
+            .command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("drover starts");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        // Written from a thread, so that a child that stops reading cannot block the test.
+        let writer = std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &bytes);
+        });
+        let output = child.wait_with_output().expect("drover runs");
+        writer.join().expect("the stdin writer ends");
         Run { output }
     }
 }

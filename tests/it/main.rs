@@ -4,6 +4,7 @@
 //! * `corpus.rs`: invalid manifests under `tests/corpus/<case>/`, each with the full
 //!   rendered output of `drover validate` in `expected.txt` (bless with `UPDATE_EXPECT=1`);
 //! * `cli.rs`: the binary's commands on the examples and scratch directories;
+//! * `comment.rs`: `drover comment` against a fake GitHub API on 127.0.0.1;
 //! * `hashing.rs`: spec-hash stability and sensitivity, with property tests;
 //! * `schemas.rs`: the checked-in JSON Schemas are what the types generate;
 //! * `tidy.rs`: architecture invariants checked over the source tree;
@@ -22,6 +23,7 @@
 
 mod apply;
 mod cli;
+mod comment;
 mod corpus;
 mod damage;
 mod drift;

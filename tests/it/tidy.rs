@@ -44,6 +44,8 @@ const CORE: &[&str] = &[
     "schedule.rs",
     "backoff.rs",
     "drift/",
+    "github/mod.rs",
+    "github/sticky.rs",
 ];
 
 #[test]

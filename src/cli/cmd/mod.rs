@@ -2,6 +2,7 @@
 //! `Outcome` or a `cli::Error`.
 
 pub mod apply;
+pub mod comment;
 pub mod completions;
 pub mod drift;
 pub mod graph;
