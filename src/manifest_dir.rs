@@ -168,6 +168,9 @@ enum Refusal {
 impl Refusal {
     fn to_unreadable(&self, roots: &Roots) -> Unreadable {
         match self {
+            Refusal::Io(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Unreadable::Absent(describe_io(error))
+            }
             Refusal::Io(error) => Unreadable::Missing(describe_io(error)),
             Refusal::NotRegular(kind) => Unreadable::NotRegular(kind),
             Refusal::TooLarge { limit, .. } => Unreadable::TooLarge { limit: *limit },

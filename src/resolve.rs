@@ -150,7 +150,10 @@ pub struct Inputs {
 /// to do next in its own words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unreadable {
-    /// It could not be read: "it does not exist", "permission denied", "it is not set".
+    /// It is not there: "it does not exist", "it is not set". A plan without secrets
+    /// stands in for such a secret (nothing else).
+    Absent(String),
+    /// It could not be read: "permission denied", "it is not valid UTF-8".
     Missing(String),
     /// A FIFO, device, socket or directory (named here), which could block or never end.
     NotRegular(&'static str),
@@ -168,7 +171,7 @@ impl Unreadable {
     /// The end of "cannot read x: …".
     pub fn reason(&self) -> String {
         match self {
-            Unreadable::Missing(why) => why.clone(),
+            Unreadable::Absent(why) | Unreadable::Missing(why) => why.clone(),
             Unreadable::NotRegular(kind) => format!("it is {kind}, not a regular file"),
             Unreadable::TooLarge { limit } => format!("it is larger than {limit} bytes"),
             Unreadable::Outside {
@@ -191,7 +194,7 @@ impl Unreadable {
     /// The diagnostic code for this reason; `missing` is the caller's code for a plain miss.
     fn code(&self, missing: &'static str) -> &'static str {
         match self {
-            Unreadable::Missing(_) => missing,
+            Unreadable::Absent(_) | Unreadable::Missing(_) => missing,
             Unreadable::NotRegular(_) => "manifest::not-a-regular-file",
             Unreadable::TooLarge { .. } => "manifest::file-too-large",
             Unreadable::Outside { .. } => "manifest::path-outside-directory",
@@ -206,7 +209,7 @@ impl Unreadable {
             "`source` or `template`"
         };
         match self {
-            Unreadable::Missing(_) => None,
+            Unreadable::Absent(_) | Unreadable::Missing(_) => None,
             Unreadable::NotRegular(_) => Some(format!(
                 "drover reads only regular files on the controller (a FIFO or device could block or never end); point {field} at a regular file"
             )),
@@ -518,7 +521,7 @@ impl Run<'_> {
                         let key = SecretKey::new(&source, &origin.file.path);
                         match self.inputs.secrets.get(&key) {
                             Some(Ok(value)) => Value::String(value.expose().to_owned()),
-                            Some(Err(Unreadable::Missing(why)))
+                            Some(Err(Unreadable::Absent(why)))
                                 if self.inputs.stand_in_missing_secrets =>
                             {
                                 self.report_unavailable(
@@ -723,6 +726,17 @@ impl Run<'_> {
     }
 }
 
+/// Whether `name` appears in `text` as a whole identifier (`pw` in `{{ pw }}`, not in
+/// `{{ fpw }}`).
+fn mentions(text: &str, name: &str) -> bool {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(name).any(|(at, _)| {
+        let before = text.get(..at).and_then(|t| t.chars().next_back());
+        let after = text.get(at + name.len()..).and_then(|t| t.chars().next());
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
 /// Renders the fields of one instance, recording problems against its id.
 struct Renderer<'r, 'a> {
     run: &'r mut Run<'a>,
@@ -742,16 +756,15 @@ impl Renderer<'_, '_> {
     /// renders differently when every secret is swapped for a stand-in. Dynamic, so every
     /// filter, slice, `set` or macro is covered.
     fn derived_from_secret(&mut self, text: &str, out: &str) -> bool {
-        let derived = self.derived_from_any_secret(text, out);
-        if derived {
-            // A stand-in for a secret that is not available: the output is not the real one.
-            for name in &self.names.unavailable {
-                if text.contains(name.as_str()) {
-                    self.unavailable.insert(name.clone());
-                }
+        // A template that names a secret standing in for one not available renders to what
+        // is not known here, whether or not the stand-in shows in its output (`| length`,
+        // `{% if %}`): any mention counts.
+        for name in &self.names.unavailable {
+            if mentions(text, name) {
+                self.unavailable.insert(name.clone());
             }
         }
-        derived
+        self.derived_from_any_secret(text, out)
     }
 
     fn derived_from_any_secret(&mut self, text: &str, out: &str) -> bool {

@@ -28,7 +28,7 @@ pub fn read<'a>(
             let value = match key {
                 SecretKey::Env(name) => std::env::var(name).map_err(|e| match e {
                     std::env::VarError::NotPresent => {
-                        Unreadable::Missing("it is not set".to_owned())
+                        Unreadable::Absent("it is not set".to_owned())
                     }
                     std::env::VarError::NotUnicode(_) => {
                         Unreadable::Missing("it is not valid UTF-8".to_owned())

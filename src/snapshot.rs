@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::hash::SpecHash;
 use crate::instance::InstanceId;
 use crate::state::{
-    DriftFinding, InstanceDetail, Outcome, PendingTrigger, Recorded, RecordedInstance, RunId,
-    Timestamp,
+    DriftFinding, InstanceDetail, Outcome, PendingTrigger, Recorded, RecordedAction,
+    RecordedInstance, RecordedText, RunId, Timestamp,
 };
 
 /// Version of the snapshot's JSON shape; a reader refuses a newer one.
@@ -42,7 +42,10 @@ pub struct StateSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotInstance {
-    pub spec_hash: SpecHash,
+    /// Left out for an instance a secret went into: a hash of it could be used to guess
+    /// the secret offline. A plan against the snapshot says such an instance may change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<SpecHash>,
     pub outcome: Outcome,
     pub finished_at: Timestamp,
     pub duration_ms: u64,
@@ -57,7 +60,7 @@ pub struct SnapshotInstance {
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("the state snapshot is not valid JSON of the expected shape: {0}")]
+    #[error("the state snapshot is not valid JSON of the expected shape")]
     Shape(#[from] serde_json::Error),
     #[error(
         "the state snapshot has format version {found}; this drover reads up to {FORMAT_VERSION}"
@@ -76,14 +79,19 @@ impl StateSnapshot {
             .instances
             .into_iter()
             .map(|(id, r)| {
+                let mut detail = details.remove(&id);
+                let sensitive = detail.as_ref().is_some_and(holds_secret);
+                if let Some(detail) = detail.as_mut().filter(|_| sensitive) {
+                    withhold_hashes(detail);
+                }
                 let instance = SnapshotInstance {
-                    spec_hash: r.spec_hash,
+                    spec_hash: (!sensitive).then_some(r.spec_hash),
                     outcome: r.outcome,
                     finished_at: r.finished_at,
                     duration_ms: r.duration_ms,
                     run: r.run,
-                    undo_check_hash: recorded.undo_check.get(&id).copied(),
-                    detail: details.remove(&id),
+                    undo_check_hash: recorded.undo_check.get(&id).copied().filter(|_| !sensitive),
+                    detail,
                 };
                 (id, instance)
             })
@@ -129,10 +137,16 @@ impl StateSnapshot {
             ..Recorded::default()
         };
         for (id, instance) in &self.instances {
+            if instance.spec_hash.is_none() {
+                recorded.spec_withheld.insert(id.clone());
+            }
             recorded.instances.insert(
                 id.clone(),
                 RecordedInstance {
-                    spec_hash: instance.spec_hash,
+                    // Withheld: no desired spec hashes to this, so it is never "unchanged".
+                    spec_hash: instance
+                        .spec_hash
+                        .unwrap_or_else(|| SpecHash::from_bytes([0; 32])),
                     outcome: instance.outcome,
                     finished_at: instance.finished_at,
                     duration_ms: instance.duration_ms,
@@ -158,6 +172,28 @@ impl StateSnapshot {
             })
             .collect()
     }
+}
+
+/// Whether a secret went into what was recorded (records made before drover said so are
+/// recognised by their withheld content).
+fn holds_secret(detail: &InstanceDetail) -> bool {
+    detail.sensitive
+        || detail.undo_masked
+        || matches!(&detail.action, RecordedAction::File { content, .. } if *content == RecordedText::withheld(usize::try_from(content.size).unwrap_or(usize::MAX)))
+}
+
+/// Drops what could be matched against guesses of a secret: the content's hash and size.
+fn withhold_hashes(detail: &mut InstanceDetail) {
+    if let RecordedAction::File {
+        content,
+        content_hash,
+        ..
+    } = &mut detail.action
+    {
+        content_hash.clear();
+        content.size = 0;
+    }
+    detail.undo_check_hash = None;
 }
 
 #[cfg(test)]

@@ -152,6 +152,10 @@ pub struct InstanceDetail {
     /// they are outside the spec hash, so an edit of them alone is found by this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo_check_hash: Option<SpecHash>,
+    /// A secret went into it (its content, command, undo or check): its hashes could be
+    /// used to guess the secret, so they are never served outside the store.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 /// The hash of an instance's `undo` and `check`, or `None` when it has neither.
@@ -322,6 +326,11 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
             .cloned()
             .collect(),
         undo_check_hash: undo_check_hash(instance),
+        sensitive: instance.sensitive
+            || [&instance.undo, &instance.check]
+                .into_iter()
+                .flatten()
+                .any(|c| redactor.contains_secret(c)),
     }
 }
 
@@ -373,6 +382,9 @@ pub struct Recorded {
     /// what they needed, which orders their removal); loaded by the caller of `plan` for
     /// the removals a first plan found, before planning again.
     pub no_longer_desired: BTreeMap<InstanceId, InstanceDetail>,
+    /// Instances whose recorded spec hash was withheld (a snapshot served elsewhere does
+    /// not carry the hashes of specs a secret went into): they may have changed.
+    pub spec_withheld: BTreeSet<InstanceId>,
 }
 
 impl Recorded {

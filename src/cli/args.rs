@@ -335,7 +335,7 @@ pub struct DriftArgs {
     /// Report the drift a daemon last recorded instead of probing from here: its
     /// `http(s)://HOST:PORT` (token in `DROVER_API_TOKEN`) or a file `drover state pull`
     /// wrote. Nothing is probed and nothing is written.
-    #[arg(long, value_name = "URL|FILE", conflicts_with = "targets")]
+    #[arg(long, value_name = "URL|FILE", conflicts_with_all = ["targets", "path"])]
     pub state_from: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
@@ -393,7 +393,7 @@ pub struct PlanArgs {
     /// Plan against the state a daemon serves (`http(s)://HOST:PORT`, its `/state` with
     /// the token in `DROVER_API_TOKEN`) or a file `drover state pull` wrote; nothing is
     /// written anywhere.
-    #[arg(long, value_name = "URL|FILE", conflicts_with_all = ["out", "refresh"])]
+    #[arg(long, value_name = "URL|FILE", conflicts_with_all = ["out", "refresh", "path"])]
     pub state_from: Option<String>,
     /// Fail when a secret is not available, instead of planning what uses it as "may
     /// change" (always so with --out: a saved plan must be exact).

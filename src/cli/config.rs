@@ -211,10 +211,12 @@ pub fn webhook_secret() -> Option<Vec<u8>> {
 
 /// The bearer token of the daemon's `GET /state`, from `DROVER_API_TOKEN`: the daemon
 /// requires it, `--state-from` sends it.
+/// Blanks around it (a newline left by `echo` into an environment file) are not part of it.
 pub fn api_token() -> Option<Vec<u8>> {
     std::env::var_os("DROVER_API_TOKEN")
-        .filter(|s| !s.is_empty())
         .map(std::ffi::OsString::into_encoded_bytes)
+        .map(|token| token.trim_ascii().to_vec())
+        .filter(|token| !token.is_empty())
 }
 
 /// What `drover comment` takes from the environment.

@@ -15,6 +15,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_SNAPSHOT_BYTES: u64 = 512 * 1024 * 1024;
 /// What is kept of an error answer, for its message.
 const MAX_ERROR_CHARS: usize = 300;
+/// What is read of an error answer at most.
+const MAX_ERROR_BYTES: u64 = 64 * 1024;
 
 /// Why no snapshot could be read. Errors name the URL without its query or credentials.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,10 @@ pub enum Error {
     },
     #[error("{url} does not serve a state snapshot (404): {message}")]
     NotFound { url: String, message: String },
+    #[error(
+        "{url} redirects to {location}; drover does not follow redirects (they would carry the token elsewhere)"
+    )]
+    Redirect { url: String, location: String },
     #[error("{url} answered {status}: {message}")]
     Status {
         url: String,
@@ -58,6 +64,7 @@ impl Error {
             Error::Unauthorized { token_set: false, .. } => "set DROVER_API_TOKEN to the token the daemon was started with".to_owned(),
             Error::Unauthorized { .. } => "DROVER_API_TOKEN differs from the daemon's; use the token it was started with".to_owned(),
             Error::NotFound { .. } => "give the daemon's base URL or its /state URL; the daemon serves /state only when started with DROVER_API_TOKEN set".to_owned(),
+            Error::Redirect { .. } => "give the URL it redirects to (an https:// one, if a proxy sends http to https)".to_owned(),
             Error::Status { .. } | Error::Read { .. } => "try again; if it persists, look at the daemon's log".to_owned(),
             Error::File { .. } => "give an http(s):// URL of a daemon, or a file `drover state pull` wrote".to_owned(),
             Error::TooLarge { .. } => "this is not a drover state snapshot, or the fleet is beyond what --state-from reads".to_owned(),
@@ -124,12 +131,6 @@ pub fn fetch(source: &Source, token: Option<&[u8]>) -> Result<(StateSnapshot, St
     Ok((snapshot, from))
 }
 
-/// The snapshot's bytes as they came, for `drover state pull`.
-pub fn fetch_bytes(source: &Source, token: Option<&[u8]>) -> Result<Vec<u8>, Error> {
-    let (snapshot, _) = fetch(source, token)?;
-    Ok(snapshot.to_json().into_bytes())
-}
-
 fn read_file(path: &PathBuf) -> Result<Vec<u8>, Error> {
     let file = std::fs::File::open(path).map_err(|source| Error::File {
         path: path.clone(),
@@ -171,7 +172,24 @@ fn get(url: &str, token: Option<&[u8]>) -> Result<Vec<u8>, Error> {
         source,
     })?;
     let status = response.status().as_u16();
-    let mut reader = response.body_mut().as_reader().take(MAX_SNAPSHOT_BYTES + 1);
+    if (300..400).contains(&status) {
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map_or_else(|| "(no Location)".to_owned(), shown);
+        return Err(Error::Redirect {
+            url: shown_url,
+            location,
+        });
+    }
+    // An error answer is read only as far as its message needs.
+    let limit = if status == 200 {
+        MAX_SNAPSHOT_BYTES + 1
+    } else {
+        MAX_ERROR_BYTES
+    };
+    let mut reader = response.body_mut().as_reader().take(limit);
     let mut bytes = Vec::new();
     reader
         .read_to_end(&mut bytes)

@@ -103,6 +103,9 @@ pub enum Reason {
     OnlyIfTriggered { sources: Vec<InstanceId> },
     /// Its rendering needs these secrets (variable names), not available here.
     UnavailableSecret { secrets: Vec<String> },
+    /// A secret went into what was applied, so the state it was planned against (a
+    /// daemon's snapshot) does not carry its spec hash.
+    SpecWithheld,
 }
 
 impl Reason {
@@ -138,6 +141,9 @@ impl Reason {
                 "no longer desired; no undo recorded, so it is only forgotten".to_owned()
             }
             Reason::Forced => "replacement requested".to_owned(),
+            Reason::SpecWithheld => {
+                "a secret went into what was applied; its hash is not served, so it cannot be compared here".to_owned()
+            }
             Reason::UnavailableSecret { secrets } => {
                 let names: Vec<String> = secrets.iter().map(|s| format!("`{s}`")).collect();
                 let noun = if secrets.len() == 1 {

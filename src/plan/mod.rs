@@ -164,7 +164,11 @@ pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOpt
             id: instance.id.clone(),
             kind: *kind,
             reasons: reasons.clone(),
-            spec_hash: Some(instance.spec_hash),
+            // Rendered from a stand-in for a secret, the hash is not the real one: none.
+            spec_hash: instance
+                .unavailable_secrets
+                .is_empty()
+                .then_some(instance.spec_hash),
             recorded_fingerprint: recorded.fingerprint(&instance.id),
             after,
         });
@@ -261,6 +265,9 @@ fn own_change(
     let Some(record) = recorded.instances.get(&instance.id) else {
         return with_pending(ChangeKind::Create, vec![Reason::New]);
     };
+    if recorded.spec_withheld.contains(&instance.id) && record.outcome == Outcome::Succeeded {
+        return with_pending(ChangeKind::MayChange, vec![Reason::SpecWithheld]);
+    }
     let mut reasons = Vec::new();
     if record.spec_hash != instance.spec_hash {
         reasons.push(Reason::SpecChanged {
@@ -328,29 +335,52 @@ fn gate_handlers(
     }
 }
 
-/// A trigger whose every source only may change only may run: it is uncertain too.
+/// A trigger whose every source only may change only may run: it is "may change" too; one
+/// that may change on its own but is triggered by a certain change will run: a trigger.
+/// Repeated until nothing moves, so declaration order does not matter.
 fn uncertain_triggers(
     position: &BTreeMap<&InstanceId, usize>,
     changes: &mut BTreeMap<usize, (ChangeKind, Vec<Reason>)>,
 ) {
-    let may_change = |id: &InstanceId, changes: &BTreeMap<usize, (ChangeKind, Vec<Reason>)>| {
+    let uncertain = |id: &InstanceId, changes: &BTreeMap<usize, (ChangeKind, Vec<Reason>)>| {
         position
             .get(id)
             .and_then(|p| changes.get(p))
-            .is_some_and(|(kind, _)| *kind == ChangeKind::MayChange)
+            .is_none_or(|(kind, _)| *kind == ChangeKind::MayChange)
     };
-    // Sources come before what they trigger, so one pass in order settles chains.
-    let in_order: Vec<usize> = changes.keys().copied().collect();
-    for i in in_order {
-        let uncertain = match changes.get(&i) {
-            Some((ChangeKind::Trigger, reasons)) => reasons.iter().all(|r| match r {
-                Reason::TriggeredBy { sources } => sources.iter().all(|s| may_change(s, changes)),
-                _ => false,
-            }),
-            _ => false,
-        };
-        if uncertain && let Some(entry) = changes.get_mut(&i) {
-            entry.0 = ChangeKind::MayChange;
+    loop {
+        let mut moved = Vec::new();
+        for (i, (kind, reasons)) in changes.iter() {
+            let sources: Vec<&InstanceId> = reasons
+                .iter()
+                .filter_map(|r| match r {
+                    Reason::TriggeredBy { sources } => Some(sources.iter()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            if sources.is_empty() {
+                continue;
+            }
+            let certain = sources.iter().any(|s| !uncertain(s, changes));
+            let own_changes = reasons
+                .iter()
+                .any(|r| !matches!(r, Reason::TriggeredBy { .. }));
+            match kind {
+                ChangeKind::Trigger if !certain && !own_changes => {
+                    moved.push((*i, ChangeKind::MayChange));
+                }
+                ChangeKind::MayChange if certain => moved.push((*i, ChangeKind::Trigger)),
+                _ => {}
+            }
+        }
+        if moved.is_empty() {
+            break;
+        }
+        for (i, kind) in moved {
+            if let Some(entry) = changes.get_mut(&i) {
+                entry.0 = kind;
+            }
         }
     }
 }

@@ -363,3 +363,72 @@ proptest! {
         prop_assert!(plan(&desired, &done, &PlanOptions::default()).is_empty());
     }
 }
+
+/// Plans `text` (whose `pw` secret is not available) against a record of it applied with
+/// `pw` set, and lists the plan as `symbol task`.
+fn plan_without_secret(applied_text: &str, text: &str) -> Vec<String> {
+    let with_secret = |text: &str, stand_in: bool| {
+        let loaded = load(
+            &[Arc::new(SourceFile::new("site.yaml", text))],
+            &Limits::default(),
+        );
+        let desired = loaded
+            .desired
+            .unwrap_or_else(|| panic!("{:#?}", loaded.diagnostics));
+        let mut inputs = Inputs {
+            stand_in_missing_secrets: stand_in,
+            ..Inputs::default()
+        };
+        let key = crate::secret::SecretKey::Env("PW".to_owned());
+        let value = if stand_in {
+            Err(crate::resolve::Unreadable::Absent(
+                "it is not set".to_owned(),
+            ))
+        } else {
+            Ok(crate::secret::Secret::new("hunter2".to_owned()))
+        };
+        inputs.secrets.insert(key, value);
+        resolve(&desired, &inputs).instances
+    };
+    let recorded = applied(&with_secret(applied_text, false));
+    let plan = plan(&with_secret(text, true), &recorded, &PlanOptions::default());
+    plan.changes
+        .iter()
+        .map(|c| format!("{} {}", c.kind.symbol(), c.id.task))
+        .collect()
+}
+
+const SECRET_SITE: &str = r#"
+apiVersion: drover/v1
+kind: Host
+metadata: {name: box}
+spec: {transport: local, vars: {pw: {valueFrom: {env: PW}}}}
+---
+apiVersion: drover/v1
+kind: Workflow
+metadata: {name: app}
+spec:
+  hosts: {names: [box]}
+  tasks:
+    - {name: c, triggeredBy: [b], run: "echo c"}
+    - {name: b, triggeredBy: [a], run: "echo b"}
+    - {name: a, file: {path: /etc/a, content: "{{ pw | length }}\n"}}
+    - {name: config, file: {path: /etc/config, content: "VERSION\n"}}
+    - {name: reload, triggeredBy: [config], run: "reload --password {{ pw }}"}
+"#;
+
+#[test]
+fn what_needs_a_missing_secret_may_change_and_so_may_what_only_it_triggers() {
+    let site = SECRET_SITE.replace("VERSION", "v1");
+    // `a` uses the secret only through a filter; `c` is declared before what triggers it.
+    assert_eq!(
+        plan_without_secret(&site, &site),
+        ["? a", "? b", "? c", "? reload"]
+    );
+    // A certain change triggers `reload`: it will run, even though its command is unknown.
+    let edited = SECRET_SITE.replace("VERSION", "v2");
+    assert_eq!(
+        plan_without_secret(&site, &edited),
+        ["? a", "? b", "? c", "~ config", "! reload"]
+    );
+}

@@ -96,8 +96,10 @@ impl Session {
                 (id, finding)
             })
             .collect();
-        self.store
-            .record_drift_report(&report.for_storage(), &findings)?;
+        // Secrets never reach the state file: every text of the stored report is masked
+        // (a path or a check's name may be rendered from one), not only what is printed.
+        let stored = masked(&report.for_storage(), &resolved.redactor);
+        self.store.record_drift_report(&stored, &findings)?;
         Ok(report)
     }
 }
@@ -269,4 +271,32 @@ fn describe_status(status: crate::transport::ExitStatus) -> String {
         }
         crate::transport::ExitStatus::Cancelled => "cancelled".to_owned(),
     }
+}
+
+/// `report` with every string in it masked by `redactor`.
+fn masked(report: &DriftReport, redactor: &crate::secret::Redactor) -> DriftReport {
+    fn walk(value: &mut serde_json::Value, redactor: &crate::secret::Redactor) {
+        match value {
+            serde_json::Value::String(text) => *text = redactor.redact(text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, redactor)),
+            serde_json::Value::Object(fields) => {
+                fields.values_mut().for_each(|v| walk(v, redactor))
+            }
+            serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+            }
+        }
+    }
+    // Were the round trip through JSON ever to fail, only the counts are kept.
+    let counts_only = || DriftReport {
+        hosts: Vec::new(),
+        instances: Vec::new(),
+        targets: Vec::new(),
+        ..report.clone()
+    };
+    let Ok(mut value) = serde_json::to_value(report) else {
+        return counts_only();
+    };
+    walk(&mut value, redactor);
+    // Masking only replaces text inside strings, so the shape still decodes.
+    serde_json::from_value(value).unwrap_or_else(|_| counts_only())
 }

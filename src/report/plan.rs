@@ -626,6 +626,7 @@ mod tests {
 
     fn detail(action: RecordedAction) -> InstanceDetail {
         InstanceDetail {
+            sensitive: false,
             action,
             undo: None,
             undo_masked: false,

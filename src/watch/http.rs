@@ -173,8 +173,10 @@ async fn state(State(app): State<App>, headers: axum::http::HeaderMap) -> Respon
     let offered = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::as_bytes);
+        .and_then(|v| v.split_once(' '))
+        // The scheme is case-insensitive (RFC 7235).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().as_bytes());
     if !offered.is_some_and(|o| same_secret(o, &token)) {
         return (
             StatusCode::UNAUTHORIZED,

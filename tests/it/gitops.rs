@@ -41,6 +41,8 @@ spec:
       run: "touch {{{{ dir }}}}/reloaded"
     - name: notes
       file: {{path: "{{{{ dir }}}}/notes", content: "notes\n"}}
+    - name: flag
+      file: {{path: "{{{{ dir }}}}/{{{{ password }}}}.flag", content: "on\n"}}
 "#,
             area = area.display()
         ),
@@ -105,9 +107,10 @@ fn a_pull_request_plans_against_the_daemons_state_without_secrets() {
         "{plan}"
     );
     assert!(
-        plan.contains("1 to update") && plan.contains("2 may change"),
+        plan.contains("1 to update") && plan.contains("3 may change"),
         "{plan}"
     );
+    assert!(plan.contains("`app/flag` | ? may change"), "{plan}");
     assert!(!plan.contains("hunter2"), "{plan}");
     assert!(
         run.stderr().contains("warning[secret::unavailable]"),
@@ -148,12 +151,19 @@ fn a_pull_request_plans_against_the_daemons_state_without_secrets() {
         .expect_code(0);
     let snapshot = std::fs::read_to_string(&saved).unwrap();
     assert!(!snapshot.contains("hunter2"), "{snapshot}");
+    // Nor anything to guess it from: no hash of what a secret went into.
+    let doc: serde_json::Value = serde_json::from_str(&snapshot).unwrap();
+    let db = &doc["instances"]["box/app/db"];
+    assert!(db["specHash"].is_null(), "{db:#}");
+    assert_eq!(db["detail"]["action"]["contentHash"], "", "{db:#}");
     let from_file = plan_from(checkout.path(), saved.to_str().unwrap(), None).expect_code(2);
     assert_eq!(from_file.stdout(), plan);
 
-    // The daemon's last drift check (every second here), reported without probing.
-    eventually("a drift check to be recorded", &daemon, || {
-        daemon.get("/status").1.contains("\"lastDriftCheck\"")
+    // The daemon's last drift check (every second here), reported without probing; a
+    // finding at a path made from the secret is masked in what the daemon recorded.
+    std::fs::write(area.path().join("hunter2-db.flag"), "off\n").unwrap();
+    eventually("the drift to be recorded", &daemon, || {
+        daemon.get("/status").1.contains("\"drifted\": 1")
     });
     let run = Drover::new()
         .args([
@@ -169,10 +179,8 @@ fn a_pull_request_plans_against_the_daemons_state_without_secrets() {
         .env("DROVER_API_TOKEN", TOKEN)
         .run()
         .expect_code(0);
+    assert!(!run.stdout().contains("hunter2"), "{}", run.stdout());
     let report: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
-    assert_eq!(report["summary"]["drifted"], 0, "{report:#}");
-    assert!(
-        report["summary"]["probed"].as_u64().unwrap() >= 3,
-        "{report:#}"
-    );
+    assert_eq!(report["summary"]["drifted"], 1, "{report:#}");
+    assert_eq!(report["instances"][0]["id"], "box/app/flag", "{report:#}");
 }

@@ -373,22 +373,28 @@ fn pull(from: &str, out: &std::path::Path, config: &Config) -> Result<Outcome, E
         path: out.to_owned(),
         source,
     };
-    let temp = out.with_extension("pull.tmp");
-    {
+    // A fresh temporary name beside it, created exclusively (never through a link or an
+    // existing file), then renamed over it: whole or not at all, and 0600.
+    let name = out
+        .file_name()
+        .map_or_else(|| "state".to_owned(), |n| n.to_string_lossy().into_owned());
+    let temp = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
-            .open(&temp)
-            .map_err(write_error)?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(write_error)?;
+            .open(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, out)
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(write_error(error));
     }
-    std::fs::rename(&temp, out).map_err(write_error)?;
     config.output.stderr(&format!(
         "saved the state {from} served ({} instances, as of {}) to {}\n",
         snapshot.instances.len(),
