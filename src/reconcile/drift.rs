@@ -276,14 +276,20 @@ fn describe_status(status: crate::transport::ExitStatus) -> String {
 /// `report` with every string in it masked by `redactor`.
 fn masked(report: &DriftReport, redactor: &crate::secret::Redactor) -> DriftReport {
     fn walk(value: &mut serde_json::Value, redactor: &crate::secret::Redactor) {
+        use serde_json::Value;
         match value {
-            serde_json::Value::String(text) => *text = redactor.redact(text),
-            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, redactor)),
-            serde_json::Value::Object(fields) => {
-                fields.values_mut().for_each(|v| walk(v, redactor))
+            Value::String(text) => *text = redactor.redact(text),
+            Value::Array(items) => {
+                for item in items {
+                    walk(item, redactor);
+                }
             }
-            serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+            Value::Object(fields) => {
+                for field in fields.values_mut() {
+                    walk(field, redactor);
+                }
             }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
     }
     // Were the round trip through JSON ever to fail, only the counts are kept.
