@@ -159,10 +159,14 @@ fn a_pull_request_plans_against_the_daemons_state_without_secrets() {
     let from_file = plan_from(checkout.path(), saved.to_str().unwrap(), None).expect_code(2);
     assert_eq!(from_file.stdout(), plan);
 
-    // The daemon's last drift check (every second here), reported without probing; a
-    // finding at a path made from the secret is masked in what the daemon recorded.
-    std::fs::write(area.path().join("hunter2-db.flag"), "off\n").unwrap();
-    eventually("the drift to be recorded", &daemon, || {
+    reported_drift(&daemon, area.path(), checkout.path(), &url);
+}
+
+/// `drift --state-from`: the daemon's last drift check (every second here), reported without
+/// probing; a finding at a path made from the secret is masked in what the daemon recorded.
+fn reported_drift(daemon: &Daemon, area: &Path, checkout: &Path, url: &str) {
+    std::fs::write(area.join("hunter2-db.flag"), "off\n").unwrap();
+    eventually("the drift to be recorded", daemon, || {
         daemon.get("/status").1.contains("\"drifted\": 1")
     });
     let run = Drover::new()
@@ -173,9 +177,9 @@ fn a_pull_request_plans_against_the_daemons_state_without_secrets() {
             "--format",
             "json",
             "--state-from",
-            &url,
+            url,
         ])
-        .arg_path(checkout.path())
+        .arg_path(checkout)
         .env("DROVER_API_TOKEN", TOKEN)
         .run()
         .expect_code(0);
