@@ -27,6 +27,7 @@ mod drift;
 mod faults;
 mod fleet;
 mod fleet_checks;
+mod paths;
 mod privilege;
 mod ssh_config;
 mod watch;

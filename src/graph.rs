@@ -105,6 +105,8 @@ fn kind_name(action: &Action) -> &'static str {
     match action {
         Action::Run { .. } => "run",
         Action::File { .. } => "file",
+        Action::Directory { .. } => "directory",
+        Action::Link { .. } => "link",
         Action::Package { .. } => "package",
         Action::Service { .. } => "service",
     }

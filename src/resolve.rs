@@ -17,12 +17,16 @@ use crate::diagnostic::{Diagnostic, Location};
 use crate::hash::{SpecHash, content_hash};
 use crate::instance::InstanceId;
 use crate::load;
-use crate::load::document::{Invalid, argv_word_rule, command_rule, file_path_rule, path_rule};
+use crate::load::document::{
+    HostPath, Invalid, argv_word_rule, command_rule, file_path_rule, host_path_rule,
+    link_target_rule, path_rule,
+};
 use crate::model::desired::{Desired, Host, Origin, Task, Workflow};
 use crate::model::duration::{FileMode, HumanDuration};
 use crate::model::host::Transport;
 use crate::model::task_kind::{
-    Command, FileSpec, OnTrigger, PackageState, RunSpec, ServiceState, TaskKind,
+    Command, DirectorySpec, FileSpec, LinkSpec, OnTrigger, PackageState, PathState, RunSpec,
+    ServiceState, TaskKind,
 };
 use crate::model::vars::{VarValue, Vars};
 use crate::model::workflow::{DriftPolicy, Retries};
@@ -68,6 +72,21 @@ pub enum Action {
         owner: Option<String>,
         group: Option<String>,
     },
+    Directory {
+        path: String,
+        mode: Option<FileMode>,
+        owner: Option<String>,
+        group: Option<String>,
+        state: PathState,
+        recursive: bool,
+    },
+    Link {
+        path: String,
+        /// `None` only with `state: absent`.
+        target: Option<String>,
+        state: PathState,
+        force: bool,
+    },
     Package {
         names: Vec<String>,
         state: PackageState,
@@ -86,6 +105,8 @@ impl Action {
         match self {
             Action::Run { .. } => "run",
             Action::File { .. } => "file",
+            Action::Directory { .. } => "directory",
+            Action::Link { .. } => "link",
             Action::Package { .. } => "package",
             Action::Service { .. } => "service",
         }
@@ -299,6 +320,16 @@ fn package_name(name: &str) -> Result<(), Invalid> {
         name,
         |c| c.is_ascii_alphanumeric(),
         "._+-:~=@",
+    )
+}
+
+/// A user or group name as `chown` takes it (or a numeric id).
+fn account_name(name: &str) -> Result<(), Invalid> {
+    plain_name(
+        "user or group name",
+        name,
+        |c| c.is_ascii_alphanumeric() || c == '_',
+        "._-$",
     )
 }
 
@@ -915,6 +946,8 @@ impl Renderer<'_, '_> {
                 })
             }
             TaskKind::File(file) => self.file(file),
+            TaskKind::Directory(directory) => self.directory(directory),
+            TaskKind::Link(link) => self.link(link),
             TaskKind::Package(p) => {
                 let names: Option<Vec<String>> = p
                     .names
@@ -940,6 +973,52 @@ impl Renderer<'_, '_> {
                 enabled: s.enabled,
                 on_trigger: s.on_trigger,
             }),
+        }
+    }
+
+    fn directory(&mut self, directory: &DirectorySpec) -> Option<Action> {
+        let path = self.text(&directory.path, "/directory/path");
+        let path = self.checked(path, "/directory/path", |p| {
+            host_path_rule(HostPath::Directory, p)
+        });
+        let owner = self.account(directory.owner.as_ref(), "/directory/owner");
+        let group = self.account(directory.group.as_ref(), "/directory/group");
+        Some(Action::Directory {
+            path: path?,
+            mode: directory.mode,
+            owner: owner?,
+            group: group?,
+            state: directory.state,
+            recursive: directory.recursive,
+        })
+    }
+
+    fn link(&mut self, link: &LinkSpec) -> Option<Action> {
+        let path = self.text(&link.path, "/link/path");
+        let path = self.checked(path, "/link/path", |p| host_path_rule(HostPath::Link, p));
+        let target = match self.opt(link.target.as_ref(), "/link/target") {
+            Some(Some(target)) => self
+                .checked(Some(target), "/link/target", link_target_rule)
+                .map(Some),
+            other => other,
+        };
+        Some(Action::Link {
+            path: path?,
+            target: target?,
+            state: link.state,
+            force: link.force,
+        })
+    }
+
+    /// An optional `owner` or `group`, rendered and checked to be one plain name.
+    #[expect(
+        clippy::option_option,
+        reason = "outer None: rendering failed; inner None: the field is absent"
+    )]
+    fn account(&mut self, name: Option<&String>, field: &str) -> Option<Option<String>> {
+        match self.opt(name, field) {
+            Some(Some(name)) => self.checked(Some(name), field, account_name).map(Some),
+            other => other,
         }
     }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::hash::SpecHash;
 use crate::instance::InstanceId;
 use crate::model::duration::FileMode;
-use crate::model::task_kind::{OnTrigger, PackageState, ServiceState};
+use crate::model::task_kind::{OnTrigger, PackageState, PathState, ServiceState};
 use crate::resolve::{Action, Connection, ResolvedInstance};
 use crate::secret::Redactor;
 
@@ -190,6 +190,26 @@ pub enum RecordedAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
     },
+    Directory {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<FileMode>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        state: PathState,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        recursive: bool,
+    },
+    Link {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        state: PathState,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
+    },
     Package {
         names: Vec<String>,
         state: PackageState,
@@ -290,6 +310,32 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
             mode: *mode,
             owner: owner.as_deref().map(|o| redactor.redact(o)),
             group: group.as_deref().map(|g| redactor.redact(g)),
+        },
+        Action::Directory {
+            path,
+            mode,
+            owner,
+            group,
+            state,
+            recursive,
+        } => RecordedAction::Directory {
+            path: redactor.redact(path),
+            mode: *mode,
+            owner: owner.as_deref().map(|o| redactor.redact(o)),
+            group: group.as_deref().map(|g| redactor.redact(g)),
+            state: *state,
+            recursive: *recursive,
+        },
+        Action::Link {
+            path,
+            target,
+            state,
+            force,
+        } => RecordedAction::Link {
+            path: redactor.redact(path),
+            target: target.as_deref().map(|t| redactor.redact(t)),
+            state: *state,
+            force: *force,
         },
         Action::Package { names, state } => RecordedAction::Package {
             names: names.clone(),

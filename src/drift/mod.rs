@@ -2,9 +2,10 @@
 //!
 //! An instance is probed when its last apply succeeded with the spec it has now (anything
 //! else is a pending change that `plan` shows already), its policy is not `ignore`, and its
-//! kind can be looked at: a file (existence, content hash, mode, owner, group), packages
-//! (installed or not), a service (active, enabled) and any task's `check` command (exit 0 is
-//! in sync). A `run` without `check` has no probe and is never called drifted.
+//! kind can be looked at: a file (existence, content hash, mode, owner, group), a directory
+//! (a directory and not a link to one, mode, owner, group; or absent), a link (its target; or
+//! no link), packages (installed or not), a service (active, enabled) and any task's `check`
+//! command (exit 0 is in sync). A `run` without `check` has no probe and is never called drifted.
 //!
 //! This module is pure: `select` picks what to probe and builds each host's script (through
 //! `probe`), `compare` turns a host's answer into findings. `reconcile::drift` runs the
@@ -20,7 +21,7 @@ use sha2::Digest as _;
 
 use crate::instance::InstanceId;
 use crate::model::meta::HostName;
-use crate::model::task_kind::PackageState;
+use crate::model::task_kind::{PackageState, PathState};
 use crate::model::workflow::DriftPolicy;
 use crate::report::diff::{self, Options};
 use crate::report::style::Style;
@@ -47,6 +48,15 @@ pub enum Finding {
     Missing { path: String },
     /// Something other than a regular file is at the path.
     NotAFile { path: String },
+    /// A directory or link task found another kind of entry at its path; `expected` and
+    /// `found` read "a directory", "a symbolic link to /x", "a file".
+    WrongType {
+        path: String,
+        expected: String,
+        found: String,
+    },
+    /// Something is at a path that should be absent (for a link: a symbolic link).
+    Unexpected { path: String, found: String },
     Content {
         path: String,
         /// Unified diff from the applied content to the content found, secrets masked;
@@ -56,7 +66,7 @@ pub enum Finding {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
-    /// `field` is `mode`, `owner` or `group`.
+    /// `field` is `mode`, `owner`, `group`, or a link's `target`.
     Attribute {
         path: String,
         field: String,
@@ -88,6 +98,14 @@ impl Finding {
         match self {
             Finding::Missing { path } => format!("{path} is missing"),
             Finding::NotAFile { path } => format!("{path} is no longer a regular file"),
+            Finding::WrongType {
+                path,
+                expected,
+                found,
+            } => format!("{path} is {found}, not {expected}"),
+            Finding::Unexpected { path, found } => {
+                format!("{path} should be absent but is {found}")
+            }
             Finding::Content { path, .. } => format!("{path}: content differs"),
             Finding::Attribute {
                 path,
@@ -216,6 +234,8 @@ impl DriftReport {
                     Finding::Check { output, .. } => output.clear(),
                     Finding::Missing { .. }
                     | Finding::NotAFile { .. }
+                    | Finding::WrongType { .. }
+                    | Finding::Unexpected { .. }
                     | Finding::Attribute { .. }
                     | Finding::Package { .. }
                     | Finding::Service { .. } => {}
@@ -305,6 +325,9 @@ fn looks(instance: &ResolvedInstance) -> Vec<Look<'_>> {
             path,
             sha256: sha256_hex(content),
         }),
+        Action::Directory { path, .. } | Action::Link { path, .. } => {
+            out.push(Look::Entry { path });
+        }
         Action::Package { names, .. } => out.push(Look::Package { names }),
         Action::Service {
             name,
@@ -389,6 +412,9 @@ pub fn compare(
                 &mut findings,
                 &mut unknown,
             ),
+            (Action::Directory { .. } | Action::Link { .. }, Seen::Entry(entry)) => {
+                findings.extend(entry_findings(&instance.action, entry));
+            }
             (Action::Package { names, state }, Seen::Packages(found)) => {
                 package_findings(names, *state, found, &mut findings, &mut unknown);
             }
@@ -420,6 +446,151 @@ pub fn compare(
     };
     let error = (!unknown.is_empty()).then(|| redactor.redact(&unknown.join("; ")));
     (status, findings, error)
+}
+
+/// A directory or link task's path as the probe found it, against what was applied.
+fn entry_findings(action: &Action, entry: &probe::Entry) -> Vec<Finding> {
+    match action {
+        Action::Directory {
+            path,
+            mode,
+            owner,
+            group,
+            state,
+            ..
+        } => {
+            let mode = mode.map(crate::model::duration::FileMode::bits);
+            directory_findings(
+                path,
+                *state,
+                mode,
+                [owner.as_deref(), group.as_deref()],
+                entry,
+            )
+        }
+        Action::Link {
+            path,
+            target,
+            state,
+            ..
+        } => link_findings(path, target.as_deref(), *state, entry),
+        Action::Run { .. }
+        | Action::File { .. }
+        | Action::Package { .. }
+        | Action::Service { .. } => Vec::new(),
+    }
+}
+
+/// A directory: present and not a link to one, with the mode and `[owner, group]` applied;
+/// or absent.
+fn directory_findings(
+    path: &str,
+    state: PathState,
+    mode: Option<u32>,
+    [owner, group]: [Option<&str>; 2],
+    entry: &probe::Entry,
+) -> Vec<Finding> {
+    use probe::Entry;
+    let path = path.to_owned();
+    let (uid, gid, found_owner, found_group, found_mode) = match (state, entry) {
+        (PathState::Absent, Entry::Absent) => return Vec::new(),
+        (PathState::Absent, found) => {
+            return vec![Finding::Unexpected {
+                path,
+                found: found.describe(),
+            }];
+        }
+        (PathState::Present, Entry::Absent) => return vec![Finding::Missing { path }],
+        (PathState::Present, found @ (Entry::Link { .. } | Entry::Other)) => {
+            return vec![Finding::WrongType {
+                path,
+                expected: "a directory".to_owned(),
+                found: found.describe(),
+            }];
+        }
+        (
+            PathState::Present,
+            Entry::Directory {
+                mode,
+                uid,
+                gid,
+                owner,
+                group,
+            },
+        ) => (*uid, *gid, owner, group, *mode),
+    };
+    let mut findings = Vec::new();
+    if let Some(mode) = mode.filter(|m| *m != found_mode) {
+        findings.push(Finding::Attribute {
+            path: path.clone(),
+            field: "mode".to_owned(),
+            applied: format!("{mode:04o}"),
+            found: format!("{found_mode:04o}"),
+        });
+    }
+    for (field, applied, id, name) in [
+        ("owner", owner, uid, found_owner),
+        ("group", group, gid, found_group),
+    ] {
+        if let Some(applied) = applied.filter(|a| !same_account(a, id, name)) {
+            findings.push(Finding::Attribute {
+                path: path.clone(),
+                field: field.to_owned(),
+                applied: applied.to_owned(),
+                found: name.clone(),
+            });
+        }
+    }
+    findings
+}
+
+/// A link: a symbolic link reading exactly `target`; or, absent, no symbolic link (anything
+/// else at the path is not the task's and is left alone).
+fn link_findings(
+    path: &str,
+    target: Option<&str>,
+    state: PathState,
+    entry: &probe::Entry,
+) -> Vec<Finding> {
+    use probe::Entry;
+    let path = path.to_owned();
+    let finding = match (state, entry) {
+        (PathState::Absent, Entry::Absent | Entry::Directory { .. } | Entry::Other) => {
+            return Vec::new();
+        }
+        (PathState::Absent, found @ Entry::Link { .. }) => Finding::Unexpected {
+            path,
+            found: found.describe(),
+        },
+        (PathState::Present, Entry::Link { target: found }) => {
+            if target == Some(found.as_str()) {
+                return Vec::new();
+            }
+            Finding::Attribute {
+                path,
+                field: "target".to_owned(),
+                applied: target.unwrap_or_default().to_owned(),
+                found: found.clone(),
+            }
+        }
+        (PathState::Present, Entry::Absent) => Finding::Missing { path },
+        (PathState::Present, found @ (Entry::Directory { .. } | Entry::Other)) => {
+            Finding::WrongType {
+                path,
+                expected: "a symbolic link".to_owned(),
+                found: found.describe(),
+            }
+        }
+    };
+    vec![finding]
+}
+
+/// A numeric owner is compared with the number, a name with the name.
+fn same_account(applied: &str, id: u32, name: &str) -> bool {
+    match applied.parse::<u32>() {
+        Ok(number) => number == id,
+        Err(_) => applied == name,
+    }
 }
 
 /// Every package asked about must be answered exactly once.
@@ -571,12 +742,7 @@ fn file_findings(
         let Some(applied) = applied else {
             continue;
         };
-        // A numeric owner is compared with the number, a name with the name.
-        let same = match applied.parse::<u32>() {
-            Ok(number) => number == *id,
-            Err(_) => applied == name,
-        };
-        if !same {
+        if !same_account(applied, *id, name) {
             findings.push(Finding::Attribute {
                 path: path.clone(),
                 field: field.to_owned(),
@@ -633,5 +799,91 @@ fn content_finding(
         path,
         diff: Some(redactor.redact(&diff)),
         note,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probe::Entry;
+
+    fn directory(owner: &str) -> Entry {
+        Entry::Directory {
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            owner: owner.to_owned(),
+            group: "root".to_owned(),
+        }
+    }
+
+    fn summaries(findings: &[Finding]) -> Vec<String> {
+        findings.iter().map(Finding::summary).collect()
+    }
+
+    #[test]
+    fn a_directory_is_compared_on_what_the_task_set() {
+        let present = |mode, owner, entry: &Entry| {
+            summaries(&directory_findings(
+                "/srv",
+                PathState::Present,
+                mode,
+                [owner, None],
+                entry,
+            ))
+        };
+        assert!(present(None, None, &directory("root")).is_empty());
+        assert_eq!(
+            present(Some(0o755), Some("app"), &directory("root")),
+            ["/srv: mode 0755 → 0777", "/srv: owner app → root"]
+        );
+        assert!(present(None, Some("0"), &directory("root")).is_empty());
+        assert_eq!(
+            present(
+                None,
+                None,
+                &Entry::Link {
+                    target: "/x".into()
+                }
+            ),
+            ["/srv is a symbolic link to /x, not a directory"]
+        );
+        assert_eq!(present(None, None, &Entry::Absent), ["/srv is missing"]);
+        let absent = |entry: &Entry| {
+            summaries(&directory_findings(
+                "/srv",
+                PathState::Absent,
+                None,
+                [None, None],
+                entry,
+            ))
+        };
+        assert!(absent(&Entry::Absent).is_empty());
+        assert_eq!(
+            absent(&Entry::Other),
+            ["/srv should be absent but is a file"]
+        );
+    }
+
+    #[test]
+    fn a_link_is_compared_on_its_target_and_absent_means_no_link() {
+        let link = |target: &str| Entry::Link {
+            target: target.to_owned(),
+        };
+        let present =
+            |entry: &Entry| summaries(&link_findings("/l", Some("/t"), PathState::Present, entry));
+        assert!(present(&link("/t")).is_empty());
+        assert_eq!(present(&link("/u")), ["/l: target /t → /u"]);
+        assert_eq!(
+            present(&Entry::Other),
+            ["/l is a file, not a symbolic link"]
+        );
+        let absent =
+            |entry: &Entry| summaries(&link_findings("/l", None, PathState::Absent, entry));
+        assert!(absent(&Entry::Other).is_empty() && absent(&Entry::Absent).is_empty());
+        assert_eq!(
+            absent(&link("/t")),
+            ["/l should be absent but is a symbolic link to /t"]
+        );
     }
 }

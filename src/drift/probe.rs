@@ -21,6 +21,7 @@
 //! | `C i`             | the first `CONTENT_LIMIT` bytes of file `i` (its hash differed) |
 //! | `P i`             | `1 name` or `0 name` per package          |
 //! | `S i`             | `systemctl is-active` then `is-enabled`   |
+//! | `E i L/D/O/A`     | path `i` is a symbolic link (payload: its target), a directory (payload: `mode uid gid user group`), something else, or absent |
 //! | `K i status`      | the first `OUTPUT_LIMIT` bytes of check `i`'s output |
 //! | `X i`             | why instance `i` could not be probed      |
 //! | `DONE`            | the script reached its end                |
@@ -49,6 +50,10 @@ pub enum Look<'a> {
     },
     Service {
         name: &'a str,
+    },
+    /// What is at a path, without following a symbolic link: for `directory` and `link`.
+    Entry {
+        path: &'a str,
     },
     Check {
         command: &'a str,
@@ -121,6 +126,14 @@ fn group_script(nonce: &str, g: usize, group: &Group<'_>) -> String {
     // compound command too, so that nothing it runs reads the rest.
     let mut out =
         format!("{{\n_n={nonce}\n_r() {{ printf '\\n%s %s\\n' \"$_n\" \"$*\"; }}\n_r G {g}\n");
+    if group
+        .looks
+        .iter()
+        .any(|(_, l)| matches!(l, Look::Entry { .. }))
+    {
+        out.push_str(ENTRY);
+        out.push('\n');
+    }
     let batches = file_batches(group);
     if !batches.is_empty() {
         let _ = writeln!(
@@ -181,6 +194,9 @@ else _r X {i}; echo 'no supported package manager (dpkg, rpm, apk) on this host'
 else _r X {i}; echo 'systemctl not found: only systemd services can be probed'; fi"#
                 );
             }
+            Look::Entry { path } => {
+                let _ = writeln!(out, "_p={}; _e {i}", shell_quote(path));
+            }
             Look::Check {
                 command,
                 timeout_secs,
@@ -198,6 +214,22 @@ _r K {i} $_s $_dto; printf '%s' "$_o" | head -c {OUTPUT_LIMIT}"#
     out.push_str("} </dev/null\n");
     out
 }
+
+/// Defines `_e i`, which records what is at `$_p`. "Absent" is said only when the nearest
+/// ancestor that exists is a directory the probe's user may search (or not a directory at
+/// all): behind a directory it cannot enter, an entry is invisible, and that is unknown.
+const ENTRY: &str = r#"_e() {
+  if [ -L "$_p" ]; then
+    if _o=$(readlink -- "$_p" 2>&1); then _r E "$1" L; printf '%s\n' "$_o"; else _r X "$1"; printf 'readlink failed: %s\n' "$_o"; fi
+  elif [ -d "$_p" ]; then
+    if _o=$(stat -c '%a	%u	%g	%U	%G' -- "$_p" 2>&1); then _r E "$1" D; printf '%s\n' "$_o"; else _r X "$1"; printf 'stat failed: %s\n' "$_o"; fi
+  elif [ -e "$_p" ]; then _r E "$1" O
+  else
+    _a=$_p
+    while [ "$_a" != / ] && [ ! -e "$_a" ]; do _a=${_a%/*}; [ -n "$_a" ] || _a=/; done
+    if [ -d "$_a" ] && [ ! -x "$_a" ]; then _r X "$1"; printf 'cannot look inside %s as the probe user; give the task become\n' "$_a"; else _r E "$1" A; fi
+  fi
+}"#;
 
 /// Whether package `$_q` is installed, by the host's package database.
 const INSTALLED: &str = r#"{ if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${Status}' "$_q" 2>/dev/null | grep -q 'install ok installed'; elif command -v rpm >/dev/null 2>&1; then rpm -q "$_q" >/dev/null 2>&1; else apk info -e "$_q" >/dev/null 2>&1; fi; }"#;
@@ -230,6 +262,7 @@ pub enum Seen {
         /// `UnitFileState`: enabled, disabled, static, masked…
         enabled: String,
     },
+    Entry(Entry),
     Check {
         status: i32,
         /// The check ran under `timeout` (so 124 means it timed out).
@@ -238,6 +271,36 @@ pub enum Seen {
     },
     /// The instance could not be probed; why.
     Unknown(String),
+}
+
+/// What is at a path, as `Look::Entry` saw it (links not followed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Absent,
+    Link {
+        target: String,
+    },
+    Directory {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        owner: String,
+        group: String,
+    },
+    /// A regular file, a device, a FIFO, a socket.
+    Other,
+}
+
+impl Entry {
+    /// "a directory", "a symbolic link to /x", for findings.
+    pub fn describe(&self) -> String {
+        match self {
+            Entry::Absent => "absent".to_owned(),
+            Entry::Link { target } => format!("a symbolic link to {target}"),
+            Entry::Directory { .. } => "a directory".to_owned(),
+            Entry::Other => "a file".to_owned(),
+        }
+    }
 }
 
 /// The parsed answer of one host.
@@ -357,6 +420,12 @@ fn read_record(header: &str, payload: &[u8], answer: &mut Answer, raw: &mut Raw)
             answer.seen.insert(n, service_seen(&lines(payload)));
             raw.last = Some(n);
         }
+        "E" => {
+            answer
+                .seen
+                .insert(n, entry_seen(words.get(2).copied(), payload));
+            raw.last = Some(n);
+        }
         "K" => {
             let code = words.get(2).and_then(|w| w.parse().ok()).unwrap_or(-1);
             answer.seen.insert(
@@ -374,6 +443,39 @@ fn read_record(header: &str, payload: &[u8], answer: &mut Answer, raw: &mut Raw)
             answer.seen.insert(n, Seen::Unknown(why));
         }
         _ => {}
+    }
+}
+
+/// An `E` record: its letter and payload.
+fn entry_seen(letter: Option<&str>, payload: &[u8]) -> Seen {
+    let first = lines(payload).into_iter().next();
+    match (letter, first) {
+        (Some("A"), _) => Seen::Entry(Entry::Absent),
+        (Some("O"), _) => Seen::Entry(Entry::Other),
+        (Some("L"), Some(target)) => Seen::Entry(Entry::Link { target }),
+        (Some("D"), Some(stat)) => {
+            let fields: Vec<&str> = stat.splitn(5, '\t').collect();
+            let number = |n: usize| fields.get(n).and_then(|s| s.parse::<u32>().ok());
+            match (
+                fields.first().and_then(|m| u32::from_str_radix(m, 8).ok()),
+                number(1),
+                number(2),
+                fields.get(3),
+                fields.get(4),
+            ) {
+                (Some(mode), Some(uid), Some(gid), Some(owner), Some(group)) => {
+                    Seen::Entry(Entry::Directory {
+                        mode,
+                        uid,
+                        gid,
+                        owner: (*owner).to_owned(),
+                        group: (*group).to_owned(),
+                    })
+                }
+                _ => Seen::Unknown(format!("unexpected `stat` output: {stat}")),
+            }
+        }
+        _ => Seen::Unknown("the probe's answer about this path was incomplete".to_owned()),
     }
 }
 
@@ -554,6 +656,7 @@ pub fn describe(seen: &Seen) -> &'static str {
         Seen::FileAbsent | Seen::NotRegular | Seen::Unreadable | Seen::File { .. } => "a file",
         Seen::Packages(_) => "packages",
         Seen::Service { .. } => "a service",
+        Seen::Entry(_) => "a path",
         Seen::Check { .. } => "a check",
         Seen::Unknown(_) => "nothing",
     }
@@ -733,6 +836,63 @@ mod tests {
         );
         let text = script("N", &[group]);
         assert!(text.contains("_r STAT 0.2"));
+    }
+
+    #[test]
+    fn paths_are_looked_at_without_following_links() {
+        let groups = vec![Group {
+            r#become: None,
+            looks: vec![
+                (
+                    0,
+                    Look::Entry {
+                        path: "/srv/my app",
+                    },
+                ),
+                (
+                    1,
+                    Look::Entry {
+                        path: "/etc/current",
+                    },
+                ),
+                (2, Look::Entry { path: "/srv/gone" }),
+                (3, Look::Entry { path: "/srv/file" }),
+                (4, Look::Entry { path: "/srv/odd" }),
+            ],
+        }];
+        let text = script("N", &groups);
+        assert_eq!(text.matches("_e() {").count(), 1, "{text}");
+        assert!(text.contains("_p='/srv/my app'; _e 0\n"));
+        assert!(
+            text.find("[ -L \"$_p\" ]").unwrap() < text.find("[ -d \"$_p\" ]").unwrap(),
+            "a link to a directory is seen as a link"
+        );
+        let answer = b"N G 0\nN E 0 D\n2750\t0\t1001\troot\tapp staff\nN E 1 L\n../sites/app\nN E 2 A\nN E 3 O\nN E 4 D\nnot a stat line\nN DONE\n";
+        let parsed = parse("N", answer, &groups);
+        assert_eq!(
+            parsed.seen[&0],
+            Seen::Entry(Entry::Directory {
+                mode: 0o2750,
+                uid: 0,
+                gid: 1001,
+                owner: "root".into(),
+                group: "app staff".into()
+            })
+        );
+        assert_eq!(
+            parsed.seen[&1],
+            Seen::Entry(Entry::Link {
+                target: "../sites/app".into()
+            })
+        );
+        assert_eq!(parsed.seen[&2], Seen::Entry(Entry::Absent));
+        assert_eq!(parsed.seen[&3], Seen::Entry(Entry::Other));
+        assert!(
+            matches!(&parsed.seen[&4], Seen::Unknown(why) if why.contains("unexpected `stat`"))
+        );
+        // A link record without its target is not guessed at.
+        let parsed = parse("N", b"N G 0\nN E 1 L\nN DONE\n", &groups);
+        assert!(matches!(&parsed.seen[&1], Seen::Unknown(_)));
     }
 
     #[test]

@@ -16,7 +16,9 @@ use crate::load::yaml::{Document, Node, NodeValue};
 use crate::model::desired::{Host, Origin, Task, Workflow};
 use crate::model::host::{HostDocument, Transport};
 use crate::model::meta::TaskName;
-use crate::model::task_kind::{Command, FileSpec, RunSpec, TaskKind};
+use crate::model::task_kind::{
+    Command, DirectorySpec, FileSpec, LinkSpec, PathState, RunSpec, TaskKind,
+};
 use crate::model::vars::{SecretSource, VarValue, Vars};
 use crate::model::workflow::{TaskSpec, WorkflowDocument};
 use crate::model::{API_VERSION, Kind};
@@ -354,6 +356,12 @@ impl DocCtx<'_> {
         if let Some(file) = task.file {
             kinds.push(("file", TaskKind::File(file)));
         }
+        if let Some(directory) = task.directory {
+            kinds.push(("directory", TaskKind::Directory(directory)));
+        }
+        if let Some(link) = task.link {
+            kinds.push(("link", TaskKind::Link(link)));
+        }
         if let Some(package) = task.package {
             kinds.push(("package", TaskKind::Package(package)));
         }
@@ -370,7 +378,9 @@ impl DocCtx<'_> {
                     )
                     .at(self.at(pointer))
                     .with_label("no task kind")
-                    .with_help("add exactly one of `run`, `file`, `package` or `service`"),
+                    .with_help(
+                        "add exactly one of `run`, `file`, `directory`, `link`, `package` or `service`",
+                    ),
                 );
                 return None;
             }
@@ -392,6 +402,10 @@ impl DocCtx<'_> {
         };
         match &kind {
             TaskKind::File(file) => self.check_file(name, file, &pointer.push("file"), diagnostics),
+            TaskKind::Directory(directory) => {
+                self.check_directory(name, directory, &pointer.push("directory"), diagnostics);
+            }
+            TaskKind::Link(link) => self.check_link(name, link, &pointer.push("link"), diagnostics),
             TaskKind::Run(run) => self.check_run(run, &pointer.push("run"), diagnostics),
             TaskKind::Package(_) | TaskKind::Service(_) => {}
         }
@@ -461,6 +475,114 @@ impl DocCtx<'_> {
             if let Some(path) = path {
                 self.report(path_rule(field, path), &file_ptr.push(field), diagnostics);
             }
+        }
+    }
+
+    /// Rules of one `directory` task: a usable path, and only the fields its state uses.
+    fn check_directory(
+        &self,
+        name: &TaskName,
+        directory: &DirectorySpec,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        self.check_host_path(HostPath::Directory, &directory.path, pointer, diagnostics);
+        let unused: &[(&str, bool)] = match directory.state {
+            PathState::Present => &[("recursive", directory.recursive)],
+            PathState::Absent => &[
+                ("mode", directory.mode.is_some()),
+                ("owner", directory.owner.is_some()),
+                ("group", directory.group.is_some()),
+            ],
+        };
+        self.report_unused(
+            "directory",
+            name,
+            directory.state,
+            unused,
+            pointer,
+            diagnostics,
+        );
+    }
+
+    /// Rules of one `link` task: a usable path, a target when present, and only the fields
+    /// its state uses.
+    fn check_link(
+        &self,
+        name: &TaskName,
+        link: &LinkSpec,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        self.check_host_path(HostPath::Link, &link.path, pointer, diagnostics);
+        if let Some(target) = &link.target {
+            self.report(
+                link_target_rule(target),
+                &pointer.push("target"),
+                diagnostics,
+            );
+        }
+        match link.state {
+            PathState::Present if link.target.is_none() => diagnostics.push(
+                Diagnostic::error(
+                    "manifest::link-target-missing",
+                    format!("link task `{name}` does not say where the link points"),
+                )
+                .at(self.at_key(pointer))
+                .with_label("no `target`")
+                .with_help("add `target: PATH`, the path the link points at, or `state: absent` to remove the link"),
+            ),
+            PathState::Present => {}
+            PathState::Absent => {
+                self.report_unused("link", name, link.state, &[("force", link.force)], pointer, diagnostics);
+            }
+        }
+    }
+
+    /// The `path` of a directory or link task; a templated one is checked again once
+    /// rendered (`resolve`).
+    fn check_host_path(
+        &self,
+        kind: HostPath,
+        path: &str,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        let check = if Templates::is_template(path) {
+            path_rule("path", path)
+        } else {
+            host_path_rule(kind, path)
+        };
+        self.report(check, &pointer.push("path"), diagnostics);
+    }
+
+    /// Reports each field set in `unused`, which the task's `state` does not use: it would
+    /// be silently ignored, and the user meant something by it.
+    fn report_unused(
+        &self,
+        kind: &str,
+        name: &TaskName,
+        state: PathState,
+        unused: &[(&str, bool)],
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        let (state, other) = match state {
+            PathState::Present => ("present", "absent"),
+            PathState::Absent => ("absent", "present"),
+        };
+        for (field, _) in unused.iter().filter(|(_, set)| *set) {
+            diagnostics.push(
+                Diagnostic::error(
+                    "manifest::field-unused",
+                    format!(
+                        "{kind} task `{name}` sets `{field}`, which `state: {state}` does not use"
+                    ),
+                )
+                .at(self.at_key(&pointer.push(field)))
+                .with_label("only used with another state")
+                .with_help(format!("remove `{field}`, or set `state: {other}`")),
+            );
         }
     }
 
@@ -734,6 +856,87 @@ pub fn file_path_rule(path: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Which task kind a host path belongs to, for the wording of its problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostPath {
+    Directory,
+    Link,
+}
+
+impl HostPath {
+    fn noun(self) -> &'static str {
+        match self {
+            HostPath::Directory => "directory",
+            HostPath::Link => "link",
+        }
+    }
+
+    fn examples(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            HostPath::Directory => (
+                "paths on the host must be absolute, such as `/srv/app`",
+                "a directory task manages one directory below `/`: give its full path, such as `/srv/app`",
+                "name the directory itself, without a trailing `/`, `.` or `..`, such as `/srv/app`",
+            ),
+            HostPath::Link => (
+                "paths on the host must be absolute, such as `/etc/nginx/sites-enabled/app`",
+                "a link task manages one link: give its full path, such as `/etc/nginx/sites-enabled/app`",
+                "name the link itself, without a trailing `/`, `.` or `..`, such as `/etc/nginx/sites-enabled/app`",
+            ),
+        }
+    }
+}
+
+/// The path of a directory or link task names one entry: absolute, not `/`, and not ending
+/// in `/`, `.` or `..` (a trailing `/` would make tools follow a link instead of managing it).
+pub fn host_path_rule(kind: HostPath, path: &str) -> Result<(), Invalid> {
+    path_rule("path", path)?;
+    let noun = kind.noun();
+    let (relative_help, root_help, ending_help) = kind.examples();
+    if !path.starts_with('/') {
+        return Err(Invalid {
+            code: "manifest::relative-path",
+            message: format!("{noun} path `{path}` is not absolute"),
+            label: "relative path",
+            help: relative_help,
+        });
+    }
+    if path.split('/').all(|part| matches!(part, "" | ".")) {
+        return Err(Invalid {
+            code: "manifest::invalid-path",
+            message: format!("{noun} path `{path}` is the root directory"),
+            label: "the root directory",
+            help: root_help,
+        });
+    }
+    let last = path.rsplit('/').next().unwrap_or_default();
+    if matches!(last, "" | "." | "..") {
+        let ending = if last.is_empty() { "/" } else { last };
+        return Err(Invalid {
+            code: "manifest::invalid-path",
+            message: format!("{noun} path `{path}` ends with `{ending}`"),
+            label: "trailing component",
+            help: ending_help,
+        });
+    }
+    Ok(())
+}
+
+/// A link's target: not empty (no link can hold that) and no control characters. It may be
+/// relative: a link resolves it from its own directory.
+pub fn link_target_rule(target: &str) -> Result<(), Invalid> {
+    path_rule("target", target)?;
+    if target.is_empty() {
+        return Err(Invalid {
+            code: "manifest::invalid-value",
+            message: "`target` is empty".to_owned(),
+            label: "empty target",
+            help: "give the path the link points at, such as `/etc/nginx/sites-available/app`",
+        });
+    }
+    Ok(())
+}
+
 /// A shell command (`run`, `check`, `undo`, `unless`) has something to run and no NUL byte.
 pub fn command_rule(field: &str, command: &str) -> Result<(), Invalid> {
     if command.trim().is_empty() {
@@ -785,6 +988,36 @@ mod tests {
         );
         assert_eq!(
             code(file_path_rule("/etc/mo\ntd")),
+            "manifest::control-character"
+        );
+    }
+
+    #[test]
+    fn directory_and_link_paths_name_one_entry() {
+        for kind in [HostPath::Directory, HostPath::Link] {
+            assert_eq!(code(host_path_rule(kind, "/srv/app")), "ok");
+            assert_eq!(
+                code(host_path_rule(kind, "srv/app")),
+                "manifest::relative-path"
+            );
+            assert_eq!(code(host_path_rule(kind, "/")), "manifest::invalid-path");
+            assert_eq!(
+                code(host_path_rule(kind, "/srv/app/")),
+                "manifest::invalid-path"
+            );
+            assert_eq!(
+                code(host_path_rule(kind, "/srv/..")),
+                "manifest::invalid-path"
+            );
+            assert_eq!(
+                code(host_path_rule(kind, "/srv/a\0pp")),
+                "manifest::control-character"
+            );
+        }
+        assert_eq!(code(link_target_rule("../sites-available/app")), "ok");
+        assert_eq!(code(link_target_rule("")), "manifest::invalid-value");
+        assert_eq!(
+            code(link_target_rule("/a\nb")),
             "manifest::control-character"
         );
     }

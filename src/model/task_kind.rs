@@ -1,4 +1,5 @@
-//! `TaskKind`: what a task does (run, file, package, service), and the specs of each kind.
+//! `TaskKind`: what a task does (run, file, directory, link, package, service), and the specs
+//! of each kind.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,8 @@ use crate::model::duration::FileMode;
 pub enum TaskKind {
     Run(RunSpec),
     File(FileSpec),
+    Directory(DirectorySpec),
+    Link(LinkSpec),
     Package(PackageSpec),
     Service(ServiceSpec),
 }
@@ -20,6 +23,8 @@ impl TaskKind {
         match self {
             TaskKind::Run(_) => "run",
             TaskKind::File(_) => "file",
+            TaskKind::Directory(_) => "directory",
+            TaskKind::Link(_) => "link",
             TaskKind::Package(_) => "package",
             TaskKind::Service(_) => "service",
         }
@@ -79,6 +84,54 @@ pub struct FileSpec {
     pub mode: Option<FileMode>,
     pub owner: Option<String>,
     pub group: Option<String>,
+}
+
+/// `directory`: a directory on the host, present with its mode, owner and group, or absent.
+///
+/// Present creates missing parent directories too (as `mkdir -p` does, with default
+/// permissions); `mode`, `owner` and `group` apply to the directory itself, and only those
+/// given are changed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirectorySpec {
+    /// Absolute path on the host.
+    pub path: String,
+    pub mode: Option<FileMode>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    #[serde(default)]
+    pub state: PathState,
+    /// With `state: absent`: remove the directory with everything in it. Without it, a
+    /// directory that is not empty is left in place and the task fails.
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+/// `link`: a symbolic link on the host pointing at `target`, or no symbolic link there.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Absolute path of the link on the host; its directory must exist.
+    pub path: String,
+    /// What the link points at, stored as written: an absolute path, or one relative to the
+    /// link's directory. Required with `state: present`.
+    pub target: Option<String>,
+    #[serde(default)]
+    pub state: PathState,
+    /// With `state: present`: replace a regular file or an empty directory found at `path`.
+    /// Without it, anything but a symbolic link there fails the task. A directory that is
+    /// not empty is never replaced.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Whether a path should exist on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PathState {
+    #[default]
+    Present,
+    Absent,
 }
 
 /// `package`: packages installed or removed with the host's package manager.

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::duration::HumanDuration;
 use crate::model::meta::{Metadata, TaskName, WorkflowName};
 use crate::model::selector::HostSelector;
-use crate::model::task_kind::{Command, FileSpec, PackageSpec, RunSpec, ServiceSpec};
+use crate::model::task_kind::{
+    Command, DirectorySpec, FileSpec, LinkSpec, PackageSpec, RunSpec, ServiceSpec,
+};
 use crate::model::vars::Vars;
 
 /// A `Workflow` document.
@@ -93,8 +95,8 @@ fn default_backoff() -> HumanDuration {
     HumanDuration::from_duration(std::time::Duration::from_secs(1))
 }
 
-/// One task of a workflow. Exactly one of `run`, `file`, `package` or `service` is set; the
-/// loader checks it and turns the four optional fields into a `TaskKind`.
+/// One task of a workflow. Exactly one of `run`, `file`, `directory`, `link`, `package` or
+/// `service` is set; the loader checks it and turns the six optional fields into a `TaskKind`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskSpec {
@@ -121,6 +123,10 @@ pub struct TaskSpec {
     pub run: Option<RunSpec>,
     /// Manage a file.
     pub file: Option<FileSpec>,
+    /// Manage a directory.
+    pub directory: Option<DirectorySpec>,
+    /// Manage a symbolic link.
+    pub link: Option<LinkSpec>,
     /// Install or remove packages.
     pub package: Option<PackageSpec>,
     /// Manage a systemd service.

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use similar::{ChangeTag, TextDiff};
 
 use crate::model::duration::FileMode;
-use crate::model::task_kind::{OnTrigger, PackageState, ServiceState};
+use crate::model::task_kind::{OnTrigger, PackageState, PathState, ServiceState};
 use crate::plan::change::ChangeKind;
 use crate::report::style::Style;
 use crate::state::{InstanceDetail, MAX_RECORDED_CONTENT, RecordedAction, RecordedText};
@@ -150,6 +150,27 @@ impl Body<'_> {
                 self.optional("group", group.as_deref());
                 self.new_content(content);
             }
+            RecordedAction::Directory {
+                owner,
+                group,
+                recursive,
+                ..
+            } => {
+                // The instance line says the path, the state and the mode.
+                self.optional("owner", owner.as_deref());
+                self.optional("group", group.as_deref());
+                if *recursive {
+                    self.value("recursive", "yes (everything in it is removed)");
+                }
+            }
+            RecordedAction::Link { force, .. } => {
+                if *force {
+                    self.value(
+                        "force",
+                        "yes (a file or an empty directory there is replaced)",
+                    );
+                }
+            }
             RecordedAction::Package { .. } => {}
             RecordedAction::Service {
                 state,
@@ -225,8 +246,40 @@ impl Body<'_> {
                     Some(package_state(*s)),
                 );
             }
+            (A::Directory { .. }, A::Directory { .. }) => self.directory_changes(old, new),
+            (
+                A::Link {
+                    path,
+                    target,
+                    state,
+                    force,
+                },
+                A::Link {
+                    path: new_path,
+                    target: new_target,
+                    state: new_state,
+                    force: new_force,
+                },
+            ) => {
+                self.change("path", Some(path), Some(new_path));
+                self.change("target", target.as_deref(), new_target.as_deref());
+                self.change(
+                    "state",
+                    Some(path_state(*state)),
+                    Some(path_state(*new_state)),
+                );
+                self.change("force", Some(yes_no(*force)), Some(yes_no(*new_force)));
+            }
             (A::Service { .. }, A::Service { .. }) => self.service_changes(old, new),
-            (A::Run { .. } | A::File { .. } | A::Package { .. } | A::Service { .. }, _) => {
+            (
+                A::Run { .. }
+                | A::File { .. }
+                | A::Directory { .. }
+                | A::Link { .. }
+                | A::Package { .. }
+                | A::Service { .. },
+                _,
+            ) => {
                 self.change("kind", Some(action_kind(old)), Some(action_kind(new)));
                 self.created(new);
             }
@@ -264,6 +317,46 @@ impl Body<'_> {
         if content_hash != new_hash {
             self.content_change(content, new_content);
         }
+    }
+
+    fn directory_changes(&mut self, old: &RecordedAction, new: &RecordedAction) {
+        let (
+            RecordedAction::Directory {
+                path,
+                mode,
+                owner,
+                group,
+                state,
+                recursive,
+            },
+            RecordedAction::Directory {
+                path: new_path,
+                mode: new_mode,
+                owner: new_owner,
+                group: new_group,
+                state: new_state,
+                recursive: new_recursive,
+            },
+        ) = (old, new)
+        else {
+            return;
+        };
+        self.change("path", Some(path), Some(new_path));
+        self.change(
+            "state",
+            Some(path_state(*state)),
+            Some(path_state(*new_state)),
+        );
+        let mode_text = |m: Option<FileMode>| m.map(|m| m.to_string());
+        let (mode, new_mode) = (mode_text(*mode), mode_text(*new_mode));
+        self.change("mode", mode.as_deref(), new_mode.as_deref());
+        self.change("owner", owner.as_deref(), new_owner.as_deref());
+        self.change("group", group.as_deref(), new_group.as_deref());
+        self.change(
+            "recursive",
+            Some(yes_no(*recursive)),
+            Some(yes_no(*new_recursive)),
+        );
     }
 
     /// A diff of the contents, or why there is none to show.
@@ -401,6 +494,8 @@ fn action_kind(action: &RecordedAction) -> &'static str {
     match action {
         RecordedAction::Run { .. } => "run",
         RecordedAction::File { .. } => "file",
+        RecordedAction::Directory { .. } => "directory",
+        RecordedAction::Link { .. } => "link",
         RecordedAction::Package { .. } => "package",
         RecordedAction::Service { .. } => "service",
     }
@@ -410,6 +505,13 @@ fn package_state(state: PackageState) -> &'static str {
     match state {
         PackageState::Present => "present",
         PackageState::Absent => "absent",
+    }
+}
+
+fn path_state(state: PathState) -> &'static str {
+    match state {
+        PathState::Present => "present",
+        PathState::Absent => "absent",
     }
 }
 

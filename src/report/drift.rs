@@ -137,6 +137,8 @@ fn finding_body(finding: &Finding) -> String {
         Finding::Check { output, .. } => output.clone(),
         Finding::Missing { .. }
         | Finding::NotAFile { .. }
+        | Finding::WrongType { .. }
+        | Finding::Unexpected { .. }
         | Finding::Attribute { .. }
         | Finding::Package { .. }
         | Finding::Service { .. } => String::new(),

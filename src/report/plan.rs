@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::hash::SpecHash;
 use crate::instance::InstanceId;
-use crate::model::task_kind::PackageState;
+use crate::model::task_kind::{PackageState, PathState};
 use crate::plan::Plan;
 use crate::plan::change::{ChangeKind, PlannedChange, Reason};
 use crate::report::diff;
@@ -277,6 +277,23 @@ impl<'a> Item<'a> {
         let what = match &detail.action {
             RecordedAction::Run { command, .. } => format!("run {}", diff::one_line(command)),
             RecordedAction::File { path, .. } => format!("file {path}"),
+            RecordedAction::Directory {
+                path, mode, state, ..
+            } => match (state, mode) {
+                (PathState::Present, Some(mode)) => format!("directory {path} (mode {mode})"),
+                (PathState::Present, None) => format!("directory {path}"),
+                (PathState::Absent, _) => format!("directory {path} (absent)"),
+            },
+            RecordedAction::Link {
+                path,
+                target,
+                state,
+                ..
+            } => match (state, target) {
+                (PathState::Present, Some(target)) => format!("link {path} → {target}"),
+                (PathState::Present, None) => format!("link {path}"),
+                (PathState::Absent, _) => format!("link {path} (absent)"),
+            },
             RecordedAction::Package { names, state } => match state {
                 PackageState::Present => format!("package {}", names.join(", ")),
                 PackageState::Absent => format!("package {} (absent)", names.join(", ")),
@@ -333,6 +350,17 @@ fn redact_detail(detail: &InstanceDetail, redactor: &Redactor) -> InstanceDetail
             text(&mut content.text);
             optional(owner);
             optional(group);
+        }
+        RecordedAction::Directory {
+            path, owner, group, ..
+        } => {
+            text(path);
+            optional(owner);
+            optional(group);
+        }
+        RecordedAction::Link { path, target, .. } => {
+            text(path);
+            optional(target);
         }
         RecordedAction::Package { names, .. } => names.iter_mut().for_each(text),
         RecordedAction::Service { name, .. } => text(name),

@@ -4,7 +4,9 @@
 //! host already right says so, which is what makes triggers and reports trustworthy. This
 //! module knows nothing of plans, the store or scheduling.
 
+pub mod directory;
 pub mod file;
+pub mod link;
 pub mod package;
 pub mod run;
 pub mod service;
@@ -152,6 +154,38 @@ pub async fn apply<T: Transport>(
             };
             file::apply(transport, r#become, &want).await
         }
+        Action::Directory {
+            path,
+            mode,
+            owner,
+            group,
+            state,
+            recursive,
+        } => {
+            let want = directory::Desired {
+                path,
+                mode: mode.map(super::model::duration::FileMode::bits),
+                owner: owner.as_deref(),
+                group: group.as_deref(),
+                state: *state,
+                recursive: *recursive,
+            };
+            directory::apply(transport, ctx, r#become, &want).await
+        }
+        Action::Link {
+            path,
+            target,
+            state,
+            force,
+        } => {
+            let want = link::Desired {
+                path,
+                target: target.as_deref(),
+                state: *state,
+                force: *force,
+            };
+            link::apply(transport, ctx, r#become, &want).await
+        }
         Action::Package { names, state } => {
             package::apply(transport, ctx, r#become, names, *state).await
         }
@@ -244,3 +278,107 @@ pub(crate) fn failed(out: &ExecOutput, what: &str, commands: &mut Vec<CommandRec
 
 /// The marker scripts print when they found nothing to do.
 pub(crate) const UNCHANGED: &str = "DROVER_UNCHANGED";
+
+/// The exit status of a `directory` or `link` script that refuses to act: the host holds
+/// something the task must not touch (a file where a directory should be, a directory that
+/// is not empty). Its standard error says why, in words meant for the user.
+pub(crate) const REFUSED: i32 = 65;
+
+/// Runs the script of a `directory` or `link` task in one round trip and reads what it did:
+/// a `DROVER_DID what` line per change, `DROVER_NOTE what` for something worth saying that is
+/// not a change, and `DROVER_UNCHANGED` when it changed nothing. Without that marker the task
+/// counts as changed: a lost answer must not hide a change.
+pub(crate) async fn run_script<T: Transport>(
+    transport: &T,
+    ctx: &TaskContext,
+    r#become: Option<&str>,
+    script: String,
+    what: &str,
+) -> Result<Applied, Failure> {
+    let mut commands = Vec::new();
+    let out = exec(
+        transport,
+        ctx,
+        r#become,
+        CommandLine::Shell(script),
+        &mut commands,
+    )
+    .await?;
+    if out.status == (ExitStatus::Code { code: REFUSED }) {
+        let why = String::from_utf8_lossy(&out.stderr.bytes).trim().to_owned();
+        return Err(Failure::Failed {
+            message: if why.is_empty() {
+                format!("{what}: refused")
+            } else {
+                why
+            },
+            commands,
+        });
+    }
+    if !out.status.success() {
+        return Err(failed(&out, what, &mut commands));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout.bytes);
+    let (changed, summary) = script_summary(&stdout, what);
+    Ok(Applied {
+        changed,
+        summary,
+        diff: None,
+        commands,
+    })
+}
+
+/// Whether a script's output says it changed something, and the one-line summary of it.
+fn script_summary(stdout: &str, what: &str) -> (bool, String) {
+    let changed = !stdout.lines().any(|l| l.trim() == UNCHANGED);
+    let did: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("DROVER_DID "))
+        .collect();
+    let notes: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("DROVER_NOTE "))
+        .collect();
+    let summary = match (changed, did.is_empty(), notes.is_empty()) {
+        (true, false, _) => format!("{what}: {}", did.join(", ")),
+        (true, true, _) => format!("{what}: changed"),
+        (false, _, true) => format!("{what} is as desired"),
+        (false, _, false) => format!("{what}: {}", notes.join(", ")),
+    };
+    (changed, summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_script_is_unchanged_only_when_it_says_so() {
+        assert_eq!(
+            script_summary(
+                "DROVER_DID created\nDROVER_DID mode 0700 → 0755\n",
+                "directory /srv"
+            ),
+            (true, "directory /srv: created, mode 0700 → 0755".to_owned())
+        );
+        assert_eq!(
+            script_summary("DROVER_UNCHANGED\n", "directory /srv"),
+            (false, "directory /srv is as desired".to_owned())
+        );
+        assert_eq!(
+            script_summary(
+                "DROVER_NOTE /x is not a symbolic link; left in place\nDROVER_UNCHANGED\n",
+                "link /x"
+            ),
+            (
+                false,
+                "link /x: /x is not a symbolic link; left in place".to_owned()
+            )
+        );
+        // An answer that lost its marker is not taken for "nothing to do".
+        assert_eq!(
+            script_summary("", "link /x"),
+            (true, "link /x: changed".to_owned())
+        );
+    }
+}

@@ -32,6 +32,7 @@ mod gitops;
 mod harness;
 mod hashing;
 mod logs;
+mod paths;
 mod plan;
 mod provenance;
 mod schemas;

@@ -243,6 +243,39 @@ fn describe_detail(out: &mut String, detail: &crate::state::InstanceDetail) {
                 }
             }
         }
+        RecordedAction::Directory {
+            path,
+            mode,
+            owner,
+            group,
+            state,
+            recursive,
+        } => {
+            let _ = writeln!(out, "  directory:  {path} ({state:?})");
+            for (label, value) in [
+                ("mode", mode.map(|m| m.to_string())),
+                ("owner", owner.clone()),
+                ("group", group.clone()),
+                ("recursive", recursive.then(|| "yes".to_owned())),
+            ] {
+                if let Some(value) = value {
+                    let _ = writeln!(out, "  {label:<10}  {value}");
+                }
+            }
+        }
+        RecordedAction::Link {
+            path,
+            target,
+            state,
+            force,
+        } => {
+            let target = target
+                .as_deref()
+                .map(|t| format!(" → {t}"))
+                .unwrap_or_default();
+            let force = if *force { ", force" } else { "" };
+            let _ = writeln!(out, "  link:       {path}{target} ({state:?}{force})");
+        }
         RecordedAction::Package { names, state } => {
             let _ = writeln!(out, "  package:    {} ({state:?})", names.join(", "));
         }
