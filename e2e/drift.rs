@@ -27,7 +27,8 @@ spec:
       check: test -f @/flag
 "#;
 
-fn drover(dir: &std::path::Path, args: &[&str]) -> Output {
+/// Runs the binary on `dir` with `args`, without colour or an agent.
+pub(crate) fn drover(dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_drover"))
         .args(args)
         .args(["--color", "never"])
@@ -37,7 +38,8 @@ fn drover(dir: &std::path::Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
+/// Standard output and standard error, together.
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -3,8 +3,8 @@
 //! in one round trip per host and repaired by `apply --refresh`; with `become: root`, a
 //! directory owned by root, probed through `sudo -n`.
 
+use crate::drift::{drover, text};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-use std::process::{Command, Output};
 
 use crate::fleet::{Fleet, LOGIN_USER};
 
@@ -20,24 +20,6 @@ spec:
       needs: [www]
       link: {path: "@/current", target: "@/releases/v1"}
 "#;
-
-fn drover(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(args)
-        .args(["--color", "never"])
-        .arg(dir)
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[test]
 fn directories_and_links_apply_over_ssh_and_their_drift_is_found_and_repaired() {

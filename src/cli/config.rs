@@ -250,6 +250,9 @@ pub fn notify_socket_set() -> bool {
 /// Logs go to stderr so they never mix with plans or graphs on stdout; colour only when
 /// stderr is a terminal and colour is not turned off; JSON lines when asked.
 pub fn init_tracing(cli: &Cli, stderr_tty: bool) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    use tracing_subscriber::util::SubscriberInitExt as _;
     // A daemon's log is its output: it says what it does at info level unless told otherwise.
     let daemon = matches!(cli.command, crate::cli::args::Command::Watch(_));
     let default = match cli.verbose {
@@ -267,27 +270,56 @@ pub fn init_tracing(cli: &Cli, stderr_tty: bool) {
             (true, 0) => "drover=warn,drover::cli::cmd::watch=info".to_owned(),
             _ => format!("drover={default}"),
         });
+    // `target=level` directives, as RUST_LOG is usually written (no span filters: they
+    // need a regex engine the binary does without). One that does not parse falls back
+    // to the default.
+    let parsed: Targets = filter
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_target("drover", level(default)));
     // The HTTP client's protocol layer dumps requests byte by byte at trace level, the
-    // `Authorization` header included: no filter may let a token reach the log. A later
-    // directive for the same target replaces an earlier one, so this one always holds.
-    let filter = format!("{filter},ureq_proto=off");
+    // `Authorization` header included: no filter may let a token reach the log.
+    let mut targets = Targets::new().with_targets(
+        parsed
+            .iter()
+            .filter(|(target, _)| !target.starts_with("ureq_proto")),
+    );
+    if let Some(default) = parsed.default_level() {
+        targets = targets.with_default(default);
+    }
+    let targets = targets.with_target("ureq_proto", LevelFilter::OFF);
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => stderr_tty && !no_color,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_target(false);
+    let registry = tracing_subscriber::registry();
     let _ = match cli.log_format {
-        LogFormat::Text => builder.with_ansi(ansi).try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(true)
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    .with_ansi(ansi)
+                    .with_filter(targets),
+            )
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    .with_filter(targets),
+            )
             .try_init(),
     };
+}
+
+fn level(name: &str) -> tracing_subscriber::filter::LevelFilter {
+    name.parse()
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN)
 }

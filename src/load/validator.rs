@@ -68,6 +68,8 @@ pub enum CompileError {
     },
     #[error("schema at {at} is not an object or a boolean")]
     NotASchema { at: String },
+    #[error("schema keyword `{keyword}` at {at} has a value of the wrong form")]
+    BadValue { keyword: String, at: String },
 }
 
 /// One way a document broke its schema.
@@ -463,6 +465,12 @@ fn compile(
                 at: at.to_owned(),
             });
         }
+        if !well_formed(keyword, value) {
+            return Err(CompileError::BadValue {
+                keyword: keyword.clone(),
+                at: at.to_owned(),
+            });
+        }
         match (keyword.as_str(), value) {
             ("$ref", Value::String(reference)) => {
                 let resolves = reference
@@ -503,6 +511,30 @@ fn compile(
     Ok(())
 }
 
+/// Whether an asserting keyword's value has the form the validator acts on (a malformed
+/// one would otherwise be skipped, unenforced).
+fn well_formed(keyword: &str, value: &Value) -> bool {
+    const TYPES: [&str; 7] = [
+        "null", "boolean", "string", "number", "integer", "array", "object",
+    ];
+    let is_type = |v: &Value| v.as_str().is_some_and(|t| TYPES.contains(&t));
+    match keyword {
+        "$ref" | "pattern" => value.is_string(),
+        "type" => is_type(value) || value.as_array().is_some_and(|a| a.iter().all(is_type)),
+        "properties" | "$defs" => value.is_object(),
+        "required" => value
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string)),
+        "enum" | "anyOf" | "oneOf" => value.is_array(),
+        "minItems" => value.is_u64(),
+        "minimum" | "maximum" => value.is_number(),
+        "additionalProperties" | "items" | "if" | "then" | "else" => {
+            value.is_object() || value.is_boolean()
+        }
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -533,6 +565,20 @@ mod tests {
         assert!(matches!(error, CompileError::BadReference { .. }));
         let error = Validator::new(json!({"pattern": "("})).unwrap_err();
         assert!(matches!(error, CompileError::BadPattern { .. }));
+        for malformed in [
+            json!({"$ref": 5}),
+            json!({"enum": "x"}),
+            json!({"required": "a"}),
+            json!({"properties": []}),
+            json!({"type": "text"}),
+            json!({"minItems": -1}),
+        ] {
+            let error = Validator::new(malformed.clone()).unwrap_err();
+            assert!(
+                matches!(error, CompileError::BadValue { .. }),
+                "{malformed}"
+            );
+        }
     }
 
     #[test]
