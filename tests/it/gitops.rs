@@ -159,12 +159,12 @@ fn a_pull_request_plans_against_the_daemons_state_without_secrets() {
     let from_file = plan_from(checkout.path(), saved.to_str().unwrap(), None).expect_code(2);
     assert_eq!(from_file.stdout(), plan);
 
-    reported_drift(&daemon, area.path(), checkout.path(), &url);
+    reported_drift(&daemon, area.path(), &url);
 }
 
 /// `drift --state-from`: the daemon's last drift check (every second here), reported without
 /// probing; a finding at a path made from the secret is masked in what the daemon recorded.
-fn reported_drift(daemon: &Daemon, area: &Path, checkout: &Path, url: &str) {
+fn reported_drift(daemon: &Daemon, area: &Path, url: &str) {
     std::fs::write(area.join("hunter2-db.flag"), "off\n").unwrap();
     eventually("the drift to be recorded", daemon, || {
         daemon.get("/status").1.contains("\"drifted\": 1")
@@ -179,7 +179,6 @@ fn reported_drift(daemon: &Daemon, area: &Path, checkout: &Path, url: &str) {
             "--state-from",
             url,
         ])
-        .arg_path(checkout)
         .env("DROVER_API_TOKEN", TOKEN)
         .run()
         .expect_code(0);
@@ -187,4 +186,17 @@ fn reported_drift(daemon: &Daemon, area: &Path, checkout: &Path, url: &str) {
     let report: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
     assert_eq!(report["summary"]["drifted"], 1, "{report:#}");
     assert_eq!(report["instances"][0]["id"], "box/app/flag", "{report:#}");
+}
+
+#[test]
+fn drift_from_a_daemon_reads_no_manifest_directory() {
+    let run = Drover::new()
+        .args(["drift", "--state-from", "state.json", "fleet/"])
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stderr().contains("fleet/ would not be read"),
+        "{}",
+        run.stderr()
+    );
 }

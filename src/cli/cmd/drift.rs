@@ -58,6 +58,16 @@ fn recorded_elsewhere(
     source: &str,
     config: &Config,
 ) -> Result<Outcome, Error> {
+    // The report is the daemon's, about the manifests it follows: no directory is read.
+    if request.dir != std::path::Path::new(".") {
+        return Err(Error::Usage {
+            message: format!(
+                "{} would not be read: with --state-from, the report is the one the daemon recorded for its own manifests",
+                request.dir.display()
+            ),
+            help: "leave the directory out with --state-from, or run `drover drift DIR` where the hosts are reachable".to_owned(),
+        });
+    }
     let source = crate::cli::state_from::Source::parse(source);
     let token = crate::cli::config::api_token();
     let (snapshot, from) = crate::cli::state_from::fetch(&source, token.as_deref())?;
