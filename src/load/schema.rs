@@ -348,6 +348,12 @@ impl Ctx<'_> {
             diagnostic = diagnostic.with_help(format!(
                 "add a unit: `{written}s` or `{written}m` (units are ms, s, m, h and d)"
             ));
+        } else if expected == "an integer"
+            && let Some(whole) = instance
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+        {
+            diagnostic = diagnostic.with_help(format!("write it without a fraction: {whole:.0}"));
         } else if matches!(expected.as_str(), "an integer" | "a number")
             && instance
                 .as_str()

@@ -104,10 +104,10 @@ pub enum ErrorKind<'s, 'v> {
         pattern: &'s str,
     },
     Minimum {
-        limit: &'s Value,
+        limit: Value,
     },
     Maximum {
-        limit: &'s Value,
+        limit: Value,
     },
     MinItems {
         limit: u64,
@@ -383,15 +383,35 @@ fn check_number<'s, 'v>(
         parent: schema,
         kind,
     };
-    if let Some(limit) = object.get("minimum")
-        && limit.as_f64().is_some_and(|l| value < l)
-    {
+    // An integer `format` (as schemars writes for `u32`, `i64`…) bounds what typed decoding
+    // accepts: asserted here, so that a too-large number is a located error.
+    let (format_min, format_max) = object
+        .get("format")
+        .and_then(Value::as_str)
+        .map_or((None, None), integer_range);
+    let minimum = object.get("minimum").cloned().or(format_min);
+    let maximum = object.get("maximum").cloned().or(format_max);
+    if let Some(limit) = minimum.filter(|l| l.as_f64().is_some_and(|l| value < l)) {
         out.push(error(ErrorKind::Minimum { limit }));
     }
-    if let Some(limit) = object.get("maximum")
-        && limit.as_f64().is_some_and(|l| value > l)
-    {
+    if let Some(limit) = maximum.filter(|l| l.as_f64().is_some_and(|l| value > l)) {
         out.push(error(ErrorKind::Maximum { limit }));
+    }
+}
+
+/// The range of an integer `format`, when it is one.
+fn integer_range(format: &str) -> (Option<Value>, Option<Value>) {
+    let range = |min: i64, max: u64| (Some(Value::from(min)), Some(Value::from(max)));
+    match format {
+        "uint8" => range(0, u64::from(u8::MAX)),
+        "uint16" => range(0, u64::from(u16::MAX)),
+        "uint32" | "uint" => range(0, u64::from(u32::MAX)),
+        "uint64" => range(0, u64::MAX),
+        "int8" => range(i64::from(i8::MIN), i8::MAX.unsigned_abs().into()),
+        "int16" => range(i64::from(i16::MIN), i16::MAX.unsigned_abs().into()),
+        "int32" | "int" => range(i64::from(i32::MIN), i32::MAX.unsigned_abs().into()),
+        "int64" => range(i64::MIN, i64::MAX.unsigned_abs()),
+        _ => (None, None),
     }
 }
 
@@ -414,10 +434,9 @@ fn is_type(name: &str, instance: &Value) -> bool {
         | ("array", Value::Array(_))
         | ("object", Value::Object(_))
         | ("number", Value::Number(_)) => true,
-        // 2020-12: an integer is any number with no fractional part, 1.0 included.
-        ("integer", Value::Number(number)) => {
-            number.is_i64() || number.is_u64() || number.as_f64().is_some_and(|f| f.fract() == 0.0)
-        }
+        // Written without a fraction: 2020-12 counts 1.0 as an integer, but typed decoding
+        // does not take it, so it is reported here, where the error has a place.
+        ("integer", Value::Number(number)) => number.is_i64() || number.is_u64(),
         _ => false,
     }
 }
@@ -611,10 +630,13 @@ mod tests {
     }
 
     #[test]
-    fn integers_include_whole_floats() {
-        let schema = json!({"type": "integer"});
-        assert!(kinds(schema.clone(), &json!(1.0)).is_empty());
-        assert_eq!(kinds(schema, &json!(1.5)).len(), 1);
+    fn integers_are_written_without_a_fraction_and_fit_their_format() {
+        let schema = json!({"type": "integer", "format": "uint32"});
+        assert_eq!(kinds(schema.clone(), &json!(2.0)), ["/ Type".to_owned()]);
+        assert_eq!(kinds(schema.clone(), &json!(1.5)).len(), 1);
+        assert!(kinds(schema.clone(), &json!(4_294_967_295_u64)).is_empty());
+        assert_eq!(kinds(schema.clone(), &json!(4_294_967_296_u64)).len(), 1);
+        assert_eq!(kinds(schema, &json!(-1)).len(), 1);
         assert!(kinds(json!({"enum": [1]}), &json!(1.0)).is_empty());
     }
 
