@@ -135,7 +135,13 @@ impl Redactor {
     /// template that used one).
     pub fn add_derived(&mut self, value: &str) {
         let value = value.trim_end_matches('\n');
-        if value.is_empty() || self.needles.iter().any(|n| n == value) {
+        if value.is_empty() || self.needles.iter().chain(&self.short).any(|n| n == value) {
+            return;
+        }
+        // Short values, like short secrets, are masked only as whole words: masking every
+        // `a` in the output would hide nothing and garble everything.
+        if value.chars().count() < MIN_SUBSTRING_SECRET {
+            self.short.push(value.to_owned());
             return;
         }
         self.needles.push(value.to_owned());
@@ -177,6 +183,14 @@ mod tests {
         assert_eq!(r.redact("pw=e;"), "pw=***;");
         assert_eq!(r.redact("everything here"), "everything here");
         assert!(!r.contains_secret("deleted"));
+    }
+
+    #[test]
+    fn a_short_derived_value_is_masked_only_as_a_whole_word() {
+        let mut r = Redactor::new([&Secret::new("a".to_owned())]);
+        r.add_derived("a");
+        r.add_derived("A");
+        assert_eq!(r.redact("warning: a and A"), "warning: *** and ***");
     }
 
     #[test]
