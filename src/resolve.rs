@@ -563,7 +563,7 @@ impl Run<'_> {
                                     name,
                                 );
                                 unavailable.insert(name.clone());
-                                Value::String(format!("(secret {name}: not available here)"))
+                                Value::String(stand_in_value(name))
                             }
                             problem => {
                                 complete = false;
@@ -757,6 +757,11 @@ impl Run<'_> {
     }
 }
 
+/// What a secret that is not available renders to in a plan made without it.
+fn stand_in_value(name: &str) -> String {
+    format!("(secret {name}: not available here)")
+}
+
 /// Whether `name` appears in `text` as a whole identifier (`pw` in `{{ pw }}`, not in
 /// `{{ fpw }}`).
 fn mentions(text: &str, name: &str) -> bool {
@@ -859,8 +864,16 @@ impl Renderer<'_, '_> {
         rule: impl Fn(&str) -> Result<(), Invalid>,
     ) -> Option<String> {
         let value = value?;
+        // A stand-in for a secret that is not available is no name; what it renders to is
+        // judged where the secret is (the instance "may change" here).
+        let stand_in = !self.unavailable.is_empty()
+            && self
+                .unavailable
+                .iter()
+                .any(|name| value.contains(&stand_in_value(name)));
         match rule(&value) {
             Ok(()) => Some(value),
+            Err(_) if stand_in => Some(value),
             Err(invalid) => {
                 self.failed = true;
                 let origin = Origin {
