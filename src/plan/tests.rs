@@ -432,3 +432,22 @@ fn what_needs_a_missing_secret_may_change_and_so_may_what_only_it_triggers() {
         ["? a", "? b", "? c", "~ config", "! reload"]
     );
 }
+
+#[test]
+fn a_name_rendered_from_a_missing_secret_may_change_and_is_not_judged() {
+    let site = r#"
+apiVersion: drover/v1
+kind: Host
+metadata: {name: box}
+spec: {transport: local, vars: {pw: {valueFrom: {env: PW}}}}
+---
+apiVersion: drover/v1
+kind: Workflow
+metadata: {name: app}
+spec:
+  hosts: {names: [box]}
+  tasks:
+    - {name: pkg, package: {names: ["tool-{{ pw }}"]}}
+"#;
+    assert_eq!(plan_without_secret(site, site), ["? pkg"]);
+}
