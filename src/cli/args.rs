@@ -335,7 +335,14 @@ pub struct DriftArgs {
     /// Report the drift a daemon last recorded instead of probing from here: its
     /// `http(s)://HOST:PORT` (token in `DROVER_API_TOKEN`) or a file `drover state pull`
     /// wrote. Nothing is probed and nothing is written.
-    #[arg(long, value_name = "URL|FILE", conflicts_with_all = ["targets", "path"])]
+    #[arg(
+        long,
+        value_name = "URL|FILE",
+        conflicts_with_all = [
+            "targets", "path", "parallelism", "max_file_size", "max_documents", "max_tasks",
+            "max_instances", "allow_paths",
+        ]
+    )]
     pub state_from: Option<String>,
     #[command(flatten)]
     pub state: StateArgs,
