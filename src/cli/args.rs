@@ -339,7 +339,7 @@ pub struct DriftArgs {
         long,
         value_name = "URL|FILE",
         conflicts_with_all = [
-            "targets", "path", "parallelism", "max_file_size", "max_documents", "max_tasks",
+            "targets", "path", "lock_timeout", "parallelism", "max_file_size", "max_documents", "max_tasks",
             "max_instances", "allow_paths",
         ]
     )]
@@ -400,7 +400,7 @@ pub struct PlanArgs {
     /// Plan against the state a daemon serves (`http(s)://HOST:PORT`, its `/state` with
     /// the token in `DROVER_API_TOKEN`) or a file `drover state pull` wrote; nothing is
     /// written anywhere.
-    #[arg(long, value_name = "URL|FILE", conflicts_with_all = ["out", "refresh", "path"])]
+    #[arg(long, value_name = "URL|FILE", conflicts_with_all = ["out", "refresh", "path", "lock_timeout"])]
     pub state_from: Option<String>,
     /// Fail when a secret is not available, instead of planning what uses it as "may
     /// change" (always so with --out: a saved plan must be exact).
