@@ -24,6 +24,7 @@ mod apply;
 mod auth;
 mod chaos;
 mod drift;
+mod edits;
 mod faults;
 mod fleet;
 mod fleet_checks;

@@ -107,6 +107,8 @@ fn kind_name(action: &Action) -> &'static str {
         Action::File { .. } => "file",
         Action::Directory { .. } => "directory",
         Action::Link { .. } => "link",
+        Action::Line { .. } => "line",
+        Action::Block { .. } => "block",
         Action::Package { .. } => "package",
         Action::Service { .. } => "service",
     }

@@ -10,6 +10,7 @@ pub mod apply;
 pub mod backoff;
 pub mod diagnostic;
 pub mod drift;
+pub mod edit;
 pub mod graph;
 pub mod hash;
 pub mod instance;

@@ -18,15 +18,15 @@ use crate::hash::{SpecHash, content_hash};
 use crate::instance::InstanceId;
 use crate::load;
 use crate::load::document::{
-    HostPath, Invalid, argv_word_rule, command_rule, file_path_rule, host_path_rule,
-    link_target_rule, path_rule,
+    HostPath, Invalid, argv_word_rule, command_rule, edited_line_rule, file_path_rule,
+    host_path_rule, link_target_rule, path_rule,
 };
 use crate::model::desired::{Desired, Host, Origin, Task, Workflow};
 use crate::model::duration::{FileMode, HumanDuration};
 use crate::model::host::Transport;
 use crate::model::task_kind::{
-    Command, DirectorySpec, FileSpec, LinkSpec, OnTrigger, PackageState, PathState, RunSpec,
-    ServiceState, TaskKind,
+    BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, OnTrigger, PackageState,
+    PathState, RunSpec, ServiceState, TaskKind,
 };
 use crate::model::vars::{VarValue, Vars};
 use crate::model::workflow::{DriftPolicy, Retries};
@@ -87,6 +87,27 @@ pub enum Action {
         state: PathState,
         force: bool,
     },
+    Line {
+        path: String,
+        /// `None` only with `state: absent`.
+        line: Option<String>,
+        /// A POSIX extended regular expression, matched by the host's `awk`.
+        r#match: Option<String>,
+        state: PathState,
+        create: bool,
+    },
+    Block {
+        path: String,
+        /// The text after `# BEGIN ` and `# END `, the default filled in.
+        marker: String,
+        /// The lines between the markers, each ending in a newline (empty with `state:
+        /// absent`); hashed through `content_hash` rather than encoded.
+        #[serde(skip)]
+        content: String,
+        content_hash: String,
+        state: PathState,
+        create: bool,
+    },
     Package {
         names: Vec<String>,
         state: PackageState,
@@ -107,6 +128,8 @@ impl Action {
             Action::File { .. } => "file",
             Action::Directory { .. } => "directory",
             Action::Link { .. } => "link",
+            Action::Line { .. } => "line",
+            Action::Block { .. } => "block",
             Action::Package { .. } => "package",
             Action::Service { .. } => "service",
         }
@@ -321,6 +344,16 @@ fn package_name(name: &str) -> Result<(), Invalid> {
         |c| c.is_ascii_alphanumeric(),
         "._+-:~=@",
     )
+}
+
+/// A block's lines as the file holds them: each ends in a newline, the last one too; no
+/// content is no lines.
+fn block_body(content: &str) -> String {
+    if content.is_empty() || content.ends_with('\n') {
+        content.to_owned()
+    } else {
+        format!("{content}\n")
+    }
 }
 
 /// A user or group name as `chown` takes it (or a numeric id).
@@ -961,6 +994,8 @@ impl Renderer<'_, '_> {
             TaskKind::File(file) => self.file(file),
             TaskKind::Directory(directory) => self.directory(directory),
             TaskKind::Link(link) => self.link(link),
+            TaskKind::Line(line) => self.line(line),
+            TaskKind::Block(block) => self.block(block),
             TaskKind::Package(p) => {
                 let names: Option<Vec<String>> = p
                     .names
@@ -1021,6 +1056,65 @@ impl Renderer<'_, '_> {
             state: link.state,
             force: link.force,
         })
+    }
+
+    fn line(&mut self, line: &LineSpec) -> Option<Action> {
+        let path = self.text(&line.path, "/line/path");
+        let path = self.checked(path, "/line/path", |p| host_path_rule(HostPath::Edited, p));
+        let text = self.one_line(line.line.as_ref(), "/line/line", "line");
+        let regex = self.one_line(line.r#match.as_ref(), "/line/match", "match");
+        Some(Action::Line {
+            path: path?,
+            line: text?,
+            r#match: regex?,
+            state: line.state,
+            create: line.create,
+        })
+    }
+
+    fn block(&mut self, block: &BlockSpec) -> Option<Action> {
+        let path = self.text(&block.path, "/block/path");
+        let path = self.checked(path, "/block/path", |p| host_path_rule(HostPath::Edited, p));
+        let marker = match self.one_line(block.marker.as_ref(), "/block/marker", "marker") {
+            Some(Some(marker)) => Some(marker),
+            Some(None) => Some(format!("drover {}", self.id)),
+            None => None,
+        };
+        let content = match (
+            block.state,
+            self.opt(block.content.as_ref(), "/block/content"),
+        ) {
+            (PathState::Absent, _) => Some(String::new()),
+            (PathState::Present, content) => content.map(|c| block_body(&c.unwrap_or_default())),
+        };
+        let content = content?;
+        Some(Action::Block {
+            path: path?,
+            marker: marker?,
+            content_hash: content_hash(content.as_bytes()),
+            content,
+            state: block.state,
+            create: block.create,
+        })
+    }
+
+    /// An optional `line`, `match` or `marker`, rendered and checked to be one line.
+    #[expect(
+        clippy::option_option,
+        reason = "outer None: rendering failed; inner None: the field is absent"
+    )]
+    fn one_line(
+        &mut self,
+        text: Option<&String>,
+        pointer: &str,
+        field: &str,
+    ) -> Option<Option<String>> {
+        match self.opt(text, pointer) {
+            Some(Some(text)) => self
+                .checked(Some(text), pointer, |t| edited_line_rule(field, t))
+                .map(Some),
+            other => other,
+        }
     }
 
     /// An optional `owner` or `group`, rendered and checked to be one plain name.

@@ -210,6 +210,25 @@ pub enum RecordedAction {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         force: bool,
     },
+    Line {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<String>,
+        #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+        r#match: Option<String>,
+        state: PathState,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        create: bool,
+    },
+    Block {
+        path: String,
+        marker: String,
+        content: RecordedText,
+        content_hash: String,
+        state: PathState,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        create: bool,
+    },
     Package {
         names: Vec<String>,
         state: PackageState,
@@ -279,6 +298,10 @@ impl RecordedText {
 }
 
 /// What the store should keep about an instance it applies (or that a plan shows).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per task kind, each a plain field-by-field copy"
+)]
 pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDetail {
     let action = match &instance.action {
         Action::Run {
@@ -336,6 +359,39 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
             target: target.as_deref().map(|t| redactor.redact(t)),
             state: *state,
             force: *force,
+        },
+        Action::Line {
+            path,
+            line,
+            r#match,
+            state,
+            create,
+        } => RecordedAction::Line {
+            path: redactor.redact(path),
+            line: line.as_deref().map(|l| redactor.redact(l)),
+            r#match: r#match.as_deref().map(|m| redactor.redact(m)),
+            state: *state,
+            create: *create,
+        },
+        Action::Block {
+            path,
+            marker,
+            content,
+            content_hash,
+            state,
+            create,
+        } => RecordedAction::Block {
+            path: redactor.redact(path),
+            marker: redactor.redact(marker),
+            // As for a file: content made from a secret is not kept, even masked.
+            content: if instance.sensitive {
+                RecordedText::withheld(content.len())
+            } else {
+                RecordedText::new(content.as_bytes(), redactor)
+            },
+            content_hash: content_hash.clone(),
+            state: *state,
+            create: *create,
         },
         Action::Package { names, state } => RecordedAction::Package {
             names: names.clone(),

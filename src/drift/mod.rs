@@ -4,7 +4,7 @@
 //! else is a pending change that `plan` shows already), its policy is not `ignore`, and its
 //! kind can be looked at: a file (existence, content hash, mode, owner, group), a directory
 //! (a directory and not a link to one, mode, owner, group; or absent), a link (its target; or
-//! no link), packages (installed or not), a service (active, enabled) and any task's `check`
+//! no link), a line or block edit (whether its program would change the file), packages (installed or not), a service (active, enabled) and any task's `check`
 //! command (exit 0 is in sync). A `run` without `check` has no probe and is never called drifted.
 //!
 //! This module is pure: `select` picks what to probe and builds each host's script (through
@@ -57,6 +57,8 @@ pub enum Finding {
     },
     /// Something is at a path that should be absent (for a link: a symbolic link).
     Unexpected { path: String, found: String },
+    /// A `line` or `block` edit would change the file: `what` says how it differs.
+    Edit { path: String, what: String },
     Content {
         path: String,
         /// Unified diff from the applied content to the content found, secrets masked;
@@ -106,6 +108,7 @@ impl Finding {
             Finding::Unexpected { path, found } => {
                 format!("{path} should be absent but is {found}")
             }
+            Finding::Edit { path, what } => format!("{path}: {what}"),
             Finding::Content { path, .. } => format!("{path}: content differs"),
             Finding::Attribute {
                 path,
@@ -236,6 +239,7 @@ impl DriftReport {
                     | Finding::NotAFile { .. }
                     | Finding::WrongType { .. }
                     | Finding::Unexpected { .. }
+                    | Finding::Edit { .. }
                     | Finding::Attribute { .. }
                     | Finding::Package { .. }
                     | Finding::Service { .. } => {}
@@ -328,6 +332,11 @@ fn looks(instance: &ResolvedInstance) -> Vec<Look<'_>> {
         Action::Directory { path, .. } | Action::Link { path, .. } => {
             out.push(Look::Entry { path });
         }
+        Action::Line { path, .. } | Action::Block { path, .. } => {
+            if let Some((_, edit, _)) = crate::edit::of(&instance.action) {
+                out.push(Look::Edit { path, edit });
+            }
+        }
         Action::Package { names, .. } => out.push(Look::Package { names }),
         Action::Service {
             name,
@@ -415,6 +424,13 @@ pub fn compare(
             (Action::Directory { .. } | Action::Link { .. }, Seen::Entry(entry)) => {
                 findings.extend(entry_findings(&instance.action, entry));
             }
+            (
+                Action::Line { path, state, .. } | Action::Block { path, state, .. },
+                Seen::Edit(edited),
+            ) => match edit_finding(path, *state, *edited) {
+                Ok(finding) => findings.extend(finding),
+                Err(why) => unknown.push(why),
+            },
             (Action::Package { names, state }, Seen::Packages(found)) => {
                 package_findings(names, *state, found, &mut findings, &mut unknown);
             }
@@ -448,6 +464,33 @@ pub fn compare(
     (status, findings, error)
 }
 
+/// A `line` or `block` task's file as its probe found it: missing (unless the edit removes),
+/// not a file, or the status of the edit's program on it. `Err`: a status that says nothing.
+fn edit_finding(
+    path: &str,
+    state: PathState,
+    edited: probe::Edited,
+) -> Result<Option<Finding>, String> {
+    use probe::Edited;
+    let path = path.to_owned();
+    Ok(match (state, edited) {
+        (PathState::Absent, Edited::Absent) | (_, Edited::Status(crate::edit::UNCHANGED)) => None,
+        (PathState::Present, Edited::Absent) => Some(Finding::Missing { path }),
+        (_, Edited::NotAFile) => Some(Finding::NotAFile { path }),
+        (_, Edited::Status(status)) => match crate::edit::drifted(status) {
+            Some(what) => Some(Finding::Edit {
+                path,
+                what: what.to_owned(),
+            }),
+            None => {
+                return Err(format!(
+                    "`awk` could not read {path} (exit status {status}); is `match` a valid extended regular expression?"
+                ));
+            }
+        },
+    })
+}
+
 /// A directory or link task's path as the probe found it, against what was applied.
 fn entry_findings(action: &Action, entry: &probe::Entry) -> Vec<Finding> {
     match action {
@@ -476,6 +519,8 @@ fn entry_findings(action: &Action, entry: &probe::Entry) -> Vec<Finding> {
         } => link_findings(path, target.as_deref(), *state, entry),
         Action::Run { .. }
         | Action::File { .. }
+        | Action::Line { .. }
+        | Action::Block { .. }
         | Action::Package { .. }
         | Action::Service { .. } => Vec::new(),
     }

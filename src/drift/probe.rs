@@ -22,6 +22,7 @@
 //! | `P i`             | `1 name` or `0 name` per package          |
 //! | `S i`             | `systemctl is-active` then `is-enabled`   |
 //! | `E i L/D/O/A`     | path `i` is a symbolic link (payload: its target), a directory (payload: `mode uid gid user group`), something else, or absent |
+//! | `ED i status/N/A` | the exit status of edit `i`'s `awk` program on its file (3: in sync), or the file is not a regular file, or absent |
 //! | `K i status`      | the first `OUTPUT_LIMIT` bytes of check `i`'s output |
 //! | `X i`             | why instance `i` could not be probed      |
 //! | `DONE`            | the script reached its end                |
@@ -29,6 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use crate::edit::{self, Edit};
 use crate::model::task_kind::{PackageState, ServiceState};
 use crate::template::shell_quote;
 
@@ -54,6 +56,11 @@ pub enum Look<'a> {
     /// What is at a path, without following a symbolic link: for `directory` and `link`.
     Entry {
         path: &'a str,
+    },
+    /// Whether a `line` or `block` edit would change the file at `path`.
+    Edit {
+        path: &'a str,
+        edit: Edit<'a>,
     },
     Check {
         command: &'a str,
@@ -197,6 +204,7 @@ else _r X {i}; echo 'systemctl not found: only systemd services can be probed'; 
             Look::Entry { path } => {
                 let _ = writeln!(out, "_p={}; _e {i}", shell_quote(path));
             }
+            Look::Edit { path, edit } => edit_look(*i, path, edit, &mut out),
             Look::Check {
                 command,
                 timeout_secs,
@@ -213,6 +221,21 @@ _r K {i} $_s $_dto; printf '%s' "$_o" | head -c {OUTPUT_LIMIT}"#
     }
     out.push_str("} </dev/null\n");
     out
+}
+
+/// Records the exit status of an edit's program on its file (its output thrown away).
+fn edit_look(i: usize, path: &str, edit: &Edit<'_>, out: &mut String) {
+    let _ = writeln!(
+        out,
+        r#"_p={path}
+if [ -f "$_p" ]; then
+  if [ -r "$_p" ]; then _s=0; {awk} >/dev/null 2>&1 || _s=$?; _r ED {i} $_s
+  else _r X {i}; printf 'cannot read %s as the probe user; give the task become\n' "$_p"; fi
+elif [ -e "$_p" ]; then _r ED {i} N
+else _r ED {i} A; fi"#,
+        path = shell_quote(path),
+        awk = edit::awk_command(edit, "\"$_p\""),
+    );
 }
 
 /// Defines `_e i`, which records what is at `$_p`. "Absent" is said only when the nearest
@@ -263,6 +286,7 @@ pub enum Seen {
         enabled: String,
     },
     Entry(Entry),
+    Edit(Edited),
     Check {
         status: i32,
         /// The check ran under `timeout` (so 124 means it timed out).
@@ -301,6 +325,16 @@ impl Entry {
             Entry::Other => "a file".to_owned(),
         }
     }
+}
+
+/// What an edit's probe found at its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edited {
+    Absent,
+    /// A directory, a device…: not a file to edit.
+    NotAFile,
+    /// The exit status of the edit's program on the file (`edit::UNCHANGED`: in sync).
+    Status(i32),
 }
 
 /// The parsed answer of one host.
@@ -424,6 +458,19 @@ fn read_record(header: &str, payload: &[u8], answer: &mut Answer, raw: &mut Raw)
             answer
                 .seen
                 .insert(n, entry_seen(words.get(2).copied(), payload));
+            raw.last = Some(n);
+        }
+        "ED" => {
+            let seen = match words.get(2).copied() {
+                Some("A") => Seen::Edit(Edited::Absent),
+                Some("N") => Seen::Edit(Edited::NotAFile),
+                Some(status) => status.parse().map_or_else(
+                    |_| Seen::Unknown(format!("unexpected edit status `{status}`")),
+                    |status| Seen::Edit(Edited::Status(status)),
+                ),
+                None => Seen::Unknown("an edit record without its status".to_owned()),
+            };
+            answer.seen.insert(n, seen);
             raw.last = Some(n);
         }
         "K" => {
@@ -657,6 +704,7 @@ pub fn describe(seen: &Seen) -> &'static str {
         Seen::Packages(_) => "packages",
         Seen::Service { .. } => "a service",
         Seen::Entry(_) => "a path",
+        Seen::Edit(_) => "an edited file",
         Seen::Check { .. } => "a check",
         Seen::Unknown(_) => "nothing",
     }
@@ -893,6 +941,60 @@ mod tests {
         // A link record without its target is not guessed at.
         let parsed = parse("N", b"N G 0\nN E 1 L\nN DONE\n", &groups);
         assert!(matches!(&parsed.seen[&1], Seen::Unknown(_)));
+    }
+
+    #[test]
+    fn an_edit_is_probed_by_the_status_of_its_program() {
+        let groups = vec![Group {
+            r#become: None,
+            looks: vec![
+                (
+                    0,
+                    Look::Edit {
+                        path: "/etc/my hosts",
+                        edit: Edit::Line {
+                            line: Some("a b"),
+                            r#match: None,
+                            state: crate::model::task_kind::PathState::Present,
+                        },
+                    },
+                ),
+                (
+                    1,
+                    Look::Edit {
+                        path: "/etc/x",
+                        edit: Edit::Block {
+                            marker: "m",
+                            content: "",
+                            state: crate::model::task_kind::PathState::Absent,
+                        },
+                    },
+                ),
+                (
+                    2,
+                    Look::Edit {
+                        path: "/etc/y",
+                        edit: Edit::Block {
+                            marker: "m",
+                            content: "",
+                            state: crate::model::task_kind::PathState::Absent,
+                        },
+                    },
+                ),
+            ],
+        }];
+        let text = script("N", &groups);
+        assert!(text.contains("_p='/etc/my hosts'\n"), "{text}");
+        assert!(text.contains("DROVER_LINE='a b' DROVER_MATCH='' awk '"));
+        assert!(text.contains("\"$_p\" >/dev/null 2>&1 || _s=$?; _r ED 0 $_s"));
+        let parsed = parse(
+            "N",
+            b"N G 0\nN ED 0 11\nN ED 1 A\nN ED 2 N\nN DONE\n",
+            &groups,
+        );
+        assert_eq!(parsed.seen[&0], Seen::Edit(Edited::Status(11)));
+        assert_eq!(parsed.seen[&1], Seen::Edit(Edited::Absent));
+        assert_eq!(parsed.seen[&2], Seen::Edit(Edited::NotAFile));
     }
 
     #[test]

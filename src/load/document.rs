@@ -17,7 +17,7 @@ use crate::model::desired::{Host, Origin, Task, Workflow};
 use crate::model::host::{HostDocument, Transport};
 use crate::model::meta::TaskName;
 use crate::model::task_kind::{
-    Command, DirectorySpec, FileSpec, LinkSpec, PathState, RunSpec, TaskKind,
+    BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, PathState, RunSpec, TaskKind,
 };
 use crate::model::vars::{SecretSource, VarValue, Vars};
 use crate::model::workflow::{TaskSpec, WorkflowDocument};
@@ -362,6 +362,12 @@ impl DocCtx<'_> {
         if let Some(link) = task.link {
             kinds.push(("link", TaskKind::Link(link)));
         }
+        if let Some(line) = task.line {
+            kinds.push(("line", TaskKind::Line(line)));
+        }
+        if let Some(block) = task.block {
+            kinds.push(("block", TaskKind::Block(block)));
+        }
         if let Some(package) = task.package {
             kinds.push(("package", TaskKind::Package(package)));
         }
@@ -379,7 +385,7 @@ impl DocCtx<'_> {
                     .at(self.at(pointer))
                     .with_label("no task kind")
                     .with_help(
-                        "add exactly one of `run`, `file`, `directory`, `link`, `package` or `service`",
+                        "add exactly one of `run`, `file`, `directory`, `link`, `line`, `block`, `package` or `service`",
                     ),
                 );
                 return None;
@@ -406,6 +412,10 @@ impl DocCtx<'_> {
                 self.check_directory(name, directory, &pointer.push("directory"), diagnostics);
             }
             TaskKind::Link(link) => self.check_link(name, link, &pointer.push("link"), diagnostics),
+            TaskKind::Line(line) => self.check_line(name, line, &pointer.push("line"), diagnostics),
+            TaskKind::Block(block) => {
+                self.check_block(name, block, &pointer.push("block"), diagnostics);
+            }
             TaskKind::Run(run) => self.check_run(run, &pointer.push("run"), diagnostics),
             TaskKind::Package(_) | TaskKind::Service(_) => {}
         }
@@ -536,6 +546,95 @@ impl DocCtx<'_> {
             PathState::Absent => {
                 self.report_unused("link", name, link.state, &[("force", link.force)], pointer, diagnostics);
             }
+        }
+    }
+
+    /// Rules of one `line` task: a usable path, the line when present, something to find
+    /// when absent.
+    fn check_line(
+        &self,
+        name: &TaskName,
+        line: &LineSpec,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        self.check_host_path(HostPath::Edited, &line.path, pointer, diagnostics);
+        if let Some(text) = &line.line {
+            self.report(
+                edited_line_rule("line", text),
+                &pointer.push("line"),
+                diagnostics,
+            );
+        }
+        if let Some(regex) = &line.r#match {
+            self.report(
+                edited_line_rule("match", regex),
+                &pointer.push("match"),
+                diagnostics,
+            );
+        }
+        let missing = match line.state {
+            PathState::Present if line.line.is_none() => Some((
+                "does not say which line",
+                "no `line`",
+                "add `line: TEXT`, the whole line the file must hold",
+            )),
+            PathState::Absent if line.line.is_none() && line.r#match.is_none() => Some((
+                "does not say which lines to remove",
+                "no `line` or `match`",
+                "add `match: REGEX` to remove every line it matches, or `line: TEXT` to remove the lines equal to it",
+            )),
+            PathState::Present | PathState::Absent => None,
+        };
+        if let Some((message, label, help)) = missing {
+            diagnostics.push(
+                Diagnostic::error(
+                    "manifest::line-missing",
+                    format!("line task `{name}` {message}"),
+                )
+                .at(self.at_key(pointer))
+                .with_label(label)
+                .with_help(help),
+            );
+        }
+    }
+
+    /// Rules of one `block` task: a usable path and marker, the content when present, and
+    /// only the fields its state uses.
+    fn check_block(
+        &self,
+        name: &TaskName,
+        block: &BlockSpec,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        self.check_host_path(HostPath::Edited, &block.path, pointer, diagnostics);
+        if let Some(marker) = &block.marker {
+            self.report(
+                edited_line_rule("marker", marker),
+                &pointer.push("marker"),
+                diagnostics,
+            );
+        }
+        match block.state {
+            PathState::Present if block.content.is_none() => diagnostics.push(
+                Diagnostic::error(
+                    "manifest::block-content-missing",
+                    format!("block task `{name}` does not say what the block holds"),
+                )
+                .at(self.at_key(pointer))
+                .with_label("no `content`")
+                .with_help("add `content: TEXT`, the lines between the markers, or `state: absent` to remove the block"),
+            ),
+            PathState::Present => {}
+            PathState::Absent => self.report_unused(
+                "block",
+                name,
+                block.state,
+                &[("content", block.content.is_some()), ("create", block.create)],
+                pointer,
+                diagnostics,
+            ),
         }
     }
 
@@ -861,6 +960,8 @@ pub fn file_path_rule(path: &str) -> Result<(), Invalid> {
 pub enum HostPath {
     Directory,
     Link,
+    /// The file a `line` or `block` task edits.
+    Edited,
 }
 
 impl HostPath {
@@ -868,6 +969,7 @@ impl HostPath {
         match self {
             HostPath::Directory => "directory",
             HostPath::Link => "link",
+            HostPath::Edited => "file",
         }
     }
 
@@ -882,6 +984,11 @@ impl HostPath {
                 "paths on the host must be absolute, such as `/etc/nginx/sites-enabled/app`",
                 "a link task manages one link: give its full path, such as `/etc/nginx/sites-enabled/app`",
                 "name the link itself, without a trailing `/`, `.` or `..`, such as `/etc/nginx/sites-enabled/app`",
+            ),
+            HostPath::Edited => (
+                "paths on the host must be absolute, such as `/etc/ssh/sshd_config`",
+                "a line or block task edits one file: give its full path, such as `/etc/ssh/sshd_config`",
+                "name the file itself, without a trailing `/`, `.` or `..`, such as `/etc/ssh/sshd_config`",
             ),
         }
     }
@@ -932,6 +1039,20 @@ pub fn link_target_rule(target: &str) -> Result<(), Invalid> {
             message: "`target` is empty".to_owned(),
             label: "empty target",
             help: "give the path the link points at, such as `/etc/nginx/sites-available/app`",
+        });
+    }
+    Ok(())
+}
+
+/// A `line`, `match` or block `marker`: one line of a file, so no newline, carriage return
+/// or NUL in it.
+pub fn edited_line_rule(field: &str, text: &str) -> Result<(), Invalid> {
+    if text.contains(['\n', '\r', '\0']) {
+        return Err(Invalid {
+            code: "manifest::invalid-value",
+            message: format!("`{field}` spans more than one line"),
+            label: "line break",
+            help: "a line task edits one line: give it without a newline (use a block task for several lines)",
         });
     }
     Ok(())
@@ -1016,6 +1137,11 @@ mod tests {
         }
         assert_eq!(code(link_target_rule("../sites-available/app")), "ok");
         assert_eq!(code(link_target_rule("")), "manifest::invalid-value");
+        assert_eq!(code(edited_line_rule("line", "a = b # c")), "ok");
+        assert_eq!(
+            code(edited_line_rule("line", "a\nb")),
+            "manifest::invalid-value"
+        );
         assert_eq!(
             code(link_target_rule("/a\nb")),
             "manifest::control-character"

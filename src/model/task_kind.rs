@@ -1,5 +1,5 @@
-//! `TaskKind`: what a task does (run, file, directory, link, package, service), and the specs
-//! of each kind.
+//! `TaskKind`: what a task does (run, file, directory, link, line, block, package, service),
+//! and the specs of each kind.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,8 @@ pub enum TaskKind {
     File(FileSpec),
     Directory(DirectorySpec),
     Link(LinkSpec),
+    Line(LineSpec),
+    Block(BlockSpec),
     Package(PackageSpec),
     Service(ServiceSpec),
 }
@@ -25,6 +27,8 @@ impl TaskKind {
             TaskKind::File(_) => "file",
             TaskKind::Directory(_) => "directory",
             TaskKind::Link(_) => "link",
+            TaskKind::Line(_) => "line",
+            TaskKind::Block(_) => "block",
             TaskKind::Package(_) => "package",
             TaskKind::Service(_) => "service",
         }
@@ -123,6 +127,49 @@ pub struct LinkSpec {
     /// not empty is never replaced.
     #[serde(default)]
     pub force: bool,
+}
+
+/// `line`: one line of a file on the host, present (replacing the first line that matches
+/// `match`, or appended) or absent (every line that matches removed).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LineSpec {
+    /// Absolute path of the file on the host.
+    pub path: String,
+    /// The whole line, without its newline. Required with `state: present`; with `state:
+    /// absent` and no `match`, the lines equal to it are removed.
+    pub line: Option<String>,
+    /// An extended regular expression (POSIX ERE, as the host's `awk` reads it) that finds
+    /// the line to replace (`present`: the first match) or the lines to remove (`absent`:
+    /// every match). It matches anywhere in a line unless anchored with `^` and `$`.
+    #[serde(rename = "match")]
+    pub r#match: Option<String>,
+    #[serde(default)]
+    pub state: PathState,
+    /// Create the file (empty, default permissions) when it does not exist. Without it, a
+    /// missing file fails the task.
+    #[serde(default)]
+    pub create: bool,
+}
+
+/// `block`: lines of a file on the host between `# BEGIN <marker>` and `# END <marker>`,
+/// replaced in place, appended, or removed with their markers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlockSpec {
+    /// Absolute path of the file on the host.
+    pub path: String,
+    /// The lines between the markers (templated). Required with `state: present`.
+    pub content: Option<String>,
+    /// The text after `# BEGIN ` and `# END `; by default `drover <instance id>`, such as
+    /// `drover web-1/app/hosts`.
+    pub marker: Option<String>,
+    #[serde(default)]
+    pub state: PathState,
+    /// Create the file (empty, default permissions) when it does not exist. Without it, a
+    /// missing file fails the task.
+    #[serde(default)]
+    pub create: bool,
 }
 
 /// Whether a path should exist on the host.

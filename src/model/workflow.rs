@@ -7,7 +7,8 @@ use crate::model::duration::HumanDuration;
 use crate::model::meta::{Metadata, TaskName, WorkflowName};
 use crate::model::selector::HostSelector;
 use crate::model::task_kind::{
-    Command, DirectorySpec, FileSpec, LinkSpec, PackageSpec, RunSpec, ServiceSpec,
+    BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, PackageSpec, RunSpec,
+    ServiceSpec,
 };
 use crate::model::vars::Vars;
 
@@ -95,8 +96,9 @@ fn default_backoff() -> HumanDuration {
     HumanDuration::from_duration(std::time::Duration::from_secs(1))
 }
 
-/// One task of a workflow. Exactly one of `run`, `file`, `directory`, `link`, `package` or
-/// `service` is set; the loader checks it and turns the six optional fields into a `TaskKind`.
+/// One task of a workflow. Exactly one of `run`, `file`, `directory`, `link`, `line`,
+/// `block`, `package` or `service` is set; the loader checks it and turns the eight optional
+/// fields into a `TaskKind`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskSpec {
@@ -127,6 +129,10 @@ pub struct TaskSpec {
     pub directory: Option<DirectorySpec>,
     /// Manage a symbolic link.
     pub link: Option<LinkSpec>,
+    /// Manage one line of a file.
+    pub line: Option<LineSpec>,
+    /// Manage a marked block of lines in a file.
+    pub block: Option<BlockSpec>,
     /// Install or remove packages.
     pub package: Option<PackageSpec>,
     /// Manage a systemd service.

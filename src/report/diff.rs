@@ -171,6 +171,34 @@ impl Body<'_> {
                     );
                 }
             }
+            RecordedAction::Line {
+                line,
+                r#match,
+                create,
+                ..
+            } => {
+                // The instance line says the path and the line.
+                self.optional("match", r#match.as_deref());
+                if line.is_some() && r#match.is_some() {
+                    self.optional("line", line.as_deref());
+                }
+                if *create {
+                    self.value("create", "yes (a missing file is created)");
+                }
+            }
+            RecordedAction::Block {
+                content,
+                state,
+                create,
+                ..
+            } => {
+                if *create {
+                    self.value("create", "yes (a missing file is created)");
+                }
+                if *state == PathState::Present {
+                    self.new_content(content);
+                }
+            }
             RecordedAction::Package { .. } => {}
             RecordedAction::Service {
                 state,
@@ -271,11 +299,16 @@ impl Body<'_> {
                 self.change("force", Some(yes_no(*force)), Some(yes_no(*new_force)));
             }
             (A::Service { .. }, A::Service { .. }) => self.service_changes(old, new),
+            (A::Line { .. }, A::Line { .. }) | (A::Block { .. }, A::Block { .. }) => {
+                self.edit_changes(old, new);
+            }
             (
                 A::Run { .. }
                 | A::File { .. }
                 | A::Directory { .. }
                 | A::Link { .. }
+                | A::Line { .. }
+                | A::Block { .. }
                 | A::Package { .. }
                 | A::Service { .. },
                 _,
@@ -316,6 +349,69 @@ impl Body<'_> {
         self.change("group", group.as_deref(), new_group.as_deref());
         if content_hash != new_hash {
             self.content_change(content, new_content);
+        }
+    }
+
+    /// What changed in a `line` or `block` task.
+    fn edit_changes(&mut self, old: &RecordedAction, new: &RecordedAction) {
+        match (old, new) {
+            (
+                RecordedAction::Line {
+                    path,
+                    line,
+                    r#match,
+                    state,
+                    create,
+                },
+                RecordedAction::Line {
+                    path: new_path,
+                    line: new_line,
+                    r#match: new_match,
+                    state: new_state,
+                    create: new_create,
+                },
+            ) => {
+                self.change("path", Some(path), Some(new_path));
+                self.change("line", line.as_deref(), new_line.as_deref());
+                self.change("match", r#match.as_deref(), new_match.as_deref());
+                self.change(
+                    "state",
+                    Some(path_state(*state)),
+                    Some(path_state(*new_state)),
+                );
+                self.change("create", Some(yes_no(*create)), Some(yes_no(*new_create)));
+            }
+            (
+                RecordedAction::Block {
+                    path,
+                    marker,
+                    content,
+                    content_hash,
+                    state,
+                    create,
+                },
+                RecordedAction::Block {
+                    path: new_path,
+                    marker: new_marker,
+                    content: new_content,
+                    content_hash: new_hash,
+                    state: new_state,
+                    create: new_create,
+                },
+            ) => {
+                self.change("path", Some(path), Some(new_path));
+                self.change("marker", Some(marker), Some(new_marker));
+                self.change(
+                    "state",
+                    Some(path_state(*state)),
+                    Some(path_state(*new_state)),
+                );
+                self.change("create", Some(yes_no(*create)), Some(yes_no(*new_create)));
+                if content_hash != new_hash {
+                    self.content_change(content, new_content);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -496,6 +592,8 @@ fn action_kind(action: &RecordedAction) -> &'static str {
         RecordedAction::File { .. } => "file",
         RecordedAction::Directory { .. } => "directory",
         RecordedAction::Link { .. } => "link",
+        RecordedAction::Line { .. } => "line",
+        RecordedAction::Block { .. } => "block",
         RecordedAction::Package { .. } => "package",
         RecordedAction::Service { .. } => "service",
     }

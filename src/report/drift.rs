@@ -139,6 +139,7 @@ fn finding_body(finding: &Finding) -> String {
         | Finding::NotAFile { .. }
         | Finding::WrongType { .. }
         | Finding::Unexpected { .. }
+        | Finding::Edit { .. }
         | Finding::Attribute { .. }
         | Finding::Package { .. }
         | Finding::Service { .. } => String::new(),

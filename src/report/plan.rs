@@ -294,6 +294,27 @@ impl<'a> Item<'a> {
                 (PathState::Present, None) => format!("link {path}"),
                 (PathState::Absent, _) => format!("link {path} (absent)"),
             },
+            RecordedAction::Line {
+                path,
+                line,
+                r#match,
+                state,
+                ..
+            } => match (state, line, r#match) {
+                (PathState::Present, Some(line), _) => format!("line {path}: {line}"),
+                (PathState::Absent, _, Some(regex)) => format!("line {path} (absent: {regex})"),
+                (PathState::Absent, Some(line), None) => format!("line {path} (absent: {line})"),
+                (PathState::Present | PathState::Absent, _, _) => format!("line {path}"),
+            },
+            RecordedAction::Block {
+                path,
+                marker,
+                state,
+                ..
+            } => match state {
+                PathState::Present => format!("block {path} ({marker})"),
+                PathState::Absent => format!("block {path} ({marker}, absent)"),
+            },
             RecordedAction::Package { names, state } => match state {
                 PackageState::Present => format!("package {}", names.join(", ")),
                 PackageState::Absent => format!("package {} (absent)", names.join(", ")),
@@ -361,6 +382,26 @@ fn redact_detail(detail: &InstanceDetail, redactor: &Redactor) -> InstanceDetail
         RecordedAction::Link { path, target, .. } => {
             text(path);
             optional(target);
+        }
+        RecordedAction::Line {
+            path,
+            line,
+            r#match,
+            ..
+        } => {
+            text(path);
+            optional(line);
+            optional(r#match);
+        }
+        RecordedAction::Block {
+            path,
+            marker,
+            content,
+            ..
+        } => {
+            text(path);
+            text(marker);
+            text(&mut content.text);
         }
         RecordedAction::Package { names, .. } => names.iter_mut().for_each(text),
         RecordedAction::Service { name, .. } => text(name),

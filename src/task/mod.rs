@@ -5,6 +5,7 @@
 //! module knows nothing of plans, the store or scheduling.
 
 pub mod directory;
+pub mod edit;
 pub mod file;
 pub mod link;
 pub mod package;
@@ -186,6 +187,13 @@ pub async fn apply<T: Transport>(
             };
             link::apply(transport, ctx, r#become, &want).await
         }
+        Action::Line { .. } | Action::Block { .. } => match edit::Desired::of(&instance.action) {
+            Some(want) => edit::apply(transport, ctx, r#become, &want).await,
+            None => Err(Failure::Failed {
+                message: "not an edit".to_owned(),
+                commands: Vec::new(),
+            }),
+        },
         Action::Package { names, state } => {
             package::apply(transport, ctx, r#become, names, *state).await
         }

@@ -27,6 +27,7 @@ mod comment;
 mod corpus;
 mod damage;
 mod drift;
+mod edits;
 mod fuzz;
 mod gitops;
 mod harness;

@@ -44,6 +44,7 @@ const CORE: &[&str] = &[
     "schedule.rs",
     "backoff.rs",
     "drift/",
+    "edit.rs",
     "github/mod.rs",
     "github/sticky.rs",
 ];

@@ -201,6 +201,10 @@ fn show(
     Ok(Outcome::Success)
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per task kind, each a few lines of output"
+)]
 fn describe_detail(out: &mut String, detail: &crate::state::InstanceDetail) {
     let _ = writeln!(out, "  connection: {}", detail.connection);
     if let Some(user) = &detail.r#become {
@@ -275,6 +279,40 @@ fn describe_detail(out: &mut String, detail: &crate::state::InstanceDetail) {
                 .unwrap_or_default();
             let force = if *force { ", force" } else { "" };
             let _ = writeln!(out, "  link:       {path}{target} ({state:?}{force})");
+        }
+        RecordedAction::Line {
+            path,
+            line,
+            r#match,
+            state,
+            create,
+        } => {
+            let _ = writeln!(out, "  line:       {path} ({state:?})");
+            for (label, value) in [
+                ("line", line.clone()),
+                ("match", r#match.clone()),
+                ("create", create.then(|| "yes".to_owned())),
+            ] {
+                if let Some(value) = value {
+                    let _ = writeln!(out, "  {label:<10}  {value}");
+                }
+            }
+        }
+        RecordedAction::Block {
+            path,
+            marker,
+            content,
+            content_hash,
+            state,
+            create,
+        } => {
+            let create = if *create { ", create" } else { "" };
+            let _ = writeln!(
+                out,
+                "  block:      {path} ({marker}; {state:?}{create}; {} bytes, blake3 {})",
+                content.size,
+                content_hash.get(..12).unwrap_or_default()
+            );
         }
         RecordedAction::Package { names, state } => {
             let _ = writeln!(out, "  package:    {} ({state:?})", names.join(", "));
