@@ -566,11 +566,21 @@ impl Run<'_> {
         let mut secret_names = BTreeSet::new();
         let mut unavailable = BTreeSet::new();
         let mut complete = true;
-        for (vars_of, origin, base) in [
-            (&workflow.vars, &workflow.origin, "/spec/vars"),
-            (&host.spec.vars, &host.origin, "/spec/vars"),
+        for (vars_of, origin, base, overridden) in [
+            (
+                &workflow.vars,
+                &workflow.origin,
+                "/spec/vars",
+                Some(&host.spec.vars),
+            ),
+            (&host.spec.vars, &host.origin, "/spec/vars", None),
         ] {
             for (name, value) in vars_of {
+                // The host's value of the same name wins: the workflow's is never read (a
+                // secret it names need not exist).
+                if overridden.is_some_and(|host_vars| host_vars.contains_key(name)) {
+                    continue;
+                }
                 let value = match value {
                     VarValue::Plain(v) => {
                         // A host's plain value overrides a workflow's secret of that name.

@@ -889,3 +889,35 @@ fn control_characters_in_names_never_reach_the_terminal() {
         assert!(all.contains(r"\x1b[2J"), "{all}");
     }
 }
+
+#[test]
+fn a_workflow_secret_a_host_overrides_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(
+        dir.path(),
+        r#"
+//- all.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: box}
+spec: {transport: local, vars: {token: plain-value}}
+---
+apiVersion: drover/v1
+kind: Workflow
+metadata: {name: app}
+spec:
+  hosts: {names: [box]}
+  vars:
+    token: {valueFrom: {env: DROVER_TEST_UNSET_TOKEN}}
+  tasks:
+    - {name: t, run: "echo {{ token }}"}
+"#,
+    );
+    let run = Drover::new()
+        .args(["validate", "--require-secrets", "--color", "never"])
+        .arg_path(dir.path())
+        .env_remove("DROVER_TEST_UNSET_TOKEN")
+        .run()
+        .expect_code(0);
+    assert!(!run.stderr().contains("secret"), "{}", run.stderr());
+}
