@@ -56,9 +56,17 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
         let token = crate::cli::config::api_token();
         let (snapshot, from) = crate::cli::state_from::fetch(&source, token.as_deref())?;
         config.output.stderr(&format!(
-            "planning against the state {from} served, as of {}\n",
+            "planning against the state from {from}, as of {}\n",
             snapshot.taken_at
         ));
+        // A saved snapshot may be old: the fleet has moved on since, and the plan with it.
+        let age_hours = (clock::now().0 - snapshot.taken_at.0) / 3_600_000;
+        if age_hours >= 1 {
+            config.output.stderr(&format!(
+                "{}: that snapshot is {age_hours} h old; `drover state pull` a fresh one, or plan against the daemon's URL\n",
+                config.stderr_style.warning("warning")
+            ));
+        }
         session.read_snapshot(snapshot);
     }
     // Saving a plan promises it can be applied: hold the writer lock while reading state,
