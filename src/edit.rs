@@ -73,7 +73,9 @@ pub fn of(action: &Action) -> Option<(&str, Edit<'_>, bool)> {
         | Action::Directory { .. }
         | Action::Link { .. }
         | Action::Package { .. }
-        | Action::Service { .. } => None,
+        | Action::Service { .. }
+        | Action::Sysctl { .. }
+        | Action::Cron { .. } => None,
     }
 }
 

@@ -111,5 +111,7 @@ fn kind_name(action: &Action) -> &'static str {
         Action::Block { .. } => "block",
         Action::Package { .. } => "package",
         Action::Service { .. } => "service",
+        Action::Sysctl { .. } => "sysctl",
+        Action::Cron { .. } => "cron",
     }
 }

@@ -21,6 +21,10 @@ use crate::load::document::{
     HostPath, Invalid, argv_word_rule, command_rule, edited_line_rule, file_path_rule,
     host_path_rule, link_target_rule, path_rule,
 };
+use crate::load::system_rule::{
+    cron_command_rule, cron_dir_rule, cron_name_rule, cron_schedule_rule, sysctl_name_rule,
+    sysctl_value_rule,
+};
 use crate::model::desired::{Desired, Host, Origin, Task, Workflow};
 use crate::model::duration::{FileMode, HumanDuration};
 use crate::model::host::Transport;
@@ -28,6 +32,7 @@ use crate::model::task_kind::{
     BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, OnTrigger, PackageState,
     PathState, RunSpec, ServiceState, TaskKind,
 };
+use crate::model::task_kind::{CronSpec, SysctlSpec};
 use crate::model::vars::{VarValue, Vars};
 use crate::model::workflow::{DriftPolicy, Retries};
 use crate::secret::{Redactor, Secret, SecretKey};
@@ -118,6 +123,51 @@ pub enum Action {
         enabled: Option<bool>,
         on_trigger: OnTrigger,
     },
+    Sysctl {
+        name: String,
+        /// Whitespace-normalized (fields joined by one space); `None` only with `state: absent`.
+        value: Option<String>,
+        state: PathState,
+        /// Where the value is persisted.
+        file: String,
+    },
+    Cron {
+        name: String,
+        /// `None` only with `state: absent`.
+        schedule: Option<String>,
+        /// `None` only with `state: absent`.
+        command: Option<String>,
+        user: String,
+        state: PathState,
+        /// The entry's file: `<dir>/drover-<name>`.
+        path: String,
+    },
+}
+
+/// Where a `sysctl` task persists its value unless it says otherwise.
+pub fn default_sysctl_file(name: &str) -> String {
+    format!("/etc/sysctl.d/90-drover-{name}.conf")
+}
+
+/// A kernel parameter's file below `/proc/sys`: dots become slashes.
+pub fn sysctl_proc_path(name: &str) -> String {
+    format!("/proc/sys/{}", name.replace('.', "/"))
+}
+
+/// What a `sysctl` task's persisted file holds.
+pub fn sysctl_file_content(name: &str, value: &str) -> String {
+    format!("{name} = {value}\n")
+}
+
+/// Fields of a sysctl value joined by one space, as compared and persisted: the kernel
+/// prints several fields with tabs.
+pub fn normalize_sysctl_value(value: &str) -> String {
+    value.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What a `cron` task's entry file holds.
+pub fn cron_file_content(schedule: &str, user: &str, command: &str) -> String {
+    format!("SHELL=/bin/sh\n{schedule} {user} {command}\n")
 }
 
 impl Action {
@@ -132,6 +182,8 @@ impl Action {
             Action::Block { .. } => "block",
             Action::Package { .. } => "package",
             Action::Service { .. } => "service",
+            Action::Sysctl { .. } => "sysctl",
+            Action::Cron { .. } => "cron",
         }
     }
 }
@@ -1031,6 +1083,70 @@ impl Renderer<'_, '_> {
                 enabled: s.enabled,
                 on_trigger: s.on_trigger,
             }),
+            TaskKind::Sysctl(sysctl) => self.sysctl(sysctl),
+            TaskKind::Cron(cron) => self.cron(cron),
+        }
+    }
+
+    fn sysctl(&mut self, sysctl: &SysctlSpec) -> Option<Action> {
+        let name = self.text(&sysctl.name, "/sysctl/name");
+        let name = self.checked(name, "/sysctl/name", sysctl_name_rule);
+        let value = match &sysctl.value {
+            None => Some(None),
+            Some(value) => {
+                let value = self.text(&value.to_text(), "/sysctl/value");
+                self.checked(value, "/sysctl/value", sysctl_value_rule)
+                    .map(|v| Some(normalize_sysctl_value(&v)))
+            }
+        };
+        let file = self.opt(sysctl.file.as_ref(), "/sysctl/file");
+        let file = match file {
+            Some(Some(file)) => self.checked(Some(file), "/sysctl/file", file_path_rule),
+            Some(None) => name.as_deref().map(default_sysctl_file),
+            None => None,
+        };
+        Some(Action::Sysctl {
+            name: name?,
+            value: value?,
+            state: sysctl.state,
+            file: file?,
+        })
+    }
+
+    fn cron(&mut self, cron: &CronSpec) -> Option<Action> {
+        let name = self.text(&cron.name, "/cron/name");
+        let name = self.checked(name, "/cron/name", cron_name_rule);
+        let schedule = self.one_of(cron.schedule.as_ref(), "/cron/schedule", cron_schedule_rule);
+        let command = self.one_of(cron.command.as_ref(), "/cron/command", cron_command_rule);
+        let user = self.account(cron.user.as_ref(), "/cron/user");
+        let dir = self.one_of(cron.dir.as_ref(), "/cron/dir", cron_dir_rule);
+        let name = name?;
+        let dir = dir?.unwrap_or_else(|| "/etc/cron.d".to_owned());
+        let path = format!("{}/drover-{name}", dir.trim_end_matches('/'));
+        Some(Action::Cron {
+            name,
+            schedule: schedule?,
+            command: command?,
+            user: user?.unwrap_or_else(|| "root".to_owned()),
+            state: cron.state,
+            path,
+        })
+    }
+
+    /// An optional field, rendered and checked by `rule`.
+    #[expect(
+        clippy::option_option,
+        reason = "outer None: rendering failed; inner None: the field is absent"
+    )]
+    fn one_of(
+        &mut self,
+        text: Option<&String>,
+        field: &str,
+        rule: fn(&str) -> Result<(), Invalid>,
+    ) -> Option<Option<String>> {
+        match self.opt(text, field) {
+            Some(Some(text)) => self.checked(Some(text), field, rule).map(Some),
+            other => other,
         }
     }
 

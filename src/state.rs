@@ -241,6 +241,23 @@ pub enum RecordedAction {
         enabled: Option<bool>,
         on_trigger: OnTrigger,
     },
+    Sysctl {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+        state: PathState,
+        file: String,
+    },
+    Cron {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schedule: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command: Option<String>,
+        user: String,
+        state: PathState,
+        path: String,
+    },
 }
 
 /// File content kept for diffs: at most `MAX_RECORDED_CONTENT` bytes, secrets masked.
@@ -407,6 +424,32 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
             state: *state,
             enabled: *enabled,
             on_trigger: *on_trigger,
+        },
+        Action::Sysctl {
+            name,
+            value,
+            state,
+            file,
+        } => RecordedAction::Sysctl {
+            name: redactor.redact(name),
+            value: value.as_deref().map(|v| redactor.redact(v)),
+            state: *state,
+            file: redactor.redact(file),
+        },
+        Action::Cron {
+            name,
+            schedule,
+            command,
+            user,
+            state,
+            path,
+        } => RecordedAction::Cron {
+            name: redactor.redact(name),
+            schedule: schedule.as_deref().map(|s| redactor.redact(s)),
+            command: command.as_deref().map(|c| redactor.redact(c)),
+            user: redactor.redact(user),
+            state: *state,
+            path: redactor.redact(path),
         },
     };
     InstanceDetail {

@@ -345,6 +345,7 @@ fn looks(instance: &ResolvedInstance) -> Vec<Look<'_>> {
             ..
         } if state.is_some() || enabled.is_some() => out.push(Look::Service { name }),
         Action::Service { .. } | Action::Run { .. } => {}
+        Action::Sysctl { .. } | Action::Cron { .. } => system_looks(&instance.action, &mut out),
     }
     if let Some(command) = &instance.check {
         out.push(Look::Check {
@@ -355,6 +356,49 @@ fn looks(instance: &ResolvedInstance) -> Vec<Look<'_>> {
         });
     }
     out
+}
+
+/// What a `sysctl` or `cron` task is probed on: present, its persisted file (and a
+/// parameter's live value); absent, whether anything is at the file's path.
+fn system_looks<'a>(action: &'a Action, out: &mut Vec<Look<'a>>) {
+    match action {
+        Action::Sysctl {
+            name,
+            value: Some(value),
+            state: PathState::Present,
+            file,
+        } => {
+            out.push(Look::Sysctl { name });
+            out.push(Look::File {
+                path: file,
+                sha256: sha256_hex(crate::resolve::sysctl_file_content(name, value).as_bytes()),
+            });
+        }
+        Action::Cron {
+            schedule: Some(schedule),
+            command: Some(command),
+            user,
+            state: PathState::Present,
+            path,
+            ..
+        } => out.push(Look::File {
+            path,
+            sha256: sha256_hex(
+                crate::resolve::cron_file_content(schedule, user, command).as_bytes(),
+            ),
+        }),
+        Action::Sysctl { file: path, .. } | Action::Cron { path, .. } => {
+            out.push(Look::Entry { path });
+        }
+        Action::Run { .. }
+        | Action::File { .. }
+        | Action::Directory { .. }
+        | Action::Link { .. }
+        | Action::Line { .. }
+        | Action::Block { .. }
+        | Action::Package { .. }
+        | Action::Service { .. } => {}
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -421,6 +465,9 @@ pub fn compare(
                 &mut findings,
                 &mut unknown,
             ),
+            (Action::Sysctl { .. } | Action::Cron { .. }, seen) => {
+                system_findings(instance, seen, redactor, &mut findings, &mut unknown);
+            }
             (Action::Directory { .. } | Action::Link { .. }, Seen::Entry(entry)) => {
                 findings.extend(entry_findings(&instance.action, entry));
             }
@@ -523,6 +570,101 @@ fn entry_findings(action: &Action, entry: &probe::Entry) -> Vec<Finding> {
         | Action::Block { .. }
         | Action::Package { .. }
         | Action::Service { .. } => Vec::new(),
+        // Present, these are probed as files; absent, any entry at the path is unexpected.
+        Action::Sysctl { file: path, .. } | Action::Cron { path, .. } => match entry {
+            probe::Entry::Absent => Vec::new(),
+            found => vec![Finding::Unexpected {
+                path: path.clone(),
+                found: found.describe(),
+            }],
+        },
+    }
+}
+
+/// A `sysctl` or `cron` task's answer: a live value, its persisted file, or (absent) what
+/// is at the file's path.
+fn system_findings(
+    instance: &ResolvedInstance,
+    seen: &Seen,
+    redactor: &Redactor,
+    findings: &mut Vec<Finding>,
+    unknown: &mut Vec<String>,
+) {
+    match (&instance.action, seen) {
+        (Action::Sysctl { name, value, .. }, Seen::Sysctl { value: found }) => {
+            findings.extend(sysctl_findings(name, value.as_deref(), found.as_deref()));
+        }
+        (_, Seen::FileAbsent | Seen::NotRegular | Seen::Unreadable | Seen::File { .. }) => {
+            if let Some((path, content, mode)) = persisted(&instance.action) {
+                let want = FileWant {
+                    path,
+                    content: content.as_bytes(),
+                    mode,
+                    owner: None,
+                    group: None,
+                    sensitive: instance.sensitive,
+                };
+                file_findings(want, seen, redactor, findings, unknown);
+            }
+        }
+        (_, Seen::Entry(entry)) => findings.extend(entry_findings(&instance.action, entry)),
+        (_, other) => unknown.push(format!(
+            "the probe answered {} for a {} task",
+            probe::describe(other),
+            instance.action.kind_name()
+        )),
+    }
+}
+
+/// The file a present `sysctl` or `cron` task writes: its path, content and mode.
+fn persisted(action: &Action) -> Option<(&str, String, Option<u32>)> {
+    match action {
+        Action::Sysctl {
+            name,
+            value: Some(value),
+            file,
+            ..
+        } => Some((file, crate::resolve::sysctl_file_content(name, value), None)),
+        Action::Cron {
+            schedule: Some(schedule),
+            command: Some(command),
+            user,
+            path,
+            ..
+        } => Some((
+            path,
+            crate::resolve::cron_file_content(schedule, user, command),
+            Some(CRON_MODE),
+        )),
+        Action::Sysctl { .. }
+        | Action::Cron { .. }
+        | Action::Run { .. }
+        | Action::File { .. }
+        | Action::Directory { .. }
+        | Action::Link { .. }
+        | Action::Line { .. }
+        | Action::Block { .. }
+        | Action::Package { .. }
+        | Action::Service { .. } => None,
+    }
+}
+
+/// The mode of a cron entry's file, as the `cron` task sets it.
+const CRON_MODE: u32 = 0o644;
+
+/// A kernel parameter's live value against the applied one (both whitespace normalized).
+fn sysctl_findings(name: &str, applied: Option<&str>, found: Option<&str>) -> Vec<Finding> {
+    match (applied, found) {
+        (Some(applied), Some(found)) if applied != found => vec![Finding::Attribute {
+            path: name.to_owned(),
+            field: "value".to_owned(),
+            applied: applied.to_owned(),
+            found: found.to_owned(),
+        }],
+        (Some(_), None) => vec![Finding::Missing {
+            path: name.to_owned(),
+        }],
+        (Some(_) | None, _) => Vec::new(),
     }
 }
 
@@ -908,6 +1050,45 @@ mod tests {
             absent(&Entry::Other),
             ["/srv should be absent but is a file"]
         );
+    }
+
+    #[test]
+    fn a_kernel_parameter_is_compared_on_its_normalized_live_value() {
+        let sysctl = |found| summaries(&sysctl_findings("net.ipv4.ip_forward", Some("1"), found));
+        assert!(sysctl(Some("1")).is_empty());
+        assert_eq!(sysctl(Some("0")), ["net.ipv4.ip_forward: value 1 → 0"]);
+        assert_eq!(sysctl(None), ["net.ipv4.ip_forward is missing"]);
+        let answer = b"N G 0\nN Y 0\n32768\t60999\nN Y 1 A\nN DONE\n";
+        let groups = vec![probe::Group {
+            r#become: None,
+            looks: vec![
+                (
+                    0,
+                    Look::Sysctl {
+                        name: "net.ipv4.ip_local_port_range",
+                    },
+                ),
+                (
+                    1,
+                    Look::Sysctl {
+                        name: "net.ipv4.nope",
+                    },
+                ),
+            ],
+        }];
+        let text = probe::script("N", &groups);
+        assert!(
+            text.contains("_p=/proc/sys/net/ipv4/ip_local_port_range\n"),
+            "{text}"
+        );
+        let parsed = probe::parse("N", answer, &groups);
+        assert_eq!(
+            parsed.seen[&0],
+            Seen::Sysctl {
+                value: Some("32768 60999".to_owned())
+            }
+        );
+        assert_eq!(parsed.seen[&1], Seen::Sysctl { value: None });
     }
 
     #[test]

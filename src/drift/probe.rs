@@ -23,6 +23,7 @@
 //! | `S i`             | `systemctl is-active` then `is-enabled`   |
 //! | `E i L/D/O/A`     | path `i` is a symbolic link (payload: its target), a directory (payload: `mode uid gid user group`), something else, or absent |
 //! | `ED i status/N/A` | the exit status of edit `i`'s `awk` program on its file (3: in sync), or the file is not a regular file, or absent |
+//! | `Y i` / `Y i A`   | kernel parameter `i`'s value (payload), or no such parameter |
 //! | `K i status`      | the first `OUTPUT_LIMIT` bytes of check `i`'s output |
 //! | `X i`             | why instance `i` could not be probed      |
 //! | `DONE`            | the script reached its end                |
@@ -65,6 +66,10 @@ pub enum Look<'a> {
     Check {
         command: &'a str,
         timeout_secs: u64,
+    },
+    /// A kernel parameter's live value, read from `/proc/sys`: for `sysctl`.
+    Sysctl {
+        name: &'a str,
     },
 }
 
@@ -201,6 +206,15 @@ else _r X {i}; echo 'no supported package manager (dpkg, rpm, apk) on this host'
 else _r X {i}; echo 'systemctl not found: only systemd services can be probed'; fi"#
                 );
             }
+            Look::Sysctl { name } => {
+                let _ = writeln!(
+                    out,
+                    r#"_p={p}
+if [ -e "$_p" ]; then if _o=$(cat -- "$_p" 2>&1); then _r Y {i}; printf '%s\n' "$_o"; else _r X {i}; printf 'reading %s failed: %s\n' "$_p" "$_o"; fi
+else _r Y {i} A; fi"#,
+                    p = shell_quote(&crate::resolve::sysctl_proc_path(name)),
+                );
+            }
             Look::Entry { path } => {
                 let _ = writeln!(out, "_p={}; _e {i}", shell_quote(path));
             }
@@ -287,6 +301,10 @@ pub enum Seen {
     },
     Entry(Entry),
     Edit(Edited),
+    /// A kernel parameter's value, whitespace normalized; `None`: no such parameter.
+    Sysctl {
+        value: Option<String>,
+    },
     Check {
         status: i32,
         /// The check ran under `timeout` (so 124 means it timed out).
@@ -452,6 +470,12 @@ fn read_record(header: &str, payload: &[u8], answer: &mut Answer, raw: &mut Raw)
         }
         "S" => {
             answer.seen.insert(n, service_seen(&lines(payload)));
+            raw.last = Some(n);
+        }
+        "Y" => {
+            let value = (words.get(2).copied() != Some("A"))
+                .then(|| crate::resolve::normalize_sysctl_value(&String::from_utf8_lossy(payload)));
+            answer.seen.insert(n, Seen::Sysctl { value });
             raw.last = Some(n);
         }
         "E" => {
@@ -705,6 +729,7 @@ pub fn describe(seen: &Seen) -> &'static str {
         Seen::Service { .. } => "a service",
         Seen::Entry(_) => "a path",
         Seen::Edit(_) => "an edited file",
+        Seen::Sysctl { .. } => "a kernel parameter",
         Seen::Check { .. } => "a check",
         Seen::Unknown(_) => "nothing",
     }

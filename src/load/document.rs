@@ -12,6 +12,10 @@ use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, Location};
 use crate::load::schema;
+use crate::load::system_rule::{
+    cron_command_rule, cron_dir_rule, cron_name_rule, cron_schedule_rule, sysctl_name_rule,
+    sysctl_value_rule,
+};
 use crate::load::yaml::{Document, Node, NodeValue};
 use crate::model::desired::{Host, Origin, Task, Workflow};
 use crate::model::host::{HostDocument, Transport};
@@ -19,6 +23,7 @@ use crate::model::meta::TaskName;
 use crate::model::task_kind::{
     BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, PathState, RunSpec, TaskKind,
 };
+use crate::model::task_kind::{CronSpec, SysctlSpec, SysctlValue};
 use crate::model::vars::{SecretSource, VarValue, Vars};
 use crate::model::workflow::{TaskSpec, WorkflowDocument};
 use crate::model::{API_VERSION, Kind};
@@ -374,6 +379,12 @@ impl DocCtx<'_> {
         if let Some(service) = task.service {
             kinds.push(("service", TaskKind::Service(service)));
         }
+        if let Some(sysctl) = task.sysctl {
+            kinds.push(("sysctl", TaskKind::Sysctl(sysctl)));
+        }
+        if let Some(cron) = task.cron {
+            kinds.push(("cron", TaskKind::Cron(cron)));
+        }
         let name = &task.name;
         let kind = match kinds.len() {
             0 => {
@@ -385,7 +396,7 @@ impl DocCtx<'_> {
                     .at(self.at(pointer))
                     .with_label("no task kind")
                     .with_help(
-                        "add exactly one of `run`, `file`, `directory`, `link`, `line`, `block`, `package` or `service`",
+                        "add exactly one of `run`, `file`, `directory`, `link`, `line`, `block`, `package`, `service`, `sysctl` or `cron`",
                     ),
                 );
                 return None;
@@ -418,6 +429,10 @@ impl DocCtx<'_> {
             }
             TaskKind::Run(run) => self.check_run(run, &pointer.push("run"), diagnostics),
             TaskKind::Package(_) | TaskKind::Service(_) => {}
+            TaskKind::Sysctl(sysctl) => {
+                self.check_sysctl(name, sysctl, &pointer.push("sysctl"), diagnostics);
+            }
+            TaskKind::Cron(cron) => self.check_cron(name, cron, &pointer.push("cron"), diagnostics),
         }
         for (field, command) in [("check", &task.check), ("undo", &task.undo)] {
             if let Some(command) = command {
@@ -683,6 +698,132 @@ impl DocCtx<'_> {
                 .with_help(format!("remove `{field}`, or set `state: {other}`")),
             );
         }
+    }
+
+    /// Rules of one `sysctl` task: a parameter name, a value when present, a usable file.
+    fn check_sysctl(
+        &self,
+        name: &TaskName,
+        sysctl: &SysctlSpec,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        // Templated values are checked again once rendered (`resolve`).
+        let literal = |text: &str| !Templates::is_template(text);
+        if literal(&sysctl.name) {
+            self.report(
+                sysctl_name_rule(&sysctl.name),
+                &pointer.push("name"),
+                diagnostics,
+            );
+        }
+        if let Some(SysctlValue::Text(value)) = &sysctl.value
+            && literal(value)
+        {
+            self.report(
+                sysctl_value_rule(value),
+                &pointer.push("value"),
+                diagnostics,
+            );
+        }
+        if let Some(file) = &sysctl.file {
+            let check = if literal(file) {
+                file_path_rule(file)
+            } else {
+                path_rule("file", file)
+            };
+            self.report(check, &pointer.push("file"), diagnostics);
+        }
+        match sysctl.state {
+            PathState::Present if sysctl.value.is_none() => {
+                self.report_missing("sysctl", name, "value", "`value: 1`", pointer, diagnostics);
+            }
+            PathState::Present => {}
+            PathState::Absent => self.report_unused(
+                "sysctl",
+                name,
+                sysctl.state,
+                &[("value", sysctl.value.is_some())],
+                pointer,
+                diagnostics,
+            ),
+        }
+    }
+
+    /// Rules of one `cron` task: a file-safe name, a schedule and a command when present.
+    fn check_cron(
+        &self,
+        name: &TaskName,
+        cron: &CronSpec,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        type Rule = fn(&str) -> Result<(), Invalid>;
+        let literal = |text: &str| !Templates::is_template(text);
+        let rules: [(&str, Option<&String>, Rule); 4] = [
+            ("name", Some(&cron.name), cron_name_rule),
+            ("schedule", cron.schedule.as_ref(), cron_schedule_rule),
+            ("command", cron.command.as_ref(), cron_command_rule),
+            ("dir", cron.dir.as_ref(), cron_dir_rule),
+        ];
+        for (field, value, rule) in rules {
+            if let Some(value) = value.filter(|v| literal(v)) {
+                self.report(rule(value), &pointer.push(field), diagnostics);
+            }
+        }
+        match cron.state {
+            PathState::Present => {
+                for (field, set, example) in [
+                    (
+                        "schedule",
+                        cron.schedule.is_some(),
+                        "`schedule: \"0 3 * * *\"`",
+                    ),
+                    (
+                        "command",
+                        cron.command.is_some(),
+                        "`command: /usr/local/bin/backup`",
+                    ),
+                ] {
+                    if !set {
+                        self.report_missing("cron", name, field, example, pointer, diagnostics);
+                    }
+                }
+            }
+            PathState::Absent => self.report_unused(
+                "cron",
+                name,
+                cron.state,
+                &[
+                    ("schedule", cron.schedule.is_some()),
+                    ("command", cron.command.is_some()),
+                    ("user", cron.user.is_some()),
+                ],
+                pointer,
+                diagnostics,
+            ),
+        }
+    }
+
+    /// Reports a field that `state: present` needs and the task lacks.
+    fn report_missing(
+        &self,
+        kind: &str,
+        name: &TaskName,
+        field: &str,
+        example: &str,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        diagnostics.push(
+            Diagnostic::error(
+                "manifest::field-missing",
+                format!("{kind} task `{name}` has no `{field}`"),
+            )
+            .at(self.at_key(pointer))
+            .with_label(format!("no `{field}`"))
+            .with_help(format!("add {example}, or set `state: absent`")),
+        );
     }
 
     /// Reports a broken rule at `pointer`.

@@ -9,6 +9,7 @@
 pub mod check;
 pub mod document;
 pub mod schema;
+pub mod system_rule;
 pub mod validator;
 pub mod yaml;
 

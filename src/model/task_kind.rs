@@ -1,4 +1,5 @@
-//! `TaskKind`: what a task does (run, file, directory, link, line, block, package, service),
+//! `TaskKind`: what a task does (run, file, directory, link, line, block, package, service,
+//! sysctl, cron),
 //! and the specs of each kind.
 
 use schemars::JsonSchema;
@@ -18,6 +19,8 @@ pub enum TaskKind {
     Block(BlockSpec),
     Package(PackageSpec),
     Service(ServiceSpec),
+    Sysctl(SysctlSpec),
+    Cron(CronSpec),
 }
 
 impl TaskKind {
@@ -31,6 +34,8 @@ impl TaskKind {
             TaskKind::Block(_) => "block",
             TaskKind::Package(_) => "package",
             TaskKind::Service(_) => "service",
+            TaskKind::Sysctl(_) => "sysctl",
+            TaskKind::Cron(_) => "cron",
         }
     }
 }
@@ -179,6 +184,60 @@ pub enum PathState {
     #[default]
     Present,
     Absent,
+}
+
+/// `sysctl`: a kernel parameter set now (through `/proc/sys`) and persisted in a file under
+/// `/etc/sysctl.d`, or its persisted file removed (`state: absent` leaves the live value).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SysctlSpec {
+    /// The parameter as `sysctl` names it, such as `net.ipv4.ip_forward`.
+    pub name: String,
+    /// The value to set; required with `state: present`. Values of several fields (such as
+    /// `net.ipv4.ip_local_port_range`) are separated by spaces.
+    pub value: Option<SysctlValue>,
+    #[serde(default)]
+    pub state: PathState,
+    /// Where the value is persisted; default `/etc/sysctl.d/90-drover-<name>.conf`.
+    pub file: Option<String>,
+}
+
+/// A sysctl value as written in a manifest: text, or a plain number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SysctlValue {
+    Text(String),
+    Number(i64),
+}
+
+impl SysctlValue {
+    /// The value as text, which templates render.
+    pub fn to_text(&self) -> String {
+        match self {
+            SysctlValue::Text(text) => text.clone(),
+            SysctlValue::Number(number) => number.to_string(),
+        }
+    }
+}
+
+/// `cron`: a named entry in the system crontab directory (`/etc/cron.d/drover-<name>`), or
+/// no such entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CronSpec {
+    /// Names the entry's file: letters, digits, `_` and `-` only (cron skips other names).
+    pub name: String,
+    /// Five fields (`0 3 * * *`) or one of `@reboot`, `@hourly`, `@daily`, `@weekly`,
+    /// `@monthly`, `@yearly`, `@annually`, `@midnight`; required with `state: present`.
+    pub schedule: Option<String>,
+    /// The command line cron runs with `/bin/sh`; required with `state: present`.
+    pub command: Option<String>,
+    /// The user the command runs as; default `root`.
+    pub user: Option<String>,
+    #[serde(default)]
+    pub state: PathState,
+    /// The directory cron reads entries from; default `/etc/cron.d`.
+    pub dir: Option<String>,
 }
 
 /// `package`: packages installed or removed with the host's package manager.

@@ -7,8 +7,8 @@ use crate::model::duration::HumanDuration;
 use crate::model::meta::{Metadata, TaskName, WorkflowName};
 use crate::model::selector::HostSelector;
 use crate::model::task_kind::{
-    BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, PackageSpec, RunSpec,
-    ServiceSpec,
+    BlockSpec, Command, CronSpec, DirectorySpec, FileSpec, LineSpec, LinkSpec, PackageSpec,
+    RunSpec, ServiceSpec, SysctlSpec,
 };
 use crate::model::vars::Vars;
 
@@ -97,7 +97,7 @@ fn default_backoff() -> HumanDuration {
 }
 
 /// One task of a workflow. Exactly one of `run`, `file`, `directory`, `link`, `line`,
-/// `block`, `package` or `service` is set; the loader checks it and turns the eight optional
+/// `block`, `package`, `service`, `sysctl` or `cron` is set; the loader checks it and turns the ten optional
 /// fields into a `TaskKind`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -137,4 +137,8 @@ pub struct TaskSpec {
     pub package: Option<PackageSpec>,
     /// Manage a systemd service.
     pub service: Option<ServiceSpec>,
+    /// Set and persist a kernel parameter.
+    pub sysctl: Option<SysctlSpec>,
+    /// Manage a named cron entry.
+    pub cron: Option<CronSpec>,
 }

@@ -212,6 +212,9 @@ impl Body<'_> {
                     self.value("onTrigger", on_trigger_text(*on_trigger));
                 }
             }
+            // The instance line says the name, the value or the entry, and the state.
+            RecordedAction::Sysctl { file, .. } => self.value("file", file),
+            RecordedAction::Cron { path, .. } => self.value("file", path),
         }
     }
 
@@ -302,6 +305,8 @@ impl Body<'_> {
             (A::Line { .. }, A::Line { .. }) | (A::Block { .. }, A::Block { .. }) => {
                 self.edit_changes(old, new);
             }
+            (A::Sysctl { .. }, A::Sysctl { .. }) => self.sysctl_changes(old, new),
+            (A::Cron { .. }, A::Cron { .. }) => self.cron_changes(old, new),
             (
                 A::Run { .. }
                 | A::File { .. }
@@ -310,7 +315,9 @@ impl Body<'_> {
                 | A::Line { .. }
                 | A::Block { .. }
                 | A::Package { .. }
-                | A::Service { .. },
+                | A::Service { .. }
+                | A::Sysctl { .. }
+                | A::Cron { .. },
                 _,
             ) => {
                 self.change("kind", Some(action_kind(old)), Some(action_kind(new)));
@@ -350,6 +357,68 @@ impl Body<'_> {
         if content_hash != new_hash {
             self.content_change(content, new_content);
         }
+    }
+
+    fn sysctl_changes(&mut self, old: &RecordedAction, new: &RecordedAction) {
+        let (
+            RecordedAction::Sysctl {
+                name,
+                value,
+                state,
+                file,
+            },
+            RecordedAction::Sysctl {
+                name: new_name,
+                value: new_value,
+                state: new_state,
+                file: new_file,
+            },
+        ) = (old, new)
+        else {
+            return;
+        };
+        self.change("name", Some(name), Some(new_name));
+        self.change("value", value.as_deref(), new_value.as_deref());
+        self.change(
+            "state",
+            Some(path_state(*state)),
+            Some(path_state(*new_state)),
+        );
+        self.change("file", Some(file), Some(new_file));
+    }
+
+    fn cron_changes(&mut self, old: &RecordedAction, new: &RecordedAction) {
+        let (
+            RecordedAction::Cron {
+                name,
+                schedule,
+                command,
+                user,
+                state,
+                path,
+            },
+            RecordedAction::Cron {
+                name: new_name,
+                schedule: new_schedule,
+                command: new_command,
+                user: new_user,
+                state: new_state,
+                path: new_path,
+            },
+        ) = (old, new)
+        else {
+            return;
+        };
+        self.change("name", Some(name), Some(new_name));
+        self.change("schedule", schedule.as_deref(), new_schedule.as_deref());
+        self.change("command", command.as_deref(), new_command.as_deref());
+        self.change("user", Some(user), Some(new_user));
+        self.change(
+            "state",
+            Some(path_state(*state)),
+            Some(path_state(*new_state)),
+        );
+        self.change("file", Some(path), Some(new_path));
     }
 
     /// What changed in a `line` or `block` task.
@@ -596,6 +665,8 @@ fn action_kind(action: &RecordedAction) -> &'static str {
         RecordedAction::Block { .. } => "block",
         RecordedAction::Package { .. } => "package",
         RecordedAction::Service { .. } => "service",
+        RecordedAction::Sysctl { .. } => "sysctl",
+        RecordedAction::Cron { .. } => "cron",
     }
 }
 

@@ -320,6 +320,27 @@ impl<'a> Item<'a> {
                 PackageState::Absent => format!("package {} (absent)", names.join(", ")),
             },
             RecordedAction::Service { name, .. } => format!("service {name}"),
+            RecordedAction::Sysctl {
+                name, value, state, ..
+            } => match (state, value) {
+                (PathState::Present, Some(value)) => format!("sysctl {name} = {value}"),
+                (PathState::Present, None) => format!("sysctl {name}"),
+                (PathState::Absent, _) => format!("sysctl {name} (absent)"),
+            },
+            RecordedAction::Cron {
+                name,
+                schedule,
+                command,
+                user,
+                state,
+                ..
+            } => match (state, schedule, command) {
+                (PathState::Present, Some(schedule), Some(command)) => {
+                    format!("cron {name}: {schedule} {user} {command}")
+                }
+                (PathState::Present, _, _) => format!("cron {name}"),
+                (PathState::Absent, _, _) => format!("cron {name} (absent)"),
+            },
         };
         Some(diff::printable(&what).into_owned())
     }
@@ -405,6 +426,27 @@ fn redact_detail(detail: &InstanceDetail, redactor: &Redactor) -> InstanceDetail
         }
         RecordedAction::Package { names, .. } => names.iter_mut().for_each(text),
         RecordedAction::Service { name, .. } => text(name),
+        RecordedAction::Sysctl {
+            name, value, file, ..
+        } => {
+            text(name);
+            optional(value);
+            text(file);
+        }
+        RecordedAction::Cron {
+            name,
+            schedule,
+            command,
+            user,
+            path,
+            ..
+        } => {
+            text(name);
+            optional(schedule);
+            optional(command);
+            text(user);
+            text(path);
+        }
     }
     optional(&mut detail.undo);
     optional(&mut detail.check);

@@ -4,6 +4,8 @@
 //! host already right says so, which is what makes triggers and reports trustworthy. This
 //! module knows nothing of plans, the store or scheduling.
 
+pub mod atomic_write;
+pub mod cron;
 pub mod directory;
 pub mod edit;
 pub mod file;
@@ -11,6 +13,7 @@ pub mod link;
 pub mod package;
 pub mod run;
 pub mod service;
+pub mod sysctl;
 
 use std::time::Duration;
 
@@ -115,6 +118,7 @@ impl Failure {
 }
 
 /// Applies one instance.
+#[expect(clippy::too_many_lines, reason = "one arm per task kind")]
 pub async fn apply<T: Transport>(
     instance: &ResolvedInstance,
     transport: &T,
@@ -194,6 +198,38 @@ pub async fn apply<T: Transport>(
                 commands: Vec::new(),
             }),
         },
+        Action::Sysctl {
+            name,
+            value,
+            state,
+            file,
+        } => {
+            let want = sysctl::Desired {
+                name,
+                value: value.as_deref(),
+                state: *state,
+                file,
+            };
+            sysctl::apply(transport, ctx, r#become, &want).await
+        }
+        Action::Cron {
+            name,
+            schedule,
+            command,
+            user,
+            state,
+            path,
+        } => {
+            let want = cron::Desired {
+                name,
+                schedule: schedule.as_deref(),
+                command: command.as_deref(),
+                user,
+                state: *state,
+                path,
+            };
+            cron::apply(transport, ctx, r#become, &want).await
+        }
         Action::Package { names, state } => {
             package::apply(transport, ctx, r#become, names, *state).await
         }
@@ -287,7 +323,7 @@ pub(crate) fn failed(out: &ExecOutput, what: &str, commands: &mut Vec<CommandRec
 /// The marker scripts print when they found nothing to do.
 pub(crate) const UNCHANGED: &str = "DROVER_UNCHANGED";
 
-/// The exit status of a `directory` or `link` script that refuses to act: the host holds
+/// The exit status of a `directory`, `link`, `sysctl` or `cron` script that refuses to act: the host holds
 /// something the task must not touch (a file where a directory should be, a directory that
 /// is not empty). Its standard error says why, in words meant for the user.
 pub(crate) const REFUSED: i32 = 65;

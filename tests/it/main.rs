@@ -38,5 +38,6 @@ mod plan;
 mod provenance;
 mod schemas;
 mod store;
+mod system;
 mod tidy;
 mod watch;

@@ -328,6 +328,33 @@ fn describe_detail(out: &mut String, detail: &crate::state::InstanceDetail) {
                 "  service:    {name} (state {state:?}, enabled {enabled:?})"
             );
         }
+        RecordedAction::Sysctl {
+            name,
+            value,
+            state,
+            file,
+        } => {
+            let value = value
+                .as_deref()
+                .map(|v| format!(" = {v}"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  sysctl:     {name}{value} ({state:?})");
+            let _ = writeln!(out, "  file        {file}");
+        }
+        RecordedAction::Cron {
+            name,
+            schedule,
+            command,
+            user,
+            state,
+            path,
+        } => {
+            let _ = writeln!(out, "  cron:       {name} ({state:?})");
+            if let (Some(schedule), Some(command)) = (schedule, command) {
+                let _ = writeln!(out, "  entry       {schedule} {user} {command}");
+            }
+            let _ = writeln!(out, "  file        {path}");
+        }
     }
     if let Some(undo) = &detail.undo {
         let _ = writeln!(
