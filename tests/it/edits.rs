@@ -3,72 +3,8 @@
 //! file replaced only when its content changes, and drift found and repaired.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
 
-use crate::harness::{Drover, Run, write_local_fleet};
-
-/// A manifest directory with one local host, `box`, whose `{{ dir }}` is a scratch area.
-struct Area {
-    manifests: tempfile::TempDir,
-    area: tempfile::TempDir,
-}
-
-impl Area {
-    fn new(tasks: &str) -> Area {
-        let area = Area {
-            manifests: tempfile::tempdir().unwrap(),
-            area: tempfile::tempdir().unwrap(),
-        };
-        area.write(tasks);
-        area
-    }
-
-    fn write(&self, tasks: &str) {
-        write_local_fleet(self.manifests.path(), self.area.path(), tasks);
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.area.path().join(name)
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap()
-    }
-
-    fn put(&self, name: &str, text: &str) {
-        std::fs::write(self.path(name), text).unwrap();
-    }
-
-    fn drover(&self, args: &[&str]) -> Run {
-        Drover::new()
-            .args(args)
-            .args(["--color", "never"])
-            .arg_path(self.manifests.path())
-            .run()
-    }
-
-    /// Applies (with `extra` flags) and returns the run and its JSON report.
-    fn apply(&self, extra: &[&str]) -> (Run, serde_json::Value) {
-        let report = self.area.path().join("report.json");
-        let _ = std::fs::remove_file(&report);
-        let run = Drover::new()
-            .args(["apply", "--auto-approve", "--color", "never", "--report"])
-            .arg_path(&report)
-            .args(extra)
-            .arg_path(self.manifests.path())
-            .run();
-        let text = std::fs::read_to_string(&report)
-            .unwrap_or_else(|_| panic!("no report: {}{}", run.stdout(), run.stderr()));
-        (run, serde_json::from_str(&text).unwrap())
-    }
-
-    /// Applies again on purpose (`--replace`) and says what the task found.
-    fn reapply(&self, id: &str) -> Vec<String> {
-        let (run, report) = self.apply(&["--replace", id]);
-        run.expect_code(0);
-        outcomes(&report)
-    }
-}
+use crate::harness::{Area, Drover};
 
 /// `id status: summary` per applied instance.
 fn outcomes(report: &serde_json::Value) -> Vec<String> {
@@ -137,7 +73,7 @@ fn a_matching_line_is_replaced_in_place_once_and_keeps_the_file_mode() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     assert_eq!(
-        area.reapply("box/app/root"),
+        reapply(&area, "box/app/root"),
         [format!("box/app/root unchanged: line {path} is as desired")]
     );
 }
@@ -155,7 +91,7 @@ fn a_missing_line_is_appended_on_a_line_of_its_own_then_left_alone() {
     );
     let path = area.path("profile").display().to_string();
     assert_eq!(
-        area.reapply("box/app/path"),
+        reapply(&area, "box/app/path"),
         [format!("box/app/path unchanged: line {path} is as desired")]
     );
     assert_eq!(
@@ -183,7 +119,7 @@ fn absent_removes_every_matching_line_or_every_equal_line() {
     );
     let path = area.path("app.conf").display().to_string();
     assert_eq!(
-        area.reapply("box/app/no-debug"),
+        reapply(&area, "box/app/no-debug"),
         [format!(
             "box/app/no-debug unchanged: line {path} is as desired"
         )]
@@ -259,7 +195,7 @@ fn a_block_is_inserted_updated_in_place_and_removed_each_once() {
         "# BEGIN drover box/app/hosts\n10.0.0.1 db\n10.0.0.2 cache\n# END drover box/app/hosts\n";
     assert_eq!(area.read("hosts"), format!("127.0.0.1 localhost\n{block}"));
     assert_eq!(
-        area.reapply("box/app/hosts"),
+        reapply(&area, "box/app/hosts"),
         [format!(
             "box/app/hosts unchanged: block {path} is as desired"
         )]
@@ -296,7 +232,7 @@ fn a_block_is_inserted_updated_in_place_and_removed_each_once() {
     );
     assert_eq!(area.read("hosts"), "127.0.0.1 localhost\n::1 localhost\n");
     assert_eq!(
-        area.reapply("box/app/hosts"),
+        reapply(&area, "box/app/hosts"),
         [format!(
             "box/app/hosts unchanged: block {path} is as desired"
         )]
@@ -408,4 +344,11 @@ spec:
         std::fs::read_to_string(area.path().join("key")).unwrap(),
         format!("key {token}\n")
     );
+}
+
+/// Applies again on purpose (`--replace`) and says what the task found.
+fn reapply(area: &Area, id: &str) -> Vec<String> {
+    let (run, report) = area.apply(&["--replace", id]);
+    run.expect_code(0);
+    outcomes(&report)
 }

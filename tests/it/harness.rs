@@ -171,3 +171,60 @@ pub fn write_local_fleet(manifests: &Path, area: &Path, tasks: &str) {
         ),
     );
 }
+
+/// A manifest directory with one local host, `box`, whose `{{ dir }}` is a scratch area.
+pub struct Area {
+    pub manifests: tempfile::TempDir,
+    pub area: tempfile::TempDir,
+}
+
+impl Area {
+    pub fn new(tasks: &str) -> Area {
+        let area = Area {
+            manifests: tempfile::tempdir().unwrap(),
+            area: tempfile::tempdir().unwrap(),
+        };
+        area.write(tasks);
+        area
+    }
+
+    pub fn write(&self, tasks: &str) {
+        write_local_fleet(self.manifests.path(), self.area.path(), tasks);
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.area.path().join(name)
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap()
+    }
+
+    pub fn put(&self, name: &str, text: &str) {
+        std::fs::write(self.path(name), text).unwrap();
+    }
+
+    /// Runs drover with `args` on the manifests, without colour.
+    pub fn drover(&self, args: &[&str]) -> Run {
+        Drover::new()
+            .args(args)
+            .args(["--color", "never"])
+            .arg_path(self.manifests.path())
+            .run()
+    }
+
+    /// Applies (with `extra` flags) and returns the run and its JSON report.
+    pub fn apply(&self, extra: &[&str]) -> (Run, serde_json::Value) {
+        let report = self.area.path().join("report.json");
+        let _ = std::fs::remove_file(&report);
+        let run = Drover::new()
+            .args(["apply", "--auto-approve", "--color", "never", "--report"])
+            .arg_path(&report)
+            .args(extra)
+            .arg_path(self.manifests.path())
+            .run();
+        let text = std::fs::read_to_string(&report)
+            .unwrap_or_else(|_| panic!("no report: {}{}", run.stdout(), run.stderr()));
+        (run, serde_json::from_str(&text).unwrap())
+    }
+}

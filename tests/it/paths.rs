@@ -3,57 +3,9 @@
 //! they must not touch, and drift found and repaired.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::harness::{Drover, Run, write_local_fleet};
-
-/// A manifest directory with one local host, `box`, whose `{{ dir }}` is a scratch area.
-struct Area {
-    manifests: tempfile::TempDir,
-    area: tempfile::TempDir,
-}
-
-impl Area {
-    fn new(tasks: &str) -> Area {
-        let area = Area {
-            manifests: tempfile::tempdir().unwrap(),
-            area: tempfile::tempdir().unwrap(),
-        };
-        area.write(tasks);
-        area
-    }
-
-    fn write(&self, tasks: &str) {
-        write_local_fleet(self.manifests.path(), self.area.path(), tasks);
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.area.path().join(name)
-    }
-
-    fn drover(&self, args: &[&str]) -> Run {
-        Drover::new()
-            .args(args)
-            .args(["--color", "never"])
-            .arg_path(self.manifests.path())
-            .run()
-    }
-
-    /// Applies (with `extra` flags) and returns the run and its JSON report.
-    fn apply(&self, extra: &[&str]) -> (Run, serde_json::Value) {
-        let report = self.area.path().join("report.json");
-        let _ = std::fs::remove_file(&report);
-        let run = Drover::new()
-            .args(["apply", "--auto-approve", "--color", "never", "--report"])
-            .arg_path(&report)
-            .args(extra)
-            .arg_path(self.manifests.path())
-            .run();
-        let text = std::fs::read_to_string(&report)
-            .unwrap_or_else(|_| panic!("no report: {}{}", run.stdout(), run.stderr()));
-        (run, serde_json::from_str(&text).unwrap())
-    }
-}
+use crate::harness::Area;
 
 /// `id status: summary` per applied instance.
 fn outcomes(report: &serde_json::Value) -> Vec<String> {

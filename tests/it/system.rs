@@ -8,35 +8,10 @@
 //! why and skip.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::harness::{Drover, Run, write_local_fleet};
-
-/// A manifest directory with one local host, `box`, whose `{{ dir }}` is a scratch area.
-struct Area {
-    manifests: tempfile::TempDir,
-    area: tempfile::TempDir,
-}
-
-impl Area {
-    fn new(tasks: &str) -> Area {
-        let area = Area {
-            manifests: tempfile::tempdir().unwrap(),
-            area: tempfile::tempdir().unwrap(),
-        };
-        area.write(tasks);
-        area
-    }
-
-    fn write(&self, tasks: &str) {
-        write_local_fleet(self.manifests.path(), self.area.path(), tasks);
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.area.path().join(name)
-    }
-}
+use crate::harness::{Area, Drover, Run};
 
 /// How drover is started: directly, or inside a network namespace.
 trait Launch {
