@@ -132,6 +132,17 @@ pub fn fetch(source: &Source, token: Option<&[u8]>) -> Result<(StateSnapshot, St
 }
 
 fn read_file(path: &PathBuf) -> Result<Vec<u8>, Error> {
+    // A FIFO or a device would block the read (or never end): only a regular file is read.
+    let regular = std::fs::metadata(path).map_err(|source| Error::File {
+        path: path.clone(),
+        source,
+    })?;
+    if !regular.is_file() {
+        return Err(Error::File {
+            path: path.clone(),
+            source: std::io::Error::other("it is not a regular file"),
+        });
+    }
     let file = std::fs::File::open(path).map_err(|source| Error::File {
         path: path.clone(),
         source,
