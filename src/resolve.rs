@@ -344,9 +344,15 @@ pub fn needed(desired: &Desired) -> Needed {
     };
     for host in desired.hosts.values() {
         add_vars(&host.spec.vars, &host.origin);
+        for layer in &host.inherited {
+            add_vars(&layer.vars, &layer.origin);
+        }
     }
     for workflow in desired.workflows.values() {
         add_vars(&workflow.vars, &workflow.origin);
+        for task in &workflow.tasks {
+            add_vars(&task.vars, &task.origin);
+        }
     }
     for workflow in desired.workflows.values() {
         for task in &workflow.tasks {
@@ -479,7 +485,7 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
     for workflow in desired.workflows.values() {
         let roots = roots(workflow);
         for host in desired.selected_hosts(workflow) {
-            let Some((ctx, names)) = run.context(host, workflow) else {
+            let Some((ctx, names)) = run.context(host, workflow, None) else {
                 continue;
             };
             let after = workflow_needs_on_host(desired, workflow, host);
@@ -491,8 +497,17 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
                 } else {
                     &[]
                 };
-                if let Some(instance) =
-                    run.instance(id, host, workflow, task, (&ctx, &names), extra)
+                // A task with vars of its own sees them over the workflow's context.
+                let own = if task.vars.is_empty() {
+                    None
+                } else {
+                    match run.context(host, workflow, Some(task)) {
+                        Some(own) => Some(own),
+                        None => continue,
+                    }
+                };
+                let (ctx, names) = own.as_ref().map_or((&ctx, &names), |(c, n)| (c, n));
+                if let Some(instance) = run.instance(id, host, workflow, task, (ctx, names), extra)
                 {
                     instances.push(instance);
                     tasks.push(task);
@@ -611,34 +626,38 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// The template context for a workflow on a host; `None` if a secret it needs is missing.
-    fn context(&mut self, host: &Host, workflow: &Workflow) -> Option<(Ctx, Names)> {
+    /// The template context for a task of a workflow on a host; `None` if a secret it needs
+    /// is missing. Vars come from four layers, the first that names a var wins: the task's,
+    /// the workflow's, the host's, then the host's defaults. A value that a higher layer
+    /// overrides is never read (a secret it names need not exist).
+    fn context(
+        &mut self,
+        host: &Host,
+        workflow: &Workflow,
+        task: Option<&Task>,
+    ) -> Option<(Ctx, Names)> {
+        let mut layers: Vec<(&Vars, Origin)> = Vec::with_capacity(3 + host.inherited.len());
+        if let Some(task) = task {
+            layers.push((&task.vars, task.origin.push("vars")));
+        }
+        layers.push((&workflow.vars, workflow.origin.push("spec").push("vars")));
+        layers.push((&host.spec.vars, host.origin.push("spec").push("vars")));
+        for layer in &host.inherited {
+            layers.push((&layer.vars, layer.origin.clone()));
+        }
         let mut vars = Map::new();
         let mut blinded = Map::new();
         let mut secret_names = BTreeSet::new();
         let mut unavailable = BTreeSet::new();
         let mut complete = true;
-        for (vars_of, origin, base, overridden) in [
-            (
-                &workflow.vars,
-                &workflow.origin,
-                "/spec/vars",
-                Some(&host.spec.vars),
-            ),
-            (&host.spec.vars, &host.origin, "/spec/vars", None),
-        ] {
+        for (vars_of, origin) in layers {
             for (name, value) in vars_of {
-                // The host's value of the same name wins: the workflow's is never read (a
-                // secret it names need not exist).
-                if overridden.is_some_and(|host_vars| host_vars.contains_key(name)) {
+                if vars.contains_key(name) || secret_names.contains(name) {
                     continue;
                 }
+                let var_origin = origin.push(name);
                 let value = match value {
-                    VarValue::Plain(v) => {
-                        // A host's plain value overrides a workflow's secret of that name.
-                        secret_names.remove(name);
-                        v.clone()
-                    }
+                    VarValue::Plain(v) => v.clone(),
                     VarValue::Secret(secret) => {
                         secret_names.insert(name.clone());
                         let Some(source) = secret.source() else {
@@ -650,13 +669,7 @@ impl Run<'_> {
                             Some(Err(Unreadable::Absent(why)))
                                 if self.inputs.stand_in_missing_secrets =>
                             {
-                                self.report_unavailable(
-                                    &key,
-                                    why,
-                                    origin,
-                                    &format!("{base}/{name}"),
-                                    name,
-                                );
+                                self.report_unavailable(&key, why, &var_origin, name);
                                 unavailable.insert(name.clone());
                                 Value::String(stand_in_value(name))
                             }
@@ -665,8 +678,7 @@ impl Run<'_> {
                                 self.report_secret(
                                     &key,
                                     problem.and_then(|p| p.as_ref().err()),
-                                    origin,
-                                    &format!("{base}/{name}"),
+                                    &var_origin,
                                     name,
                                 );
                                 continue;
@@ -685,7 +697,7 @@ impl Run<'_> {
                 vars.insert(name.clone(), value);
             }
         }
-        let address = match host.spec.transport {
+        let address = match host.spec.transport() {
             Transport::Local => Value::String("localhost".to_owned()),
             Transport::Ssh => Value::String(
                 host.spec
@@ -721,21 +733,11 @@ impl Run<'_> {
     }
 
     /// A secret that is not available in stand-in mode: a warning, once per secret.
-    fn report_unavailable(
-        &mut self,
-        key: &SecretKey,
-        why: &str,
-        origin: &Origin,
-        pointer: &str,
-        name: &str,
-    ) {
+    fn report_unavailable(&mut self, key: &SecretKey, why: &str, var: &Origin, name: &str) {
         if !self.reported_secrets.insert(key.clone()) {
             return;
         }
-        let origin = Origin {
-            pointer: JsonPointer::from_escaped(pointer).push("valueFrom"),
-            ..origin.clone()
-        };
+        let origin = var.push("valueFrom");
         self.problems.diagnostics.push(
             Diagnostic::warning(
                 "secret::unavailable",
@@ -753,8 +755,7 @@ impl Run<'_> {
         &mut self,
         key: &SecretKey,
         reason: Option<&Unreadable>,
-        origin: &Origin,
-        pointer: &str,
+        var: &Origin,
         name: &str,
     ) {
         if !self.reported_secrets.insert(key.clone()) {
@@ -762,10 +763,7 @@ impl Run<'_> {
         }
         let unread = Unreadable::Missing("it was not read".to_owned());
         let reason = reason.unwrap_or(&unread);
-        let origin = Origin {
-            pointer: JsonPointer::from_escaped(pointer).push("valueFrom"),
-            ..origin.clone()
-        };
+        let origin = var.push("valueFrom");
         let help = reason.help(true).unwrap_or_else(|| match key {
             SecretKey::Env(var) => format!("export {var} in drover's environment"),
             SecretKey::File(path) => format!("create {path}, readable by drover"),
@@ -810,7 +808,7 @@ impl Run<'_> {
         let unavailable_secrets: Vec<String> =
             std::mem::take(&mut r.unavailable).into_iter().collect();
         let action = action.filter(|_| !failed)?;
-        let connection = match host.spec.transport {
+        let connection = match host.spec.transport() {
             Transport::Local => Connection::Local,
             Transport::Ssh => Connection::Ssh {
                 address: host

@@ -11,7 +11,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::diagnostic::{Diagnostic, Location};
 use crate::load::yaml::Node;
-use crate::model::desired::{Desired, Host, Origin, Workflow};
+use crate::model::desired::{Desired, Host, HostDefaults, Origin, Workflow};
 use crate::model::meta::{HostName, TaskName, WorkflowName};
 use crate::source::JsonPointer;
 
@@ -52,6 +52,7 @@ pub struct CheckLimits {
 /// Runs every cross-document check and builds `Desired` from what passed.
 pub fn check(
     hosts: Vec<Host>,
+    defaults: Vec<HostDefaults>,
     workflows: Vec<Workflow>,
     declared: &Declared,
     locator: &dyn Locator,
@@ -72,6 +73,21 @@ pub fn check(
             desired.hosts.insert(host.name.clone(), host);
         }
     }
+    let mut unique_defaults: BTreeMap<String, HostDefaults> = BTreeMap::new();
+    for found in defaults {
+        if let Some(first) = unique_defaults.get(found.name.as_str()) {
+            out.push(duplicate(
+                "host defaults",
+                found.name.as_str(),
+                locator.at(&found.origin, &name_ptr),
+                locator.at(&first.origin, &name_ptr),
+            ));
+        } else {
+            unique_defaults.insert(found.name.to_string(), found);
+        }
+    }
+    let defaults: Vec<HostDefaults> = unique_defaults.into_values().collect();
+    crate::load::defaults::apply(&mut desired.hosts, &defaults, locator, out);
     for workflow in workflows {
         if let Some(first) = desired.workflows.get(&workflow.name) {
             out.push(duplicate(
@@ -401,7 +417,9 @@ fn selection(
             )
             .at(locator.at(&workflow.origin, &spec.push("hosts")))
             .with_label("matches no host")
-            .with_help("check the labels in `matchLabels` against the hosts' `metadata.labels`"),
+            .with_help(
+                "check `matchLabels` and `matchExpressions` against the hosts' `metadata.labels`",
+            ),
         );
     }
     for (j, needed) in workflow.needs.iter().enumerate() {

@@ -17,9 +17,10 @@ use crate::load::system_rule::{
     sysctl_value_rule,
 };
 use crate::load::yaml::{Document, Node, NodeValue};
-use crate::model::desired::{Host, Origin, Task, Workflow};
-use crate::model::host::{HostDocument, Transport};
+use crate::model::desired::{Host, HostDefaults, Origin, Task, Workflow};
+use crate::model::host::{HostDefaultsDocument, HostDocument, HostSpec, Transport};
 use crate::model::meta::TaskName;
+use crate::model::selector::HostSelector;
 use crate::model::task_kind::{
     BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, PathState, RunSpec, TaskKind,
 };
@@ -34,6 +35,7 @@ use crate::template::Templates;
 #[derive(Debug)]
 pub enum Decoded {
     Host(Host),
+    Defaults(HostDefaults),
     /// A workflow, and the names of its tasks that broke a rule and were left out (so that
     /// references to them are not reported as unknown on top of the real error).
     Workflow(Workflow, Vec<String>),
@@ -62,7 +64,7 @@ pub fn decode(
         // those tasks, so that the other tasks are still checked in the same run.
         let left_out = match kind {
             Kind::Workflow => tasks_in(&schema_problems),
-            Kind::Host => None,
+            Kind::Host | Kind::HostDefaults => None,
         };
         diagnostics.extend(schema_problems);
         let (value, left_out) = without_tasks(value, left_out?);
@@ -75,6 +77,7 @@ pub fn decode(
     // names and report their own problems in the same pass; loading fails all the same.
     match kind {
         Kind::Host => ctx.host(value, diagnostics).map(Decoded::Host),
+        Kind::HostDefaults => ctx.defaults(value, diagnostics).map(Decoded::Defaults),
         Kind::Workflow => ctx.workflow(value, &LeftOut::default(), diagnostics),
     }
 }
@@ -268,28 +271,12 @@ impl DocCtx<'_> {
     fn host(&self, value: Value, diagnostics: &mut Vec<Diagnostic>) -> Option<Host> {
         let document: HostDocument = self.typed(value, diagnostics)?;
         let spec = document.spec;
-        if spec.transport == Transport::Local {
-            let ssh_only = [
-                ("address", spec.address.is_some()),
-                ("port", spec.port.is_some()),
-                ("user", spec.user.is_some()),
-                ("identityFile", spec.identity_file.is_some()),
-                ("knownHostsFile", spec.known_hosts_file.is_some()),
-            ];
-            for (field, set) in ssh_only {
-                if set {
-                    diagnostics.push(
-                        Diagnostic::error(
-                            "manifest::local-host-field",
-                            format!("`{field}` has no meaning with `transport: local`"),
-                        )
-                        .at(self.at_key(&JsonPointer::root().push("spec").push(field)))
-                        .with_label("ignored for a local host")
-                        .with_help(
-                            "remove it, or remove `transport: local` to reach this host over SSH",
-                        ),
-                    );
-                }
+        if spec.transport() == Transport::Local {
+            for field in ssh_fields_set(&spec) {
+                diagnostics.push(local_field_error(
+                    field,
+                    self.at_key(&JsonPointer::root().push("spec").push(field)),
+                ));
             }
         }
         let mut spec = spec;
@@ -301,6 +288,32 @@ impl DocCtx<'_> {
         Some(Host {
             name: document.metadata.name,
             labels: document.metadata.labels,
+            spec,
+            inherited: Vec::new(),
+            origin: self.origin(JsonPointer::root()),
+        })
+    }
+
+    fn defaults(&self, value: Value, diagnostics: &mut Vec<Diagnostic>) -> Option<HostDefaults> {
+        let document: HostDefaultsDocument = self.typed(value, diagnostics)?;
+        let mut spec = document.spec;
+        let spec_ptr = JsonPointer::root().push("spec");
+        self.check_selector(&spec.hosts, &spec_ptr.push("hosts"), diagnostics);
+        if spec.transport == Some(Transport::Local) {
+            let as_host = HostSpec {
+                port: spec.port,
+                user: spec.user.clone(),
+                identity_file: spec.identity_file.clone(),
+                known_hosts_file: spec.known_hosts_file.clone(),
+                ..HostSpec::default()
+            };
+            for field in ssh_fields_set(&as_host) {
+                diagnostics.push(local_field_error(field, self.at_key(&spec_ptr.push(field))));
+            }
+        }
+        self.check_vars(&mut spec.vars, &spec_ptr.push("vars"), diagnostics);
+        Some(HostDefaults {
+            name: document.metadata.name,
             spec,
             origin: self.origin(JsonPointer::root()),
         })
@@ -315,14 +328,7 @@ impl DocCtx<'_> {
         let document: WorkflowDocument = self.typed(value, diagnostics)?;
         let spec = document.spec;
         let spec_ptr = JsonPointer::root().push("spec");
-        if spec.hosts.is_empty() {
-            diagnostics.push(
-                Diagnostic::error("manifest::empty-selector", "`hosts` selects nothing")
-                    .at(self.at(&spec_ptr.push("hosts")))
-                    .with_label("empty selector")
-                    .with_help("give `matchLabels: {role: web}`, `names: [edge-1]`, or both; `matchLabels: {}` selects every host"),
-            );
-        }
+        self.check_selector(&spec.hosts, &spec_ptr.push("hosts"), diagnostics);
         let mut spec = spec;
         self.check_vars(&mut spec.vars, &spec_ptr.push("vars"), diagnostics);
         let mut tasks = Vec::with_capacity(spec.tasks.len());
@@ -348,12 +354,70 @@ impl DocCtx<'_> {
         Some(Decoded::Workflow(workflow, broken))
     }
 
+    /// A selector must select by something, and each label expression must read as
+    /// Kubernetes reads it: `In`/`NotIn` with values, `Exists`/`DoesNotExist` without.
+    fn check_selector(
+        &self,
+        selector: &HostSelector,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        if selector.is_empty() {
+            diagnostics.push(
+                Diagnostic::error("manifest::empty-selector", "`hosts` selects nothing")
+                    .at(self.at(pointer))
+                    .with_label("empty selector")
+                    .with_help("give `matchLabels: {role: web}`, `matchExpressions: [{key: role, operator: In, values: [web]}]`, `names: [edge-1]`, or several; `matchLabels: {}` selects every host"),
+            );
+        }
+        for (nth, expression) in selector.match_expressions.iter().flatten().enumerate() {
+            let at = pointer.push("matchExpressions").push(nth);
+            let values = expression.values.as_ref();
+            let operator = format!("{:?}", expression.operator);
+            if expression.operator.takes_values() && values.is_none_or(Vec::is_empty) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "manifest::invalid-selector",
+                        format!(
+                            "`{operator}` needs the values to compare label `{}` with",
+                            expression.key
+                        ),
+                    )
+                    .at(self.at(&if values.is_some() {
+                        at.push("values")
+                    } else {
+                        at.push("operator")
+                    }))
+                    .with_label("no values")
+                    .with_help(format!(
+                        "give `values: [web, api]`, or use `Exists` to ask only that `{}` is set",
+                        expression.key
+                    )),
+                );
+            } else if !expression.operator.takes_values() && values.is_some() {
+                diagnostics.push(
+                    Diagnostic::error(
+                        "manifest::invalid-selector",
+                        format!(
+                            "`{operator}` takes no values: it asks only whether label `{}` is set",
+                            expression.key
+                        ),
+                    )
+                    .at(self.at_key(&at.push("values")))
+                    .with_label("not used by this operator")
+                    .with_help("remove `values`, or use `In`/`NotIn` to compare with them"),
+                );
+            }
+        }
+    }
+
     fn task(
         &self,
-        task: TaskSpec,
+        mut task: TaskSpec,
         pointer: &JsonPointer,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Option<Task> {
+        self.check_vars(&mut task.vars, &pointer.push("vars"), diagnostics);
         let mut kinds: Vec<(&'static str, TaskKind)> = Vec::new();
         if let Some(run) = task.run {
             kinds.push(("run", TaskKind::Run(run)));
@@ -441,6 +505,7 @@ impl DocCtx<'_> {
         }
         Some(Task {
             name: task.name,
+            vars: task.vars,
             needs: task.needs,
             triggered_by: task.triggered_by,
             check: task.check,
@@ -1010,6 +1075,31 @@ impl DocCtx<'_> {
             }
         }
     }
+}
+
+/// The SSH settings a host spec gives, by field name.
+pub fn ssh_fields_set(spec: &HostSpec) -> Vec<&'static str> {
+    [
+        ("address", spec.address.is_some()),
+        ("port", spec.port.is_some()),
+        ("user", spec.user.is_some()),
+        ("identityFile", spec.identity_file.is_some()),
+        ("knownHostsFile", spec.known_hosts_file.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field))
+    .collect()
+}
+
+/// An SSH setting given for a host reached locally.
+pub fn local_field_error(field: &str, at: Location) -> Diagnostic {
+    Diagnostic::error(
+        "manifest::local-host-field",
+        format!("`{field}` has no meaning with `transport: local`"),
+    )
+    .at(at)
+    .with_label("ignored for a local host")
+    .with_help("remove it, or remove `transport: local` to reach this host over SSH")
 }
 
 fn list(names: &[&str]) -> String {

@@ -7,6 +7,7 @@
 //! This module reads no files: `manifest_dir` does, and hands us their text.
 
 pub mod check;
+pub mod defaults;
 pub mod document;
 pub mod schema;
 pub mod system_rule;
@@ -89,6 +90,7 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
     let mut diagnostics = Vec::new();
     let mut trees = Trees::default();
     let mut hosts = Vec::new();
+    let mut defaults = Vec::new();
     let mut workflows = Vec::new();
     let mut declared = Declared::default();
     let mut documents = 0usize;
@@ -127,6 +129,7 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
             }
             match document::decode(file, &document, &mut diagnostics) {
                 Some(Decoded::Host(host)) => hosts.push(host),
+                Some(Decoded::Defaults(found)) => defaults.push(found),
                 Some(Decoded::Workflow(workflow, broken)) => {
                     declared
                         .tasks
@@ -142,7 +145,8 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
                     Some((Kind::Workflow, name)) => {
                         declared.workflows.insert(name);
                     }
-                    None => {}
+                    // Nothing refers to a defaults document by name.
+                    Some((Kind::HostDefaults, _)) | None => {}
                 },
             }
             trees.insert(file, document.index, document.root);
@@ -154,6 +158,7 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
     };
     let desired = check::check(
         hosts,
+        defaults,
         workflows,
         &declared,
         &trees,

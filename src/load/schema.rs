@@ -14,7 +14,7 @@ use crate::diagnostic::{Diagnostic, Location};
 use crate::load::validator::{ErrorKind, SchemaError, Validator};
 use crate::load::yaml::Node;
 use crate::model::duration::{DURATION_PATTERN, FileMode, HumanDuration, MODE_PATTERN};
-use crate::model::host::HostDocument;
+use crate::model::host::{HostDefaultsDocument, HostDocument};
 use crate::model::meta::{NAME_PATTERN, check_name};
 use crate::model::workflow::WorkflowDocument;
 use crate::model::{AnyDocument, Kind};
@@ -36,6 +36,10 @@ pub fn all() -> Vec<NamedSchema> {
         NamedSchema {
             file_name: "host.schema.json",
             schema: generate::<HostDocument>("host.schema.json"),
+        },
+        NamedSchema {
+            file_name: "host-defaults.schema.json",
+            schema: generate::<HostDefaultsDocument>("host-defaults.schema.json"),
         },
         NamedSchema {
             file_name: "workflow.schema.json",
@@ -95,14 +99,17 @@ fn drop_null(schema: &mut schemars::Schema) {
 
 fn compiled(kind: Kind) -> Option<&'static Validator> {
     static HOST: OnceLock<Option<Validator>> = OnceLock::new();
+    static DEFAULTS: OnceLock<Option<Validator>> = OnceLock::new();
     static WORKFLOW: OnceLock<Option<Validator>> = OnceLock::new();
     let (cell, file_name) = match kind {
         Kind::Host => (&HOST, "host.schema.json"),
+        Kind::HostDefaults => (&DEFAULTS, "host-defaults.schema.json"),
         Kind::Workflow => (&WORKFLOW, "workflow.schema.json"),
     };
     cell.get_or_init(|| {
         let schema = match kind {
             Kind::Host => generate::<HostDocument>(file_name),
+            Kind::HostDefaults => generate::<HostDefaultsDocument>(file_name),
             Kind::Workflow => generate::<WorkflowDocument>(file_name),
         };
         // The schemas are generated from our own types; if one failed to compile, every

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::model::duration::HumanDuration;
-use crate::model::host::HostSpec;
-use crate::model::meta::{HostName, TaskName, WorkflowName};
+use crate::model::host::{HostDefaultsSpec, HostSpec};
+use crate::model::meta::{DefaultsName, HostName, TaskName, WorkflowName};
 use crate::model::selector::HostSelector;
 use crate::model::task_kind::{Command, TaskKind};
 use crate::model::vars::Vars;
@@ -46,7 +46,26 @@ pub struct Desired {
 pub struct Host {
     pub name: HostName,
     pub labels: BTreeMap<String, String>,
+    /// The host's own settings, completed from the `HostDefaults` that match it.
     pub spec: HostSpec,
+    /// Vars the host takes from `HostDefaults` documents (names it does not set itself).
+    pub inherited: Vec<VarLayer>,
+    pub origin: Origin,
+}
+
+/// Vars declared together, with where they were declared (`origin` points at the `vars`
+/// mapping): secret files are read relative to that file, and problems are located there.
+#[derive(Debug, Clone)]
+pub struct VarLayer {
+    pub vars: Vars,
+    pub origin: Origin,
+}
+
+/// A `HostDefaults` document, once decoded.
+#[derive(Debug, Clone)]
+pub struct HostDefaults {
+    pub name: DefaultsName,
+    pub spec: HostDefaultsSpec,
     pub origin: Origin,
 }
 
@@ -65,6 +84,8 @@ pub struct Workflow {
 #[derive(Debug, Clone)]
 pub struct Task {
     pub name: TaskName,
+    /// Vars of this task alone; they override every other var of the same name.
+    pub vars: Vars,
     pub needs: Vec<TaskName>,
     pub triggered_by: Vec<TaskName>,
     pub check: Option<Command>,

@@ -3,7 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::meta::{HostName, Metadata};
+use crate::model::meta::{DefaultsName, HostName, Metadata};
+use crate::model::selector::HostSelector;
 use crate::model::vars::Vars;
 
 /// A `Host` document.
@@ -39,8 +40,7 @@ pub enum Transport {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostSpec {
     /// `ssh` (default) or `local` for the machine drover runs on.
-    #[serde(default)]
-    pub transport: Transport,
+    pub transport: Option<Transport>,
     /// DNS name or IP address; defaults to the host's name, resolved through `~/.ssh/config`
     /// like `ssh NAME` would.
     pub address: Option<String>,
@@ -55,7 +55,57 @@ pub struct HostSpec {
     pub known_hosts_file: Option<String>,
     /// Run every task on this host as this user through `sudo -n`.
     pub r#become: Option<String>,
-    /// Variables templates see on this host; they override workflow variables.
+    /// Variables templates see on this host; workflow and task variables of the same name
+    /// override them, and they override those of `HostDefaults`.
+    #[serde(default)]
+    pub vars: Vars,
+}
+
+impl HostSpec {
+    /// How the host is reached: `ssh` unless `local` is given (by the host or its defaults).
+    pub fn transport(&self) -> Transport {
+        self.transport.unwrap_or_default()
+    }
+}
+
+/// Connection settings and vars for every host a selector matches. A host's own value of a
+/// setting or var wins; two defaults documents that both match a host may not give it
+/// different values for the same setting or var.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "drover HostDefaults")]
+pub struct HostDefaultsDocument {
+    pub api_version: super::ApiVersion,
+    pub kind: HostDefaultsKind,
+    pub metadata: Metadata<DefaultsName>,
+    pub spec: HostDefaultsSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum HostDefaultsKind {
+    HostDefaults,
+}
+
+/// `spec` of a `HostDefaults`: the selector, then any field of a host's `spec` but `address`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostDefaultsSpec {
+    /// The hosts these defaults apply to.
+    pub hosts: HostSelector,
+    /// `ssh` or `local`.
+    pub transport: Option<Transport>,
+    /// SSH port.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// Remote user.
+    pub user: Option<String>,
+    /// Private key file.
+    pub identity_file: Option<String>,
+    /// `known_hosts` file that verifies the hosts' keys.
+    pub known_hosts_file: Option<String>,
+    /// Run every task on these hosts as this user through `sudo -n`.
+    pub r#become: Option<String>,
+    /// Variables for these hosts; the hosts' own, workflow and task variables override them.
     #[serde(default)]
     pub vars: Vars,
 }

@@ -99,6 +99,10 @@ name_type!(
     WorkflowName, "workflow"
 );
 name_type!(
+    /// The name of a `HostDefaults` document, unique among them.
+    DefaultsName, "host defaults document"
+);
+name_type!(
     /// The name of a task, unique within its workflow.
     TaskName, "task"
 );

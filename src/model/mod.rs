@@ -30,15 +30,17 @@ pub enum ApiVersion {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Host,
+    HostDefaults,
     Workflow,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Host, Kind::Workflow];
+    pub const ALL: [Kind; 3] = [Kind::Host, Kind::HostDefaults, Kind::Workflow];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Host => "Host",
+            Kind::HostDefaults => "HostDefaults",
             Kind::Workflow => "Workflow",
         }
     }
@@ -54,5 +56,6 @@ impl Kind {
 #[schemars(title = "drover manifest document")]
 pub enum AnyDocument {
     Host(host::HostDocument),
+    HostDefaults(host::HostDefaultsDocument),
     Workflow(workflow::WorkflowDocument),
 }

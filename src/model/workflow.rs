@@ -106,6 +106,10 @@ pub struct TaskSpec {
     /// Tasks of this workflow that must succeed first.
     #[serde(default)]
     pub needs: Vec<TaskName>,
+    /// Variables for this task's templates; they override workflow, host and defaults
+    /// variables of the same name.
+    #[serde(default)]
+    pub vars: Vars,
     /// Tasks of this workflow whose change, in the same apply, makes this task run.
     #[serde(default)]
     pub triggered_by: Vec<TaskName>,

@@ -67,7 +67,7 @@ impl Fleet {
     ) -> BTreeMap<HostName, HostTransport> {
         let mut out = BTreeMap::new();
         for host in desired.hosts.values() {
-            let transport = match host.spec.transport {
+            let transport = match host.spec.transport() {
                 HostKind::Local => HostTransport::Local(Arc::clone(&self.local)),
                 HostKind::Ssh => {
                     let target = ssh_target(host, ssh, manifests, per_host);

@@ -891,7 +891,7 @@ fn control_characters_in_names_never_reach_the_terminal() {
 }
 
 #[test]
-fn a_workflow_secret_a_host_overrides_is_never_read() {
+fn a_host_secret_a_workflow_overrides_is_never_read() {
     let dir = tempfile::tempdir().unwrap();
     write_fixture(
         dir.path(),
@@ -900,15 +900,17 @@ fn a_workflow_secret_a_host_overrides_is_never_read() {
 apiVersion: drover/v1
 kind: Host
 metadata: {name: box}
-spec: {transport: local, vars: {token: plain-value}}
+spec:
+  transport: local
+  vars:
+    token: {valueFrom: {env: DROVER_TEST_UNSET_TOKEN}}
 ---
 apiVersion: drover/v1
 kind: Workflow
 metadata: {name: app}
 spec:
   hosts: {names: [box]}
-  vars:
-    token: {valueFrom: {env: DROVER_TEST_UNSET_TOKEN}}
+  vars: {token: plain-value}
   tasks:
     - {name: t, run: "echo {{ token }}"}
 "#,

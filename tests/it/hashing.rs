@@ -117,7 +117,17 @@ fn every_semantic_edit_changes_the_hash() {
             format!(
                 "{}{}",
                 HOST.replace("user: deploy}", "user: deploy, vars: {port: 9}}"),
-                workflow(&base_fields(), false)
+                workflow(&base_fields(), false).replace("  vars: {port: 8080}\n", "")
+            ),
+        ),
+        (
+            "task var",
+            format!(
+                "{HOST}{}",
+                workflow(&base_fields(), false).replace(
+                    "    - name: conf\n",
+                    "    - name: conf\n      vars: {port: 9}\n"
+                )
             ),
         ),
         (

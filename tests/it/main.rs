@@ -32,6 +32,7 @@ mod fuzz;
 mod gitops;
 mod harness;
 mod hashing;
+mod inventory;
 mod logs;
 mod paths;
 mod plan;

@@ -1,0 +1,136 @@
+//! Inventory conveniences end to end: `HostDefaults`, the order in which vars override each
+//! other, and `matchExpressions` selectors.
+
+use crate::harness::{Drover, write_fixture};
+
+/// Four layers each set the vars the layers below them set too; the file a task writes
+/// shows which layer won each name.
+#[test]
+fn vars_override_task_then_workflow_then_host_then_defaults() {
+    let manifests = tempfile::tempdir().unwrap();
+    let area = tempfile::tempdir().unwrap();
+    write_fixture(
+        manifests.path(),
+        &format!(
+            r#"
+//- defaults.yaml
+apiVersion: drover/v1
+kind: HostDefaults
+metadata: {{name: everywhere}}
+spec:
+  hosts: {{matchLabels: {{}}}}
+  transport: local
+  vars: {{a: defaults, b: defaults, c: defaults, d: defaults, dir: {dir}}}
+//- hosts.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {{name: box, labels: {{role: web, site: lyon}}}}
+spec: {{vars: {{b: host, c: host, d: host}}}}
+---
+apiVersion: drover/v1
+kind: Host
+metadata: {{name: db, labels: {{role: db}}}}
+spec: {{vars: {{dir: /nonexistent}}}}
+//- app.yaml
+apiVersion: drover/v1
+kind: Workflow
+metadata: {{name: app}}
+spec:
+  hosts:
+    matchExpressions:
+      - {{key: role, operator: NotIn, values: [db]}}
+      - {{key: site, operator: Exists}}
+  vars: {{c: workflow, d: workflow}}
+  tasks:
+    - name: layers
+      vars: {{d: task}}
+      file: {{path: "{{{{ dir }}}}/layers", content: "{{{{ a }}}} {{{{ b }}}} {{{{ c }}}} {{{{ d }}}}\n"}}
+    - name: shared
+      file: {{path: "{{{{ dir }}}}/shared", content: "{{{{ d }}}}\n"}}
+"#,
+            dir = area.path().display()
+        ),
+    );
+    Drover::new()
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg_path(manifests.path())
+        .run()
+        .expect_code(0);
+    let read = |name: &str| std::fs::read_to_string(area.path().join(name)).unwrap();
+    assert_eq!(read("layers"), "defaults host workflow task\n");
+    assert_eq!(read("shared"), "workflow\n", "a task's vars are its own");
+    let listed = Drover::new()
+        .args(["state", "list", "--color", "never", "--dir"])
+        .arg_path(manifests.path())
+        .run()
+        .expect_code(0);
+    assert!(
+        listed.stdout().contains("box/app/layers"),
+        "{}",
+        listed.stdout()
+    );
+    assert!(
+        !listed.stdout().contains("db/"),
+        "the selector leaves out `db`: {}",
+        listed.stdout()
+    );
+}
+
+#[test]
+fn two_defaults_that_disagree_on_a_host_are_an_error_naming_both() {
+    let manifests = tempfile::tempdir().unwrap();
+    write_fixture(
+        manifests.path(),
+        r#"
+//- defaults.yaml
+apiVersion: drover/v1
+kind: HostDefaults
+metadata: {name: all}
+spec:
+  hosts: {matchLabels: {}}
+  user: deploy
+---
+apiVersion: drover/v1
+kind: HostDefaults
+metadata: {name: lyon}
+spec:
+  hosts: {matchLabels: {site: lyon}}
+  user: admin
+  vars: {port: 80}
+//- hosts.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: web-1, labels: {site: lyon}}
+spec: {address: 10.0.0.1}
+---
+apiVersion: drover/v1
+kind: Host
+metadata: {name: web-2, labels: {site: paris}}
+spec: {address: 10.0.0.2}
+---
+apiVersion: drover/v1
+kind: Host
+metadata: {name: web-3, labels: {site: lyon}}
+spec: {address: 10.0.0.3, user: root}
+"#,
+    );
+    let run = Drover::new()
+        .args(["validate", "--color", "never"])
+        .arg_path(manifests.path())
+        .run()
+        .expect_code(1);
+    let err = run.stderr();
+    assert!(
+        err.contains("host defaults `all` and `lyon` both match host `web-1` and give `user` different values"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("defaults-conflict").count(),
+        1,
+        "reported once: {err}"
+    );
+    assert!(
+        err.contains("defaults.yaml:13:9"),
+        "located at the second value: {err}"
+    );
+}
