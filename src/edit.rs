@@ -75,7 +75,9 @@ pub fn of(action: &Action) -> Option<(&str, Edit<'_>, bool)> {
         | Action::Package { .. }
         | Action::Service { .. }
         | Action::Sysctl { .. }
-        | Action::Cron { .. } => None,
+        | Action::Cron { .. }
+        | Action::User(_)
+        | Action::Group(_) => None,
     }
 }
 

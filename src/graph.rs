@@ -113,5 +113,7 @@ fn kind_name(action: &Action) -> &'static str {
         Action::Service { .. } => "service",
         Action::Sysctl { .. } => "sysctl",
         Action::Cron { .. } => "cron",
+        Action::User(_) => "user",
+        Action::Group(_) => "group",
     }
 }

@@ -6,6 +6,7 @@
 //! the composition root and the only place that prints. See `docs/ARCHITECTURE.md`.
 
 // ── pure core: no I/O, no clock, no environment ──
+pub mod account;
 pub mod apply;
 pub mod backoff;
 pub mod diagnostic;

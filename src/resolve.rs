@@ -13,10 +13,14 @@ use minijinja::Value as Ctx;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::account::{GroupAccount, UserAccount};
 use crate::diagnostic::{Diagnostic, Location};
 use crate::hash::{SpecHash, content_hash};
 use crate::instance::InstanceId;
 use crate::load;
+use crate::load::account_rule::{
+    account_path_rule, comment_rule, group_name_rule, primary_group_rule, user_name_rule,
+};
 use crate::load::document::{
     HostPath, Invalid, argv_word_rule, command_rule, edited_line_rule, file_path_rule,
     host_path_rule, link_target_rule, path_rule,
@@ -32,7 +36,7 @@ use crate::model::task_kind::{
     BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, OnTrigger, PackageState,
     PathState, RunSpec, ServiceState, TaskKind,
 };
-use crate::model::task_kind::{CronSpec, SysctlSpec};
+use crate::model::task_kind::{CronSpec, GroupSpec, SysctlSpec, UserSpec};
 use crate::model::vars::{VarValue, Vars};
 use crate::model::workflow::{DriftPolicy, Retries};
 use crate::secret::{Redactor, Secret, SecretKey};
@@ -142,6 +146,8 @@ pub enum Action {
         /// The entry's file: `<dir>/drover-<name>`.
         path: String,
     },
+    User(UserAccount),
+    Group(GroupAccount),
 }
 
 /// Where a `sysctl` task persists its value unless it says otherwise.
@@ -184,6 +190,8 @@ impl Action {
             Action::Service { .. } => "service",
             Action::Sysctl { .. } => "sysctl",
             Action::Cron { .. } => "cron",
+            Action::User(_) => "user",
+            Action::Group(_) => "group",
         }
     }
 }
@@ -1083,7 +1091,63 @@ impl Renderer<'_, '_> {
             }),
             TaskKind::Sysctl(sysctl) => self.sysctl(sysctl),
             TaskKind::Cron(cron) => self.cron(cron),
+            TaskKind::User(user) => self.user(user).map(Action::User),
+            TaskKind::Group(group) => self.group(group).map(Action::Group),
         }
+    }
+
+    fn user(&mut self, user: &UserSpec) -> Option<UserAccount> {
+        let name = self.text(&user.name, "/user/name");
+        let name = self.checked(name, "/user/name", user_name_rule);
+        let group = self.one_of(user.group.as_ref(), "/user/group", primary_group_rule);
+        let shell = self.one_of(user.shell.as_ref(), "/user/shell", |p| {
+            account_path_rule("shell", p)
+        });
+        let home = self.one_of(user.home.as_ref(), "/user/home", |p| {
+            account_path_rule("home", p)
+        });
+        let comment = self.one_of(user.comment.as_ref(), "/user/comment", comment_rule);
+        let groups: Option<Option<Vec<String>>> = match &user.groups {
+            None => Some(None),
+            Some(list) => {
+                let rendered: Vec<Option<String>> = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| {
+                        let field = format!("/user/groups/{i}");
+                        let g = self.text(g, &field);
+                        self.checked(g, &field, group_name_rule)
+                    })
+                    .collect();
+                // Sorted and deduplicated: the order of a group list means nothing.
+                let set: Option<BTreeSet<String>> = rendered.into_iter().collect();
+                set.map(|s| Some(s.into_iter().collect()))
+            }
+        };
+        Some(UserAccount {
+            name: name?,
+            uid: user.uid,
+            group: group?,
+            groups: groups?,
+            append: user.append,
+            shell: shell?,
+            home: home?,
+            // As `useradd` does: system accounts get no home unless asked for one.
+            create_home: user.create_home.unwrap_or(!user.system),
+            comment: comment?,
+            system: user.system,
+            state: user.state,
+        })
+    }
+
+    fn group(&mut self, group: &GroupSpec) -> Option<GroupAccount> {
+        let name = self.text(&group.name, "/group/name");
+        Some(GroupAccount {
+            name: self.checked(name, "/group/name", group_name_rule)?,
+            gid: group.gid,
+            system: group.system,
+            state: group.state,
+        })
     }
 
     fn sysctl(&mut self, sysctl: &SysctlSpec) -> Option<Action> {
@@ -1140,7 +1204,7 @@ impl Renderer<'_, '_> {
         &mut self,
         text: Option<&String>,
         field: &str,
-        rule: fn(&str) -> Result<(), Invalid>,
+        rule: impl Fn(&str) -> Result<(), Invalid>,
     ) -> Option<Option<String>> {
         match self.opt(text, field) {
             Some(Some(text)) => self.checked(Some(text), field, rule).map(Some),

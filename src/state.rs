@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::account::{GroupAccount, UserAccount};
 use crate::hash::SpecHash;
 use crate::instance::InstanceId;
 use crate::model::duration::FileMode;
@@ -258,6 +259,8 @@ pub enum RecordedAction {
         state: PathState,
         path: String,
     },
+    User(UserAccount),
+    Group(GroupAccount),
 }
 
 /// File content kept for diffs: at most `MAX_RECORDED_CONTENT` bytes, secrets masked.
@@ -451,6 +454,8 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
             state: *state,
             path: redactor.redact(path),
         },
+        Action::User(user) => RecordedAction::User(user.redacted(redactor)),
+        Action::Group(group) => RecordedAction::Group(group.redacted(redactor)),
     };
     InstanceDetail {
         action,

@@ -4,13 +4,15 @@
 //! else is a pending change that `plan` shows already), its policy is not `ignore`, and its
 //! kind can be looked at: a file (existence, content hash, mode, owner, group), a directory
 //! (a directory and not a link to one, mode, owner, group; or absent), a link (its target; or
-//! no link), a line or block edit (whether its program would change the file), packages (installed or not), a service (active, enabled) and any task's `check`
+//! no link), a line or block edit (whether its program would change the file), packages (installed or not), a service (active, enabled), a user or group
+//! (exists or not, and the ids, groups, shell, home and comment the task sets) and any task's `check`
 //! command (exit 0 is in sync). A `run` without `check` has no probe and is never called drifted.
 //!
 //! This module is pure: `select` picks what to probe and builds each host's script (through
 //! `probe`), `compare` turns a host's answer into findings. `reconcile::drift` runs the
 //! scripts and records the report.
 
+mod account;
 pub mod probe;
 
 use std::collections::BTreeMap;
@@ -346,6 +348,8 @@ fn looks(instance: &ResolvedInstance) -> Vec<Look<'_>> {
         } if state.is_some() || enabled.is_some() => out.push(Look::Service { name }),
         Action::Service { .. } | Action::Run { .. } => {}
         Action::Sysctl { .. } | Action::Cron { .. } => system_looks(&instance.action, &mut out),
+        Action::User(user) => out.push(Look::User { name: &user.name }),
+        Action::Group(group) => out.push(Look::Group { name: &group.name }),
     }
     if let Some(command) = &instance.check {
         out.push(Look::Check {
@@ -397,7 +401,9 @@ fn system_looks<'a>(action: &'a Action, out: &mut Vec<Look<'a>>) {
         | Action::Line { .. }
         | Action::Block { .. }
         | Action::Package { .. }
-        | Action::Service { .. } => {}
+        | Action::Service { .. }
+        | Action::User(_)
+        | Action::Group(_) => {}
     }
 }
 
@@ -467,6 +473,12 @@ pub fn compare(
             ),
             (Action::Sysctl { .. } | Action::Cron { .. }, seen) => {
                 system_findings(instance, seen, redactor, &mut findings, &mut unknown);
+            }
+            (Action::User(user), Seen::User(found)) => {
+                findings.extend(account::user_findings(user, found.as_ref()));
+            }
+            (Action::Group(group), Seen::Group { gid }) => {
+                findings.extend(account::group_findings(group, *gid));
             }
             (Action::Directory { .. } | Action::Link { .. }, Seen::Entry(entry)) => {
                 findings.extend(entry_findings(&instance.action, entry));
@@ -569,7 +581,9 @@ fn entry_findings(action: &Action, entry: &probe::Entry) -> Vec<Finding> {
         | Action::Line { .. }
         | Action::Block { .. }
         | Action::Package { .. }
-        | Action::Service { .. } => Vec::new(),
+        | Action::Service { .. }
+        | Action::User(_)
+        | Action::Group(_) => Vec::new(),
         // Present, these are probed as files; absent, any entry at the path is unexpected.
         Action::Sysctl { file: path, .. } | Action::Cron { path, .. } => match entry {
             probe::Entry::Absent => Vec::new(),
@@ -645,7 +659,9 @@ fn persisted(action: &Action) -> Option<(&str, String, Option<u32>)> {
         | Action::Line { .. }
         | Action::Block { .. }
         | Action::Package { .. }
-        | Action::Service { .. } => None,
+        | Action::Service { .. }
+        | Action::User(_)
+        | Action::Group(_) => None,
     }
 }
 

@@ -24,6 +24,8 @@
 //! | `E i L/D/O/A`     | path `i` is a symbolic link (payload: its target), a directory (payload: `mode uid gid user group`), something else, or absent |
 //! | `ED i status/N/A` | the exit status of edit `i`'s `awk` program on its file (3: in sync), or the file is not a regular file, or absent |
 //! | `Y i` / `Y i A`   | kernel parameter `i`'s value (payload), or no such parameter |
+//! | `PW i` / `PW i A` | user `i`'s `getent passwd` line, then `g=` its primary group's name and `s=` the groups listing it as a member; or no such user |
+//! | `GR i` / `GR i A` | group `i`'s `getent group` line, or no such group |
 //! | `K i status`      | the first `OUTPUT_LIMIT` bytes of check `i`'s output |
 //! | `X i`             | why instance `i` could not be probed      |
 //! | `DONE`            | the script reached its end                |
@@ -69,6 +71,14 @@ pub enum Look<'a> {
     },
     /// A kernel parameter's live value, read from `/proc/sys`: for `sysctl`.
     Sysctl {
+        name: &'a str,
+    },
+    /// A local account (`getent passwd` and group memberships): for `user`.
+    User {
+        name: &'a str,
+    },
+    /// A local group (`getent group`): for `group`.
+    Group {
         name: &'a str,
     },
 }
@@ -146,6 +156,14 @@ fn group_script(nonce: &str, g: usize, group: &Group<'_>) -> String {
         out.push_str(ENTRY);
         out.push('\n');
     }
+    if group
+        .looks
+        .iter()
+        .any(|(_, l)| matches!(l, Look::User { .. } | Look::Group { .. }))
+    {
+        out.push_str(ACCOUNT);
+        out.push('\n');
+    }
     let batches = file_batches(group);
     if !batches.is_empty() {
         let _ = writeln!(
@@ -183,58 +201,69 @@ fi"#
         );
     }
     for (i, look) in &group.looks {
-        match look {
-            Look::File { .. } => {}
-            Look::Package { names } => {
-                let words: Vec<String> = names.iter().map(|n| shell_quote(n)).collect();
-                let _ = writeln!(
-                    out,
-                    r#"if command -v dpkg-query >/dev/null 2>&1 || command -v rpm >/dev/null 2>&1 || command -v apk >/dev/null 2>&1; then
-  _r P {i}; for _q in {names}; do if {installed}; then echo "1 $_q"; else echo "0 $_q"; fi; done
-else _r X {i}; echo 'no supported package manager (dpkg, rpm, apk) on this host'; fi"#,
-                    names = words.join(" "),
-                    installed = INSTALLED,
-                );
-            }
-            Look::Service { name } => {
-                let name = shell_quote(name);
-                let _ = writeln!(
-                    out,
-                    r#"if command -v systemctl >/dev/null 2>&1; then
-  _o=$(systemctl show -p LoadState -p ActiveState -p UnitFileState -- {name} 2>&1); _s=$?
-  if [ "$_s" = 0 ]; then _r S {i}; printf '%s\n' "$_o"; else _r X {i}; printf 'systemctl show failed: %s\n' "$_o"; fi
-else _r X {i}; echo 'systemctl not found: only systemd services can be probed'; fi"#
-                );
-            }
-            Look::Sysctl { name } => {
-                let _ = writeln!(
-                    out,
-                    r#"_p={p}
-if [ -e "$_p" ]; then if _o=$(cat -- "$_p" 2>&1); then _r Y {i}; printf '%s\n' "$_o"; else _r X {i}; printf 'reading %s failed: %s\n' "$_p" "$_o"; fi
-else _r Y {i} A; fi"#,
-                    p = shell_quote(&crate::resolve::sysctl_proc_path(name)),
-                );
-            }
-            Look::Entry { path } => {
-                let _ = writeln!(out, "_p={}; _e {i}", shell_quote(path));
-            }
-            Look::Edit { path, edit } => edit_look(*i, path, edit, &mut out),
-            Look::Check {
-                command,
-                timeout_secs,
-            } => {
-                let command = shell_quote(command);
-                let _ = writeln!(
-                    out,
-                    r#"if command -v timeout >/dev/null 2>&1; then _dto=1; else _dto=; fi
-_o=$(if [ -n "$_dto" ]; then timeout {timeout_secs} sh -c {command}; else sh -c {command}; fi 2>&1 </dev/null); _s=$?
-_r K {i} $_s $_dto; printf '%s' "$_o" | head -c {OUTPUT_LIMIT}"#
-                );
-            }
-        }
+        look_script(*i, look, &mut out);
     }
     out.push_str("} </dev/null\n");
     out
+}
+
+/// The lines that look at one instance (files are looked at in batches, before).
+fn look_script(i: usize, look: &Look<'_>, out: &mut String) {
+    match look {
+        Look::File { .. } => {}
+        Look::Package { names } => {
+            let words: Vec<String> = names.iter().map(|n| shell_quote(n)).collect();
+            let _ = writeln!(
+                out,
+                r#"if command -v dpkg-query >/dev/null 2>&1 || command -v rpm >/dev/null 2>&1 || command -v apk >/dev/null 2>&1; then
+  _r P {i}; for _q in {names}; do if {installed}; then echo "1 $_q"; else echo "0 $_q"; fi; done
+else _r X {i}; echo 'no supported package manager (dpkg, rpm, apk) on this host'; fi"#,
+                names = words.join(" "),
+                installed = INSTALLED,
+            );
+        }
+        Look::Service { name } => {
+            let name = shell_quote(name);
+            let _ = writeln!(
+                out,
+                r#"if command -v systemctl >/dev/null 2>&1; then
+  _o=$(systemctl show -p LoadState -p ActiveState -p UnitFileState -- {name} 2>&1); _s=$?
+  if [ "$_s" = 0 ]; then _r S {i}; printf '%s\n' "$_o"; else _r X {i}; printf 'systemctl show failed: %s\n' "$_o"; fi
+else _r X {i}; echo 'systemctl not found: only systemd services can be probed'; fi"#
+            );
+        }
+        Look::Sysctl { name } => {
+            let _ = writeln!(
+                out,
+                r#"_p={p}
+if [ -e "$_p" ]; then if _o=$(cat -- "$_p" 2>&1); then _r Y {i}; printf '%s\n' "$_o"; else _r X {i}; printf 'reading %s failed: %s\n' "$_p" "$_o"; fi
+else _r Y {i} A; fi"#,
+                p = shell_quote(&crate::resolve::sysctl_proc_path(name)),
+            );
+        }
+        Look::Entry { path } => {
+            let _ = writeln!(out, "_p={}; _e {i}", shell_quote(path));
+        }
+        Look::User { name } => {
+            let _ = writeln!(out, "_q={}; _pw {i}", shell_quote(name));
+        }
+        Look::Group { name } => {
+            let _ = writeln!(out, "_q={}; _gr {i}", shell_quote(name));
+        }
+        Look::Edit { path, edit } => edit_look(i, path, edit, out),
+        Look::Check {
+            command,
+            timeout_secs,
+        } => {
+            let command = shell_quote(command);
+            let _ = writeln!(
+                out,
+                r#"if command -v timeout >/dev/null 2>&1; then _dto=1; else _dto=; fi
+_o=$(if [ -n "$_dto" ]; then timeout {timeout_secs} sh -c {command}; else sh -c {command}; fi 2>&1 </dev/null); _s=$?
+_r K {i} $_s $_dto; printf '%s' "$_o" | head -c {OUTPUT_LIMIT}"#
+            );
+        }
+    }
 }
 
 /// Records the exit status of an edit's program on its file (its output thrown away).
@@ -266,6 +295,23 @@ const ENTRY: &str = r#"_e() {
     while [ "$_a" != / ] && [ ! -e "$_a" ]; do _a=${_a%/*}; [ -n "$_a" ] || _a=/; done
     if [ -d "$_a" ] && [ ! -x "$_a" ]; then _r X "$1"; printf 'cannot look inside %s as the probe user; give the task become\n' "$_a"; else _r E "$1" A; fi
   fi
+}"#;
+
+/// Defines `_pw i` and `_gr i`, which record the account or group named `$_q`. `getent`
+/// exits 2 for "no such entry"; anything else it says is an error, never "absent".
+const ACCOUNT: &str = r#"_pw() {
+  if ! command -v getent >/dev/null 2>&1; then _r X "$1"; echo 'getent is not installed on this host'; return; fi
+  if _o=$(getent passwd "$_q"); then
+    _gi=$(printf '%s\n' "$_o" | cut -d: -f4)
+    _gn=$(getent group "$_gi" | cut -d: -f1) || _gn=
+    _gs=$(getent group | awk -F: -v u="$_q" '{ n = split($4, m, ","); for (i = 1; i <= n; i++) if (m[i] == u) { print $1; break } }' | LC_ALL=C sort -u | awk 'NR > 1 { printf "," } { printf "%s", $0 }')
+    _r PW "$1"; printf '%s\ng=%s\ns=%s\n' "$_o" "$_gn" "$_gs"
+  else _s=$?; if [ $_s = 2 ]; then _r PW "$1" A; else _r X "$1"; echo "getent passwd failed with status $_s"; fi; fi
+}
+_gr() {
+  if ! command -v getent >/dev/null 2>&1; then _r X "$1"; echo 'getent is not installed on this host'; return; fi
+  if _o=$(getent group "$_q"); then _r GR "$1"; printf '%s\n' "$_o"
+  else _s=$?; if [ $_s = 2 ]; then _r GR "$1" A; else _r X "$1"; echo "getent group failed with status $_s"; fi; fi
 }"#;
 
 /// Whether package `$_q` is installed, by the host's package database.
@@ -305,6 +351,12 @@ pub enum Seen {
     Sysctl {
         value: Option<String>,
     },
+    /// A local account; `None`: no such user.
+    User(Option<UserSeen>),
+    /// A local group's gid; `None`: no such group.
+    Group {
+        gid: Option<u32>,
+    },
     Check {
         status: i32,
         /// The check ran under `timeout` (so 124 means it timed out).
@@ -343,6 +395,20 @@ impl Entry {
             Entry::Other => "a file".to_owned(),
         }
     }
+}
+
+/// A local account as `getent` showed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSeen {
+    pub uid: u32,
+    pub gid: u32,
+    /// The primary group's name; empty when the gid has no group.
+    pub group: String,
+    pub comment: String,
+    pub home: String,
+    pub shell: String,
+    /// The groups that list the user as a member, sorted.
+    pub groups: Vec<String>,
 }
 
 /// What an edit's probe found at its path.
@@ -478,6 +544,12 @@ fn read_record(header: &str, payload: &[u8], answer: &mut Answer, raw: &mut Raw)
             answer.seen.insert(n, Seen::Sysctl { value });
             raw.last = Some(n);
         }
+        "PW" | "GR" => {
+            answer
+                .seen
+                .insert(n, account_seen(tag, words.get(2).copied(), payload));
+            raw.last = Some(n);
+        }
         "E" => {
             answer
                 .seen
@@ -514,6 +586,66 @@ fn read_record(header: &str, payload: &[u8], answer: &mut Answer, raw: &mut Raw)
             answer.seen.insert(n, Seen::Unknown(why));
         }
         _ => {}
+    }
+}
+
+/// A `PW` (user) or `GR` (group) record.
+fn account_seen(tag: &str, letter: Option<&str>, payload: &[u8]) -> Seen {
+    if tag == "PW" {
+        user_seen(letter, payload)
+    } else {
+        group_seen(letter, payload)
+    }
+}
+
+/// A `PW` record: absent, or the passwd line, `g=` and `s=` lines.
+fn user_seen(letter: Option<&str>, payload: &[u8]) -> Seen {
+    if letter == Some("A") {
+        return Seen::User(None);
+    }
+    let text = String::from_utf8_lossy(payload);
+    let mut lines = text.lines().filter(|l| !l.is_empty());
+    let entry = lines.next().unwrap_or_default();
+    let (mut group, mut groups) = (String::new(), Vec::new());
+    for line in lines {
+        if let Some(name) = line.strip_prefix("g=") {
+            name.clone_into(&mut group);
+        } else if let Some(list) = line.strip_prefix("s=") {
+            groups = list
+                .split(',')
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+    }
+    let fields: Vec<&str> = entry.splitn(7, ':').collect();
+    let number = |n: usize| fields.get(n).and_then(|s| s.parse::<u32>().ok());
+    let text = |n: usize| fields.get(n).map(|s| (*s).to_owned());
+    match (number(2), number(3), text(4), text(5), text(6)) {
+        (Some(uid), Some(gid), Some(comment), Some(home), Some(shell)) => {
+            Seen::User(Some(UserSeen {
+                uid,
+                gid,
+                group,
+                comment,
+                home,
+                shell,
+                groups,
+            }))
+        }
+        _ => Seen::Unknown(format!("unexpected `getent passwd` output: {entry}")),
+    }
+}
+
+/// A `GR` record: absent, or the group line.
+fn group_seen(letter: Option<&str>, payload: &[u8]) -> Seen {
+    if letter == Some("A") {
+        return Seen::Group { gid: None };
+    }
+    let first = lines(payload).into_iter().next().unwrap_or_default();
+    match first.split(':').nth(2).and_then(|g| g.parse::<u32>().ok()) {
+        Some(gid) => Seen::Group { gid: Some(gid) },
+        None => Seen::Unknown(format!("unexpected `getent group` output: {first}")),
     }
 }
 
@@ -730,6 +862,8 @@ pub fn describe(seen: &Seen) -> &'static str {
         Seen::Entry(_) => "a path",
         Seen::Edit(_) => "an edited file",
         Seen::Sysctl { .. } => "a kernel parameter",
+        Seen::User(_) => "a user",
+        Seen::Group { .. } => "a group",
         Seen::Check { .. } => "a check",
         Seen::Unknown(_) => "nothing",
     }

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, Location};
+use crate::load::account_rule::{
+    account_path_rule, comment_rule, group_name_rule, primary_group_rule, user_name_rule,
+};
 use crate::load::schema;
 use crate::load::system_rule::{
     cron_command_rule, cron_dir_rule, cron_name_rule, cron_schedule_rule, sysctl_name_rule,
@@ -24,7 +27,7 @@ use crate::model::selector::HostSelector;
 use crate::model::task_kind::{
     BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, PathState, RunSpec, TaskKind,
 };
-use crate::model::task_kind::{CronSpec, SysctlSpec, SysctlValue};
+use crate::model::task_kind::{CronSpec, GroupSpec, SysctlSpec, SysctlValue, UserSpec};
 use crate::model::vars::{SecretSource, VarValue, Vars};
 use crate::model::workflow::{TaskSpec, WorkflowDocument};
 use crate::model::{API_VERSION, Kind};
@@ -418,37 +421,7 @@ impl DocCtx<'_> {
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Option<Task> {
         self.check_vars(&mut task.vars, &pointer.push("vars"), diagnostics);
-        let mut kinds: Vec<(&'static str, TaskKind)> = Vec::new();
-        if let Some(run) = task.run {
-            kinds.push(("run", TaskKind::Run(run)));
-        }
-        if let Some(file) = task.file {
-            kinds.push(("file", TaskKind::File(file)));
-        }
-        if let Some(directory) = task.directory {
-            kinds.push(("directory", TaskKind::Directory(directory)));
-        }
-        if let Some(link) = task.link {
-            kinds.push(("link", TaskKind::Link(link)));
-        }
-        if let Some(line) = task.line {
-            kinds.push(("line", TaskKind::Line(line)));
-        }
-        if let Some(block) = task.block {
-            kinds.push(("block", TaskKind::Block(block)));
-        }
-        if let Some(package) = task.package {
-            kinds.push(("package", TaskKind::Package(package)));
-        }
-        if let Some(service) = task.service {
-            kinds.push(("service", TaskKind::Service(service)));
-        }
-        if let Some(sysctl) = task.sysctl {
-            kinds.push(("sysctl", TaskKind::Sysctl(sysctl)));
-        }
-        if let Some(cron) = task.cron {
-            kinds.push(("cron", TaskKind::Cron(cron)));
-        }
+        let mut kinds = take_kinds(&mut task);
         let name = &task.name;
         let kind = match kinds.len() {
             0 => {
@@ -460,7 +433,7 @@ impl DocCtx<'_> {
                     .at(self.at(pointer))
                     .with_label("no task kind")
                     .with_help(
-                        "add exactly one of `run`, `file`, `directory`, `link`, `line`, `block`, `package`, `service`, `sysctl` or `cron`",
+                        "add exactly one of `run`, `file`, `directory`, `link`, `line`, `block`, `package`, `service`, `sysctl`, `cron`, `user` or `group`",
                     ),
                 );
                 return None;
@@ -497,6 +470,10 @@ impl DocCtx<'_> {
                 self.check_sysctl(name, sysctl, &pointer.push("sysctl"), diagnostics);
             }
             TaskKind::Cron(cron) => self.check_cron(name, cron, &pointer.push("cron"), diagnostics),
+            TaskKind::User(user) => self.check_user(name, user, &pointer.push("user"), diagnostics),
+            TaskKind::Group(group) => {
+                self.check_group(name, group, &pointer.push("group"), diagnostics);
+            }
         }
         for (field, command) in [("check", &task.check), ("undo", &task.undo)] {
             if let Some(command) = command {
@@ -870,6 +847,100 @@ impl DocCtx<'_> {
         }
     }
 
+    /// Rules of one `user` task: a valid name, valid literal values, `append` only with
+    /// `groups`, and only the fields its state uses.
+    fn check_user(
+        &self,
+        name: &TaskName,
+        user: &UserSpec,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        type Rule = fn(&str) -> Result<(), Invalid>;
+        // Templated values are checked again once rendered (`resolve`).
+        let literal = |text: &str| !Templates::is_template(text);
+        let rules: [(&str, Option<&String>, Rule); 5] = [
+            ("name", Some(&user.name), user_name_rule),
+            ("group", user.group.as_ref(), primary_group_rule),
+            ("shell", user.shell.as_ref(), |p| {
+                account_path_rule("shell", p)
+            }),
+            ("home", user.home.as_ref(), |p| account_path_rule("home", p)),
+            ("comment", user.comment.as_ref(), comment_rule),
+        ];
+        for (field, value, rule) in rules {
+            if let Some(value) = value.filter(|v| literal(v)) {
+                self.report(rule(value), &pointer.push(field), diagnostics);
+            }
+        }
+        for (i, group) in user.groups.iter().flatten().enumerate() {
+            if literal(group) {
+                let at = pointer.push("groups").push(i);
+                self.report(group_name_rule(group), &at, diagnostics);
+            }
+        }
+        match user.state {
+            PathState::Present if user.append && user.groups.is_none() => diagnostics.push(
+                Diagnostic::error(
+                    "manifest::field-unused",
+                    format!("user task `{name}` sets `append` without `groups`"),
+                )
+                .at(self.at_key(&pointer.push("append")))
+                .with_label("nothing to append")
+                .with_help(
+                    "add `groups: [NAME, …]`, the groups to add the user to, or remove `append`",
+                ),
+            ),
+            PathState::Present => {}
+            PathState::Absent => self.report_unused(
+                "user",
+                name,
+                user.state,
+                &[
+                    ("uid", user.uid.is_some()),
+                    ("group", user.group.is_some()),
+                    ("groups", user.groups.is_some()),
+                    ("append", user.append),
+                    ("shell", user.shell.is_some()),
+                    ("home", user.home.is_some()),
+                    ("createHome", user.create_home.is_some()),
+                    ("comment", user.comment.is_some()),
+                    ("system", user.system),
+                ],
+                pointer,
+                diagnostics,
+            ),
+        }
+    }
+
+    /// Rules of one `group` task: a valid name, and only the fields its state uses.
+    fn check_group(
+        &self,
+        name: &TaskName,
+        group: &GroupSpec,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        if !Templates::is_template(&group.name) {
+            self.report(
+                group_name_rule(&group.name),
+                &pointer.push("name"),
+                diagnostics,
+            );
+        }
+        match group.state {
+            PathState::Present => {}
+            PathState::Absent => self.report_unused(
+                "group",
+                name,
+                group.state,
+                &[("gid", group.gid.is_some()), ("system", group.system)],
+                pointer,
+                diagnostics,
+            ),
+        }
+    }
+
     /// Reports a field that `state: present` needs and the task lacks.
     fn report_missing(
         &self,
@@ -1100,6 +1171,48 @@ pub fn local_field_error(field: &str, at: Location) -> Diagnostic {
     .at(at)
     .with_label("ignored for a local host")
     .with_help("remove it, or remove `transport: local` to reach this host over SSH")
+}
+
+/// The task kinds a task sets, taken out of it: exactly one is valid.
+fn take_kinds(task: &mut TaskSpec) -> Vec<(&'static str, TaskKind)> {
+    let mut kinds: Vec<(&'static str, TaskKind)> = Vec::new();
+    if let Some(run) = task.run.take() {
+        kinds.push(("run", TaskKind::Run(run)));
+    }
+    if let Some(file) = task.file.take() {
+        kinds.push(("file", TaskKind::File(file)));
+    }
+    if let Some(directory) = task.directory.take() {
+        kinds.push(("directory", TaskKind::Directory(directory)));
+    }
+    if let Some(link) = task.link.take() {
+        kinds.push(("link", TaskKind::Link(link)));
+    }
+    if let Some(line) = task.line.take() {
+        kinds.push(("line", TaskKind::Line(line)));
+    }
+    if let Some(block) = task.block.take() {
+        kinds.push(("block", TaskKind::Block(block)));
+    }
+    if let Some(package) = task.package.take() {
+        kinds.push(("package", TaskKind::Package(package)));
+    }
+    if let Some(service) = task.service.take() {
+        kinds.push(("service", TaskKind::Service(service)));
+    }
+    if let Some(sysctl) = task.sysctl.take() {
+        kinds.push(("sysctl", TaskKind::Sysctl(sysctl)));
+    }
+    if let Some(cron) = task.cron.take() {
+        kinds.push(("cron", TaskKind::Cron(cron)));
+    }
+    if let Some(user) = task.user.take() {
+        kinds.push(("user", TaskKind::User(user)));
+    }
+    if let Some(group) = task.group.take() {
+        kinds.push(("group", TaskKind::Group(group)));
+    }
+    kinds
 }
 
 fn list(names: &[&str]) -> String {

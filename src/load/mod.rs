@@ -6,6 +6,7 @@
 //! Every problem becomes a `Diagnostic`; `desired` is `Some` only when none is an error.
 //! This module reads no files: `manifest_dir` does, and hands us their text.
 
+pub mod account_rule;
 pub mod check;
 pub mod defaults;
 pub mod document;

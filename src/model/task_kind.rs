@@ -1,5 +1,5 @@
 //! `TaskKind`: what a task does (run, file, directory, link, line, block, package, service,
-//! sysctl, cron),
+//! sysctl, cron, user, group),
 //! and the specs of each kind.
 
 use schemars::JsonSchema;
@@ -21,6 +21,8 @@ pub enum TaskKind {
     Service(ServiceSpec),
     Sysctl(SysctlSpec),
     Cron(CronSpec),
+    User(UserSpec),
+    Group(GroupSpec),
 }
 
 impl TaskKind {
@@ -36,6 +38,8 @@ impl TaskKind {
             TaskKind::Service(_) => "service",
             TaskKind::Sysctl(_) => "sysctl",
             TaskKind::Cron(_) => "cron",
+            TaskKind::User(_) => "user",
+            TaskKind::Group(_) => "group",
         }
     }
 }
@@ -238,6 +242,66 @@ pub struct CronSpec {
     pub state: PathState,
     /// The directory cron reads entries from; default `/etc/cron.d`.
     pub dir: Option<String>,
+}
+
+/// The largest user or group id a task may set: `(uid_t)-1` (4294967295) means "no
+/// change" to the kernel and the shadow tools.
+pub const MAX_ACCOUNT_ID: u32 = 4_294_967_294;
+
+/// `user`: a local account created, changed or removed with the shadow tools (`useradd`,
+/// `usermod`, `userdel`). Only the fields a task gives are compared and changed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserSpec {
+    /// The login name: a letter or `_`, then letters, digits, `.`, `_` or `-`; at most 32.
+    pub name: String,
+    /// The user id.
+    #[schemars(range(max = MAX_ACCOUNT_ID))]
+    pub uid: Option<u32>,
+    /// The primary group, by name or number; it must exist (a `group` task can make it).
+    /// Without it, a new user gets what `useradd` gives (on most distributions, a group of
+    /// its own name) and an existing one keeps its own.
+    pub group: Option<String>,
+    /// Supplementary groups, by name; they must exist. Without `append`, exactly these
+    /// (an empty list removes the user from every supplementary group).
+    pub groups: Option<Vec<String>>,
+    /// With `groups`: add the user to them and leave its other groups alone.
+    #[serde(default)]
+    pub append: bool,
+    /// The login shell, an absolute path.
+    pub shell: Option<String>,
+    /// The home directory, an absolute path. Changing it on an existing user changes the
+    /// account only: nothing is moved.
+    pub home: Option<String>,
+    /// Create the home directory (from `/etc/skel`) when the user is created; default true,
+    /// false for `system` users. An existing user's home is never created or moved.
+    pub create_home: Option<bool>,
+    /// The comment (GECOS) field, such as the full name.
+    pub comment: Option<String>,
+    /// Create a system account (`useradd -r`: an id from the system range, no aging).
+    /// Only used when the user is created.
+    #[serde(default)]
+    pub system: bool,
+    /// `absent` removes the account with `userdel`; its home and mail are left in place.
+    #[serde(default)]
+    pub state: PathState,
+}
+
+/// `group`: a local group created, changed or removed with `groupadd`, `groupmod`,
+/// `groupdel`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupSpec {
+    /// The group name: a letter or `_`, then letters, digits, `.`, `_` or `-`; at most 32.
+    pub name: String,
+    /// The group id.
+    #[schemars(range(max = MAX_ACCOUNT_ID))]
+    pub gid: Option<u32>,
+    /// Create a system group (`groupadd -r`). Only used when the group is created.
+    #[serde(default)]
+    pub system: bool,
+    #[serde(default)]
+    pub state: PathState,
 }
 
 /// `package`: packages installed or removed with the host's package manager.

@@ -7,8 +7,8 @@ use crate::model::duration::HumanDuration;
 use crate::model::meta::{Metadata, TaskName, WorkflowName};
 use crate::model::selector::HostSelector;
 use crate::model::task_kind::{
-    BlockSpec, Command, CronSpec, DirectorySpec, FileSpec, LineSpec, LinkSpec, PackageSpec,
-    RunSpec, ServiceSpec, SysctlSpec,
+    BlockSpec, Command, CronSpec, DirectorySpec, FileSpec, GroupSpec, LineSpec, LinkSpec,
+    PackageSpec, RunSpec, ServiceSpec, SysctlSpec, UserSpec,
 };
 use crate::model::vars::Vars;
 
@@ -97,7 +97,8 @@ fn default_backoff() -> HumanDuration {
 }
 
 /// One task of a workflow. Exactly one of `run`, `file`, `directory`, `link`, `line`,
-/// `block`, `package`, `service`, `sysctl` or `cron` is set; the loader checks it and turns the ten optional
+/// `block`, `package`, `service`, `sysctl`, `cron`, `user` or `group` is set; the loader
+/// checks it and turns the twelve optional
 /// fields into a `TaskKind`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -145,4 +146,8 @@ pub struct TaskSpec {
     pub sysctl: Option<SysctlSpec>,
     /// Manage a named cron entry.
     pub cron: Option<CronSpec>,
+    /// Manage a local user account.
+    pub user: Option<UserSpec>,
+    /// Manage a local group.
+    pub group: Option<GroupSpec>,
 }

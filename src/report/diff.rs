@@ -215,6 +215,10 @@ impl Body<'_> {
             // The instance line says the name, the value or the entry, and the state.
             RecordedAction::Sysctl { file, .. } => self.value("file", file),
             RecordedAction::Cron { path, .. } => self.value("file", path),
+            // The instance line says the name and the fields that matter most; the body
+            // lists every field the task sets.
+            RecordedAction::User(user) => self.account_fields(&user.fields()),
+            RecordedAction::Group(group) => self.account_fields(&group.fields()),
         }
     }
 
@@ -307,6 +311,10 @@ impl Body<'_> {
             }
             (A::Sysctl { .. }, A::Sysctl { .. }) => self.sysctl_changes(old, new),
             (A::Cron { .. }, A::Cron { .. }) => self.cron_changes(old, new),
+            (A::User(old), A::User(new)) => self.account_changes(&old.fields(), &new.fields()),
+            (A::Group(old), A::Group(new)) => {
+                self.account_changes(&old.fields(), &new.fields());
+            }
             (
                 A::Run { .. }
                 | A::File { .. }
@@ -317,7 +325,9 @@ impl Body<'_> {
                 | A::Package { .. }
                 | A::Service { .. }
                 | A::Sysctl { .. }
-                | A::Cron { .. },
+                | A::Cron { .. }
+                | A::User(_)
+                | A::Group(_),
                 _,
             ) => {
                 self.change("kind", Some(action_kind(old)), Some(action_kind(new)));
@@ -356,6 +366,32 @@ impl Body<'_> {
         self.change("group", group.as_deref(), new_group.as_deref());
         if content_hash != new_hash {
             self.content_change(content, new_content);
+        }
+    }
+
+    /// Every field a new `user` or `group` task sets, except its name (on the instance line).
+    fn account_fields(&mut self, fields: &[(&str, String)]) {
+        for (field, value) in fields.iter().filter(|(f, _)| *f != "name") {
+            self.value(field, value);
+        }
+    }
+
+    /// The fields of a `user` or `group` task that differ, a field one side lacks as `(none)`.
+    fn account_changes(&mut self, old: &[(&str, String)], new: &[(&str, String)]) {
+        let mut names: Vec<&str> = old.iter().map(|(f, _)| *f).collect();
+        for (field, _) in new {
+            if !names.contains(field) {
+                names.push(field);
+            }
+        }
+        let get = |fields: &[(&str, String)], name: &str| {
+            fields
+                .iter()
+                .find(|(f, _)| *f == name)
+                .map(|(_, v)| v.clone())
+        };
+        for name in names {
+            self.change(name, get(old, name).as_deref(), get(new, name).as_deref());
         }
     }
 
@@ -667,6 +703,8 @@ fn action_kind(action: &RecordedAction) -> &'static str {
         RecordedAction::Service { .. } => "service",
         RecordedAction::Sysctl { .. } => "sysctl",
         RecordedAction::Cron { .. } => "cron",
+        RecordedAction::User(_) => "user",
+        RecordedAction::Group(_) => "group",
     }
 }
 

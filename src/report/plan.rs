@@ -341,6 +341,8 @@ impl<'a> Item<'a> {
                 (PathState::Present, _, _) => format!("cron {name}"),
                 (PathState::Absent, _, _) => format!("cron {name} (absent)"),
             },
+            RecordedAction::User(user) => user.describe(),
+            RecordedAction::Group(group) => group.describe(),
         };
         Some(diff::printable(&what).into_owned())
     }
@@ -447,6 +449,8 @@ fn redact_detail(detail: &InstanceDetail, redactor: &Redactor) -> InstanceDetail
             text(user);
             text(path);
         }
+        RecordedAction::User(user) => *user = user.redacted(redactor),
+        RecordedAction::Group(group) => *group = group.redacted(redactor),
     }
     optional(&mut detail.undo);
     optional(&mut detail.check);

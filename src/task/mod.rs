@@ -9,11 +9,13 @@ pub mod cron;
 pub mod directory;
 pub mod edit;
 pub mod file;
+pub mod group;
 pub mod link;
 pub mod package;
 pub mod run;
 pub mod service;
 pub mod sysctl;
+pub mod user;
 
 use std::time::Duration;
 
@@ -230,6 +232,14 @@ pub async fn apply<T: Transport>(
             };
             cron::apply(transport, ctx, r#become, &want).await
         }
+        Action::User(want) => {
+            let host = instance.id.host.to_string();
+            user::apply(transport, ctx, r#become, &host, want).await
+        }
+        Action::Group(want) => {
+            let host = instance.id.host.to_string();
+            group::apply(transport, ctx, r#become, &host, want).await
+        }
         Action::Package { names, state } => {
             package::apply(transport, ctx, r#become, names, *state).await
         }
@@ -323,9 +333,10 @@ pub(crate) fn failed(out: &ExecOutput, what: &str, commands: &mut Vec<CommandRec
 /// The marker scripts print when they found nothing to do.
 pub(crate) const UNCHANGED: &str = "DROVER_UNCHANGED";
 
-/// The exit status of a `directory`, `link`, `sysctl` or `cron` script that refuses to act: the host holds
-/// something the task must not touch (a file where a directory should be, a directory that
-/// is not empty). Its standard error says why, in words meant for the user.
+/// The exit status of a `directory`, `link`, `sysctl`, `cron`, `user` or `group` script that
+/// refuses to act: the host holds something the task must not touch (a file where a
+/// directory should be, a directory that is not empty), or lacks a tool it needs. Its standard error says why, in words meant for
+/// the user.
 pub(crate) const REFUSED: i32 = 65;
 
 /// Runs the script of a `directory` or `link` task in one round trip and reads what it did:

@@ -8,6 +8,7 @@
 //! * `hashing.rs`: spec-hash stability and sensitivity, with property tests;
 //! * `schemas.rs`: the checked-in JSON Schemas are what the types generate;
 //! * `tidy.rs`: architecture invariants checked over the source tree;
+//! * `accounts.rs`: `user` and `group` tasks in a mount namespace with a private `/etc`;
 //! * `damage.rs`: damaged, read-only and too-open state files;
 //! * `logs.rs`: log lines on stderr, text and JSON;
 //! * `provenance.rs`: what a run records about who started it and from which git commit;
@@ -21,6 +22,7 @@
     reason = "tests drive the binary as a user would"
 )]
 
+mod accounts;
 mod apply;
 mod cli;
 mod comment;

@@ -28,6 +28,7 @@ fn relative(path: &Path) -> String {
 /// The pure core: no I/O crates, no filesystem, network, processes, environment or clock.
 const CORE: &[&str] = &[
     "source.rs",
+    "account.rs",
     "diagnostic.rs",
     "model/",
     "load/",

@@ -355,6 +355,12 @@ fn describe_detail(out: &mut String, detail: &crate::state::InstanceDetail) {
             }
             let _ = writeln!(out, "  file        {path}");
         }
+        RecordedAction::User(user) => {
+            let _ = writeln!(out, "  user:       {}", user.describe());
+        }
+        RecordedAction::Group(group) => {
+            let _ = writeln!(out, "  group:      {}", group.describe());
+        }
     }
     if let Some(undo) = &detail.undo {
         let _ = writeln!(
