@@ -22,6 +22,7 @@ pub mod report;
 pub mod resolve;
 pub mod run;
 pub mod schedule;
+pub mod scope;
 pub mod secret;
 pub mod snapshot;
 pub mod source;

@@ -39,6 +39,7 @@ use crate::model::task_kind::{
 use crate::model::task_kind::{CronSpec, GroupSpec, SysctlSpec, UserSpec};
 use crate::model::vars::{VarValue, Vars};
 use crate::model::workflow::{DriftPolicy, Retries};
+use crate::scope::{Scope, VarProblem};
 use crate::secret::{Redactor, Secret, SecretKey};
 use crate::source::{JsonPointer, SourceFile, Span};
 use crate::template::{TemplateError, Templates, join_argv};
@@ -477,6 +478,29 @@ struct Names {
     blinded: Ctx,
 }
 
+/// The template context of a scope: its vars, and the workflow's `hosts` list (shared, not
+/// copied, between the contexts of a workflow's hosts).
+fn finish(scope: Scope, hosts: &Ctx) -> (Ctx, Names) {
+    let with_hosts = |vars: &Map<String, Value>| {
+        Ctx::from_pairs(
+            vars.iter()
+                .map(|(k, v)| (k.clone(), Ctx::from(minijinja::value::Serde(v))))
+                .chain([("hosts".to_owned(), hosts.clone())]),
+        )
+    };
+    let mut all: Vec<String> = scope.vars.keys().cloned().collect();
+    all.push("hosts".to_owned());
+    (
+        with_hosts(&scope.vars),
+        Names {
+            all,
+            secrets: scope.secrets,
+            unavailable: scope.unavailable,
+            blinded: with_hosts(&scope.blinded),
+        },
+    )
+}
+
 /// Expands the desired state into instances.
 pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
     let redactor = Redactor::new(inputs.secrets.values().filter_map(|s| s.as_ref().ok()));
@@ -486,14 +510,18 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
         templates: Templates::new(),
         problems: Problems::default(),
         reported_secrets: BTreeSet::new(),
+        reported_cycles: BTreeSet::new(),
     };
     let mut instances = Vec::with_capacity(desired.instance_count());
     // The task of each instance, by position, for the shared-file check below.
     let mut tasks: Vec<&Task> = Vec::with_capacity(desired.instance_count());
+    // Built once and shared by every context: the inventory as templates see it.
+    let listing = crate::scope::hosts_listing(desired.hosts.values(), &mut run.templates);
     for workflow in desired.workflows.values() {
         let roots = roots(workflow);
         for host in desired.selected_hosts(workflow) {
-            let Some((ctx, names)) = run.context(host, workflow, None) else {
+            let Some((ctx, names)) = run.scope(host, workflow, None).map(|s| finish(s, &listing))
+            else {
                 continue;
             };
             let after = workflow_needs_on_host(desired, workflow, host);
@@ -509,8 +537,8 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
                 let own = if task.vars.is_empty() {
                     None
                 } else {
-                    match run.context(host, workflow, Some(task)) {
-                        Some(own) => Some(own),
+                    match run.scope(host, workflow, Some(task)) {
+                        Some(own) => Some(finish(own, &listing)),
                         None => continue,
                     }
                 };
@@ -631,19 +659,17 @@ struct Run<'a> {
     templates: Templates,
     problems: Problems,
     reported_secrets: BTreeSet<SecretKey>,
+    /// Var loops already reported, by (file, pointer): one loop is one error, not one per host.
+    reported_cycles: BTreeSet<(String, String)>,
 }
 
 impl Run<'_> {
-    /// The template context for a task of a workflow on a host; `None` if a secret it needs
-    /// is missing. Vars come from four layers, the first that names a var wins: the task's,
-    /// the workflow's, the host's, then the host's defaults. A value that a higher layer
-    /// overrides is never read (a secret it names need not exist).
-    fn context(
-        &mut self,
-        host: &Host,
-        workflow: &Workflow,
-        task: Option<&Task>,
-    ) -> Option<(Ctx, Names)> {
+    /// The vars of a task of a workflow on a host, rendered; `None` if a secret they need is
+    /// missing or a var cannot be rendered (reported). Vars come from four layers, the first
+    /// that names a var wins: the task's, the workflow's, the host's, then the host's
+    /// defaults. A value that a higher layer overrides is never read (a secret it names need
+    /// not exist).
+    fn scope(&mut self, host: &Host, workflow: &Workflow, task: Option<&Task>) -> Option<Scope> {
         let mut layers: Vec<(&Vars, Origin)> = Vec::with_capacity(3 + host.inherited.len());
         if let Some(task) = task {
             layers.push((&task.vars, task.origin.push("vars")));
@@ -653,24 +679,20 @@ impl Run<'_> {
         for layer in &host.inherited {
             layers.push((&layer.vars, layer.origin.clone()));
         }
-        let mut vars = Map::new();
-        let mut blinded = Map::new();
-        let mut secret_names = BTreeSet::new();
-        let mut unavailable = BTreeSet::new();
+        let mut scope = Scope::default();
         let mut complete = true;
         for (vars_of, origin) in layers {
             for (name, value) in vars_of {
-                if vars.contains_key(name) || secret_names.contains(name) {
+                if scope.origins.contains_key(name) {
                     continue;
                 }
                 let var_origin = origin.push(name);
+                scope.origins.insert(name.clone(), var_origin.clone());
                 let value = match value {
                     VarValue::Plain(v) => v.clone(),
                     VarValue::Secret(secret) => {
-                        secret_names.insert(name.clone());
-                        let Some(source) = secret.source() else {
-                            continue;
-                        };
+                        scope.secrets.insert(name.clone());
+                        let source = secret.source()?;
                         let key = SecretKey::new(&source, &origin.file.path);
                         match self.inputs.secrets.get(&key) {
                             Some(Ok(value)) => Value::String(value.expose().to_owned()),
@@ -678,7 +700,7 @@ impl Run<'_> {
                                 if self.inputs.stand_in_missing_secrets =>
                             {
                                 self.report_unavailable(&key, why, &var_origin, name);
-                                unavailable.insert(name.clone());
+                                scope.unavailable.insert(name.clone());
                                 Value::String(stand_in_value(name))
                             }
                             problem => {
@@ -696,48 +718,87 @@ impl Run<'_> {
                 };
                 // The stand-in has the secret's length (slices line up) and a character
                 // secrets do not use and filters leave alone, so what differs is the secret.
-                let stand_in = if secret_names.contains(name) {
+                let stand_in = if scope.secrets.contains(name) {
                     Value::String("\u{a4}".repeat(value.as_str().map_or(8, |v| v.chars().count())))
                 } else {
                     value.clone()
                 };
-                blinded.insert(name.clone(), stand_in);
-                vars.insert(name.clone(), value);
+                scope.blinded.insert(name.clone(), stand_in);
+                scope.vars.insert(name.clone(), value);
             }
         }
-        let address = match host.spec.transport() {
-            Transport::Local => Value::String("localhost".to_owned()),
-            Transport::Ssh => Value::String(
-                host.spec
-                    .address
-                    .clone()
-                    .unwrap_or_else(|| host.name.to_string()),
-            ),
-        };
-        vars.insert(
-            "host".to_owned(),
-            serde_json::json!({"name": host.name.as_str(), "address": address, "labels": host.labels}),
-        );
-        vars.insert(
-            "workflow".to_owned(),
-            serde_json::json!({"name": workflow.name.as_str(), "labels": workflow.labels}),
-        );
-        for key in ["host", "workflow"] {
-            if let Some(value) = vars.get(key) {
-                blinded.insert(key.to_owned(), value.clone());
-            }
-        }
-        complete.then(|| {
+        let builtin = [
             (
-                Ctx::from(minijinja::value::Serde(&vars)),
-                Names {
-                    all: vars.keys().cloned().collect(),
-                    secrets: secret_names,
-                    unavailable,
-                    blinded: Ctx::from(minijinja::value::Serde(&blinded)),
-                },
-            )
-        })
+                "host",
+                serde_json::json!({"name": host.name.as_str(), "address": crate::scope::address(host), "labels": host.labels}),
+            ),
+            (
+                "workflow",
+                serde_json::json!({"name": workflow.name.as_str(), "labels": workflow.labels}),
+            ),
+        ];
+        for (key, value) in builtin {
+            scope.blinded.insert(key.to_owned(), value.clone());
+            scope.vars.insert(key.to_owned(), value);
+        }
+        if !complete {
+            return None;
+        }
+        let first_task = task.or_else(|| workflow.tasks.first())?;
+        let id = InstanceId::new(
+            host.name.clone(),
+            workflow.name.clone(),
+            first_task.name.clone(),
+        );
+        match crate::scope::render_vars(&mut scope, &mut self.templates) {
+            Ok(()) => Some(scope),
+            Err(problem) => {
+                self.report_var(&scope, problem, &id);
+                None
+            }
+        }
+    }
+
+    /// A var that cannot be rendered, located at its declaration.
+    fn report_var(&mut self, scope: &Scope, problem: VarProblem, id: &InstanceId) {
+        match problem {
+            VarProblem::Render { name, text, error } => {
+                let Some(origin) = scope.origins.get(&name) else {
+                    return;
+                };
+                let names: Vec<String> = scope.vars.keys().cloned().collect();
+                self.problems
+                    .template(Place::Manifest(origin.clone()), &text, &error, id, &names);
+            }
+            VarProblem::Cycle { path } => {
+                let Some(origin) = path.first().and_then(|n| scope.origins.get(n)) else {
+                    return;
+                };
+                if !self
+                    .reported_cycles
+                    .insert((origin.file.path.clone(), origin.pointer.to_string()))
+                {
+                    return;
+                }
+                let shown: Vec<String> = path.iter().map(|n| format!("`{n}`")).collect();
+                let mut diagnostic = Diagnostic::error(
+                    "template::var-cycle",
+                    format!("vars use each other in a loop: {}", shown.join(" → ")),
+                )
+                .at(load::locate(origin))
+                .with_label("uses itself through the others")
+                .with_help("give one of them a plain value, or move the shared part into a new var they both use");
+                for name in path.iter().skip(1).take(path.len().saturating_sub(2)) {
+                    if let Some(other) = scope.origins.get(name) {
+                        diagnostic = diagnostic.with_related(
+                            load::locate(other),
+                            format!("`{name}` is part of the loop"),
+                        );
+                    }
+                }
+                self.problems.diagnostics.push(diagnostic);
+            }
+        }
     }
 
     /// A secret that is not available in stand-in mode: a warning, once per secret.

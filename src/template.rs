@@ -69,21 +69,39 @@ impl Templates {
         text.contains("{{") || text.contains("{%") || text.contains("{#")
     }
 
+    /// The top-level names a template reads (`port` in `{{ port }}`, `host` in
+    /// `{{ host.address }}`), compiling it on first use.
+    pub fn names_used(
+        &mut self,
+        text: &str,
+    ) -> Result<std::collections::BTreeSet<String>, TemplateError> {
+        if !Templates::is_template(text) {
+            return Ok(std::collections::BTreeSet::new());
+        }
+        let name = self.compiled(text)?;
+        let template = self.env.get_template(&name).map_err(|e| convert(&e))?;
+        Ok(template.undeclared_variables(false).into_iter().collect())
+    }
+
+    /// The name under which `text` is compiled, compiling it on first use.
+    fn compiled(&mut self, text: &str) -> Result<String, TemplateError> {
+        if let Some(name) = self.names.get(text) {
+            return Ok(name.clone());
+        }
+        let name = format!("t{}", self.names.len());
+        self.env
+            .add_template_owned(name.clone(), text.to_owned())
+            .map_err(|e| convert(&e))?;
+        self.names.insert(text.to_owned(), name.clone());
+        Ok(name)
+    }
+
     /// Renders `text` with `ctx`, compiling it on first use.
     pub fn render(&mut self, text: &str, ctx: &Value) -> Result<String, TemplateError> {
         if !Templates::is_template(text) {
             return Ok(text.to_owned());
         }
-        let name = if let Some(name) = self.names.get(text) {
-            name.clone()
-        } else {
-            let name = format!("t{}", self.names.len());
-            self.env
-                .add_template_owned(name.clone(), text.to_owned())
-                .map_err(|e| convert(&e))?;
-            self.names.insert(text.to_owned(), name.clone());
-            name
-        };
+        let name = self.compiled(text)?;
         let template = self.env.get_template(&name).map_err(|e| convert(&e))?;
         let mut out = CappedOutput::default();
         match template.render_captured_to(ctx, &mut out) {

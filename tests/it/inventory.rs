@@ -134,3 +134,69 @@ spec: {address: 10.0.0.3, user: root}
         "located at the second value: {err}"
     );
 }
+
+/// A load balancer lists its backends from the inventory, and vars are templates over other
+/// vars and the host's fields.
+#[test]
+fn a_load_balancer_lists_its_backends_and_vars_are_templated() {
+    let manifests = tempfile::tempdir().unwrap();
+    let area = tempfile::tempdir().unwrap();
+    write_fixture(
+        manifests.path(),
+        &format!(
+            r#"
+//- hosts.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {{name: lb, labels: {{role: lb}}}}
+spec: {{transport: local, vars: {{dir: {dir}}}}}
+---
+apiVersion: drover/v1
+kind: Host
+metadata: {{name: web-1, labels: {{role: web}}}}
+spec: {{address: 10.0.0.1, vars: {{port: 8080}}}}
+---
+apiVersion: drover/v1
+kind: Host
+metadata: {{name: web-2, labels: {{role: web}}}}
+spec:
+  address: 10.0.0.2
+  vars:
+    port: 8081
+    url: "http://{{{{ host.address }}}}:{{{{ port }}}}/"
+    token: {{valueFrom: {{env: DROVER_TEST_BACKEND_TOKEN}}}}
+//- lb.yaml
+apiVersion: drover/v1
+kind: Workflow
+metadata: {{name: lb}}
+spec:
+  hosts: {{names: [lb]}}
+  vars:
+    conf: "{{{{ dir }}}}/{{{{ pool }}}}.conf"
+    pool: "{{{{ host.name }}}}-pool"
+  tasks:
+    - name: upstream
+      file:
+        path: "{{{{ conf }}}}"
+        content: |
+          upstream {{{{ pool }}}} {{
+          {{% for h in hosts if h.labels.role == "web" %}}  server {{{{ h.address }}}}:{{{{ h.vars.port }}}};
+          {{% endfor %}}}}
+          {{% for h in hosts if h.name == "web-2" %}}# {{{{ h.vars.url }}}} {{{{ h.vars.token is defined }}}}{{% endfor %}}
+"#,
+            dir = area.path().display()
+        ),
+    );
+    Drover::new()
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg_path(manifests.path())
+        .env("DROVER_TEST_BACKEND_TOKEN", "backend-secret")
+        .run()
+        .expect_code(0);
+    let written = std::fs::read_to_string(area.path().join("lb-pool.conf")).unwrap();
+    assert_eq!(
+        written,
+        "upstream lb-pool {\n  server 10.0.0.1:8080;\n  server 10.0.0.2:8081;\n}\n# http://10.0.0.2:8081/ False\n",
+        "another host's secret is never in the list"
+    );
+}
