@@ -21,6 +21,7 @@
 )]
 
 mod apply;
+mod archives;
 mod auth;
 mod chaos;
 mod drift;

@@ -77,7 +77,8 @@ pub fn of(action: &Action) -> Option<(&str, Edit<'_>, bool)> {
         | Action::Sysctl { .. }
         | Action::Cron { .. }
         | Action::User(_)
-        | Action::Group(_) => None,
+        | Action::Group(_)
+        | Action::Archive { .. } => None,
     }
 }
 

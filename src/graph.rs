@@ -115,5 +115,6 @@ fn kind_name(action: &Action) -> &'static str {
         Action::Cron { .. } => "cron",
         Action::User(_) => "user",
         Action::Group(_) => "group",
+        Action::Archive { .. } => "archive",
     }
 }

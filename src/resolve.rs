@@ -32,11 +32,12 @@ use crate::load::system_rule::{
 use crate::model::desired::{Desired, Host, Origin, Task, Workflow};
 use crate::model::duration::{FileMode, HumanDuration};
 use crate::model::host::Transport;
+use crate::model::task_kind::{ArchiveFormat, ArchiveSpec, CronSpec, SysctlSpec};
 use crate::model::task_kind::{
     BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, OnTrigger, PackageState,
     PathState, RunSpec, ServiceState, TaskKind,
 };
-use crate::model::task_kind::{CronSpec, GroupSpec, SysctlSpec, UserSpec};
+use crate::model::task_kind::{GroupSpec, UserSpec};
 use crate::model::vars::{VarValue, Vars};
 use crate::model::workflow::{DriftPolicy, Retries};
 use crate::scope::{Scope, VarProblem};
@@ -149,6 +150,35 @@ pub enum Action {
     },
     User(UserAccount),
     Group(GroupAccount),
+    Archive {
+        /// The archive on the controller, relative to the manifest directory.
+        source: String,
+        dest: String,
+        format: ArchiveFormat,
+        /// The archive's bytes, sent to the host on stdin; hashed through `sha256`.
+        #[serde(skip)]
+        content: Arc<[u8]>,
+        /// Hex SHA-256 of the archive: what the marker holds once it is unpacked.
+        sha256: String,
+        /// The marker file in `dest`: `.drover-archive-<workflow>.<task>`.
+        marker: String,
+    },
+}
+
+/// The marker an `archive` task keeps in its destination. Workflow and task names are DNS
+/// labels (no dots), so the dot keeps markers of different tasks apart.
+pub fn archive_marker(dest: &str, id: &InstanceId) -> String {
+    format!(
+        "{}/.drover-archive-{}.{}",
+        dest.trim_end_matches('/'),
+        id.workflow,
+        id.task
+    )
+}
+
+/// What an `archive` task's marker holds.
+pub fn archive_marker_content(sha256: &str) -> String {
+    format!("{sha256}\n")
 }
 
 /// Where a `sysctl` task persists its value unless it says otherwise.
@@ -193,6 +223,7 @@ impl Action {
             Action::Cron { .. } => "cron",
             Action::User(_) => "user",
             Action::Group(_) => "group",
+            Action::Archive { .. } => "archive",
         }
     }
 }
@@ -371,6 +402,11 @@ pub fn needed(desired: &Desired) -> Needed {
                         .files
                         .insert(relative_to(&task.origin.file.path, path));
                 }
+            }
+            if let TaskKind::Archive(archive) = &task.kind {
+                needed
+                    .files
+                    .insert(relative_to(&task.origin.file.path, &archive.source));
             }
         }
     }
@@ -1154,6 +1190,7 @@ impl Renderer<'_, '_> {
             TaskKind::Cron(cron) => self.cron(cron),
             TaskKind::User(user) => self.user(user).map(Action::User),
             TaskKind::Group(group) => self.group(group).map(Action::Group),
+            TaskKind::Archive(archive) => self.archive(archive),
         }
     }
 
@@ -1208,6 +1245,53 @@ impl Renderer<'_, '_> {
             gid: group.gid,
             system: group.system,
             state: group.state,
+        })
+    }
+
+    fn archive(&mut self, archive: &ArchiveSpec) -> Option<Action> {
+        let dest = self.text(&archive.dest, "/archive/dest");
+        let dest = self.checked(dest, "/archive/dest", |d| {
+            host_path_rule(HostPath::ArchiveDest, d)
+        });
+        // The source is read as written: a templated name would make the file to read
+        // depend on the host, which `needed` cannot list beforehand.
+        let (key, content) = self.input_file(&archive.source, "/archive/source")?;
+        let Some(format) = ArchiveFormat::detect(&content) else {
+            self.failed = true;
+            let origin = Origin {
+                pointer: JsonPointer::from_escaped(&format!(
+                    "{}/archive/source",
+                    self.origin.pointer
+                )),
+                ..self.origin.clone()
+            };
+            // One diagnostic per file and place, however many hosts share the task.
+            if self
+                .run
+                .problems
+                .missing_files
+                .insert((origin.file.path.clone(), origin.pointer.to_string()))
+            {
+                self.run.problems.diagnostics.push(
+                    Diagnostic::error(
+                        "manifest::unknown-archive-format",
+                        format!("{key} is not an archive drover can unpack"),
+                    )
+                    .at(load::locate(&origin))
+                    .with_label("named here")
+                    .with_help("give a tar archive (plain, gzip, xz or bzip2) or a zip file; the format is recognised by the file's first bytes, not its name"),
+                );
+            }
+            return None;
+        };
+        let dest = dest?;
+        Some(Action::Archive {
+            source: key,
+            marker: archive_marker(&dest, self.id),
+            dest,
+            format,
+            sha256: crate::hash::sha256_hex(&content),
+            content,
         })
     }
 

@@ -13,7 +13,7 @@ use crate::account::{GroupAccount, UserAccount};
 use crate::hash::SpecHash;
 use crate::instance::InstanceId;
 use crate::model::duration::FileMode;
-use crate::model::task_kind::{OnTrigger, PackageState, PathState, ServiceState};
+use crate::model::task_kind::{ArchiveFormat, OnTrigger, PackageState, PathState, ServiceState};
 use crate::resolve::{Action, Connection, ResolvedInstance};
 use crate::secret::Redactor;
 
@@ -261,6 +261,13 @@ pub enum RecordedAction {
     },
     User(UserAccount),
     Group(GroupAccount),
+    Archive {
+        source: String,
+        dest: String,
+        format: ArchiveFormat,
+        sha256: String,
+        marker: String,
+    },
 }
 
 /// File content kept for diffs: at most `MAX_RECORDED_CONTENT` bytes, secrets masked.
@@ -456,6 +463,20 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
         },
         Action::User(user) => RecordedAction::User(user.redacted(redactor)),
         Action::Group(group) => RecordedAction::Group(group.redacted(redactor)),
+        Action::Archive {
+            source,
+            dest,
+            format,
+            sha256,
+            marker,
+            ..
+        } => RecordedAction::Archive {
+            source: redactor.redact(source),
+            dest: redactor.redact(dest),
+            format: *format,
+            sha256: sha256.clone(),
+            marker: redactor.redact(marker),
+        },
     };
     InstanceDetail {
         action,

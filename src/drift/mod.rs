@@ -5,7 +5,8 @@
 //! kind can be looked at: a file (existence, content hash, mode, owner, group), a directory
 //! (a directory and not a link to one, mode, owner, group; or absent), a link (its target; or
 //! no link), a line or block edit (whether its program would change the file), packages (installed or not), a service (active, enabled), a user or group
-//! (exists or not, and the ids, groups, shell, home and comment the task sets) and any task's `check`
+//! (exists or not, and the ids, groups, shell, home and comment the task sets), an archive's
+//! marker (present, holding the archive's SHA-256; not the files unpacked) and any task's `check`
 //! command (exit 0 is in sync). A `run` without `check` has no probe and is never called drifted.
 //!
 //! This module is pure: `select` picks what to probe and builds each host's script (through
@@ -16,10 +17,8 @@ mod account;
 pub mod probe;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
 
 use crate::instance::InstanceId;
 use crate::model::meta::HostName;
@@ -350,6 +349,11 @@ fn looks(instance: &ResolvedInstance) -> Vec<Look<'_>> {
         Action::Sysctl { .. } | Action::Cron { .. } => system_looks(&instance.action, &mut out),
         Action::User(user) => out.push(Look::User { name: &user.name }),
         Action::Group(group) => out.push(Look::Group { name: &group.name }),
+        // Only the marker is looked at: the files unpacked are the host's to change.
+        Action::Archive { marker, sha256, .. } => out.push(Look::File {
+            path: marker,
+            sha256: sha256_hex(crate::resolve::archive_marker_content(sha256).as_bytes()),
+        }),
     }
     if let Some(command) = &instance.check {
         out.push(Look::Check {
@@ -403,18 +407,12 @@ fn system_looks<'a>(action: &'a Action, out: &mut Vec<Look<'a>>) {
         | Action::Package { .. }
         | Action::Service { .. }
         | Action::User(_)
-        | Action::Group(_) => {}
+        | Action::Group(_)
+        | Action::Archive { .. } => {}
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = sha2::Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
-}
+pub use crate::hash::sha256_hex;
 
 /// The drift of one instance from what its looks saw. Anything that was not clearly seen
 /// (an answer of the wrong kind, a package the answer skipped, a check that timed out or
@@ -480,6 +478,10 @@ pub fn compare(
             (Action::Group(group), Seen::Group { gid }) => {
                 findings.extend(account::group_findings(group, *gid));
             }
+            (
+                Action::Archive { marker, sha256, .. },
+                Seen::FileAbsent | Seen::NotRegular | Seen::Unreadable | Seen::File { .. },
+            ) => archive_findings(marker, sha256, seen, redactor, &mut findings, &mut unknown),
             (Action::Directory { .. } | Action::Link { .. }, Seen::Entry(entry)) => {
                 findings.extend(entry_findings(&instance.action, entry));
             }
@@ -512,6 +514,15 @@ pub fn compare(
             )),
         }
     }
+    verdict(findings, &unknown, redactor)
+}
+
+/// Drifted when something differs; unknown when anything was not clearly seen.
+fn verdict(
+    findings: Vec<Finding>,
+    unknown: &[String],
+    redactor: &Redactor,
+) -> (Status, Vec<Finding>, Option<String>) {
     let status = if !unknown.is_empty() {
         Status::Unknown
     } else if findings.is_empty() {
@@ -583,7 +594,8 @@ fn entry_findings(action: &Action, entry: &probe::Entry) -> Vec<Finding> {
         | Action::Package { .. }
         | Action::Service { .. }
         | Action::User(_)
-        | Action::Group(_) => Vec::new(),
+        | Action::Group(_)
+        | Action::Archive { .. } => Vec::new(),
         // Present, these are probed as files; absent, any entry at the path is unexpected.
         Action::Sysctl { file: path, .. } | Action::Cron { path, .. } => match entry {
             probe::Entry::Absent => Vec::new(),
@@ -661,7 +673,8 @@ fn persisted(action: &Action) -> Option<(&str, String, Option<u32>)> {
         | Action::Package { .. }
         | Action::Service { .. }
         | Action::User(_)
-        | Action::Group(_) => None,
+        | Action::Group(_)
+        | Action::Archive { .. } => None,
     }
 }
 
@@ -894,6 +907,27 @@ struct FileWant<'a> {
     owner: Option<&'a str>,
     group: Option<&'a str>,
     sensitive: bool,
+}
+
+/// An `archive` task's marker, looked at as a file that must hold the archive's hash.
+fn archive_findings(
+    marker: &str,
+    sha256: &str,
+    seen: &Seen,
+    redactor: &Redactor,
+    findings: &mut Vec<Finding>,
+    unknown: &mut Vec<String>,
+) {
+    let content = crate::resolve::archive_marker_content(sha256);
+    let want = FileWant {
+        path: marker,
+        content: content.as_bytes(),
+        mode: None,
+        owner: None,
+        group: None,
+        sensitive: false,
+    };
+    file_findings(want, seen, redactor, findings, unknown);
 }
 
 fn file_findings(

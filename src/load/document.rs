@@ -25,9 +25,11 @@ use crate::model::host::{HostDefaultsDocument, HostDocument, HostSpec, Transport
 use crate::model::meta::TaskName;
 use crate::model::selector::HostSelector;
 use crate::model::task_kind::{
+    ArchiveSpec, CronSpec, GroupSpec, SysctlSpec, SysctlValue, UserSpec,
+};
+use crate::model::task_kind::{
     BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, PathState, RunSpec, TaskKind,
 };
-use crate::model::task_kind::{CronSpec, GroupSpec, SysctlSpec, SysctlValue, UserSpec};
 use crate::model::vars::{SecretSource, VarValue, Vars};
 use crate::model::workflow::{TaskSpec, WorkflowDocument};
 use crate::model::{API_VERSION, Kind};
@@ -433,7 +435,7 @@ impl DocCtx<'_> {
                     .at(self.at(pointer))
                     .with_label("no task kind")
                     .with_help(
-                        "add exactly one of `run`, `file`, `directory`, `link`, `line`, `block`, `package`, `service`, `sysctl`, `cron`, `user` or `group`",
+                        "add exactly one of `run`, `file`, `directory`, `link`, `line`, `block`, `package`, `service`, `sysctl`, `cron`, `user`, `group` or `archive`",
                     ),
                 );
                 return None;
@@ -454,27 +456,7 @@ impl DocCtx<'_> {
                 return None;
             }
         };
-        match &kind {
-            TaskKind::File(file) => self.check_file(name, file, &pointer.push("file"), diagnostics),
-            TaskKind::Directory(directory) => {
-                self.check_directory(name, directory, &pointer.push("directory"), diagnostics);
-            }
-            TaskKind::Link(link) => self.check_link(name, link, &pointer.push("link"), diagnostics),
-            TaskKind::Line(line) => self.check_line(name, line, &pointer.push("line"), diagnostics),
-            TaskKind::Block(block) => {
-                self.check_block(name, block, &pointer.push("block"), diagnostics);
-            }
-            TaskKind::Run(run) => self.check_run(run, &pointer.push("run"), diagnostics),
-            TaskKind::Package(_) | TaskKind::Service(_) => {}
-            TaskKind::Sysctl(sysctl) => {
-                self.check_sysctl(name, sysctl, &pointer.push("sysctl"), diagnostics);
-            }
-            TaskKind::Cron(cron) => self.check_cron(name, cron, &pointer.push("cron"), diagnostics),
-            TaskKind::User(user) => self.check_user(name, user, &pointer.push("user"), diagnostics),
-            TaskKind::Group(group) => {
-                self.check_group(name, group, &pointer.push("group"), diagnostics);
-            }
-        }
+        self.check_kind(name, &kind, pointer, diagnostics);
         for (field, command) in [("check", &task.check), ("undo", &task.undo)] {
             if let Some(command) = command {
                 self.check_command(field, command, &pointer.push(field), diagnostics);
@@ -494,6 +476,40 @@ impl DocCtx<'_> {
             kind,
             origin: self.origin(pointer.clone()),
         })
+    }
+
+    /// The rules of the task's kind.
+    fn check_kind(
+        &self,
+        name: &TaskName,
+        kind: &TaskKind,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        match kind {
+            TaskKind::File(file) => self.check_file(name, file, &pointer.push("file"), diagnostics),
+            TaskKind::Directory(directory) => {
+                self.check_directory(name, directory, &pointer.push("directory"), diagnostics);
+            }
+            TaskKind::Link(link) => self.check_link(name, link, &pointer.push("link"), diagnostics),
+            TaskKind::Line(line) => self.check_line(name, line, &pointer.push("line"), diagnostics),
+            TaskKind::Block(block) => {
+                self.check_block(name, block, &pointer.push("block"), diagnostics);
+            }
+            TaskKind::Run(run) => self.check_run(run, &pointer.push("run"), diagnostics),
+            TaskKind::Package(_) | TaskKind::Service(_) => {}
+            TaskKind::Sysctl(sysctl) => {
+                self.check_sysctl(name, sysctl, &pointer.push("sysctl"), diagnostics);
+            }
+            TaskKind::Cron(cron) => self.check_cron(name, cron, &pointer.push("cron"), diagnostics),
+            TaskKind::User(user) => self.check_user(name, user, &pointer.push("user"), diagnostics),
+            TaskKind::Group(group) => {
+                self.check_group(name, group, &pointer.push("group"), diagnostics);
+            }
+            TaskKind::Archive(archive) => {
+                self.check_archive(name, archive, &pointer.push("archive"), diagnostics);
+            }
+        }
     }
 
     /// Rules of one `file` task: exactly one source of content, and paths that can be used.
@@ -941,6 +957,42 @@ impl DocCtx<'_> {
         }
     }
 
+    /// Rules of one `archive` task: a usable source and destination, and `state: present`.
+    /// Whether the source exists and is an archive is known once it is read (`resolve`).
+    fn check_archive(
+        &self,
+        name: &TaskName,
+        archive: &ArchiveSpec,
+        pointer: &JsonPointer,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        self.report(
+            path_rule("source", &archive.source),
+            &pointer.push("source"),
+            diagnostics,
+        );
+        let dest_check = if Templates::is_template(&archive.dest) {
+            path_rule("dest", &archive.dest)
+        } else {
+            host_path_rule(HostPath::ArchiveDest, &archive.dest)
+        };
+        self.report(dest_check, &pointer.push("dest"), diagnostics);
+        match archive.state {
+            PathState::Present => {}
+            // Never accept what is ignored: removing what an archive unpacked needs a record
+            // of what it created, which the marker does not hold yet (decision 0017).
+            PathState::Absent => diagnostics.push(
+                Diagnostic::error(
+                    "manifest::unsupported",
+                    format!("archive task `{name}` sets `state: absent`, which is not supported yet"),
+                )
+                .at(self.at(&pointer.push("state")))
+                .with_label("not supported yet")
+                .with_help("remove the files with a `directory` task (`state: absent, recursive: true`) or a `run` task, then remove this task"),
+            ),
+        }
+    }
+
     /// Reports a field that `state: present` needs and the task lacks.
     fn report_missing(
         &self,
@@ -1212,6 +1264,9 @@ fn take_kinds(task: &mut TaskSpec) -> Vec<(&'static str, TaskKind)> {
     if let Some(group) = task.group.take() {
         kinds.push(("group", TaskKind::Group(group)));
     }
+    if let Some(archive) = task.archive.take() {
+        kinds.push(("archive", TaskKind::Archive(archive)));
+    }
     kinds
 }
 
@@ -1306,6 +1361,8 @@ pub enum HostPath {
     Link,
     /// The file a `line` or `block` task edits.
     Edited,
+    /// The directory an `archive` task unpacks into.
+    ArchiveDest,
 }
 
 impl HostPath {
@@ -1314,6 +1371,15 @@ impl HostPath {
             HostPath::Directory => "directory",
             HostPath::Link => "link",
             HostPath::Edited => "file",
+            HostPath::ArchiveDest => "archive destination",
+        }
+    }
+
+    /// The manifest field that holds the path.
+    fn field(self) -> &'static str {
+        match self {
+            HostPath::Directory | HostPath::Link | HostPath::Edited => "path",
+            HostPath::ArchiveDest => "dest",
         }
     }
 
@@ -1334,6 +1400,11 @@ impl HostPath {
                 "a line or block task edits one file: give its full path, such as `/etc/ssh/sshd_config`",
                 "name the file itself, without a trailing `/`, `.` or `..`, such as `/etc/ssh/sshd_config`",
             ),
+            HostPath::ArchiveDest => (
+                "paths on the host must be absolute, such as `/opt/app`",
+                "an archive is unpacked into its own directory: give its full path, such as `/opt/app`",
+                "name the directory itself, without a trailing `/`, `.` or `..`, such as `/opt/app`",
+            ),
         }
     }
 }
@@ -1341,7 +1412,7 @@ impl HostPath {
 /// The path of a directory or link task names one entry: absolute, not `/`, and not ending
 /// in `/`, `.` or `..` (a trailing `/` would make tools follow a link instead of managing it).
 pub fn host_path_rule(kind: HostPath, path: &str) -> Result<(), Invalid> {
-    path_rule("path", path)?;
+    path_rule(kind.field(), path)?;
     let noun = kind.noun();
     let (relative_help, root_help, ending_help) = kind.examples();
     if !path.starts_with('/') {

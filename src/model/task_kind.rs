@@ -1,5 +1,5 @@
 //! `TaskKind`: what a task does (run, file, directory, link, line, block, package, service,
-//! sysctl, cron, user, group),
+//! sysctl, cron, user, group, archive),
 //! and the specs of each kind.
 
 use schemars::JsonSchema;
@@ -23,6 +23,7 @@ pub enum TaskKind {
     Cron(CronSpec),
     User(UserSpec),
     Group(GroupSpec),
+    Archive(ArchiveSpec),
 }
 
 impl TaskKind {
@@ -40,6 +41,7 @@ impl TaskKind {
             TaskKind::Cron(_) => "cron",
             TaskKind::User(_) => "user",
             TaskKind::Group(_) => "group",
+            TaskKind::Archive(_) => "archive",
         }
     }
 }
@@ -287,6 +289,22 @@ pub struct UserSpec {
     pub state: PathState,
 }
 
+/// `archive`: a controller-side tar or zip archive unpacked into a directory on the host,
+/// once per content: a marker file in `dest` records the SHA-256 of what was unpacked.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArchiveSpec {
+    /// The archive, relative to this manifest file: tar (plain, gzip, xz or bzip2) or zip,
+    /// recognised by its first bytes, not its name.
+    pub source: String,
+    /// Absolute path of the directory on the host the archive is unpacked into; created
+    /// (with its parents) when missing.
+    pub dest: String,
+    /// Only `present` is supported yet; `absent` is refused when the manifests load.
+    #[serde(default)]
+    pub state: PathState,
+}
+
 /// `group`: a local group created, changed or removed with `groupadd`, `groupmod`,
 /// `groupdel`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -302,6 +320,52 @@ pub struct GroupSpec {
     pub system: bool,
     #[serde(default)]
     pub state: PathState,
+}
+
+/// The kind of an archive, as its first bytes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ArchiveFormat {
+    Tar,
+    TarGz,
+    TarXz,
+    TarBz2,
+    Zip,
+}
+
+impl ArchiveFormat {
+    /// The format of an archive from its magic bytes; `None`: not one drover unpacks. A
+    /// compressed stream is taken for a compressed tar: the host's `tar` says otherwise.
+    pub fn detect(bytes: &[u8]) -> Option<ArchiveFormat> {
+        const USTAR_MAGIC_AT: usize = 257;
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            Some(ArchiveFormat::TarGz)
+        } else if bytes.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            Some(ArchiveFormat::TarXz)
+        } else if bytes.starts_with(b"BZh") {
+            Some(ArchiveFormat::TarBz2)
+        } else if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+            Some(ArchiveFormat::Zip)
+        } else if bytes
+            .get(USTAR_MAGIC_AT..USTAR_MAGIC_AT + 5)
+            .is_some_and(|magic| magic == b"ustar")
+        {
+            Some(ArchiveFormat::Tar)
+        } else {
+            None
+        }
+    }
+
+    /// As the docs and reports name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ArchiveFormat::Tar => "tar",
+            ArchiveFormat::TarGz => "tar.gz",
+            ArchiveFormat::TarXz => "tar.xz",
+            ArchiveFormat::TarBz2 => "tar.bz2",
+            ArchiveFormat::Zip => "zip",
+        }
+    }
 }
 
 /// `package`: packages installed or removed with the host's package manager.
@@ -347,4 +411,34 @@ pub enum OnTrigger {
     #[default]
     Restart,
     Reload,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_formats_are_told_by_their_first_bytes() {
+        let mut tar = vec![0_u8; 512];
+        tar.get_mut(257..262).unwrap().copy_from_slice(b"ustar");
+        assert_eq!(ArchiveFormat::detect(&tar), Some(ArchiveFormat::Tar));
+        assert_eq!(
+            ArchiveFormat::detect(&[0x1f, 0x8b, 8]),
+            Some(ArchiveFormat::TarGz)
+        );
+        assert_eq!(
+            ArchiveFormat::detect(b"\xfd7zXZ\x00rest"),
+            Some(ArchiveFormat::TarXz)
+        );
+        assert_eq!(
+            ArchiveFormat::detect(b"BZh91AY"),
+            Some(ArchiveFormat::TarBz2)
+        );
+        assert_eq!(
+            ArchiveFormat::detect(b"PK\x03\x04"),
+            Some(ArchiveFormat::Zip)
+        );
+        assert_eq!(ArchiveFormat::detect(b"hello, not an archive"), None);
+        assert_eq!(ArchiveFormat::detect(b""), None);
+    }
 }

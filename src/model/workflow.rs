@@ -7,8 +7,8 @@ use crate::model::duration::HumanDuration;
 use crate::model::meta::{Metadata, TaskName, WorkflowName};
 use crate::model::selector::HostSelector;
 use crate::model::task_kind::{
-    BlockSpec, Command, CronSpec, DirectorySpec, FileSpec, GroupSpec, LineSpec, LinkSpec,
-    PackageSpec, RunSpec, ServiceSpec, SysctlSpec, UserSpec,
+    ArchiveSpec, BlockSpec, Command, CronSpec, DirectorySpec, FileSpec, GroupSpec, LineSpec,
+    LinkSpec, PackageSpec, RunSpec, ServiceSpec, SysctlSpec, UserSpec,
 };
 use crate::model::vars::Vars;
 
@@ -97,8 +97,8 @@ fn default_backoff() -> HumanDuration {
 }
 
 /// One task of a workflow. Exactly one of `run`, `file`, `directory`, `link`, `line`,
-/// `block`, `package`, `service`, `sysctl`, `cron`, `user` or `group` is set; the loader
-/// checks it and turns the twelve optional
+/// `block`, `package`, `service`, `sysctl`, `cron`, `user`, `group` or `archive` is set; the
+/// loader checks it and turns the thirteen optional
 /// fields into a `TaskKind`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -150,4 +150,6 @@ pub struct TaskSpec {
     pub user: Option<UserSpec>,
     /// Manage a local group.
     pub group: Option<GroupSpec>,
+    /// Unpack a tar or zip archive into a directory.
+    pub archive: Option<ArchiveSpec>,
 }

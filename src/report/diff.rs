@@ -219,6 +219,11 @@ impl Body<'_> {
             // lists every field the task sets.
             RecordedAction::User(user) => self.account_fields(&user.fields()),
             RecordedAction::Group(group) => self.account_fields(&group.fields()),
+            // The instance line says the source and the destination.
+            RecordedAction::Archive { format, sha256, .. } => {
+                self.value("format", format.name());
+                self.value("sha256", sha256);
+            }
         }
     }
 
@@ -315,6 +320,7 @@ impl Body<'_> {
             (A::Group(old), A::Group(new)) => {
                 self.account_changes(&old.fields(), &new.fields());
             }
+            (A::Archive { .. }, A::Archive { .. }) => self.archive_changes(old, new),
             (
                 A::Run { .. }
                 | A::File { .. }
@@ -327,13 +333,40 @@ impl Body<'_> {
                 | A::Sysctl { .. }
                 | A::Cron { .. }
                 | A::User(_)
-                | A::Group(_),
+                | A::Group(_)
+                | A::Archive { .. },
                 _,
             ) => {
                 self.change("kind", Some(action_kind(old)), Some(action_kind(new)));
                 self.created(new);
             }
         }
+    }
+
+    fn archive_changes(&mut self, old: &RecordedAction, new: &RecordedAction) {
+        let (
+            RecordedAction::Archive {
+                source,
+                dest,
+                format,
+                sha256,
+                ..
+            },
+            RecordedAction::Archive {
+                source: new_source,
+                dest: new_dest,
+                format: new_format,
+                sha256: new_sha256,
+                ..
+            },
+        ) = (old, new)
+        else {
+            return;
+        };
+        self.change("source", Some(source), Some(new_source));
+        self.change("dest", Some(dest), Some(new_dest));
+        self.change("format", Some(format.name()), Some(new_format.name()));
+        self.change("sha256", Some(sha256), Some(new_sha256));
     }
 
     fn file_changes(&mut self, old: &RecordedAction, new: &RecordedAction) {
@@ -705,6 +738,7 @@ fn action_kind(action: &RecordedAction) -> &'static str {
         RecordedAction::Cron { .. } => "cron",
         RecordedAction::User(_) => "user",
         RecordedAction::Group(_) => "group",
+        RecordedAction::Archive { .. } => "archive",
     }
 }
 

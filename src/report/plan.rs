@@ -343,6 +343,7 @@ impl<'a> Item<'a> {
             },
             RecordedAction::User(user) => user.describe(),
             RecordedAction::Group(group) => group.describe(),
+            RecordedAction::Archive { source, dest, .. } => format!("archive {source} → {dest}"),
         };
         Some(diff::printable(&what).into_owned())
     }
@@ -451,6 +452,12 @@ fn redact_detail(detail: &InstanceDetail, redactor: &Redactor) -> InstanceDetail
         }
         RecordedAction::User(user) => *user = user.redacted(redactor),
         RecordedAction::Group(group) => *group = group.redacted(redactor),
+        RecordedAction::Archive {
+            source,
+            dest,
+            marker,
+            ..
+        } => [source, dest, marker].into_iter().for_each(text),
     }
     optional(&mut detail.undo);
     optional(&mut detail.check);

@@ -4,6 +4,7 @@
 //! host already right says so, which is what makes triggers and reports trustworthy. This
 //! module knows nothing of plans, the store or scheduling.
 
+pub mod archive;
 pub mod atomic_write;
 pub mod cron;
 pub mod directory;
@@ -240,6 +241,25 @@ pub async fn apply<T: Transport>(
             let host = instance.id.host.to_string();
             group::apply(transport, ctx, r#become, &host, want).await
         }
+        Action::Archive {
+            source,
+            dest,
+            format,
+            content,
+            sha256,
+            marker,
+        } => {
+            let want = archive::Desired {
+                host: instance.id.host.as_str(),
+                source,
+                dest,
+                format: *format,
+                content,
+                sha256,
+                marker,
+            };
+            archive::apply(transport, ctx, r#become, &want).await
+        }
         Action::Package { names, state } => {
             package::apply(transport, ctx, r#become, names, *state).await
         }
@@ -271,10 +291,22 @@ pub(crate) async fn exec<T: Transport>(
     command: CommandLine,
     commands: &mut Vec<CommandRecord>,
 ) -> Result<ExecOutput, Failure> {
+    exec_with_input(transport, ctx, r#become, command, None, commands).await
+}
+
+/// As `exec`, with `stdin` fed to the command (an archive to unpack).
+pub(crate) async fn exec_with_input<T: Transport>(
+    transport: &T,
+    ctx: &TaskContext,
+    r#become: Option<&str>,
+    command: CommandLine,
+    stdin: Option<Vec<u8>>,
+    commands: &mut Vec<CommandRecord>,
+) -> Result<ExecOutput, Failure> {
     let text = transport::describe(&command);
     let request = ExecRequest {
         command,
-        stdin: None,
+        stdin,
         env: std::collections::BTreeMap::new(),
         r#become: r#become.map(str::to_owned),
         timeout: ctx.timeout,

@@ -3,6 +3,7 @@
 //! Where new tests go:
 //! * `corpus.rs`: invalid manifests under `tests/corpus/<case>/`, each with the full
 //!   rendered output of `drover validate` in `expected.txt` (bless with `UPDATE_EXPECT=1`);
+//! * `archives.rs`: `archive` tasks over the local transport on scratch directories;
 //! * `cli.rs`: the binary's commands on the examples and scratch directories;
 //! * `comment.rs`: `drover comment` against a fake GitHub API on 127.0.0.1;
 //! * `hashing.rs`: spec-hash stability and sensitivity, with property tests;
@@ -24,6 +25,7 @@
 
 mod accounts;
 mod apply;
+mod archives;
 mod cli;
 mod comment;
 mod corpus;

@@ -361,6 +361,17 @@ fn describe_detail(out: &mut String, detail: &crate::state::InstanceDetail) {
         RecordedAction::Group(group) => {
             let _ = writeln!(out, "  group:      {}", group.describe());
         }
+        RecordedAction::Archive {
+            source,
+            dest,
+            format,
+            sha256,
+            marker,
+        } => {
+            let _ = writeln!(out, "  archive:    {source} ({}) → {dest}", format.name());
+            let _ = writeln!(out, "  sha256      {sha256}");
+            let _ = writeln!(out, "  marker      {marker}");
+        }
     }
     if let Some(undo) = &detail.undo {
         let _ = writeln!(
