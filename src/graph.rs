@@ -73,7 +73,7 @@ impl<'a> InstanceGraph<'a> {
                     "    \"{}\" [label=\"{}/{}\\n{}\"];",
                     instance.id,
                     instance.id.workflow,
-                    instance.id.task,
+                    instance.id.task_part(),
                     kind_name(&instance.action)
                 );
             }

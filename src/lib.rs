@@ -36,6 +36,7 @@ pub mod transport;
 pub mod cli;
 pub mod clock;
 pub mod evaluate;
+pub mod for_each;
 pub mod github;
 pub mod manifest_dir;
 pub mod provenance;

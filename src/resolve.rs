@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::account::{GroupAccount, UserAccount};
 use crate::diagnostic::{Diagnostic, Location};
+use crate::for_each::Item;
 use crate::hash::{SpecHash, content_hash};
 use crate::instance::InstanceId;
 use crate::load;
@@ -39,7 +40,7 @@ use crate::model::task_kind::{
 };
 use crate::model::task_kind::{GroupSpec, UserSpec};
 use crate::model::vars::{VarValue, Vars};
-use crate::model::workflow::{DriftPolicy, Retries};
+use crate::model::workflow::{DriftPolicy, ForEach, Retries};
 use crate::scope::{Scope, VarProblem};
 use crate::secret::{Redactor, Secret, SecretKey};
 use crate::source::{JsonPointer, SourceFile, Span};
@@ -172,7 +173,7 @@ pub fn archive_marker(dest: &str, id: &InstanceId) -> String {
         "{}/.drover-archive-{}.{}",
         dest.trim_end_matches('/'),
         id.workflow,
-        id.task
+        id.task_part()
     )
 }
 
@@ -537,6 +538,50 @@ fn finish(scope: Scope, hosts: &Ctx) -> (Ctx, Names) {
     )
 }
 
+/// A dependency on a task that loops is a dependency on every one of its items (none, when
+/// it has no items): `needs` and `triggeredBy` name tasks, instances carry items.
+fn expand_looped_needs(
+    instances: &mut [ResolvedInstance],
+    looped: &BTreeMap<InstanceId, Vec<InstanceId>>,
+) {
+    if looped.is_empty() {
+        return;
+    }
+    let expand = |ids: &mut Vec<InstanceId>| {
+        *ids = ids
+            .drain(..)
+            .flat_map(|id| match looped.get(&id) {
+                Some(items) => items.clone(),
+                None => vec![id],
+            })
+            .collect();
+    };
+    for instance in instances {
+        expand(&mut instance.needs);
+        expand(&mut instance.triggered_by);
+    }
+}
+
+impl Names {
+    /// The context and names of one item of a looping task: `item` over the task's own.
+    fn with_item(&self, ctx: &Ctx, item: &Value, blinded: &Value) -> (Ctx, Names) {
+        let mut all = self.all.clone();
+        all.push("item".to_owned());
+        let item_ctx =
+            minijinja::context! { item => Ctx::from(minijinja::value::Serde(item)), ..ctx.clone() };
+        let blinded = minijinja::context! { item => Ctx::from(minijinja::value::Serde(blinded)), ..self.blinded.clone() };
+        (
+            item_ctx,
+            Names {
+                all,
+                secrets: self.secrets.clone(),
+                unavailable: self.unavailable.clone(),
+                blinded,
+            },
+        )
+    }
+}
+
 /// Expands the desired state into instances.
 pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
     let redactor = Redactor::new(inputs.secrets.values().filter_map(|s| s.as_ref().ok()));
@@ -551,6 +596,8 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
     let mut instances = Vec::with_capacity(desired.instance_count());
     // The task of each instance, by position, for the shared-file check below.
     let mut tasks: Vec<&Task> = Vec::with_capacity(desired.instance_count());
+    // A looping task's id (without item) → the ids of its items' instances.
+    let mut looped: BTreeMap<InstanceId, Vec<InstanceId>> = BTreeMap::new();
     // Built once and shared by every context: the inventory as templates see it.
     let listing = crate::scope::hosts_listing(desired.hosts.values(), &mut run.templates);
     for workflow in desired.workflows.values() {
@@ -579,14 +626,37 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
                     }
                 };
                 let (ctx, names) = own.as_ref().map_or((&ctx, &names), |(c, n)| (c, n));
-                if let Some(instance) = run.instance(id, host, workflow, task, (ctx, names), extra)
-                {
-                    instances.push(instance);
-                    tasks.push(task);
+                let Some(for_each) = &task.for_each else {
+                    if let Some(instance) =
+                        run.instance(id, host, workflow, task, (ctx, names), extra)
+                    {
+                        instances.push(instance);
+                        tasks.push(task);
+                    }
+                    continue;
+                };
+                let Some(items) = run.items(for_each, task, &id, ctx, names) else {
+                    continue;
+                };
+                looped.entry(id.clone()).or_default();
+                for (item, blinded) in items {
+                    let item_id = id.clone().with_item(item.key);
+                    let (ctx, names) = names.with_item(ctx, &item.value, &blinded);
+                    if let Some(instance) =
+                        run.instance(item_id, host, workflow, task, (&ctx, &names), extra)
+                    {
+                        looped
+                            .entry(id.clone())
+                            .or_default()
+                            .push(instance.id.clone());
+                        instances.push(instance);
+                        tasks.push(task);
+                    }
                 }
             }
         }
     }
+    expand_looped_needs(&mut instances, &looped);
     run.problems.shared_files(shared_files(&instances, &tasks));
     let diagnostics = run.problems.into_diagnostics();
     Resolved {
@@ -793,6 +863,89 @@ impl Run<'_> {
                 None
             }
         }
+    }
+
+    /// The items of a looping task on one host, each with what it is without the secrets
+    /// (to tell an item made from a secret); `None` when they cannot be had (reported).
+    fn items(
+        &mut self,
+        for_each: &ForEach,
+        task: &Task,
+        id: &InstanceId,
+        ctx: &Ctx,
+        names: &Names,
+    ) -> Option<Vec<(Item, Value)>> {
+        let origin = task.origin.push("forEach");
+        let invalid = |message: String, help: &'static str| Invalid {
+            code: "manifest::invalid-for-each",
+            message,
+            label: "gives no items",
+            help,
+        };
+        let (value, blinded, literal) = match for_each {
+            ForEach::List(list) => (Value::Array(list.clone()), Value::Array(list.clone()), true),
+            ForEach::Map(map) => {
+                let map: Map<String, Value> = map.clone().into_iter().collect();
+                (Value::Object(map.clone()), Value::Object(map), true)
+            }
+            ForEach::Expression(text) => {
+                let Some(expression) = crate::for_each::expression_of(text) else {
+                    self.problems.invalid(
+                        &origin,
+                        &invalid(
+                            "`forEach` is text, not a list, a map or one `{{ expression }}`"
+                                .to_owned(),
+                            "write a list, a map, or `{{ name }}` of a var that holds one",
+                        ),
+                        id,
+                    );
+                    return None;
+                };
+                let evaluated = self.templates.evaluate(expression, ctx).and_then(|real| {
+                    Ok((real, self.templates.evaluate(expression, &names.blinded)?))
+                });
+                match evaluated {
+                    Ok((real, blinded)) => (real, blinded, false),
+                    Err(error) => {
+                        self.problems.template(
+                            Place::Manifest(origin),
+                            text,
+                            &error,
+                            id,
+                            &names.all,
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let items = match crate::for_each::items(&value) {
+            Ok(items) => items,
+            Err(error) => {
+                let at = match (&error.at, literal) {
+                    (Some(at), true) => origin.push(at),
+                    _ => origin,
+                };
+                self.problems
+                    .invalid(&at, &invalid(error.message, error.help), id);
+                return None;
+            }
+        };
+        let blinded = crate::for_each::items(&blinded).unwrap_or_default();
+        let same_keys =
+            blinded.len() == items.len() && blinded.iter().zip(&items).all(|(b, i)| b.key == i.key);
+        if !same_keys {
+            // Instance ids are not secret: they are in the state, the logs and every report.
+            self.problems.invalid(&origin, &invalid("the items' keys are made from a secret".to_owned(), "key the items by something that is not secret (a `name`); the item's other fields may hold secrets"), id);
+            return None;
+        }
+        Some(
+            items
+                .into_iter()
+                .zip(blinded)
+                .map(|(item, b)| (item, b.value))
+                .collect(),
+        )
     }
 
     /// A var that cannot be rendered, located at its declaration.
@@ -1692,7 +1845,7 @@ impl Problems {
             }
             let names = writers
                 .iter()
-                .map(|(id, _)| format!("{}/{}", id.workflow, id.task))
+                .map(|(id, _)| format!("{}/{}", id.workflow, id.task_part()))
                 .collect();
             let entry = shared.entry((path, names)).or_default();
             if entry.0.is_empty() {

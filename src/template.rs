@@ -83,6 +83,26 @@ impl Templates {
         Ok(template.undeclared_variables(false).into_iter().collect())
     }
 
+    /// The value of one expression (`vhosts`, `hosts | selectattr(...)`) in `ctx`, as JSON.
+    pub fn evaluate(
+        &self,
+        expression: &str,
+        ctx: &Value,
+    ) -> Result<serde_json::Value, TemplateError> {
+        let compiled = self
+            .env
+            .compile_expression(expression)
+            .map_err(|e| convert(&e))?;
+        let value = compiled.eval(ctx).map_err(|e| convert(&e))?;
+        serde_json::to_value(&value).map_err(|e| TemplateError {
+            code: "template::render",
+            message: format!("the expression's value cannot be used as items: {e}"),
+            line: None,
+            range: None,
+            undefined: None,
+        })
+    }
+
     /// The name under which `text` is compiled, compiling it on first use.
     fn compiled(&mut self, text: &str) -> Result<String, TemplateError> {
         if let Some(name) = self.names.get(text) {

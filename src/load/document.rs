@@ -465,6 +465,7 @@ impl DocCtx<'_> {
         Some(Task {
             name: task.name,
             vars: task.vars,
+            for_each: task.for_each,
             needs: task.needs,
             triggered_by: task.triggered_by,
             check: task.check,

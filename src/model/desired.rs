@@ -12,7 +12,7 @@ use crate::model::meta::{DefaultsName, HostName, TaskName, WorkflowName};
 use crate::model::selector::HostSelector;
 use crate::model::task_kind::{Command, TaskKind};
 use crate::model::vars::Vars;
-use crate::model::workflow::{DriftPolicy, Retries, Rollout};
+use crate::model::workflow::{DriftPolicy, ForEach, Retries, Rollout};
 use crate::source::{JsonPointer, SourceFile};
 
 /// Where a host, workflow or task was declared: the file, the document in it, and the
@@ -86,6 +86,8 @@ pub struct Task {
     pub name: TaskName,
     /// Vars of this task alone; they override every other var of the same name.
     pub vars: Vars,
+    /// One instance per item, when set.
+    pub for_each: Option<ForEach>,
     pub needs: Vec<TaskName>,
     pub triggered_by: Vec<TaskName>,
     pub check: Option<Command>,

@@ -111,6 +111,10 @@ pub struct TaskSpec {
     /// variables of the same name.
     #[serde(default)]
     pub vars: Vars,
+    /// One instance per item: a list, a map, or `{{ expression }}` that yields one. Templates
+    /// see the item as `item` (for a map, `item.key` and `item.value`); instance ids carry the
+    /// item's key: `web-1/nginx/vhost[api]`.
+    pub for_each: Option<ForEach>,
     /// Tasks of this workflow whose change, in the same apply, makes this task run.
     #[serde(default)]
     pub triggered_by: Vec<TaskName>,
@@ -152,4 +156,16 @@ pub struct TaskSpec {
     pub group: Option<GroupSpec>,
     /// Unpack a tar or zip archive into a directory.
     pub archive: Option<ArchiveSpec>,
+}
+
+/// `forEach` of a task.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ForEach {
+    /// Items in order; each is keyed by itself (a string or number) or by its `name`.
+    List(Vec<serde_json::Value>),
+    /// Items keyed by the map's keys.
+    Map(std::collections::BTreeMap<String, serde_json::Value>),
+    /// `{{ expression }}`, evaluated per host, that yields a list or a map.
+    Expression(String),
 }

@@ -113,7 +113,7 @@ impl Reason {
     pub fn describe(&self) -> String {
         let ids = |v: &[InstanceId]| {
             v.iter()
-                .map(|i| format!("{}/{}", i.workflow, i.task))
+                .map(|i| format!("{}/{}", i.workflow, i.task_part()))
                 .collect::<Vec<_>>()
                 .join(", ")
         };

@@ -67,8 +67,10 @@ pub struct Progress {
 
 impl Progress {
     pub fn started(&mut self, id: &InstanceId) {
-        self.running
-            .insert(id.host.to_string(), format!("{}/{}", id.workflow, id.task));
+        self.running.insert(
+            id.host.to_string(),
+            format!("{}/{}", id.workflow, id.task_part()),
+        );
     }
 
     pub fn ended(&mut self, id: &InstanceId, status: InstanceStatus) {
@@ -77,7 +79,7 @@ impl Progress {
         if self
             .running
             .get(id.host.as_str())
-            .is_some_and(|r| *r == format!("{}/{}", id.workflow, id.task))
+            .is_some_and(|r| *r == format!("{}/{}", id.workflow, id.task_part()))
         {
             self.running.remove(id.host.as_str());
         }

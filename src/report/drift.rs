@@ -181,7 +181,7 @@ pub fn markdown(report: &DriftReport) -> String {
             let row = format!(
                 "| `{}/{}` | {} | {} |\n",
                 markdown_escape(instance.id.workflow.as_str()),
-                markdown_escape(instance.id.task.as_str()),
+                markdown_escape(&instance.id.task_part()),
                 match instance.status {
                     Status::Drifted => "≠ drifted",
                     Status::Unknown => "? unknown",

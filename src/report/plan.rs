@@ -140,7 +140,7 @@ fn instance_text(out: &mut String, item: &Item<'_>, style: Style) {
         out,
         "{INSTANCE_INDENT}{} {}",
         paint_kind(kind, kind.symbol(), style),
-        style.bold(item.change.id.task.as_str())
+        style.bold(&item.change.id.task_part())
     );
     if let Some(what) = item.what() {
         let _ = write!(out, "  {what}");
@@ -511,6 +511,9 @@ struct JsonChange<'a> {
     host: &'a str,
     workflow: &'a str,
     task: &'a str,
+    /// The key of the `forEach` item, for a task that loops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item: Option<&'a str>,
     kind: ChangeKind,
     reasons: Vec<JsonReason>,
     spec_hash: Option<SpecHash>,
@@ -569,6 +572,7 @@ impl<'a> JsonChange<'a> {
             host: id.host.as_str(),
             workflow: id.workflow.as_str(),
             task: id.task.as_str(),
+            item: id.item.as_ref().map(crate::instance::ItemKey::as_str),
             kind: item.change.kind,
             reasons: item
                 .reasons
@@ -682,7 +686,7 @@ fn markdown_table(host: &HostGroup<'_>, redactor: &Redactor) -> Vec<String> {
         let row = format!(
             "| `{}/{}` | {} {} | {} |\n",
             change.id.workflow,
-            change.id.task,
+            change.id.task_part(),
             change.kind.symbol(),
             change.kind.as_str(),
             markdown_escape(&reasons.join("; "))
@@ -703,7 +707,7 @@ fn details_block(view: &PlanView<'_>, change: &PlannedChange) -> String {
         "{} <code>{}/{}</code>",
         change.kind.symbol(),
         change.id.workflow,
-        change.id.task
+        change.id.task_part()
     );
     if let Some(what) = item.what() {
         let _ = write!(title, " {}", html_escape(&what));

@@ -200,3 +200,82 @@ spec:
         "another host's secret is never in the list"
     );
 }
+
+/// `forEach` expands one task into one instance per item, keyed stably by the item; a task
+/// that needs it waits for every item; an item taken out of the list is removed.
+#[test]
+fn for_each_expands_a_task_into_one_instance_per_item() {
+    let manifests = tempfile::tempdir().unwrap();
+    let area = tempfile::tempdir().unwrap();
+    let write = |sites: &str| {
+        write_fixture(
+            manifests.path(),
+            &format!(
+                r#"
+//- hosts.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {{name: box}}
+spec: {{transport: local, vars: {{dir: {dir}}}}}
+//- app.yaml
+apiVersion: drover/v1
+kind: Workflow
+metadata: {{name: app}}
+spec:
+  hosts: {{names: [box]}}
+  vars:
+    sites: {sites}
+  tasks:
+    - name: vhost
+      forEach: "{{{{ sites }}}}"
+      file: {{path: "{{{{ dir }}}}/{{{{ item.name }}}}.conf", content: "listen {{{{ item.port }}}}\n"}}
+      undo: "rm -f {{{{ dir }}}}/{{{{ item.name }}}}.conf"
+    - name: flag
+      forEach: {{a: 1, b: 2}}
+      file: {{path: "{{{{ dir }}}}/flag-{{{{ item.key }}}}", content: "{{{{ item.value }}}}\n"}}
+    - name: index
+      needs: [vhost]
+      run: "ls {{{{ dir }}}} | grep -c conf > {{{{ dir }}}}/count"
+"#,
+                dir = area.path().display()
+            ),
+        );
+    };
+    write("[{name: api, port: 8080}, {name: web, port: 80}]");
+    let plan = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(manifests.path())
+        .run()
+        .expect_code(0);
+    for shown in ["vhost[api]", "vhost[web]", "flag[a]", "flag[b]"] {
+        assert!(plan.stdout().contains(shown), "{shown}: {}", plan.stdout());
+    }
+    Drover::new()
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg_path(manifests.path())
+        .run()
+        .expect_code(0);
+    let read = |name: &str| std::fs::read_to_string(area.path().join(name)).unwrap();
+    assert_eq!(read("api.conf"), "listen 8080\n");
+    assert_eq!(read("web.conf"), "listen 80\n");
+    assert_eq!(read("flag-b"), "2\n");
+    assert_eq!(read("count"), "2\n", "`index` ran after both items");
+    // Reordered and one item changed: only that item's instance changes.
+    write("[{name: web, port: 81}, {name: api, port: 8080}]");
+    let plan = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(manifests.path())
+        .run()
+        .expect_code(0);
+    assert!(plan.stdout().contains("~ vhost[web]"), "{}", plan.stdout());
+    assert!(!plan.stdout().contains("vhost[api]"), "{}", plan.stdout());
+    // An item taken out is removed with its undo.
+    write("[{name: api, port: 8080}]");
+    Drover::new()
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg_path(manifests.path())
+        .run()
+        .expect_code(0);
+    assert!(!area.path().join("web.conf").exists());
+    assert!(area.path().join("api.conf").exists());
+}
