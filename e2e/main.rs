@@ -26,6 +26,7 @@ mod auth;
 mod chaos;
 mod drift;
 mod edits;
+mod facts;
 mod faults;
 mod fleet;
 mod fleet_checks;

@@ -5,14 +5,16 @@
 //! and leaves printing to the caller.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::diagnostic::{self, Diagnostic};
+use crate::facts::Facts;
 use crate::load::{self, Limits};
 use crate::manifest_dir;
 use crate::model::desired::Desired;
+use crate::model::meta::HostName;
 use crate::report::style::printable;
 use crate::resolve::{self, Inputs, Resolved};
 use crate::secret::Redactor;
@@ -33,6 +35,11 @@ pub struct Evaluation {
     pub diagnostics: Vec<Diagnostic>,
     /// Number of manifest files read.
     pub files: usize,
+    /// What `resolve` was given, kept so the reconcile layer can resolve again with the
+    /// hosts' facts (`with_facts`); `None` when loading stopped before resolving.
+    pub inputs: Option<Arc<Inputs>>,
+    /// Whether `with_facts` was applied: the hosts' facts are in the resolved instances.
+    pub facts_settled: bool,
 }
 
 impl Evaluation {
@@ -83,6 +90,8 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
             redactor: Redactor::default(),
             diagnostics,
             files,
+            inputs: None,
+            facts_settled: false,
         });
     };
     tracing::info!(
@@ -101,6 +110,9 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
         files: manifest_dir::read_inputs(&roots, &needed.files, MAX_INPUT_FILE_BYTES),
         secrets: secret_source::read(&roots, &needed.secrets),
         stand_in_missing_secrets: limits.stand_in_missing_secrets,
+        // Facts come later, from the reconcile layer (`with_facts`); until then every host
+        // has stand-ins, which also tells which hosts need facts.
+        facts: BTreeMap::new(),
     };
     let mut resolved = resolve::resolve(&desired, &inputs);
     tracing::info!(
@@ -129,7 +141,48 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
         redactor,
         diagnostics,
         files,
+        inputs: Some(Arc::new(inputs)),
+        facts_settled: false,
     })
+}
+
+/// Resolves a valid evaluation again with the hosts' facts (decision 0018). Returns the
+/// diagnostics rendering with the real facts found that the stand-ins did not (a template
+/// that fails on the real value); with an error among them the evaluation is no longer
+/// valid (`resolved` is `None`).
+pub fn with_facts(
+    evaluation: &mut Evaluation,
+    facts: BTreeMap<HostName, Facts>,
+) -> Vec<Diagnostic> {
+    let (Some(desired), Some(inputs)) = (&evaluation.desired, &evaluation.inputs) else {
+        return Vec::new();
+    };
+    let mut inputs = Inputs::clone(inputs);
+    inputs.facts = facts;
+    let mut resolved = resolve::resolve(desired, &inputs);
+    evaluation.inputs = Some(Arc::new(inputs));
+    evaluation.facts_settled = true;
+    finish(&mut resolved.diagnostics);
+    let seen: BTreeSet<String> = evaluation
+        .diagnostics
+        .iter()
+        .map(Diagnostic::one_line)
+        .collect();
+    let new: Vec<Diagnostic> = resolved
+        .diagnostics
+        .iter()
+        .filter(|d| !seen.contains(&d.one_line()))
+        .cloned()
+        .collect();
+    evaluation.redactor = resolved.redactor.clone();
+    evaluation.diagnostics.extend(new.iter().cloned());
+    if new.iter().any(Diagnostic::is_error) {
+        evaluation.resolved = None;
+        evaluation.desired = None;
+    } else {
+        evaluation.resolved = Some(resolved);
+    }
+    new
 }
 
 /// The file and offset an error points at.

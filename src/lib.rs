@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod diagnostic;
 pub mod drift;
 pub mod edit;
+pub mod facts;
 pub mod graph;
 pub mod hash;
 pub mod instance;

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::account::{GroupAccount, UserAccount};
 use crate::diagnostic::{Diagnostic, Location};
+use crate::facts::{Facts, LeftOut};
 use crate::for_each::Item;
 use crate::hash::{SpecHash, content_hash};
 use crate::instance::InstanceId;
@@ -33,6 +34,7 @@ use crate::load::system_rule::{
 use crate::model::desired::{Desired, Host, Origin, Task, Workflow};
 use crate::model::duration::{FileMode, HumanDuration};
 use crate::model::host::Transport;
+use crate::model::meta::HostName;
 use crate::model::task_kind::{ArchiveFormat, ArchiveSpec, CronSpec, SysctlSpec};
 use crate::model::task_kind::{
     BlockSpec, Command, DirectorySpec, FileSpec, LineSpec, LinkSpec, OnTrigger, PackageState,
@@ -251,6 +253,9 @@ pub struct ResolvedInstance {
     /// Secrets (by variable name) its rendering needs and that were not available here
     /// (`Inputs::stand_in_missing_secrets`): its spec is not known, so it may change.
     pub unavailable_secrets: Vec<String>,
+    /// Its rendering or its `when` needs its host's facts, not known here: its spec (or
+    /// whether it exists at all) is not known, so it may change.
+    pub unavailable_facts: bool,
 }
 
 /// What the hash covers; see `hash.rs` for why the rest is left out.
@@ -270,7 +275,7 @@ pub struct Needed {
 }
 
 /// What the shell read: file bytes (or why not) and secret values (or why not).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Inputs {
     pub files: BTreeMap<String, Result<Arc<[u8]>, Unreadable>>,
     pub secrets: BTreeMap<SecretKey, Result<Secret, Unreadable>>,
@@ -278,6 +283,9 @@ pub struct Inputs {
     /// a stand-in takes its place and what uses it is marked `unavailable_secrets` (a plan
     /// in a job without the secrets). Never for a run that applies.
     pub stand_in_missing_secrets: bool,
+    /// Facts of the hosts whose facts are known (gathered or cached). Any other host
+    /// renders `host.facts` as stand-ins and takes every `when` as holding (decision 0018).
+    pub facts: BTreeMap<HostName, Facts>,
 }
 
 /// Why the shell did not read a file (or environment variable) that a manifest names.
@@ -369,6 +377,9 @@ pub struct Resolved {
     pub diagnostics: Vec<Diagnostic>,
     /// Masks every secret value; apply it to anything shown to people.
     pub redactor: Redactor,
+    /// Hosts that have an instance whose template or `when` uses facts not in
+    /// `Inputs::facts`: the hosts whose facts the shell should gather or read.
+    pub facts_wanted: BTreeSet<HostName>,
 }
 
 /// Lists the files and secrets `resolve` will need.
@@ -513,6 +524,8 @@ struct Names {
     /// The context with every secret replaced by a stand-in: what a template renders to
     /// without the secrets, to tell whether its output depends on one.
     blinded: Ctx,
+    /// `host.facts` holds stand-ins: the host's facts are not known here.
+    stand_in_facts: bool,
 }
 
 /// The template context of a scope: its vars, and the workflow's `hosts` list (shared, not
@@ -534,6 +547,7 @@ fn finish(scope: Scope, hosts: &Ctx) -> (Ctx, Names) {
             secrets: scope.secrets,
             unavailable: scope.unavailable,
             blinded: with_hosts(&scope.blinded),
+            stand_in_facts: scope.stand_in_facts,
         },
     )
 }
@@ -577,6 +591,7 @@ impl Names {
                 secrets: self.secrets.clone(),
                 unavailable: self.unavailable.clone(),
                 blinded,
+                stand_in_facts: self.stand_in_facts,
             },
         )
     }
@@ -592,7 +607,9 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
         problems: Problems::default(),
         reported_secrets: BTreeSet::new(),
         reported_cycles: BTreeSet::new(),
+        facts_wanted: BTreeSet::new(),
     };
+    let mut left_out = LeftOut::default();
     let mut instances = Vec::with_capacity(desired.instance_count());
     // The task of each instance, by position, for the shared-file check below.
     let mut tasks: Vec<&Task> = Vec::with_capacity(desired.instance_count());
@@ -616,6 +633,11 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
                 } else {
                     &[]
                 };
+                // A task whose `when` does not hold on the host has no instance there.
+                if !run.when_holds(task, host) {
+                    left_out.insert(id, host, workflow, task, extra);
+                    continue;
+                }
                 // A task with vars of its own sees them over the workflow's context.
                 let own = if task.vars.is_empty() {
                     None
@@ -656,6 +678,7 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
             }
         }
     }
+    left_out.bridge(&mut instances);
     expand_looped_needs(&mut instances, &looped);
     run.problems.shared_files(shared_files(&instances, &tasks));
     let diagnostics = run.problems.into_diagnostics();
@@ -663,6 +686,7 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
         instances,
         diagnostics,
         redactor: run.redactor,
+        facts_wanted: run.facts_wanted,
     }
 }
 
@@ -767,9 +791,19 @@ struct Run<'a> {
     reported_secrets: BTreeSet<SecretKey>,
     /// Var loops already reported, by (file, pointer): one loop is one error, not one per host.
     reported_cycles: BTreeSet<(String, String)>,
+    facts_wanted: BTreeSet<HostName>,
 }
 
 impl Run<'_> {
+    /// Whether `task` runs on `host`: its `when` holds for the host's facts, or the facts
+    /// are not known here (then it may or may not: the instance says so).
+    fn when_holds(&self, task: &Task, host: &Host) -> bool {
+        match (&task.when, self.inputs.facts.get(&host.name)) {
+            (None, _) | (Some(_), None) => true,
+            (Some(when), Some(facts)) => crate::facts::holds(when, facts),
+        }
+    }
+
     /// The vars of a task of a workflow on a host, rendered; `None` if a secret they need is
     /// missing or a var cannot be rendered (reported). Vars come from four layers, the first
     /// that names a var wins: the task's, the workflow's, the host's, then the host's
@@ -833,10 +867,13 @@ impl Run<'_> {
                 scope.vars.insert(name.clone(), value);
             }
         }
+        let facts = self.inputs.facts.get(&host.name);
+        scope.stand_in_facts = facts.is_none();
+        let facts = facts.cloned().unwrap_or_else(Facts::stand_in);
         let builtin = [
             (
                 "host",
-                serde_json::json!({"name": host.name.as_str(), "address": crate::scope::address(host), "labels": host.labels}),
+                serde_json::json!({"name": host.name.as_str(), "address": crate::scope::address(host), "labels": host.labels, "facts": facts}),
             ),
             (
                 "workflow",
@@ -1058,13 +1095,17 @@ impl Run<'_> {
             failed: false,
             sensitive: false,
             unavailable: BTreeSet::new(),
+            unavailable_facts: names.stand_in_facts && task.when.is_some(),
         };
         let action = r.action(&task.kind);
         let check = task.check.as_ref().and_then(|c| r.command(c, "check"));
         let undo = task.undo.as_ref().and_then(|c| r.command(c, "undo"));
-        let (failed, sensitive) = (r.failed, r.sensitive);
+        let (failed, sensitive, unavailable_facts) = (r.failed, r.sensitive, r.unavailable_facts);
         let unavailable_secrets: Vec<String> =
             std::mem::take(&mut r.unavailable).into_iter().collect();
+        if unavailable_facts {
+            self.facts_wanted.insert(host.name.clone());
+        }
         let action = action.filter(|_| !failed)?;
         let connection = match host.spec.transport() {
             Transport::Local => Connection::Local,
@@ -1104,6 +1145,7 @@ impl Run<'_> {
             sensitive,
             spec_hash,
             unavailable_secrets,
+            unavailable_facts,
         })
     }
 }
@@ -1136,6 +1178,8 @@ struct Renderer<'r, 'a> {
     sensitive: bool,
     /// The unavailable secrets the rendered fields were found to depend on.
     unavailable: BTreeSet<String>,
+    /// Whether a rendered field (or the task's `when`) uses stand-in facts.
+    unavailable_facts: bool,
 }
 
 impl Renderer<'_, '_> {
@@ -1150,6 +1194,10 @@ impl Renderer<'_, '_> {
             if mentions(text, name) {
                 self.unavailable.insert(name.clone());
             }
+        }
+        // Stand-in facts: any template that names `facts` renders to what is not known here.
+        if self.names.stand_in_facts && mentions(text, "facts") {
+            self.unavailable_facts = true;
         }
         self.derived_from_any_secret(text, out)
     }
@@ -1222,6 +1270,7 @@ impl Renderer<'_, '_> {
                 .unavailable
                 .iter()
                 .any(|name| value.contains(&stand_in_value(name)));
+        let stand_in = stand_in || (self.unavailable_facts && crate::facts::has_stand_in(&value));
         match rule(&value) {
             Ok(()) => Some(value),
             Err(_) if stand_in => Some(value),

@@ -29,6 +29,8 @@ pub struct Scope {
     pub unavailable: BTreeSet<String>,
     /// Where each var was declared (its entry under `vars`).
     pub origins: BTreeMap<String, Origin>,
+    /// `host.facts` holds stand-ins: the host's facts are not known here.
+    pub stand_in_facts: bool,
 }
 
 /// Why the vars of a scope could not be rendered.

@@ -36,6 +36,10 @@ pub struct StateSnapshot {
     /// The newest drift report, as recorded (without file diffs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drift_report: Option<crate::drift::DriftReport>,
+    /// Each host's facts as last gathered (decision 0018); a plan against the snapshot
+    /// renders `host.facts` and decides `when` with them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<crate::model::meta::HostName, crate::facts::Gathered>,
 }
 
 /// One instance as recorded: the planner's record and its detail.
@@ -104,6 +108,7 @@ impl StateSnapshot {
             drift: recorded.drift,
             last_drift_check: recorded.last_drift_check,
             last_drift_report: None,
+            facts: BTreeMap::new(),
         }
     }
 

@@ -128,8 +128,8 @@ pub enum Command {
         /// Re-run every selected instance.
         #[arg(long)]
         force: bool,
-        /// Probe the hosts for drift first and repair what drifted, unless its policy is
-        /// `ignore`.
+        /// Gather the host facts the manifests use again, probe the hosts for drift first
+        /// and repair what drifted, unless its policy is `ignore`.
         #[arg(long)]
         refresh: bool,
         #[command(flatten)]
@@ -393,8 +393,9 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes, 0 when there are none.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Probe the hosts for drift first (as `drover drift` does, and recorded) and plan to
-    /// repair what drifted, unless its policy is `ignore`.
+    /// Gather the host facts the manifests use again, probe the hosts for drift first (as
+    /// `drover drift` does, and recorded) and plan to repair what drifted, unless its
+    /// policy is `ignore`.
     #[arg(long)]
     pub refresh: bool,
     /// Plan against the state a daemon serves (`http(s)://HOST:PORT`, its `/state` with

@@ -466,6 +466,7 @@ impl DocCtx<'_> {
             name: task.name,
             vars: task.vars,
             for_each: task.for_each,
+            when: task.when.map(|when| when.facts),
             needs: task.needs,
             triggered_by: task.triggered_by,
             check: task.check,

@@ -96,6 +96,8 @@ pub struct Task {
     pub retries: Option<Retries>,
     pub drift: DriftPolicy,
     pub r#become: Option<String>,
+    /// The facts a host must have for the task to run there (`when.facts`).
+    pub when: Option<crate::model::workflow::FactConditions>,
     pub kind: TaskKind,
     pub origin: Origin,
 }

@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::facts::FactName;
 use crate::model::duration::HumanDuration;
 use crate::model::meta::{Metadata, TaskName, WorkflowName};
 use crate::model::selector::HostSelector;
@@ -130,6 +131,8 @@ pub struct TaskSpec {
     pub drift: DriftPolicy,
     /// Run this task as this user through `sudo -n` (overrides the host's `become`).
     pub r#become: Option<String>,
+    /// Limit the task to the hosts whose facts match; elsewhere it has no instance.
+    pub when: Option<When>,
     /// Run a command.
     pub run: Option<RunSpec>,
     /// Manage a file.
@@ -168,4 +171,58 @@ pub enum ForEach {
     Map(std::collections::BTreeMap<String, serde_json::Value>),
     /// `{{ expression }}`, evaluated per host, that yields a list or a map.
     Expression(String),
+}
+
+/// `when`: the hosts a task runs on, among those its workflow selects (decision 0018).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct When {
+    /// Facts the host must have: each named fact equals one of the values given (or one
+    /// of the space-separated words of the fact, as in `osFamily`).
+    pub facts: FactConditions,
+}
+
+/// `when.facts`: a value or a list of values per fact; every fact named must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FactConditions {
+    /// `ID` of `/etc/os-release` (`debian`, `ubuntu`, `alpine`).
+    pub os: Option<FactValues>,
+    /// `VERSION_ID` of `/etc/os-release`, quoted in YAML (`"12"`, `"22.04"`).
+    pub os_version: Option<FactValues>,
+    /// `ID_LIKE` of `/etc/os-release`, or `ID` without one (`debian`, `rhel`).
+    pub os_family: Option<FactValues>,
+    /// `uname -m` (`x86_64`, `aarch64`).
+    pub arch: Option<FactValues>,
+    /// `uname -n`.
+    pub hostname: Option<FactValues>,
+    /// `apt`, `dnf`, `yum`, `apk`, `zypper`, `pacman` or `unknown`.
+    pub package_manager: Option<FactValues>,
+    /// `systemd`, `openrc` or `unknown`.
+    pub init: Option<FactValues>,
+}
+
+impl FactConditions {
+    /// The facts named, with their values.
+    pub fn iter(&self) -> impl Iterator<Item = (FactName, &FactValues)> {
+        [
+            (FactName::Os, &self.os),
+            (FactName::OsVersion, &self.os_version),
+            (FactName::OsFamily, &self.os_family),
+            (FactName::Arch, &self.arch),
+            (FactName::Hostname, &self.hostname),
+            (FactName::PackageManager, &self.package_manager),
+            (FactName::Init, &self.init),
+        ]
+        .into_iter()
+        .filter_map(|(name, values)| values.as_ref().map(|v| (name, v)))
+    }
+}
+
+/// A text (quote versions: `"22.04"`), or a list of texts any of which may match.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FactValues {
+    One(String),
+    Any(#[schemars(length(min = 1))] Vec<String>),
 }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::SpecHash;
 use crate::instance::InstanceId;
+use crate::model::meta::HostName;
 use crate::state::{Outcome, RunId};
 
 /// What the apply will do to an instance.
@@ -103,6 +104,8 @@ pub enum Reason {
     OnlyIfTriggered { sources: Vec<InstanceId> },
     /// Its rendering needs these secrets (variable names), not available here.
     UnavailableSecret { secrets: Vec<String> },
+    /// Its rendering or its `when` uses the facts of its host, not known here.
+    UnavailableFacts { host: HostName },
     /// A secret went into what was applied, so the state it was planned against (a
     /// daemon's snapshot) does not carry its spec hash.
     SpecWithheld,
@@ -143,6 +146,9 @@ impl Reason {
             Reason::Forced => "replacement requested".to_owned(),
             Reason::SpecWithheld => {
                 "a secret went into what was applied; its hash is not served, so it cannot be compared here".to_owned()
+            }
+            Reason::UnavailableFacts { host } => {
+                format!("depends on the facts of {host}, not known here")
             }
             Reason::UnavailableSecret { secrets } => {
                 let names: Vec<String> = secrets.iter().map(|s| format!("`{s}`")).collect();

@@ -165,9 +165,7 @@ pub fn plan(desired: &[ResolvedInstance], recorded: &Recorded, options: &PlanOpt
             kind: *kind,
             reasons: reasons.clone(),
             // Rendered from a stand-in for a secret, the hash is not the real one: none.
-            spec_hash: instance
-                .unavailable_secrets
-                .is_empty()
+            spec_hash: (instance.unavailable_secrets.is_empty() && !instance.unavailable_facts)
                 .then_some(instance.spec_hash),
             recorded_fingerprint: recorded.fingerprint(&instance.id),
             after,
@@ -244,9 +242,17 @@ fn own_change(
     if forced {
         return with_pending(ChangeKind::Replace, vec![Reason::Forced]);
     }
-    if !instance.unavailable_secrets.is_empty() {
-        let unknown = Reason::UnavailableSecret {
-            secrets: instance.unavailable_secrets.clone(),
+    if !instance.unavailable_secrets.is_empty() || instance.unavailable_facts {
+        // Rendered from stand-ins (secrets or facts not available here): what it would
+        // apply is not known, so a recorded success "may change".
+        let unknown = if instance.unavailable_secrets.is_empty() {
+            Reason::UnavailableFacts {
+                host: instance.id.host.clone(),
+            }
+        } else {
+            Reason::UnavailableSecret {
+                secrets: instance.unavailable_secrets.clone(),
+            }
         };
         return match recorded.instances.get(&instance.id) {
             None => with_pending(ChangeKind::Create, vec![Reason::New, unknown]),

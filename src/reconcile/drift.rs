@@ -128,7 +128,7 @@ async fn probe_all(
             let _slot = slots.acquire_owned().await;
             let started = Instant::now();
             let result = match transport {
-                Some(transport) => run_script(&transport, script, &force)
+                Some(transport) => run_script(&transport, script, Limits::PROBE, &force)
                     .await
                     .map(|out| (nonce, out)),
                 None => Err("the host is not in the manifests".to_owned()),
@@ -149,10 +149,26 @@ async fn probe_all(
     out
 }
 
-/// Runs one probe script through `sh -s`: one command, whatever the number of instances.
-async fn run_script(
+/// How long a script may run and how much of its answer is read.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) deadline: Duration,
+    pub(super) answer: usize,
+}
+
+impl Limits {
+    const PROBE: Limits = Limits {
+        deadline: PROBE_DEADLINE,
+        answer: ANSWER_LIMIT,
+    };
+}
+
+/// Runs one script through `sh -s`: one command, whatever the number of instances (the
+/// drift probe, the facts probe).
+pub(super) async fn run_script(
     transport: &HostTransport,
     script: String,
+    limits: Limits,
     force: &CancellationToken,
 ) -> std::result::Result<ExecOutput, String> {
     let request = ExecRequest {
@@ -160,9 +176,9 @@ async fn run_script(
         stdin: Some(script.into_bytes()),
         env: BTreeMap::new(),
         r#become: None,
-        timeout: Some(PROBE_DEADLINE),
+        timeout: Some(limits.deadline),
         output: None,
-        capture_limit: ANSWER_LIMIT,
+        capture_limit: limits.answer,
     };
     let result = match transport {
         HostTransport::Local(t) => t.exec(request, force).await,

@@ -9,6 +9,7 @@
 //! and the console events.
 
 pub mod drift;
+pub mod facts;
 pub mod fleet;
 pub mod signals;
 
@@ -51,6 +52,9 @@ pub enum Error {
     /// An apply or a drift check was asked of a session that reads a fetched snapshot.
     #[error("this session reads a state snapshot and writes nothing")]
     ReadOnly,
+    /// The facts probe failed on hosts that need facts and have none recorded.
+    #[error("cannot gather the facts of {}", failures.iter().map(|(h, why)| format!("{h} ({why})")).collect::<Vec<_>>().join(", "))]
+    Facts { failures: Vec<(HostName, String)> },
 }
 
 fn list(targets: &[String]) -> String {
@@ -74,6 +78,9 @@ impl Error {
                 error.help()
             }
             Error::ReadOnly => Some("apply where the state file is (the daemon applies on merge)".to_owned()),
+            Error::Facts { .. } => Some(
+                "templates or `when` on these hosts use `host.facts`, and nothing was planned without them; make the hosts reachable and run again".to_owned(),
+            ),
             Error::Runtime { .. } | Error::Apply(_) | Error::Invalid => None,
         }
     }

@@ -98,8 +98,17 @@ pub fn summary(plan: &Plan) -> String {
         ));
     }
     if count(ChangeKind::MayChange) > 0 {
+        // Say what was missing: secrets, host facts, or both.
+        let reasons = || plan.changes.iter().flat_map(|c| &c.reasons);
+        let facts = reasons().any(|r| matches!(r, Reason::UnavailableFacts { .. }));
+        let secrets = reasons().any(|r| matches!(r, Reason::UnavailableSecret { .. }));
+        let missing = match (secrets, facts) {
+            (true, true) => "secrets and host facts",
+            (false, true) => "host facts",
+            (true | false, false) => "secrets",
+        };
         parts.push(format!(
-            "{} may change (secrets not available here)",
+            "{} may change ({missing} not available here)",
             count(ChangeKind::MayChange)
         ));
     }

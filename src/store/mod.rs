@@ -6,6 +6,7 @@
 //! apply mid-commit (`docs/decisions/0004-store-access.md`). Writers also take the
 //! `lock::WriterLock`, which serialises whole applies. Nothing here plans or applies.
 
+pub mod facts;
 pub mod lock;
 pub mod open;
 pub mod retention;
@@ -283,6 +284,7 @@ impl Store {
             let details = details_in(tx, recorded.instances.keys())?;
             let mut snapshot = crate::snapshot::StateSnapshot::new(taken_at, recorded, details);
             snapshot.last_drift_report = last_drift_report_in(tx)?;
+            snapshot.facts = facts::facts_in(tx)?;
             Ok(snapshot)
         })
     }
@@ -474,7 +476,11 @@ impl Store {
     }
 
     /// Runs `f` on a read transaction, or returns `empty` when there is no state file yet.
-    fn reading<T>(&self, empty: T, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+    pub(crate) fn reading<T>(
+        &self,
+        empty: T,
+        f: impl FnOnce(&ReadTransaction) -> Result<T>,
+    ) -> Result<T> {
         guarded(&self.path, || {
             let Some(opened) = self.open_existing()? else {
                 return Ok(empty);
@@ -1108,7 +1114,7 @@ fn last_drift_check_in(tx: &ReadTransaction) -> Result<Option<crate::plan::Drift
     }))
 }
 
-fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
+pub(crate) fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
     tx: &ReadTransaction,
     table: redb::TableDefinition<K, V>,
 ) -> Result<Option<redb::ReadOnlyTable<K, V>>> {
@@ -1137,7 +1143,7 @@ fn parse_id(text: &str) -> Result<InstanceId> {
     InstanceId::parse(text).map_err(|e| corrupt(format!("instance key {text:?}: {e}")))
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|source| Error::Encode { source })
 }
 
@@ -1145,11 +1151,11 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -
     serde_json::from_slice(bytes).map_err(|e| corrupt(format!("{what}: {e}")))
 }
 
-fn corrupt(what: String) -> Error {
+pub(crate) fn corrupt(what: String) -> Error {
     Error::Corrupt { what }
 }
 
-fn read(e: impl Into<redb::Error>) -> Error {
+pub(crate) fn read(e: impl Into<redb::Error>) -> Error {
     Error::Read { source: e.into() }
 }
 

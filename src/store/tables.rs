@@ -29,6 +29,9 @@ pub const REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("reports")
 pub const UNDO_CHECK: TableDefinition<&str, [u8; 32]> = TableDefinition::new("undo_check");
 /// Drift check id → JSON `DriftReport` (the newest `DRIFT_REPORTS_KEPT`); version 3.
 pub const DRIFT_REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("drift_reports");
+/// Host name → JSON `facts::Gathered`. Created by its first write and read as empty when
+/// absent, so it needs no schema version of its own (decision 0018).
+pub const FACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("facts");
 /// (run id, sequence) → JSON `Event`.
 pub const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
 

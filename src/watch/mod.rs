@@ -370,7 +370,7 @@ impl Daemon<'_> {
         if !self.fetch(reason) {
             return;
         }
-        let Some(evaluation) = self.desired(reason) else {
+        let Some(mut evaluation) = self.desired(reason) else {
             return;
         };
         let options = PlanOptions {
@@ -378,6 +378,15 @@ impl Daemon<'_> {
             ..PlanOptions::default()
         };
         let dir = self.settings.dir.clone();
+        // Facts of hosts that have none recorded are gathered; recorded ones are kept (a
+        // `drover apply --refresh` renews them).
+        if let Err(error) = self
+            .session
+            .settle_facts(&dir, &mut evaluation, false, true)
+        {
+            self.error(&error);
+            return;
+        }
         let mut round = match self
             .session
             .plan_round(&dir, evaluation, Source::Fresh(&options))

@@ -142,6 +142,7 @@ fn fuzz_loader(budget: Duration, seed: u64) -> usize {
                         .collect(),
                     secrets: std::collections::BTreeMap::default(),
                     stand_in_missing_secrets: true,
+                    facts: std::collections::BTreeMap::default(),
                 };
                 let _ = drover::resolve::resolve(desired, &inputs);
             }

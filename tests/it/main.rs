@@ -13,6 +13,7 @@
 //! * `damage.rs`: damaged, read-only and too-open state files;
 //! * `logs.rs`: log lines on stderr, text and JSON;
 //! * `provenance.rs`: what a run records about who started it and from which git commit;
+//! * `facts.rs`: host facts in templates and `when`, their cache and `--refresh`;
 //! * `fuzz.rs`: mutated manifests and state files, for `DROVER_FUZZ_SECS` (60) seconds.
 #![allow(
     clippy::unwrap_used,
@@ -32,6 +33,7 @@ mod corpus;
 mod damage;
 mod drift;
 mod edits;
+mod facts;
 mod fuzz;
 mod gitops;
 mod harness;

@@ -46,6 +46,7 @@ const CORE: &[&str] = &[
     "backoff.rs",
     "drift/",
     "edit.rs",
+    "facts.rs",
     "github/mod.rs",
     "github/sticky.rs",
 ];

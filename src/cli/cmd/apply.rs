@@ -99,7 +99,7 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
         &dir,
         evaluation,
         source,
-        request.choose.refresh,
+        (request.choose.refresh, true),
         config,
     )?;
     for stale in &round.stale {

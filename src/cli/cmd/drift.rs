@@ -15,7 +15,8 @@ pub fn run(request: &DriftArgs, config: &Config) -> Result<Outcome, Error> {
         return recorded_elsewhere(request, source, config);
     }
     let limits: Limits = (&request.limits).into();
-    let Some(evaluation) = super::evaluate_valid(&request.dir, &limits, "nothing probed", config)?
+    let Some(mut evaluation) =
+        super::evaluate_valid(&request.dir, &limits, "nothing probed", config)?
     else {
         return Ok(Outcome::Invalid);
     };
@@ -30,6 +31,13 @@ pub fn run(request: &DriftArgs, config: &Config) -> Result<Outcome, Error> {
     })?;
     // The report and the findings are written to the state file: one writer at a time.
     let _lock = super::lock(&session, "drover drift", config)?;
+    super::settle_facts(
+        &mut session,
+        &request.dir,
+        &mut evaluation,
+        (false, true),
+        config,
+    )?;
     let report = session.drift_round(&request.dir, &evaluation, &targets)?;
     session.close();
     let text = match request.format {

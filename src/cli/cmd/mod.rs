@@ -112,20 +112,29 @@ fn find_states(dir: &Path, depth: usize, found: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// Plans a round; with `refresh`, probes the hosts for drift first (recording what was
-/// found), so that the plan repairs what drifted.
+/// Plans a round; with `refresh`, gathers the hosts' facts again and probes the hosts for
+/// drift first (recording what was found), so that the plan repairs what drifted. Facts
+/// gathered are recorded only with `record_facts` (the caller holds the writer lock).
 pub fn plan_round(
     session: &mut crate::reconcile::Session,
     dir: &Path,
     evaluation: Evaluation,
     source: crate::reconcile::Source<'_>,
-    refresh: bool,
+    (refresh, record_facts): (bool, bool),
     config: &Config,
 ) -> Result<crate::reconcile::Round, Error> {
     let targets = match source {
         crate::reconcile::Source::Fresh(options) => options.targets.as_slice(),
         crate::reconcile::Source::Saved(_) => &[],
     };
+    let mut evaluation = evaluation;
+    settle_facts(
+        session,
+        dir,
+        &mut evaluation,
+        (refresh, record_facts),
+        config,
+    )?;
     let checked = if refresh {
         Some(probe_for_drift(session, dir, &evaluation, targets, config)?)
     } else {
@@ -136,6 +145,50 @@ pub fn plan_round(
         round.plan.drift_checked = checked;
     }
     Ok(round)
+}
+
+/// Puts the hosts' facts into the evaluation (gathering those not recorded, or all with
+/// `refresh`; recording them with `record`, when the writer lock is held) and says on stderr what was gathered, what could not be, and any problem the
+/// real facts revealed in the templates.
+pub fn settle_facts(
+    session: &mut crate::reconcile::Session,
+    dir: &Path,
+    evaluation: &mut Evaluation,
+    (refresh, record): (bool, bool),
+    config: &Config,
+) -> Result<(), Error> {
+    let round = session.settle_facts(dir, evaluation, refresh, record)?;
+    let warning = config.stderr_style.warning("warning");
+    for (host, why) in &round.stale {
+        config.output.stderr(&format!(
+            "{warning}: cannot gather the facts of {host} ({}); using those recorded earlier\n",
+            crate::report::style::printable(why)
+        ));
+    }
+    if !round.gathered.is_empty() {
+        let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        config.output.stderr(&format!(
+            "gathered the facts of {} ({}, {})\n",
+            plural(round.gathered.len() as u64, "host"),
+            plural(round.contacts.commands, "command"),
+            plural(round.contacts.connections, "new connection"),
+        ));
+    }
+    if !round.unknown.is_empty() {
+        let hosts: Vec<String> = round.unknown.iter().map(ToString::to_string).collect();
+        config.output.stderr(&format!(
+            "note: the facts of {} are not known here; what uses them may change\n",
+            hosts.join(", ")
+        ));
+    }
+    if !round.diagnostics.is_empty() {
+        config.output.stderr(&diagnostics::human(
+            &round.diagnostics,
+            config.stderr_style,
+            &evaluation.redactor(),
+        ));
+    }
+    Ok(())
 }
 
 /// Probes the hosts for drift, records what was found, and says on stderr what the probe

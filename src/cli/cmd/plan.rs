@@ -72,17 +72,19 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     // Saving a plan promises it can be applied: hold the writer lock while reading state,
     // as an apply would; so does a refresh, which records what it found. (Neither goes
     // with --state-from.)
-    let _lock = match (request.out, request.refresh) {
+    let lock = match (request.out, request.refresh) {
         (Some(_), _) => Some(super::lock(&session, "drover plan -o", config)?),
         (None, true) => Some(super::lock(&session, "drover plan --refresh", config)?),
         (None, false) => None,
     };
+    // Facts gathered under the lock are recorded; without it they serve this plan only.
+    let locked = lock.is_some();
     let round = super::plan_round(
         &mut session,
         request.dir,
         evaluation,
         Source::Fresh(&options),
-        request.refresh,
+        (request.refresh, locked),
         config,
     )?;
     let view = round.view();

@@ -37,6 +37,9 @@ pub fn run(dir: &Path, format: Format, limits: &Limits, config: &Config) -> Resu
                     .output
                     .stdout(&format!("{}\n", success_line(dir, &evaluation, config)));
             }
+            if let Some(note) = facts_note(&evaluation) {
+                config.output.stderr(&note);
+            }
         }
     }
     Ok(if evaluation.has_errors() {
@@ -68,4 +71,19 @@ fn success_line(dir: &Path, evaluation: &Evaluation, config: &Config) -> String 
         plural(workflows, "workflow"),
         plural(instances, "task instance"),
     )
+}
+
+/// `validate` contacts no host: templates that use `host.facts` were rendered with
+/// stand-ins and every `when` was taken as holding, so every task was checked (decision
+/// 0018). Says so, once.
+fn facts_note(evaluation: &Evaluation) -> Option<String> {
+    let wanted = &evaluation.resolved.as_ref()?.facts_wanted;
+    if wanted.is_empty() {
+        return None;
+    }
+    let n = wanted.len();
+    Some(format!(
+        "note: host facts were not gathered (validate contacts no host): templates that use `host.facts` on {n} host{} were checked with stand-in facts, and every `when` was taken as holding\n",
+        if n == 1 { "" } else { "s" }
+    ))
 }
