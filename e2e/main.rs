@@ -9,6 +9,8 @@
 //!   behaviour it covers (e.g. `apply.rs`, `host_down.rs`, `host_keys.rs`);
 //! * `faults.rs`: connections that freeze, and signals that must still end drover;
 //! * `chaos.rs`: kill -9 at random points of many applies;
+//! * `kinds.rs`: several task kinds in one workflow, through converge, no-op, drift, repair
+//!   and removal (`user` and `cron` on this machine's real `/etc`, cleaned up by a guard);
 //! * the smoke test of the binary stays at the bottom of this file.
 #![allow(
     clippy::unwrap_used,
@@ -30,6 +32,7 @@ mod facts;
 mod faults;
 mod fleet;
 mod fleet_checks;
+mod kinds;
 mod paths;
 mod privilege;
 mod ssh_config;

@@ -481,7 +481,7 @@ fn account_name(name: &str) -> Result<(), Invalid> {
     )
 }
 
-/// A systemd unit name.
+/// A systemd unit or OpenRC service name.
 fn service_name(name: &str) -> Result<(), Invalid> {
     plain_name(
         "service name",

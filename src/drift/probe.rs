@@ -2,10 +2,11 @@
 //! instance, and the parser of its answer.
 //!
 //! The script is POSIX `sh` plus `stat`, `sha256sum` and `head` (coreutils or `BusyBox`), and
-//! the package manager's and `systemctl`'s query commands. Files are looked at in bulk: one
-//! `stat` and one `sha256sum` for every file of a group, and `head` only for the files whose
-//! hash differs from what was applied, so a host costs a handful of processes whatever the
-//! number of files. Instances run as another user (`become`) form a group of their own,
+//! the query commands of the package manager and of the init system (`systemctl`, or
+//! OpenRC's `rc-service` and `rc-update`). Files are looked at in bulk: one `stat` and one
+//! `sha256sum` for every file of a group, and `head` only for the files whose hash differs
+//! from what was applied, so a host costs a handful of processes whatever the number of
+//! files. Instances run as another user (`become`) form a group of their own,
 //! run through `sudo -n` on the same connection.
 //!
 //! The answer is a sequence of records, each starting on a line `<nonce> <TAG> <args>`
@@ -20,7 +21,7 @@
 //! | `SUMS g`          | `sha256sum` lines for the same files      |
 //! | `C i`             | the first `CONTENT_LIMIT` bytes of file `i` (its hash differed) |
 //! | `P i`             | `1 name` or `0 name` per package          |
-//! | `S i`             | `systemctl is-active` then `is-enabled`   |
+//! | `S i`             | `systemctl show` lines (OpenRC's answer in the same words) |
 //! | `E i L/D/O/A`     | path `i` is a symbolic link (payload: its target), a directory (payload: `mode uid gid user group`), something else, or absent |
 //! | `ED i status/N/A` | the exit status of edit `i`'s `awk` program on its file (3: in sync), or the file is not a regular file, or absent |
 //! | `Y i` / `Y i A`   | kernel parameter `i`'s value (payload), or no such parameter |
@@ -36,6 +37,17 @@ use std::fmt::Write as _;
 use crate::edit::{self, Edit};
 use crate::model::task_kind::{PackageState, ServiceState};
 use crate::template::shell_quote;
+
+/// Sets `_init` to the host's init system: `systemd` when it booted the host
+/// (`/run/systemd/system`), else `openrc` when `rc-service` is there, else `systemd` when
+/// `systemctl` is (it then says itself what is wrong), else empty. `/sbin` and `/usr/sbin`
+/// are added to `PATH`, where OpenRC's tools live and a plain user's login may not look.
+/// Shared by the `service` task and its probe, so apply and drift agree on the host.
+pub const DETECT_INIT: &str = r#"PATH="$PATH:/usr/sbin:/sbin"; export PATH
+if [ -d /run/systemd/system ]; then _init=systemd
+elif command -v rc-service >/dev/null 2>&1; then _init=openrc
+elif command -v systemctl >/dev/null 2>&1; then _init=systemd
+else _init=; fi"#;
 
 /// Bytes of a drifted file's content the probe brings back for a diff.
 pub const CONTENT_LIMIT: usize = 64 * 1024;
@@ -224,12 +236,23 @@ else _r X {i}; echo 'no supported package manager (dpkg, rpm, apk) on this host'
         }
         Look::Service { name } => {
             let name = shell_quote(name);
+            // OpenRC's answer is put in systemd's words (`status` 0: active, 32 crashed:
+            // failed; in the default runlevel: enabled), so one parser and one comparison
+            // serve both.
             let _ = writeln!(
                 out,
-                r#"if command -v systemctl >/dev/null 2>&1; then
+                r#"{DETECT_INIT}
+if [ "$_init" = systemd ]; then
   _o=$(systemctl show -p LoadState -p ActiveState -p UnitFileState -- {name} 2>&1); _s=$?
   if [ "$_s" = 0 ]; then _r S {i}; printf '%s\n' "$_o"; else _r X {i}; printf 'systemctl show failed: %s\n' "$_o"; fi
-else _r X {i}; echo 'systemctl not found: only systemd services can be probed'; fi"#
+elif [ "$_init" = openrc ]; then
+  if rc-service --exists {name} >/dev/null 2>&1; then
+    _s=0; rc-service {name} status >/dev/null 2>&1 || _s=$?
+    case $_s in 0) _a=active;; 32) _a=failed;; *) _a=inactive;; esac
+    if rc-update show default 2>/dev/null | _n={name} awk 'BEGIN {{ n = ENVIRON["_n"] }} $1 == n {{ f = 1 }} END {{ exit !f }}'; then _u=enabled; else _u=disabled; fi
+    _r S {i}; printf 'LoadState=loaded\nActiveState=%s\nUnitFileState=%s\n' "$_a" "$_u"
+  else _r X {i}; echo 'OpenRC has no such service (no script in /etc/init.d)'; fi
+else _r X {i}; echo 'neither systemd nor OpenRC found (no /run/systemd/system, no systemctl, no rc-service): services can only be probed under one of them'; fi"#
             );
         }
         Look::Sysctl { name } => {
@@ -1154,6 +1177,32 @@ mod tests {
         assert_eq!(parsed.seen[&0], Seen::Edit(Edited::Status(11)));
         assert_eq!(parsed.seen[&1], Seen::Edit(Edited::Absent));
         assert_eq!(parsed.seen[&2], Seen::Edit(Edited::NotAFile));
+    }
+
+    #[test]
+    fn a_service_is_probed_under_systemd_or_openrc_with_its_name_quoted() {
+        let group = Group {
+            r#become: None,
+            looks: vec![(0, Look::Service { name: "my svc" })],
+        };
+        let script = script("N", &[group]);
+        assert!(
+            script.contains(
+                "systemctl show -p LoadState -p ActiveState -p UnitFileState -- 'my svc'"
+            )
+        );
+        assert!(script.contains("rc-service 'my svc' status"), "{script}");
+        assert!(script.contains("_n='my svc' awk"), "{script}");
+        // OpenRC's answer reads as systemd's, so the same parser judges it.
+        assert_eq!(
+            service_seen(&lines(
+                b"LoadState=loaded\nActiveState=inactive\nUnitFileState=disabled\n"
+            )),
+            Seen::Service {
+                active: "inactive".to_owned(),
+                enabled: "disabled".to_owned()
+            }
+        );
     }
 
     #[test]

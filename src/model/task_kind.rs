@@ -386,7 +386,7 @@ pub enum PackageState {
     Absent,
 }
 
-/// `service`: a systemd unit's state.
+/// `service`: a service's state, under systemd or OpenRC.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceSpec {

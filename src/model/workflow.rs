@@ -147,7 +147,7 @@ pub struct TaskSpec {
     pub block: Option<BlockSpec>,
     /// Install or remove packages.
     pub package: Option<PackageSpec>,
-    /// Manage a systemd service.
+    /// Manage a service (systemd or OpenRC).
     pub service: Option<ServiceSpec>,
     /// Set and persist a kernel parameter.
     pub sysctl: Option<SysctlSpec>,

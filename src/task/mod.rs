@@ -269,16 +269,14 @@ pub async fn apply<T: Transport>(
             enabled,
             on_trigger,
         } => {
-            service::apply(
-                transport,
-                ctx,
-                r#become,
+            let want = service::Desired {
                 name,
-                *state,
-                *enabled,
-                *on_trigger,
-            )
-            .await
+                state: *state,
+                enabled: *enabled,
+                on_trigger: *on_trigger,
+            };
+            let host = instance.id.host.to_string();
+            service::apply(transport, ctx, r#become, &host, &want).await
         }
     }
 }

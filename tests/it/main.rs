@@ -12,6 +12,7 @@
 //! * `accounts.rs`: `user` and `group` tasks in a mount namespace with a private `/etc`;
 //! * `damage.rs`: damaged, read-only and too-open state files;
 //! * `logs.rs`: log lines on stderr, text and JSON;
+//! * `openrc.rs`: `service` tasks under OpenRC, through fake `rc-service`/`rc-update`;
 //! * `provenance.rs`: what a run records about who started it and from which git commit;
 //! * `facts.rs`: host facts in templates and `when`, their cache and `--refresh`;
 //! * `fuzz.rs`: mutated manifests and state files, for `DROVER_FUZZ_SECS` (60) seconds.
@@ -40,6 +41,7 @@ mod harness;
 mod hashing;
 mod inventory;
 mod logs;
+mod openrc;
 mod paths;
 mod plan;
 mod provenance;
