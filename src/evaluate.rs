@@ -120,6 +120,17 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
         problems = resolved.diagnostics.len(),
         "resolved instances"
     );
+    // Loading counted tasks × hosts; `forEach` items are only known now.
+    let expanded = resolved.instances.len();
+    if sound && expanded > limits.max_instances {
+        resolved.diagnostics.push(
+            Diagnostic::error(
+                "manifest::limit",
+                format!("the manifests expand to {expanded} task instances (with `forEach` items), more than the limit of {}", limits.max_instances),
+            )
+            .with_help("split the fleet across several manifest directories, or raise the limit with --max-instances"),
+        );
+    }
     if !sound {
         // What a rule already reported at a place, rendering that place finds again.
         let reported: BTreeSet<(String, usize)> = diagnostics.iter().filter_map(place).collect();

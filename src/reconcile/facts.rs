@@ -37,6 +37,9 @@ pub struct FactsRound {
     pub unknown: Vec<HostName>,
     /// Hosts the probe failed on, whose recorded facts were used instead, with why.
     pub stale: Vec<(HostName, String)>,
+    /// Hosts the probe failed on with no recorded facts, in a plan that applies nothing:
+    /// their facts are not known (also in `unknown`), with why.
+    pub unreachable: Vec<(HostName, String)>,
     /// What the transports did for the probe.
     pub contacts: CounterSnapshot,
     /// Problems that resolving with the real facts found (see `evaluate::with_facts`).
@@ -48,8 +51,10 @@ impl Session {
     /// hosts that need facts and have none recorded (all that need them with `refresh`),
     /// or, planning from a snapshot, the snapshot's. With `record` (the caller holds the
     /// writer lock) gathered facts are recorded at once; a plan without the lock uses them
-    /// for this round only, and never creates a state file. A host whose probe fails is an
-    /// error unless it has recorded facts to fall back on.
+    /// for this round only, and never creates a state file. A host whose probe fails falls
+    /// back on its recorded facts; without any, it is an error for a round that may apply
+    /// (`record`), and for a plain plan its facts are not known: what uses them "may change",
+    /// as a plan in CI that cannot reach every host expects.
     pub fn settle_facts(
         &mut self,
         dir: &Path,
@@ -157,8 +162,11 @@ impl Session {
         round.stale = stale;
         if lost.is_empty() {
             Ok(gathered)
-        } else {
+        } else if record {
             Err(Error::Facts { failures: lost })
+        } else {
+            round.unreachable = lost;
+            Ok(gathered)
         }
     }
 }

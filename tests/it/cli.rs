@@ -19,7 +19,7 @@ fn demo_and_site_examples_validate() {
         .run()
         .expect_code(0);
     expect![[r"
-        valid manifests/site: 4 files, 4 hosts, 3 workflows, 34 task instances
+        valid manifests/site: 4 files, 4 hosts, 3 workflows, 44 task instances
     "]]
     .assert_eq(&run.stdout());
 }
@@ -419,7 +419,7 @@ fn limits_are_enforced_and_overridable() {
         .expect_code(1);
     assert!(
         run.stderr()
-            .contains("expand to 34 task instances, more than the limit of 10"),
+            .contains("expand to 41 task instances, more than the limit of 10"),
         "{}",
         run.stderr()
     );
@@ -453,7 +453,7 @@ fn limits_are_enforced_and_overridable() {
         .expect_code(1);
     assert!(
         run.stderr()
-            .contains("has 6 tasks, more than the limit of 3"),
+            .contains("has 7 tasks, more than the limit of 3"),
         "{}",
         run.stderr()
     );

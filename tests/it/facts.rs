@@ -175,3 +175,57 @@ fn a_plan_against_a_snapshot_without_facts_says_what_may_change() {
         "{out}"
     );
 }
+
+/// A plan that cannot reach a host to learn its facts still plans: what uses them "may
+/// change", with a warning naming the host. An apply refuses.
+#[test]
+fn a_plan_that_cannot_reach_a_host_plans_its_facts_as_unknown() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    crate::harness::write_fixture(
+        dir.path(),
+        &format!(
+            r#"
+//- all.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {{name: far}}
+spec: {{address: 127.0.0.1, port: {port}, user: nobody, knownHostsFile: known_hosts}}
+---
+apiVersion: drover/v1
+kind: Workflow
+metadata: {{name: app}}
+spec:
+  hosts: {{names: [far]}}
+  tasks:
+    - name: motd
+      file: {{path: /etc/motd, content: "{{{{ host.facts.os }}}}\n"}}
+    - name: plain
+      file: {{path: /etc/plain, content: "hi\n"}}
+"#
+        ),
+    );
+    std::fs::write(dir.path().join("known_hosts"), "").unwrap();
+    let plan = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(dir.path())
+        .run()
+        .expect_code(0);
+    assert!(
+        plan.stderr().contains("cannot gather the facts of far"),
+        "{}",
+        plan.stderr()
+    );
+    assert!(plan.stdout().contains("+ plain"), "{}", plan.stdout());
+    assert!(
+        !dir.path().join(".drover").exists(),
+        "a plan writes nothing"
+    );
+    let apply = Drover::new()
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg_path(dir.path())
+        .run();
+    assert_eq!(apply.code(), 1, "{}{}", apply.stdout(), apply.stderr());
+}

@@ -36,9 +36,19 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Records every instance of `dir` as successfully applied, as `drover apply` would.
 pub fn record_applied(dir: &Path) {
-    let evaluation = evaluate(dir, &Limits::default()).unwrap();
-    let resolved = evaluation.resolved.expect("valid manifests");
+    let mut evaluation = evaluate(dir, &Limits::default()).unwrap();
     let store = Store::at(dir.join(".drover/state.redb"));
+    // With the facts recorded, if any, as an apply would have resolved.
+    if dir.join(".drover/state.redb").exists() {
+        let known = store
+            .facts()
+            .unwrap()
+            .into_iter()
+            .map(|(host, gathered)| (host, gathered.facts))
+            .collect();
+        drover::evaluate::with_facts(&mut evaluation, known);
+    }
+    let resolved = evaluation.resolved.expect("valid manifests");
     for instance in &resolved.instances {
         let detail = detail_of(instance, &resolved.redactor);
         store
@@ -62,15 +72,43 @@ fn edit(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
+/// Records facts for every host of `dir`, as a first apply would have gathered them: the
+/// example's hosts are made-up addresses, and a test never leaves the loopback.
+fn record_facts(dir: &Path) {
+    let evaluation = evaluate(dir, &Limits::default()).unwrap();
+    let desired = evaluation.desired.expect("valid manifests");
+    let facts = drover::facts::Facts {
+        os: "debian".to_owned(),
+        os_version: "12".to_owned(),
+        os_family: "debian".to_owned(),
+        arch: "x86_64".to_owned(),
+        hostname: "box".to_owned(),
+        package_manager: "apt".to_owned(),
+        init: "systemd".to_owned(),
+    };
+    let gathered = desired
+        .hosts
+        .keys()
+        .map(|host| {
+            let g = drover::facts::Gathered::new(facts.clone(), Timestamp(1_795_000_000_000));
+            (host.clone(), g)
+        })
+        .collect();
+    Store::at(dir.join(".drover/state.redb"))
+        .record_facts(&gathered)
+        .unwrap();
+}
+
 #[test]
 fn plan_shows_changes_and_detailed_exit_codes() {
     let dir = copy_example("site");
+    record_facts(dir.path());
     let run = Drover::new()
         .args(["plan", "--color", "never", "--detailed-exitcode"])
         .arg_path(dir.path())
         .run()
         .expect_code(2);
-    assert!(run.stdout().contains("34 to create"), "{}", run.stdout());
+    assert!(run.stdout().contains("44 to create"), "{}", run.stdout());
     record_applied(dir.path());
     let run = Drover::new()
         .args(["plan", "--color", "never", "--detailed-exitcode"])
@@ -119,6 +157,7 @@ fn plan_shows_changes_and_detailed_exit_codes() {
 #[test]
 fn removed_tasks_are_planned_first_and_unknown_targets_refused() {
     let dir = copy_example("site");
+    record_facts(dir.path());
     record_applied(dir.path());
     edit(
         &dir.path().join("lb.yaml"),

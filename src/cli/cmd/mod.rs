@@ -159,6 +159,12 @@ pub fn settle_facts(
 ) -> Result<(), Error> {
     let round = session.settle_facts(dir, evaluation, refresh, record)?;
     let warning = config.stderr_style.warning("warning");
+    for (host, why) in &round.unreachable {
+        config.output.stderr(&format!(
+            "{warning}: cannot gather the facts of {host} ({}); what uses them is planned as \"may change\"\n",
+            crate::report::style::printable(why)
+        ));
+    }
     for (host, why) in &round.stale {
         config.output.stderr(&format!(
             "{warning}: cannot gather the facts of {host} ({}); using those recorded earlier\n",
