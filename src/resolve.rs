@@ -165,6 +165,9 @@ pub enum Action {
         sha256: String,
         /// The marker file in `dest`: `.drover-archive-<workflow>.<task>`.
         marker: String,
+        /// `absent`: remove what the unpacking created (then `source`, `content` and
+        /// `sha256` are empty and `format` means nothing).
+        state: PathState,
     },
 }
 
@@ -415,10 +418,12 @@ pub fn needed(desired: &Desired) -> Needed {
                         .insert(relative_to(&task.origin.file.path, path));
                 }
             }
-            if let TaskKind::Archive(archive) = &task.kind {
+            if let TaskKind::Archive(archive) = &task.kind
+                && let Some(source) = &archive.source
+            {
                 needed
                     .files
-                    .insert(relative_to(&task.origin.file.path, &archive.source));
+                    .insert(relative_to(&task.origin.file.path, source));
             }
         }
     }
@@ -1455,9 +1460,25 @@ impl Renderer<'_, '_> {
         let dest = self.checked(dest, "/archive/dest", |d| {
             host_path_rule(HostPath::ArchiveDest, d)
         });
+        let Some(source) = archive
+            .source
+            .as_ref()
+            .filter(|_| archive.state == PathState::Present)
+        else {
+            let dest = dest?;
+            return Some(Action::Archive {
+                source: String::new(),
+                marker: archive_marker(&dest, self.id),
+                dest,
+                format: ArchiveFormat::Tar,
+                sha256: String::new(),
+                content: Arc::from(Vec::new()),
+                state: PathState::Absent,
+            });
+        };
         // The source is read as written: a templated name would make the file to read
         // depend on the host, which `needed` cannot list beforehand.
-        let (key, content) = self.input_file(&archive.source, "/archive/source")?;
+        let (key, content) = self.input_file(source, "/archive/source")?;
         let Some(format) = ArchiveFormat::detect(&content) else {
             self.failed = true;
             let origin = Origin {
@@ -1494,6 +1515,7 @@ impl Renderer<'_, '_> {
             format,
             sha256: crate::hash::sha256_hex(&content),
             content,
+            state: PathState::Present,
         })
     }
 

@@ -267,6 +267,8 @@ pub enum RecordedAction {
         format: ArchiveFormat,
         sha256: String,
         marker: String,
+        #[serde(default)]
+        state: PathState,
     },
 }
 
@@ -469,6 +471,7 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
             format,
             sha256,
             marker,
+            state,
             ..
         } => RecordedAction::Archive {
             source: redactor.redact(source),
@@ -476,6 +479,7 @@ pub fn detail_of(instance: &ResolvedInstance, redactor: &Redactor) -> InstanceDe
             format: *format,
             sha256: sha256.clone(),
             marker: redactor.redact(marker),
+            state: *state,
         },
     };
     InstanceDetail {

@@ -350,10 +350,20 @@ fn looks(instance: &ResolvedInstance) -> Vec<Look<'_>> {
         Action::User(user) => out.push(Look::User { name: &user.name }),
         Action::Group(group) => out.push(Look::Group { name: &group.name }),
         // Only the marker is looked at: the files unpacked are the host's to change.
-        Action::Archive { marker, sha256, .. } => out.push(Look::File {
+        Action::Archive {
+            marker,
+            sha256,
+            state: PathState::Present,
+            ..
+        } => out.push(Look::File {
             path: marker,
             sha256: sha256_hex(crate::resolve::archive_marker_content(sha256).as_bytes()),
         }),
+        Action::Archive {
+            marker,
+            state: PathState::Absent,
+            ..
+        } => out.push(Look::Entry { path: marker }),
     }
     if let Some(command) = &instance.check {
         out.push(Look::Check {
@@ -482,7 +492,11 @@ pub fn compare(
                 Action::Archive { marker, sha256, .. },
                 Seen::FileAbsent | Seen::NotRegular | Seen::Unreadable | Seen::File { .. },
             ) => archive_findings(marker, sha256, seen, redactor, &mut findings, &mut unknown),
-            (Action::Directory { .. } | Action::Link { .. }, Seen::Entry(entry)) => {
+            // An archive is looked at as an entry only when absent (its marker must be gone).
+            (
+                Action::Directory { .. } | Action::Link { .. } | Action::Archive { .. },
+                Seen::Entry(entry),
+            ) => {
                 findings.extend(entry_findings(&instance.action, entry));
             }
             (
@@ -594,10 +608,12 @@ fn entry_findings(action: &Action, entry: &probe::Entry) -> Vec<Finding> {
         | Action::Package { .. }
         | Action::Service { .. }
         | Action::User(_)
-        | Action::Group(_)
-        | Action::Archive { .. } => Vec::new(),
-        // Present, these are probed as files; absent, any entry at the path is unexpected.
-        Action::Sysctl { file: path, .. } | Action::Cron { path, .. } => match entry {
+        | Action::Group(_) => Vec::new(),
+        // Present, these are probed as files; absent, any entry at the path is unexpected
+        // (for an archive: its marker, which says something unpacked is still there).
+        Action::Sysctl { file: path, .. }
+        | Action::Cron { path, .. }
+        | Action::Archive { marker: path, .. } => match entry {
             probe::Entry::Absent => Vec::new(),
             found => vec![Finding::Unexpected {
                 path: path.clone(),

@@ -968,11 +968,13 @@ impl DocCtx<'_> {
         pointer: &JsonPointer,
         diagnostics: &mut Vec<Diagnostic>,
     ) {
-        self.report(
-            path_rule("source", &archive.source),
-            &pointer.push("source"),
-            diagnostics,
-        );
+        if let Some(source) = &archive.source {
+            self.report(
+                path_rule("source", source),
+                &pointer.push("source"),
+                diagnostics,
+            );
+        }
         let dest_check = if Templates::is_template(&archive.dest) {
             path_rule("dest", &archive.dest)
         } else {
@@ -980,17 +982,22 @@ impl DocCtx<'_> {
         };
         self.report(dest_check, &pointer.push("dest"), diagnostics);
         match archive.state {
+            PathState::Present if archive.source.is_none() => self.report_missing(
+                "archive",
+                name,
+                "source",
+                "source: files/app.tar.gz",
+                pointer,
+                diagnostics,
+            ),
             PathState::Present => {}
-            // Never accept what is ignored: removing what an archive unpacked needs a record
-            // of what it created, which the marker does not hold yet (decision 0017).
-            PathState::Absent => diagnostics.push(
-                Diagnostic::error(
-                    "manifest::unsupported",
-                    format!("archive task `{name}` sets `state: absent`, which is not supported yet"),
-                )
-                .at(self.at(&pointer.push("state")))
-                .with_label("not supported yet")
-                .with_help("remove the files with a `directory` task (`state: absent, recursive: true`) or a `run` task, then remove this task"),
+            PathState::Absent => self.report_unused(
+                "archive",
+                name,
+                archive.state,
+                &[("source", archive.source.is_some())],
+                pointer,
+                diagnostics,
             ),
         }
     }

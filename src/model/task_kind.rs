@@ -295,12 +295,13 @@ pub struct UserSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArchiveSpec {
     /// The archive, relative to this manifest file: tar (plain, gzip, xz or bzip2) or zip,
-    /// recognised by its first bytes, not its name.
-    pub source: String,
+    /// recognised by its first bytes, not its name. Required for `present`.
+    pub source: Option<String>,
     /// Absolute path of the directory on the host the archive is unpacked into; created
     /// (with its parents) when missing.
     pub dest: String,
-    /// Only `present` is supported yet; `absent` is refused when the manifests load.
+    /// `absent` removes what this task's unpacking created in `dest` (the top-level entries
+    /// that were not there before) and its marker; what was already there stays.
     #[serde(default)]
     pub state: PathState,
 }

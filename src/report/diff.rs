@@ -199,19 +199,18 @@ impl Body<'_> {
                     self.new_content(content);
                 }
             }
-            RecordedAction::Package { .. } => {}
+            // The instance line says it all (an archive removed: where).
+            RecordedAction::Package { .. }
+            | RecordedAction::Archive {
+                state: PathState::Absent,
+                ..
+            } => {}
             RecordedAction::Service {
                 state,
                 enabled,
                 on_trigger,
                 ..
-            } => {
-                self.optional("state", state.map(service_state));
-                self.optional("enabled", enabled.map(yes_no));
-                if *on_trigger != OnTrigger::default() {
-                    self.value("onTrigger", on_trigger_text(*on_trigger));
-                }
-            }
+            } => self.service_fields(*state, *enabled, *on_trigger),
             // The instance line says the name, the value or the entry, and the state.
             RecordedAction::Sysctl { file, .. } => self.value("file", file),
             RecordedAction::Cron { path, .. } => self.value("file", path),
@@ -220,10 +219,28 @@ impl Body<'_> {
             RecordedAction::User(user) => self.account_fields(&user.fields()),
             RecordedAction::Group(group) => self.account_fields(&group.fields()),
             // The instance line says the source and the destination.
-            RecordedAction::Archive { format, sha256, .. } => {
+            RecordedAction::Archive {
+                format,
+                sha256,
+                state: PathState::Present,
+                ..
+            } => {
                 self.value("format", format.name());
                 self.value("sha256", sha256);
             }
+        }
+    }
+
+    fn service_fields(
+        &mut self,
+        state: Option<ServiceState>,
+        enabled: Option<bool>,
+        on_trigger: OnTrigger,
+    ) {
+        self.optional("state", state.map(service_state));
+        self.optional("enabled", enabled.map(yes_no));
+        if on_trigger != OnTrigger::default() {
+            self.value("onTrigger", on_trigger_text(on_trigger));
         }
     }
 

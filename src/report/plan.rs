@@ -352,7 +352,15 @@ impl<'a> Item<'a> {
             },
             RecordedAction::User(user) => user.describe(),
             RecordedAction::Group(group) => group.describe(),
-            RecordedAction::Archive { source, dest, .. } => format!("archive {source} → {dest}"),
+            RecordedAction::Archive {
+                source,
+                dest,
+                state,
+                ..
+            } => match state {
+                PathState::Present => format!("archive {source} → {dest}"),
+                PathState::Absent => format!("archive in {dest} (absent)"),
+            },
         };
         Some(diff::printable(&what).into_owned())
     }

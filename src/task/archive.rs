@@ -90,12 +90,70 @@ pub async fn apply<T: Transport>(
         return Err(failed(&out, &what, &mut commands));
     }
     let short: String = want.sha256.chars().take(12).collect();
+    // (the unpack script also recorded, beside the marker, what it created)
     Ok(Applied {
         changed: true,
         summary: format!("{what}: unpacked {} (sha256 {short})", want.format.name()),
         diff: None,
         commands,
     })
+}
+
+/// Removes what the task's unpacking created in `dest` (the top-level entries listed beside
+/// the marker), then the marker: what was in `dest` before is never touched. Nothing
+/// recorded means nothing to remove: unchanged.
+pub async fn remove<T: Transport>(
+    transport: &T,
+    ctx: &TaskContext,
+    r#become: Option<&str>,
+    want: &Desired<'_>,
+) -> Result<Applied, Failure> {
+    let what = format!("archive in {}", want.dest);
+    let mut commands = Vec::new();
+    let out = exec(
+        transport,
+        ctx,
+        r#become,
+        CommandLine::Shell(remove_script(want)),
+        &mut commands,
+    )
+    .await?;
+    if !out.status.success() {
+        return Err(failed(&out, &what, &mut commands));
+    }
+    let changed = !String::from_utf8_lossy(&out.stdout.bytes)
+        .lines()
+        .any(|l| l.trim() == UNCHANGED);
+    Ok(Applied {
+        changed,
+        summary: if changed {
+            format!("{what}: removed what was unpacked")
+        } else {
+            format!("{what}: nothing unpacked")
+        },
+        diff: None,
+        commands,
+    })
+}
+
+/// The script that removes the recorded entries and the marker. A recorded name is one
+/// path component (no `/`, not `.` or `..`): an edited list can only name entries of `dest`.
+/// `rm -rf` on a symbolic link removes the link, never what it points to.
+pub fn remove_script(want: &Desired<'_>) -> String {
+    format!(
+        r#"d={dest}; m={marker}; c="$m.created"
+if [ ! -e "$m" ] && [ ! -L "$m" ] && [ ! -e "$c" ] && [ ! -L "$c" ]; then echo {UNCHANGED}; exit 0; fi
+if [ -f "$c" ] && [ ! -L "$c" ]; then
+  while IFS= read -r n; do
+    case "$n" in ''|.|..|*/*) continue ;; esac
+    rm -rf -- "$d/$n"
+  done < "$c"
+fi
+rm -f -- "$c" "$m"
+"#,
+        dest = shell_quote(want.dest),
+        marker = shell_quote(want.marker),
+    )
 }
 
 /// Prints the unchanged marker when the marker file holds the archive's hash.
@@ -198,7 +256,15 @@ bad=$(printf '%s\n' "$v" | awk '{links}')
 bad=$(printf '%s\n' "$l" | awk -F/ '{{ p = ""; for (i = 1; i < NF; i++) {{ if ($i == "" || $i == ".") continue; p = (p == "") ? $i : p "/" $i; if (!(p in seen)) {{ seen[p] = 1; print p }} }} }}' | while IFS= read -r p; do if [ -L "$d/$p" ]; then printf '%s\n' "$p"; break; fi; done)
 [ -z "$bad" ] || _refuse "cannot unpack $a: $d/$bad is a symbolic link, and unpacking through it could write outside $d"
 mkdir -p -- "$d"
+c="$m.created"
+new=$(printf '%s\n' "$l" | awk -F/ '{{ for (i = 1; i <= NF; i++) if ($i != "" && $i != ".") {{ print $i; break }} }}' | sort -u | while IFS= read -r p; do if [ ! -e "$d/$p" ] && [ ! -L "$d/$p" ]; then printf '%s\n' "$p"; fi; done)
 {extract}
+if [ -n "$new" ]; then
+  ct=$(mktemp "$d/.drover-archive.XXXXXX")
+  {{ if [ -f "$c" ] && [ ! -L "$c" ]; then cat -- "$c"; fi; printf '%s\n' "$new"; }} | sort -u > "$ct"
+  chmod 644 "$ct"
+  mv -f -- "$ct" "$c"
+fi
 mt=$(mktemp "$d/.drover-archive.XXXXXX")
 printf '%s\n' "$s" > "$mt"
 chmod 644 "$mt"

@@ -248,6 +248,7 @@ pub async fn apply<T: Transport>(
             content,
             sha256,
             marker,
+            state,
         } => {
             let want = archive::Desired {
                 host: instance.id.host.as_str(),
@@ -258,7 +259,14 @@ pub async fn apply<T: Transport>(
                 sha256,
                 marker,
             };
-            archive::apply(transport, ctx, r#become, &want).await
+            match state {
+                crate::model::task_kind::PathState::Present => {
+                    archive::apply(transport, ctx, r#become, &want).await
+                }
+                crate::model::task_kind::PathState::Absent => {
+                    archive::remove(transport, ctx, r#become, &want).await
+                }
+            }
         }
         Action::Package { names, state } => {
             package::apply(transport, ctx, r#become, names, *state).await

@@ -309,3 +309,64 @@ fn an_archive_that_would_write_outside_its_destination_is_refused() {
     }
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "x\n");
 }
+
+/// `state: absent` removes what the unpacking created (and only that), then the marker;
+/// drift sees a marker put back; a second removal changes nothing.
+#[test]
+fn absent_removes_only_what_the_archive_created() {
+    let area = Area::new(UNPACK);
+    build_tar(&area, "app.tar.gz", "-czf", "version 1\n");
+    let dest = area.path("opt/app");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(dest.join("keep.txt"), "mine\n").unwrap();
+    area.apply(&[]).0.expect_code(0);
+    assert!(dest.join("app/README").is_file());
+    let created = std::fs::read_to_string(dest.join(".drover-archive-app.unpack.created")).unwrap();
+    assert_eq!(created, "app\n", "only what was not there before");
+    area.write(&format!(
+        "    - name: unpack\n      archive: {{dest: \"{}\", state: absent}}\n",
+        dest.display()
+    ));
+    let plan = area.drover(&["plan"]).expect_code(0);
+    assert!(
+        plan.stdout()
+            .contains(&format!("archive in {} (absent)", dest.display())),
+        "{}",
+        plan.stdout()
+    );
+    let (run, report) = area.apply(&[]);
+    run.expect_code(0);
+    assert_eq!(
+        outcomes(&report),
+        [format!(
+            "box/app/unpack changed: archive in {}: removed what was unpacked",
+            dest.display()
+        )]
+    );
+    assert!(!dest.join("app").exists());
+    assert!(!dest.join(".drover-archive-app.unpack").exists());
+    assert_eq!(
+        area.read("opt/app/keep.txt"),
+        "mine\n",
+        "what was there stays"
+    );
+    let drift = area.drover(&["drift", "--format", "json"]).expect_code(0);
+    assert!(drift.stdout().contains("\"inSync\""), "{}", drift.stdout());
+    std::fs::write(dest.join(".drover-archive-app.unpack"), "x\n").unwrap();
+    let drift = area.drover(&["drift"]).expect_code(0);
+    assert!(
+        drift.stdout().contains("should be absent but is a file"),
+        "{}",
+        drift.stdout()
+    );
+    let (run, report) = area.apply(&["--force"]);
+    run.expect_code(0);
+    assert!(outcomes(&report)[0].contains("changed"), "{report}");
+    let (run, report) = area.apply(&["--force"]);
+    run.expect_code(0);
+    assert!(
+        outcomes(&report)[0].contains("unchanged: archive in"),
+        "{:?}",
+        outcomes(&report)
+    );
+}

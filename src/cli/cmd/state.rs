@@ -367,9 +367,17 @@ fn describe_detail(out: &mut String, detail: &crate::state::InstanceDetail) {
             format,
             sha256,
             marker,
+            state,
         } => {
-            let _ = writeln!(out, "  archive:    {source} ({}) → {dest}", format.name());
-            let _ = writeln!(out, "  sha256      {sha256}");
+            match state {
+                crate::model::task_kind::PathState::Present => {
+                    let _ = writeln!(out, "  archive:    {source} ({}) → {dest}", format.name());
+                    let _ = writeln!(out, "  sha256      {sha256}");
+                }
+                crate::model::task_kind::PathState::Absent => {
+                    let _ = writeln!(out, "  archive:    what was unpacked in {dest} (absent)");
+                }
+            }
             let _ = writeln!(out, "  marker      {marker}");
         }
     }
