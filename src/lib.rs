@@ -31,6 +31,7 @@ pub mod state;
 pub mod store;
 pub mod task;
 pub mod template;
+pub mod text_diff;
 pub mod transport;
 
 // ── effectful shell ──

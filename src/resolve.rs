@@ -499,13 +499,13 @@ fn service_name(name: &str) -> Result<(), Invalid> {
 /// The pieces of `out` that differ from `blind` (character by character): what secrets
 /// became in a rendering.
 fn differing_pieces(blind: &str, out: &str) -> Vec<String> {
-    let diff = similar::TextDiff::from_chars(blind, out);
+    let (blind, out): (Vec<char>, Vec<char>) = (blind.chars().collect(), out.chars().collect());
     let mut pieces = Vec::new();
     let mut current = String::new();
-    for change in diff.iter_all_changes() {
-        match change.tag() {
-            similar::ChangeTag::Insert => current.push_str(change.value()),
-            similar::ChangeTag::Equal | similar::ChangeTag::Delete => {
+    for edit in crate::text_diff::diff(&blind, &out) {
+        match edit.op {
+            crate::text_diff::Op::Insert => current.extend(out.get(edit.new)),
+            crate::text_diff::Op::Equal | crate::text_diff::Op::Delete => {
                 if !current.is_empty() {
                     pieces.push(std::mem::take(&mut current));
                 }

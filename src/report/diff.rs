@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use similar::{ChangeTag, TextDiff};
+use crate::text_diff::{self, Op};
 
 use crate::model::duration::FileMode;
 use crate::model::task_kind::{OnTrigger, PackageState, PathState, ServiceState};
@@ -36,28 +36,30 @@ pub struct Options<'a> {
 
 /// A unified diff from `old` to `new`, ending in a newline; empty when the texts are equal.
 pub fn unified(old: &str, new: &str, options: Options<'_>, style: Style) -> String {
-    let diff = TextDiff::from_lines(old, new);
+    let (old_lines, new_lines): (Vec<&str>, Vec<&str>) = (
+        old.split_inclusive('\n').collect(),
+        new.split_inclusive('\n').collect(),
+    );
+    let edits = text_diff::diff(&old_lines, &new_lines);
     let mut out = Capped::new(options.max_lines);
-    for hunk in diff
-        .unified_diff()
-        .context_radius(CONTEXT_LINES)
-        .iter_hunks()
-    {
-        out.line(|| style.help(&hunk.header().to_string()));
-        for change in hunk.iter_changes() {
+    for hunk in text_diff::hunks(&edits, CONTEXT_LINES) {
+        out.line(|| style.help(&hunk.header));
+        for edit in &hunk.edits {
+            let (sign, value) = match edit.op {
+                Op::Equal => (' ', old_lines.get(edit.old)),
+                Op::Delete => ('-', old_lines.get(edit.old)),
+                Op::Insert => ('+', new_lines.get(edit.new)),
+            };
+            let value = value.copied().unwrap_or_default();
             out.line(|| {
-                let line = format!(
-                    "{}{}",
-                    change.tag(),
-                    printable(change.value().trim_end_matches('\n'))
-                );
-                match change.tag() {
-                    ChangeTag::Delete => style.error(&line),
-                    ChangeTag::Insert => style.success(&line),
-                    ChangeTag::Equal => line,
+                let line = format!("{sign}{}", printable(value.trim_end_matches('\n')));
+                match edit.op {
+                    Op::Delete => style.error(&line),
+                    Op::Insert => style.success(&line),
+                    Op::Equal => line,
                 }
             });
-            if change.missing_newline() {
+            if !value.ends_with('\n') {
                 out.line(|| "\\ No newline at end of file".to_owned());
             }
         }
