@@ -44,7 +44,11 @@ impl Target {
         match self {
             Target::Host(pattern) => glob(pattern, id.host.as_str()),
             Target::Workflow(pattern) => glob(pattern, id.workflow.as_str()),
-            Target::Instance(pattern) => glob(pattern, &id.to_string()),
+            // A task that loops is targeted whole by its name, or item by item.
+            Target::Instance(pattern) => {
+                glob(pattern, &id.to_string())
+                    || (id.item.is_some() && glob(pattern, &id.without_item().to_string()))
+            }
         }
     }
 }
@@ -100,6 +104,16 @@ mod tests {
 
     fn id(text: &str) -> InstanceId {
         InstanceId::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_task_that_loops_is_targeted_whole_or_item_by_item() {
+        let item = InstanceId::parse("web-1/nginx/vhost[api]").unwrap();
+        let matches = |t: &str| Target::parse(t).unwrap().matches(&item);
+        assert!(matches("web-1/nginx/vhost"));
+        assert!(matches("web-1/nginx/vhost[api]"));
+        assert!(matches("*/nginx/vhost*"));
+        assert!(!matches("web-1/nginx/vhost[web]"));
     }
 
     #[test]
