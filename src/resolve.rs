@@ -586,6 +586,11 @@ impl Names {
     fn with_item(&self, ctx: &Ctx, item: &Value, blinded: &Value) -> (Ctx, Names) {
         let mut all = self.all.clone();
         all.push("item".to_owned());
+        // An item that differs without the secrets is made from one: as secret as they are.
+        let mut secrets = self.secrets.clone();
+        if item != blinded {
+            secrets.insert("item".to_owned());
+        }
         let item_ctx =
             minijinja::context! { item => Ctx::from(minijinja::value::Serde(item)), ..ctx.clone() };
         let blinded = minijinja::context! { item => Ctx::from(minijinja::value::Serde(blinded)), ..self.blinded.clone() };
@@ -593,7 +598,7 @@ impl Names {
             item_ctx,
             Names {
                 all,
-                secrets: self.secrets.clone(),
+                secrets,
                 unavailable: self.unavailable.clone(),
                 blinded,
                 stand_in_facts: self.stand_in_facts,

@@ -83,7 +83,11 @@ fn render(scope: &mut Scope, templates: &mut Templates, lenient: bool) -> Result
         for text in strings(value) {
             // A template that does not compile fails again, located, when rendered.
             if let Ok(names) = templates.names_used(text) {
-                found.extend(names.into_iter().filter(|n| scope.vars.contains_key(n)));
+                found.extend(
+                    names
+                        .into_iter()
+                        .filter(|n| scope.vars.contains_key(n) || scope.secrets.contains(n)),
+                );
             }
         }
         deps.insert(name.clone(), found);
@@ -251,9 +255,11 @@ pub fn hosts_listing<'a>(hosts: impl Iterator<Item = &'a Host>, templates: &mut 
             scope.vars.insert("host".to_owned(), entry.clone());
             scope.blinded = scope.vars.clone();
             render_what_renders(&mut scope, templates);
+            // Vars made from one of its secrets are as secret as they are: left out.
+            let secrets = std::mem::take(&mut scope.secrets);
             scope
                 .vars
-                .retain(|name, _| !BUILT_IN.contains(&name.as_str()));
+                .retain(|name, _| !BUILT_IN.contains(&name.as_str()) && !secrets.contains(name));
             let mut entry = entry;
             if let Some(object) = entry.as_object_mut() {
                 object.insert("vars".to_owned(), Value::Object(scope.vars));

@@ -25,8 +25,9 @@ pub struct Edit {
     pub new: usize,
 }
 
-/// Most edits searched for before the rest is taken as one replacement.
-const MAX_EDITS: usize = 2_000;
+/// Most edits searched for before the rest is taken as one replacement. The search keeps a
+/// row of 2d+3 positions per edit count d: at this cap about a million positions (8 MB).
+const MAX_EDITS: usize = 1_000;
 
 /// The edit script from `old` to `new`: every element of both, in order, deletions before
 /// insertions where both happen between the same equal elements.
@@ -92,7 +93,8 @@ fn myers<T: PartialEq>(old: &[T], new: &[T]) -> Option<Vec<Edit>> {
     let mut furthest = vec![0usize; 2 * most + 3];
     let mut rows: Vec<Vec<usize>> = Vec::new();
     for cost in 0..=most {
-        rows.push(furthest.clone());
+        // Only the diagonals this round can read back are kept: -cost-1 ..= cost+1.
+        rows.push(furthest.get(shift - cost - 1..=shift + cost + 1)?.to_vec());
         for step in (0..=2 * cost).step_by(2) {
             let diagonal = shift + step - cost;
             let before = *furthest.get(diagonal - 1)?;
@@ -127,12 +129,15 @@ fn walk_back(
 ) -> Option<Vec<Edit>> {
     let mut edits = Vec::new();
     for cost in (1..=last).rev() {
+        // The row holds diagonals from `shift - cost - 1` on.
+        let first = shift - cost - 1;
         let row = rows.get(cost)?;
+        let at = |diagonal: usize| row.get(diagonal.checked_sub(first)?).copied();
         let diagonal = (shift + x).checked_sub(y)?;
         let down = diagonal + cost == shift
-            || (diagonal != shift + cost && row.get(diagonal - 1)? < row.get(diagonal + 1)?);
+            || (diagonal != shift + cost && at(diagonal - 1)? < at(diagonal + 1)?);
         let previous = if down { diagonal + 1 } else { diagonal - 1 };
-        let prev_x = *row.get(previous)?;
+        let prev_x = at(previous)?;
         let prev_y = (prev_x + shift).checked_sub(previous)?;
         while x > prev_x && y > prev_y {
             x -= 1;
@@ -282,6 +287,47 @@ mod tests {
         assert_eq!(script("ab", ""), "-a-b");
         assert_eq!(script("abcabba", "cbabac").matches(['-', '+']).count(), 5);
         assert_eq!(script("kitten", "sitting").matches(['-', '+']).count(), 5);
+    }
+
+    /// Applying a script to `old` gives `new`, and every element appears once, in order.
+    #[test]
+    fn every_script_rebuilds_the_new_sequence() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        for _ in 0..2_000 {
+            let old: Vec<u64> = (0..next(30)).map(|_| next(4)).collect();
+            let new: Vec<u64> = (0..next(30)).map(|_| next(4)).collect();
+            let edits = diff(&old, &new);
+            let mut rebuilt = Vec::new();
+            let (mut seen_old, mut seen_new) = (0, 0);
+            for edit in &edits {
+                match edit.op {
+                    Op::Equal => {
+                        assert_eq!((edit.old, edit.new), (seen_old, seen_new));
+                        assert_eq!(old[edit.old], new[edit.new]);
+                        rebuilt.push(old[edit.old]);
+                        seen_old += 1;
+                        seen_new += 1;
+                    }
+                    Op::Delete => {
+                        assert_eq!(edit.old, seen_old);
+                        seen_old += 1;
+                    }
+                    Op::Insert => {
+                        assert_eq!(edit.new, seen_new);
+                        rebuilt.push(new[edit.new]);
+                        seen_new += 1;
+                    }
+                }
+            }
+            assert_eq!((seen_old, seen_new), (old.len(), new.len()));
+            assert_eq!(rebuilt, new, "{old:?} → {new:?}");
+        }
     }
 
     #[test]

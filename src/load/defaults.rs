@@ -171,11 +171,13 @@ fn inherit_vars<'d>(
                     taken.insert(name, (defaults, value));
                     layer.insert(name.clone(), value.clone());
                 }
-                Some((first, seen)) if *seen != value => conflicts.push(Conflict {
-                    field: format!("vars/{name}"),
-                    first,
-                    second: defaults,
-                }),
+                Some((first, seen)) if !same_var((seen, first), (value, defaults)) => {
+                    conflicts.push(Conflict {
+                        field: format!("vars/{name}"),
+                        first,
+                        second: defaults,
+                    });
+                }
                 Some(_) => {}
             }
         }
@@ -214,5 +216,24 @@ fn local_conflicts(
             ),
             "`transport: local` comes from these defaults",
         ));
+    }
+}
+
+/// Whether two defaults give a var the same value. A secret file is named relative to the
+/// file that declares it, so the same words in two directories are two secrets.
+fn same_var(
+    (first, first_from): (&crate::model::vars::VarValue, &HostDefaults),
+    (second, second_from): (&crate::model::vars::VarValue, &HostDefaults),
+) -> bool {
+    use crate::model::vars::{SecretSource, VarValue};
+    match (first, second) {
+        (VarValue::Secret(one), VarValue::Secret(other)) => match (one.source(), other.source()) {
+            (Some(SecretSource::File(path)), Some(SecretSource::File(other_path))) => {
+                crate::load::relative_to(&first_from.origin.file.path, &path)
+                    == crate::load::relative_to(&second_from.origin.file.path, &other_path)
+            }
+            _ => one == other,
+        },
+        _ => first == second,
     }
 }

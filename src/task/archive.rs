@@ -257,11 +257,17 @@ bad=$(printf '%s\n' "$l" | awk -F/ '{{ p = ""; for (i = 1; i < NF; i++) {{ if ($
 [ -z "$bad" ] || _refuse "cannot unpack $a: $d/$bad is a symbolic link, and unpacking through it could write outside $d"
 mkdir -p -- "$d"
 c="$m.created"
-new=$(printf '%s\n' "$l" | awk -F/ '{{ for (i = 1; i <= NF; i++) if ($i != "" && $i != ".") {{ print $i; break }} }}' | sort -u | while IFS= read -r p; do if [ ! -e "$d/$p" ] && [ ! -L "$d/$p" ]; then printf '%s\n' "$p"; fi; done)
+tops=$(printf '%s\n' "$l" | awk -F/ '{{ for (i = 1; i <= NF; i++) if ($i != "" && $i != ".") {{ print $i; break }} }}' | sort -u)
+bad=$(printf '%s\n' "$tops" | grep '^\.drover-archive' | head -n 1 || true)
+[ -z "$bad" ] || _refuse "archive $a holds $bad, a name drover keeps for its own records in $d"
+new=$(printf '%s\n' "$tops" | while IFS= read -r p; do if [ -n "$p" ] && [ ! -e "$d/$p" ] && [ ! -L "$d/$p" ]; then printf '%s\n' "$p"; fi; done)
+# What earlier unpacks created, read before this one can write anything.
+old=
+if [ -f "$c" ] && [ ! -L "$c" ]; then old=$(cat -- "$c"); fi
 {extract}
 if [ -n "$new" ]; then
   ct=$(mktemp "$d/.drover-archive.XXXXXX")
-  {{ if [ -f "$c" ] && [ ! -L "$c" ]; then cat -- "$c"; fi; printf '%s\n' "$new"; }} | sort -u > "$ct"
+  printf '%s\n%s\n' "$old" "$new" | grep -v '^$' | sort -u > "$ct"
   chmod 644 "$ct"
   mv -f -- "$ct" "$c"
 fi

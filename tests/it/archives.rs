@@ -370,3 +370,40 @@ fn absent_removes_only_what_the_archive_created() {
         outcomes(&report)
     );
 }
+
+/// An archive may not carry drover's own records: a forged list of what it created would
+/// make `state: absent` remove what was there before.
+#[test]
+fn an_archive_holding_drovers_own_records_is_refused() {
+    let area = Area::new(UNPACK);
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("app")).unwrap();
+    std::fs::write(tree.path().join("app/x"), "x\n").unwrap();
+    std::fs::write(
+        tree.path().join(".drover-archive-app.unpack.created"),
+        "userdata\n",
+    )
+    .unwrap();
+    let archive = area.manifests.path().join("app.tar.gz");
+    run(
+        "tar",
+        &[
+            "-czf",
+            archive.to_str().unwrap(),
+            "app",
+            ".drover-archive-app.unpack.created",
+        ],
+        tree.path(),
+    );
+    let dest = area.path("opt/app");
+    std::fs::create_dir_all(dest.join("userdata")).unwrap();
+    let (run, report) = area.apply(&[]);
+    run.expect_code(1);
+    assert!(
+        outcomes(&report)[0].contains("a name drover keeps for its own records"),
+        "{:?}",
+        outcomes(&report)
+    );
+    assert!(!dest.join("app").exists(), "nothing unpacked");
+    assert!(dest.join("userdata").exists());
+}

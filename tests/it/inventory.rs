@@ -165,6 +165,7 @@ spec:
     port: 8081
     url: "http://{{{{ host.address }}}}:{{{{ port }}}}/"
     token: {{valueFrom: {{env: DROVER_TEST_BACKEND_TOKEN}}}}
+    dsn: "db://u:{{{{ token | default('zz') }}}}@x"
 //- lb.yaml
 apiVersion: drover/v1
 kind: Workflow
@@ -182,7 +183,7 @@ spec:
           upstream {{{{ pool }}}} {{
           {{% for h in hosts if h.labels.role == "web" %}}  server {{{{ h.address }}}}:{{{{ h.vars.port }}}};
           {{% endfor %}}}}
-          {{% for h in hosts if h.name == "web-2" %}}# {{{{ h.vars.url }}}} {{{{ h.vars.token is defined }}}}{{% endfor %}}
+          {{% for h in hosts if h.name == "web-2" %}}# {{{{ h.vars.url }}}} {{{{ h.vars.token is defined }}}} {{{{ h.vars.dsn is defined }}}}{{% endfor %}}
 "#,
             dir = area.path().display()
         ),
@@ -196,7 +197,7 @@ spec:
     let written = std::fs::read_to_string(area.path().join("lb-pool.conf")).unwrap();
     assert_eq!(
         written,
-        "upstream lb-pool {\n  server 10.0.0.1:8080;\n  server 10.0.0.2:8081;\n}\n# http://10.0.0.2:8081/ False\n",
+        "upstream lb-pool {\n  server 10.0.0.1:8080;\n  server 10.0.0.2:8081;\n}\n# http://10.0.0.2:8081/ False False\n",
         "another host's secret is never in the list"
     );
 }
@@ -278,4 +279,45 @@ spec:
         .expect_code(0);
     assert!(!area.path().join("web.conf").exists());
     assert!(area.path().join("api.conf").exists());
+}
+
+/// An item made from a secret is as secret as the secret: whatever a template makes of it
+/// is masked, in the plan as in the apply's output.
+#[test]
+fn an_item_made_from_a_secret_is_masked() {
+    let manifests = tempfile::tempdir().unwrap();
+    write_fixture(
+        manifests.path(),
+        r#"
+//- all.yaml
+apiVersion: drover/v1
+kind: Host
+metadata: {name: box}
+spec:
+  transport: local
+  vars:
+    pw: {valueFrom: {env: DROVER_TEST_ITEM_SECRET}}
+---
+apiVersion: drover/v1
+kind: Workflow
+metadata: {name: w}
+spec:
+  hosts: {names: [box]}
+  tasks:
+    - name: v
+      forEach: "{{ [{'name': 'a', 'p': pw | upper}] }}"
+      run: "echo {{ item.p | lower | replace('k', 'K') }} {{ item.p }}"
+"#,
+    );
+    let plan = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(manifests.path())
+        .env("DROVER_TEST_ITEM_SECRET", "sekrit")
+        .run()
+        .expect_code(0);
+    let shown = format!("{}{}", plan.stdout(), plan.stderr());
+    assert!(shown.contains("v[a]"), "{shown}");
+    for leaked in ["seKrit", "SEKRIT", "sekrit"] {
+        assert!(!shown.contains(leaked), "{leaked} in {shown}");
+    }
 }
