@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::process::Command;
 
 use crate::drift::{drover, text};
-use crate::fleet::{Fleet, LOGIN_USER};
+use crate::fleet::Fleet;
 
 const TASKS: &str = r#"apiVersion: drover/v1
 kind: Workflow
@@ -92,11 +92,9 @@ fn an_archive_is_unpacked_over_ssh_once_and_its_lost_marker_is_found_and_repaire
 
 #[test]
 fn an_archive_unpacked_with_become_belongs_to_root() {
-    let fleet = Fleet::shared();
-    if fleet.user() != LOGIN_USER || !crate::privilege::sudoers() {
-        eprintln!("skipped: needs root and sudo to give {LOGIN_USER} a sudoers rule");
+    let Some(fleet) = crate::privilege::fleet_with_sudo() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let tasks = r#"apiVersion: drover/v1
 kind: Workflow

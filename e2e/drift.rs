@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Output};
 
-use crate::fleet::{Fleet, LOGIN_USER};
+use crate::fleet::Fleet;
 
 const TASKS: &str = r#"apiVersion: drover/v1
 kind: Workflow
@@ -110,11 +110,9 @@ fn drift_over_ssh_finds_what_changed_in_one_round_trip_per_host() {
 
 #[test]
 fn files_only_root_can_read_are_probed_through_sudo() {
-    let fleet = Fleet::shared();
-    if fleet.user() != LOGIN_USER || !crate::privilege::sudoers() {
-        eprintln!("skipped: needs root and sudo to give {LOGIN_USER} a sudoers rule");
+    let Some(fleet) = crate::privilege::fleet_with_sudo() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let tasks = r#"apiVersion: drover/v1
 kind: Workflow

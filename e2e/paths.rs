@@ -6,7 +6,7 @@
 use crate::drift::{drover, text};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
-use crate::fleet::{Fleet, LOGIN_USER};
+use crate::fleet::Fleet;
 
 const TASKS: &str = r#"apiVersion: drover/v1
 kind: Workflow
@@ -108,11 +108,9 @@ fn directories_and_links_apply_over_ssh_and_their_drift_is_found_and_repaired() 
 
 #[test]
 fn a_directory_owned_by_root_is_made_and_probed_through_sudo() {
-    let fleet = Fleet::shared();
-    if fleet.user() != LOGIN_USER || !crate::privilege::sudoers() {
-        eprintln!("skipped: needs root and sudo to give {LOGIN_USER} a sudoers rule");
+    let Some(fleet) = crate::privilege::fleet_with_sudo() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let tasks = r#"apiVersion: drover/v1
 kind: Workflow

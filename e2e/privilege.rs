@@ -9,6 +9,17 @@ use std::process::Command;
 
 use crate::fleet::{Fleet, LOGIN_USER};
 
+/// The shared fleet when its login user can `become: root` through sudo; otherwise says why
+/// the calling test is skipped and gives `None`.
+pub fn fleet_with_sudo() -> Option<&'static Fleet> {
+    let fleet = Fleet::shared();
+    if fleet.user() != LOGIN_USER || !sudoers() {
+        eprintln!("skipped: needs root and sudo to give {LOGIN_USER} a sudoers rule");
+        return None;
+    }
+    Some(fleet)
+}
+
 /// The rules: the login user may become root without a password, but `nobody` only with one.
 pub fn sudoers() -> bool {
     let is_root = Command::new("id")

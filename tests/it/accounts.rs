@@ -10,7 +10,7 @@
 use std::io::BufRead as _;
 use std::process::{Child, Command, Stdio};
 
-use crate::harness::{Area, Run};
+use crate::harness::{Area, Run, outcomes};
 
 /// A mount namespace with a private `/etc`, kept alive by a `sleep` this test started.
 struct Etc {
@@ -116,23 +116,6 @@ impl Drop for Etc {
         let _ = self.keeper.kill();
         let _ = self.keeper.wait();
     }
-}
-
-/// `id status: summary` per applied instance.
-fn outcomes(report: &serde_json::Value) -> Vec<String> {
-    report["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let said = i["summary"].as_str().or(i["error"].as_str()).unwrap_or("");
-            format!(
-                "{} {}: {said}",
-                i["id"].as_str().unwrap(),
-                i["status"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 macro_rules! etc_or_skip {

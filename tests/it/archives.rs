@@ -6,24 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::Area;
-
-/// `id status: summary` per applied instance.
-fn outcomes(report: &serde_json::Value) -> Vec<String> {
-    report["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let said = i["summary"].as_str().or(i["error"].as_str()).unwrap_or("");
-            format!(
-                "{} {}: {said}",
-                i["id"].as_str().unwrap(),
-                i["status"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
+use crate::harness::{Area, outcomes};
 
 /// Runs a command of the test's own (`tar`, `zip`) and insists it worked.
 fn run(program: &str, args: &[&str], dir: &Path) {

@@ -4,24 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use crate::harness::{Area, Drover};
-
-/// `id status: summary` per applied instance.
-fn outcomes(report: &serde_json::Value) -> Vec<String> {
-    report["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let said = i["summary"].as_str().or(i["error"].as_str()).unwrap_or("");
-            format!(
-                "{} {}: {said}",
-                i["id"].as_str().unwrap(),
-                i["status"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
+use crate::harness::{Area, Drover, outcomes};
 
 const SSHD: &str = r#"    - name: root
       line: {path: "{{ dir }}/sshd_config", line: "PermitRootLogin no", match: "^#?PermitRootLogin"}

@@ -228,3 +228,20 @@ impl Area {
         (run, serde_json::from_str(&text).unwrap())
     }
 }
+
+/// `id status: summary` per applied instance.
+pub fn outcomes(report: &serde_json::Value) -> Vec<String> {
+    report["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let said = i["summary"].as_str().or(i["error"].as_str()).unwrap_or("");
+            format!(
+                "{} {}: {said}",
+                i["id"].as_str().unwrap(),
+                i["status"].as_str().unwrap()
+            )
+        })
+        .collect()
+}

@@ -5,24 +5,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use crate::harness::Area;
-
-/// `id status: summary` per applied instance.
-fn outcomes(report: &serde_json::Value) -> Vec<String> {
-    report["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let said = i["summary"].as_str().or(i["error"].as_str()).unwrap_or("");
-            format!(
-                "{} {}: {said}",
-                i["id"].as_str().unwrap(),
-                i["status"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
+use crate::harness::{Area, outcomes};
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::harness::{Area, Drover, Run};
+use crate::harness::{Area, Drover, Run, outcomes};
 
 /// How drover is started: directly, or inside a network namespace.
 trait Launch {
@@ -127,23 +127,6 @@ impl Launch for Netns {
             .expect("nsenter runs");
         Run { output }
     }
-}
-
-/// `id status: summary` per applied instance.
-fn outcomes(report: &serde_json::Value) -> Vec<String> {
-    report["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let said = i["summary"].as_str().or(i["error"].as_str()).unwrap_or("");
-            format!(
-                "{} {}: {said}",
-                i["id"].as_str().unwrap(),
-                i["status"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 fn mode(path: &Path) -> u32 {
