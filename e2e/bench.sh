@@ -7,7 +7,8 @@
 # file and every fifth also runs a shell command, chained per host. For each: drover's first
 # run and no-op second run (wall time, SSH connections and channels, peak RSS), side by side
 # with two floors that do the same remote work with the OpenSSH client and ControlMaster:
-# one `ssh` command per task, and one script per host. Then `drover drift` (every file
+# one `ssh` command per task, and one script per host. "hosts CPU" is what the sshd daemons and
+# everything they ran used during drover's run. Then `drover drift` (every file
 # probed; round trips counted) next to one fresh `ssh host sh -s` per host that hashes the
 # same files.
 set -euo pipefail
@@ -83,16 +84,32 @@ YAML
   } > "$dir/w.yaml"
 }
 
+# CPU seconds the sshd daemons and everything they ran (sessions, shells, commands) used so
+# far: the daemons' reaped children, from /proc. Where the remote side's time goes.
+hosts_cpu() {
+  local total=0 p
+  for p in "${pids[@]}"; do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(awk '{print $16 + $17}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+
 run_drover() { # label dir
-  local label=$1 dir=$2
+  local label=$1 dir=$2 before after
+  before=$(hosts_cpu)
   /usr/bin/time -v "$bin" apply --auto-approve --color never --report "$work/report.json" "$dir" > "$work/out" 2> "$work/time"
+  sleep 0.2 # the daemons reap their sessions just after drover hangs up
+  after=$(hosts_cpu)
   local wall rss conns chans cpu
   cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$work/time")
   wall=$(grep 'Elapsed (wall clock)' "$work/time" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
   rss=$(grep 'Maximum resident set size' "$work/time" | awk '{print $NF/1024}')
   conns=$(python3 -c "import json;print(json.load(open('$work/report.json'))['contacts']['connections'])")
   chans=$(python3 -c "import json;print(json.load(open('$work/report.json'))['contacts']['channels'])")
-  printf '  %-22s %7.3fs  connections %3s  channels %5s  peak RSS %5.1f MiB  drover CPU %5.2fs\n' "$label" "$wall" "$conns" "$chans" "$rss" "$cpu"
+  local ticks
+  ticks=$(getconf CLK_TCK)
+  printf '  %-22s %7.3fs  connections %3s  channels %5s  peak RSS %5.1f MiB  drover CPU %5.2fs  hosts CPU %5.2fs\n' "$label" "$wall" "$conns" "$chans" "$rss" "$cpu" "$(echo "$before $after $ticks" | awk '{printf "%.2f", ($2 - $1) / $3}')"
 }
 
 run_drift() { # dir
