@@ -1246,6 +1246,7 @@ impl Renderer<'_, '_> {
                 }
                 Some(out)
             }
+            Err(_) if self.facts_decide(text) => Some(text.to_owned()),
             Err(error) => {
                 self.failed = true;
                 let origin = Origin {
@@ -1262,6 +1263,17 @@ impl Renderer<'_, '_> {
                 None
             }
         }
+    }
+
+    /// Whether a template that failed to render uses facts that are stand-ins here: what it
+    /// renders to (or whether it renders at all: `pkg[host.facts.os]`) is decided by the
+    /// real facts, so the instance "may change" and the real facts report any error.
+    fn facts_decide(&mut self, text: &str) -> bool {
+        let decide = self.names.stand_in_facts && mentions(text, "facts");
+        if decide {
+            self.unavailable_facts = true;
+        }
+        decide
     }
 
     /// Checks a rendered value against `rule`; a value that breaks it fails the instance
@@ -1782,6 +1794,7 @@ impl Renderer<'_, '_> {
                 }
                 Some(Arc::from(out.into_bytes()))
             }
+            Err(_) if self.facts_decide(text) => Some(Arc::from(text.as_bytes())),
             Err(error) => {
                 self.failed = true;
                 let file = Arc::new(SourceFile::new(key, text));

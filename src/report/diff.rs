@@ -369,6 +369,7 @@ impl Body<'_> {
                 dest,
                 format,
                 sha256,
+                state,
                 ..
             },
             RecordedAction::Archive {
@@ -376,12 +377,23 @@ impl Body<'_> {
                 dest: new_dest,
                 format: new_format,
                 sha256: new_sha256,
+                state: new_state,
                 ..
             },
         ) = (old, new)
         else {
             return;
         };
+        if state != new_state {
+            // Unpacked ↔ removed: the archive's own fields mean nothing on the absent side.
+            let name = |s: &PathState| match s {
+                PathState::Present => "present",
+                PathState::Absent => "absent",
+            };
+            self.change("state", Some(name(state)), Some(name(new_state)));
+            self.change("dest", Some(dest), Some(new_dest));
+            return;
+        }
         self.change("source", Some(source), Some(new_source));
         self.change("dest", Some(dest), Some(new_dest));
         self.change("format", Some(format.name()), Some(new_format.name()));

@@ -229,3 +229,30 @@ spec:
         .run();
     assert_eq!(apply.code(), 1, "{}{}", apply.stdout(), apply.stderr());
 }
+
+/// A template that only renders with the real facts (a map indexed by the OS) is not an
+/// error where the facts are stand-ins: validate says nothing, and apply, which gathers the
+/// real facts, renders it.
+#[test]
+fn a_template_that_needs_the_real_facts_to_render_is_judged_with_them() {
+    let os = real_os();
+    let area = Area::new(&format!(
+        "    - name: pm\n      vars:\n        pkg: {{{os}: found}}\n      file: {{path: \"{{{{ dir }}}}/pm\", content: \"{{{{ pkg[host.facts.os] }}}}\\n\"}}\n"
+    ));
+    let run = area.drover(&["validate"]);
+    assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
+    let (run, _) = area.apply(&[]);
+    assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
+    assert_eq!(area.read("pm"), "found\n");
+    // With facts that do not fit, the real render fails, located.
+    let area = Area::new(
+        "    - name: pm\n      vars:\n        pkg: {nowhere: x}\n      file: {path: \"{{ dir }}/pm\", content: \"{{ pkg[host.facts.os] }}\\n\"}\n",
+    );
+    let run = area.drover(&["apply", "--auto-approve"]);
+    assert_eq!(run.code(), 1, "{}{}", run.stdout(), run.stderr());
+    assert!(
+        run.stderr().contains("template::undefined"),
+        "{}",
+        run.stderr()
+    );
+}
