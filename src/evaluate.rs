@@ -82,6 +82,7 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
     // secret problems show in the same run as the schema and reference ones; it is then
     // dropped, never planned.
     let sound = loaded.desired.is_some() && !diagnostics.iter().any(Diagnostic::is_error);
+    let loaded_defaults_broken = loaded.defaults_broken;
     let Some(desired) = loaded.desired.or(loaded.partial) else {
         finish(&mut diagnostics);
         return Ok(Evaluation {
@@ -130,6 +131,13 @@ pub fn evaluate(dir: &Path, limits: &Limits) -> Result<Evaluation, manifest_dir:
             )
             .with_help("split the fleet across several manifest directories, or raise the limit with --max-instances"),
         );
+    }
+    if loaded_defaults_broken {
+        // A broken defaults document leaves its vars undefined on every host it matches:
+        // its own error says what to fix, not one "undefined" per template.
+        resolved
+            .diagnostics
+            .retain(|d| d.code != "template::undefined");
     }
     if !sound {
         // What a rule already reported at a place, rendering that place finds again.

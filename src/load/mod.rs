@@ -73,6 +73,9 @@ pub struct Loaded {
     /// The files given that were not loaded because manifests name them as inputs (and no
     /// document in them declares `apiVersion: drover/v1`).
     pub skipped: BTreeSet<String>,
+    /// A `HostDefaults` document failed to load: the vars it gives are missing from every
+    /// host it would match, so "undefined" in a template is no news of its own.
+    pub defaults_broken: bool,
 }
 
 impl Loaded {
@@ -92,6 +95,7 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
     let mut trees = Trees::default();
     let mut hosts = Vec::new();
     let mut defaults = Vec::new();
+    let mut defaults_broken = false;
     let mut workflows = Vec::new();
     let mut declared = Declared::default();
     let mut documents = 0usize;
@@ -146,8 +150,10 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
                     Some((Kind::Workflow, name)) => {
                         declared.workflows.insert(name);
                     }
-                    // Nothing refers to a defaults document by name.
-                    Some((Kind::HostDefaults, _)) | None => {}
+                    // Nothing refers to a defaults document by name; what it would have given
+                    // is missing, which later checks must not report as news.
+                    Some((Kind::HostDefaults, _)) => defaults_broken = true,
+                    None => {}
                 },
             }
             trees.insert(file, document.index, document.root);
@@ -179,6 +185,7 @@ pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
         diagnostics,
         referenced,
         skipped,
+        defaults_broken,
     }
 }
 
