@@ -16,9 +16,10 @@ use std::sync::Arc;
 use crate::model::task_kind::ArchiveFormat;
 use crate::task::{
     Applied, Failure, REFUSED, TaskContext, UNCHANGED, exec, exec_with_input, failed,
+    refused_or_failed,
 };
 use crate::template::shell_quote;
-use crate::transport::{CommandLine, ExitStatus, Transport};
+use crate::transport::{CommandLine, Transport};
 
 /// The archive as the manifests want it unpacked.
 #[derive(Debug)]
@@ -75,20 +76,7 @@ pub async fn apply<T: Transport>(
         &mut commands,
     )
     .await?;
-    if out.status == (ExitStatus::Code { code: REFUSED }) {
-        let why = String::from_utf8_lossy(&out.stderr.bytes).trim().to_owned();
-        return Err(Failure::Failed {
-            message: if why.is_empty() {
-                format!("{what}: refused")
-            } else {
-                why
-            },
-            commands,
-        });
-    }
-    if !out.status.success() {
-        return Err(failed(&out, &what, &mut commands));
-    }
+    refused_or_failed(&out, &what, &mut commands)?;
     let short: String = want.sha256.chars().take(12).collect();
     // (the unpack script also recorded, beside the marker, what it created)
     Ok(Applied {

@@ -397,20 +397,7 @@ pub(crate) async fn run_script<T: Transport>(
         &mut commands,
     )
     .await?;
-    if out.status == (ExitStatus::Code { code: REFUSED }) {
-        let why = String::from_utf8_lossy(&out.stderr.bytes).trim().to_owned();
-        return Err(Failure::Failed {
-            message: if why.is_empty() {
-                format!("{what}: refused")
-            } else {
-                why
-            },
-            commands,
-        });
-    }
-    if !out.status.success() {
-        return Err(failed(&out, what, &mut commands));
-    }
+    refused_or_failed(&out, what, &mut commands)?;
     let stdout = String::from_utf8_lossy(&out.stdout.bytes);
     let (changed, summary) = script_summary(&stdout, what);
     Ok(Applied {
@@ -419,6 +406,29 @@ pub(crate) async fn run_script<T: Transport>(
         diff: None,
         commands,
     })
+}
+
+/// A script that refused (its standard error says why, for the user) or failed.
+pub(crate) fn refused_or_failed(
+    out: &ExecOutput,
+    what: &str,
+    commands: &mut Vec<CommandRecord>,
+) -> Result<(), Failure> {
+    if out.status == (ExitStatus::Code { code: REFUSED }) {
+        let why = String::from_utf8_lossy(&out.stderr.bytes).trim().to_owned();
+        return Err(Failure::Failed {
+            message: if why.is_empty() {
+                format!("{what}: refused")
+            } else {
+                why
+            },
+            commands: std::mem::take(commands),
+        });
+    }
+    if !out.status.success() {
+        return Err(failed(out, what, commands));
+    }
+    Ok(())
 }
 
 /// Whether a script's output says it changed something, and the one-line summary of it.
