@@ -78,7 +78,6 @@ pub async fn apply<T: Transport>(
     .await?;
     refused_or_failed(&out, &what, &mut commands)?;
     let short: String = want.sha256.chars().take(12).collect();
-    // (the unpack script also recorded, beside the marker, what it created)
     Ok(Applied {
         changed: true,
         summary: format!("{what}: unpacked {} (sha256 {short})", want.format.name()),

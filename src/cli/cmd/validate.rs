@@ -83,7 +83,7 @@ fn facts_note(evaluation: &Evaluation) -> Option<String> {
     }
     let n = wanted.len();
     Some(format!(
-        "note: host facts were not gathered (validate contacts no host): templates that use `host.facts` on {n} host{} were checked with stand-in facts, and every `when` was taken as holding\n",
+        "note: host facts were not gathered (validate contacts no host): templates that use `host.facts` on {n} host{} were checked with stand-in facts, and every `when` was taken as holding; what renders only with the real facts is judged when `plan` gathers them\n",
         if n == 1 { "" } else { "s" }
     ))
 }
