@@ -7,7 +7,8 @@
 # file and every fifth also runs a shell command, chained per host. For each: drover's first
 # run and no-op second run (wall time, SSH connections and channels, peak RSS), side by side
 # with two floors that do the same remote work with the OpenSSH client and ControlMaster:
-# one `ssh` command per task, and one script per host. "hosts CPU" is what the sshd daemons and
+# one `ssh` command per task, and one script per host. BENCH_SIZES="1:200 4:200" picks
+# workloads (H:T pairs; default all four). "hosts CPU" is what the sshd daemons and
 # everything they ran used during drover's run. Then `drover drift` (every file
 # probed; round trips counted) next to one fresh `ssh host sh -s` per host that hashes the
 # same files.
@@ -174,8 +175,10 @@ floor() { # hosts tasks
   for h in $(seq 1 "$hosts"); do ssh "${opts[@]}" -p "${ports[$((h-1))]}" -O exit "$user@127.0.0.1" 2>/dev/null || true; done
 }
 
-for hosts in 1 4; do
-  for tasks in 20 200; do
+# BENCH_SIZES="4:200" runs only those workloads (H:T pairs, space-separated).
+for size in ${BENCH_SIZES:-1:20 1:200 4:20 4:200}; do
+  hosts=${size%%:*} tasks=${size##*:}
+  {
     dir=$work/m-$hosts-$tasks
     manifests "$hosts" "$tasks" "$dir"
     echo "W(H=$hosts, T=$tasks): $((hosts * (tasks + tasks / 5 + 1))) instances"
@@ -184,5 +187,5 @@ for hosts in 1 4; do
     run_drift "$dir"
     drift_floor "$hosts"
     floor "$hosts" "$tasks"
-  done
+  }
 done

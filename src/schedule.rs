@@ -155,6 +155,8 @@ struct Entry {
     host: usize,
     /// How many of `after` (and trigger sources) have not succeeded yet.
     pending: usize,
+    /// `after` and trigger sources that are in the schedule.
+    deps: Vec<usize>,
     /// Instances that list this one; emptied once used (each is used once, at settling).
     dependents: Vec<usize>,
     /// Known trigger sources; `None` when the instance always runs.
@@ -246,8 +248,9 @@ pub struct Schedule {
     options: ScheduleOptions,
     running: usize,
     unsettled: usize,
-    /// Everything not started was cancelled (fail-fast, Ctrl-C or deadlock); nothing new starts.
-    closed: bool,
+    /// Everything not started was cancelled (fail-fast, Ctrl-C or deadlock) for this reason;
+    /// nothing new starts.
+    closed: Option<CancelReason>,
 }
 
 impl Schedule {
@@ -275,7 +278,7 @@ impl Schedule {
             options,
             running: 0,
             unsettled: nodes.len(),
-            closed: false,
+            closed: None,
         };
         schedule.add_entries(&nodes);
         schedule.link(&nodes);
@@ -300,6 +303,7 @@ impl Schedule {
                 id: node.id.clone(),
                 host,
                 pending: 0,
+                deps: Vec::new(),
                 dependents: Vec::new(),
                 sources,
                 rollout,
@@ -353,6 +357,7 @@ impl Schedule {
             }
             if let Some(entry) = self.entries.get_mut(i) {
                 entry.pending = deps.len();
+                entry.deps.clone_from(&deps);
                 if deps.is_empty() {
                     entry.state = State::Queued;
                     self.queue.push_back(i);
@@ -424,6 +429,123 @@ impl Schedule {
     pub fn cancel_pending(&mut self) -> Vec<(InstanceId, Settled)> {
         let mut out = Vec::new();
         self.cancel_all(&CancelReason::Interrupted, &mut out);
+        out
+    }
+
+    /// Starts, ahead of time, the next instance of a chain of running instances (`chain`,
+    /// in the order they were sent; its last one is where the next goes behind): the
+    /// earliest instance on the same host, waiting only for members of the chain, that no
+    /// trigger decides, outside any rollout, and that `may` accepts, when the limits have
+    /// room. The driver sends it behind the chain, and the host runs it only if what is
+    /// before it succeeded; if not, the driver gives it back with `withdraw`.
+    pub fn speculate(
+        &mut self,
+        chain: &[InstanceId],
+        may: impl Fn(&InstanceId) -> bool,
+    ) -> Option<InstanceId> {
+        let members: Vec<usize> = chain
+            .iter()
+            .filter_map(|id| self.index.get(id).copied())
+            .collect();
+        let &tail = members.last()?;
+        let tail = self.entries.get(tail)?;
+        if tail.state != State::Running || self.closed.is_some() {
+            return None;
+        }
+        let host = tail.host;
+        let room = self.running < self.limits.parallelism
+            && self
+                .hosts
+                .get(host)
+                .is_some_and(|h| h.running < self.limits.per_host);
+        if !room {
+            return None;
+        }
+        // How many of each candidate's unfinished dependencies are in the chain.
+        let mut waits_on_chain: BTreeMap<usize, usize> = BTreeMap::new();
+        for &m in &members {
+            let Some(member) = self.entries.get(m).filter(|e| e.state == State::Running) else {
+                continue;
+            };
+            for &d in &member.dependents {
+                *waits_on_chain.entry(d).or_default() += 1;
+            }
+        }
+        let next = waits_on_chain.into_iter().find_map(|(d, in_chain)| {
+            self.entries
+                .get(d)
+                .is_some_and(|e| {
+                    e.state == State::Waiting
+                        && e.pending == in_chain
+                        && e.host == host
+                        && e.sources.is_none()
+                        && e.rollout.is_none()
+                        && may(&e.id)
+                })
+                .then_some(d)
+        })?;
+        self.set_state(next, State::Running);
+        self.running += 1;
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.running += 1;
+        }
+        self.refresh_host(host);
+        self.id(next)
+    }
+
+    /// Takes back an instance started by `speculate` that the host did not run (something
+    /// before it failed, or was itself taken back): it waits again for its dependencies, is
+    /// queued if they have all succeeded, or is skipped if one of them failed. Returns what
+    /// settled.
+    pub fn withdraw(&mut self, id: &InstanceId) -> Vec<(InstanceId, Settled)> {
+        let mut out = Vec::new();
+        let Some(&i) = self.index.get(id) else {
+            return out;
+        };
+        let Some(entry) = self.entries.get(i) else {
+            return out;
+        };
+        if entry.state != State::Running {
+            return out;
+        }
+        let host = entry.host;
+        self.running = self.running.saturating_sub(1);
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.running = h.running.saturating_sub(1);
+        }
+        self.refresh_host(host);
+        if let Some(reason) = self.closed.clone() {
+            self.set_state(i, State::Waiting);
+            self.settle_unstarted(i, Settled::Cancelled { reason }, &mut out);
+            self.skip_dependents(i, id, &mut out);
+            return out;
+        }
+        // Its dependencies may have ended while it was out: count again what it waits for.
+        let deps = self.entries.get(i).map(|e| e.deps.clone()).unwrap_or_default();
+        let failed = deps
+            .iter()
+            .find(|&&d| self.state(d) == Some(State::Unsuccessful))
+            .and_then(|&d| self.id(d));
+        let pending = deps
+            .iter()
+            .filter(|&&d| !matches!(self.state(d), Some(State::Succeeded { .. })))
+            .count();
+        if let Some(because) = failed {
+            self.set_state(i, State::Waiting);
+            let settled = Settled::Skipped {
+                because: because.clone(),
+            };
+            self.settle_unstarted(i, settled, &mut out);
+            self.skip_dependents(i, &because, &mut out);
+        } else if let Some(entry) = self.entries.get_mut(i) {
+            entry.pending = pending;
+            if pending == 0 {
+                entry.state = State::Queued;
+                self.queue.push_back(i);
+            } else {
+                entry.state = State::Waiting;
+            }
+        }
         out
     }
 
@@ -630,10 +752,10 @@ impl Schedule {
 
     /// Cancels everything not yet started, once: afterwards nothing new can become startable.
     fn cancel_all(&mut self, reason: &CancelReason, out: &mut Vec<(InstanceId, Settled)>) {
-        if self.closed {
+        if self.closed.is_some() {
             return;
         }
-        self.closed = true;
+        self.closed = Some(reason.clone());
         for i in 0..self.entries.len() {
             if self.state(i).is_some_and(State::is_unstarted) {
                 let settled = Settled::Cancelled {

@@ -15,6 +15,7 @@ use crate::state::InstanceDetail;
 use crate::task::{self, Applied, Failure, TaskContext};
 use crate::transport::local::LocalTransport;
 use crate::transport::ssh::SshTransport;
+use crate::transport::ssh::chain::ChainLink;
 use crate::transport::{CommandLine, OutputChunk, Stream, Transport};
 
 /// How drover reaches a host in this run.
@@ -22,6 +23,8 @@ use crate::transport::{CommandLine, OutputChunk, Stream, Transport};
 pub enum HostTransport {
     Local(Arc<LocalTransport>),
     Ssh(Arc<SshTransport>),
+    /// A task sent through its chain's shell right behind the task before it.
+    Chained(Arc<ChainLink>),
     /// Scripted outcomes, for tests of the driver.
     #[cfg(test)]
     Fake(Arc<crate::transport::fake::FakeTransport>),
@@ -37,6 +40,7 @@ macro_rules! with_transport {
         match $host {
             HostTransport::Local($t) => $body,
             HostTransport::Ssh($t) => $body,
+            HostTransport::Chained($t) => $body,
             #[cfg(test)]
             HostTransport::Fake($t) => $body,
             HostTransport::Unreachable(reason) => {
@@ -82,6 +86,7 @@ impl HostTransport {
         match self {
             HostTransport::Local(t) => Some(t.counters().snapshot()),
             HostTransport::Ssh(t) => Some(t.counters().snapshot()),
+            HostTransport::Chained(t) => Some(t.counters().snapshot()),
             #[cfg(test)]
             HostTransport::Fake(t) => Some(t.counters().snapshot()),
             HostTransport::Unreachable(_) => None,

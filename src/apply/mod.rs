@@ -6,6 +6,7 @@
 //! tokens: the first stops launching (running attempts finish and are recorded), the second
 //! kills what runs.
 
+mod ahead;
 pub mod attempt;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -256,6 +257,9 @@ struct Done {
     attempts: u32,
     duration: Duration,
     worker: usize,
+    /// Sent behind another task of its chain, it was skipped by the host because that task
+    /// failed: it never ran, and nothing was recorded.
+    withdrawn: bool,
 }
 
 struct Driver {
@@ -277,6 +281,8 @@ struct Driver {
     workers: Vec<bool>,
     /// The running attempts by task: what to record if one ends without a result.
     tasks: BTreeMap<tokio::task::Id, (InstanceId, ChangeKind, usize)>,
+    /// Sending a host's chain of tasks ahead of their results (`ahead`).
+    ahead: ahead::Ahead,
 }
 
 impl Driver {
@@ -321,6 +327,7 @@ impl Driver {
             started: Instant::now(),
             workers: vec![false; request.options.limits.parallelism.max(1)],
             tasks: BTreeMap::new(),
+            ahead: ahead::Ahead::default(),
         }
     }
 
@@ -365,10 +372,10 @@ impl Driver {
                         }
                         Err(error) => self.ended_without_result(request, error).await?,
                     };
-                    let finished = self.record(done).await?;
-                    let (id, finished) = finished;
-                    let settled = schedule.finish(&id, finished);
-                    self.settle(settled).await?;
+                    self.conclude(done, &mut schedule).await?;
+                    if !draining {
+                        self.send_ahead(request, shutdown, &mut schedule, &mut running).await?;
+                    }
                 }
                 () = shutdown.force.cancelled(), if abandon_at.is_none() => {
                     abandon_at = Some(Instant::now() + FORCE_GRACE);
@@ -422,9 +429,10 @@ impl Driver {
                 );
                 self.settle(settled).await?;
             } else {
-                self.launch(request, shutdown, running, id).await?;
+                self.launch(request, shutdown, running, id, None).await?;
             }
         }
+        self.send_ahead(request, shutdown, schedule, running).await?;
         Ok(progressed)
     }
 
@@ -580,6 +588,7 @@ impl Driver {
             attempts: 1,
             duration: Duration::ZERO,
             worker,
+            withdrawn: false,
         })
     }
 
@@ -645,13 +654,15 @@ impl Driver {
         })
     }
 
-    /// Records the start durably, then spawns the attempt.
+    /// Records the start durably, then spawns the attempt; `behind` is the running instance
+    /// of its chain it is sent behind, if any.
     async fn launch(
         &mut self,
         request: &Request<'_>,
         shutdown: &Shutdown,
         running: &mut JoinSet<Done>,
         id: InstanceId,
+        behind: Option<InstanceId>,
     ) -> Result<(), Error> {
         let Some(change) = self.changes.get(&id).cloned() else {
             return Ok(());
@@ -663,6 +674,18 @@ impl Driver {
         let transport = request.hosts.get(&id.host).cloned().unwrap_or_else(|| {
             HostTransport::Unreachable(format!("host {} is not in the manifests any more, so its undo cannot run; run it by hand if needed, then `drover state forget '{}/*/*'`", id.host, id.host))
         });
+        let chained = self.ahead.link_for(
+            &id,
+            behind.as_ref(),
+            &transport,
+            self.instances.get(&id).map(AsRef::as_ref),
+            change.kind,
+        );
+        let order = self.ahead.order(&id, behind.as_ref());
+        let transport = match &chained {
+            Some(link) => HostTransport::Chained(link.clone()),
+            None => transport,
+        };
         let triggered = change
             .reasons
             .iter()
@@ -719,7 +742,9 @@ impl Driver {
                             }),
                         };
                         let duration = begun.elapsed();
-                        let persisted = persist.record(&result, duration).await;
+                        let persisted = order
+                            .record(false, || persist.record(&result, duration))
+                            .await;
                         tracing::info!(ok = result.is_ok(), ?duration, "undo ended");
                         Done {
                             id,
@@ -728,6 +753,7 @@ impl Driver {
                             attempts: 1,
                             duration,
                             worker,
+                            withdrawn: false,
                         }
                     },
                     span,
@@ -742,7 +768,13 @@ impl Driver {
                         let begun = Instant::now();
                         let (result, attempts) = attempt::run(instance, ctx).await;
                         let duration = begun.elapsed();
-                        let persisted = persist.record(&result, duration).await;
+                        if let Some(link) = &chained {
+                            link.end(result.is_ok());
+                        }
+                        let withdrawn = ahead::withdrawn(&result);
+                        let persisted = order
+                            .record(withdrawn, || persist.record(&result, duration))
+                            .await;
                         tracing::info!(ok = result.is_ok(), attempts, ?duration, "attempt ended");
                         Done {
                             id,
@@ -751,6 +783,7 @@ impl Driver {
                             attempts,
                             duration,
                             worker,
+                            withdrawn,
                         }
                     },
                     span,
@@ -1011,11 +1044,13 @@ struct Persist {
 }
 
 impl Persist {
-    async fn record(
+    /// Queues the outcome's write at once (so writes queued after it never commit before
+    /// it) and returns the wait for its commit.
+    fn record(
         self,
         result: &Result<Applied, Failure>,
         duration: Duration,
-    ) -> Result<(), Error> {
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'static>> {
         let (outcome, _, changed) = classify(self.kind, result);
         let (run, at, id) = (self.run, clock::now(), self.id);
         let event = Event {
@@ -1028,17 +1063,15 @@ impl Persist {
         };
         let Some(spec_hash) = self.spec_hash.filter(|_| self.kind != ChangeKind::Remove) else {
             let forget = self.kind == ChangeKind::Remove && outcome == Outcome::Succeeded;
-            return Ok(self
-                .store
-                .write(move |tx| {
-                    let change = if forget {
-                        Change::Forget(&id)
-                    } else {
-                        Change::None
-                    };
-                    store::log_in(tx, run, &event, change)
-                })
-                .await?);
+            let written = self.store.write(move |tx| {
+                let change = if forget {
+                    Change::Forget(&id)
+                } else {
+                    Change::None
+                };
+                store::log_in(tx, run, &event, change)
+            });
+            return Box::pin(async move { Ok(written.await?) });
         };
         let detail = self.detail.filter(|_| outcome == Outcome::Succeeded);
         let fires = if changed { self.fires } else { Vec::new() };
@@ -1050,9 +1083,7 @@ impl Persist {
             Vec::new()
         };
         let duration_ms = millis(duration);
-        Ok(self
-            .store
-            .write(move |tx| {
+        let written = self.store.write(move |tx| {
                 let write = InstanceWrite {
                     id: &id,
                     spec_hash,
@@ -1065,8 +1096,8 @@ impl Persist {
                 };
                 store::disarm_triggers_in(tx, &id, &disarm)?;
                 store::log_in(tx, run, &event, Change::Record(&write))
-            })
-            .await?)
+            });
+        Box::pin(async move { Ok(written.await?) })
     }
 }
 

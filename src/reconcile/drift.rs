@@ -183,6 +183,7 @@ pub(super) async fn run_script(
     let result = match transport {
         HostTransport::Local(t) => t.exec(request, force).await,
         HostTransport::Ssh(t) => t.exec(request, force).await,
+        HostTransport::Chained(t) => t.exec(request, force).await,
         #[cfg(test)]
         HostTransport::Fake(t) => t.exec(request, force).await,
         HostTransport::Unreachable(reason) => return Err(reason.clone()),

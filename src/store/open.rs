@@ -129,14 +129,21 @@ impl OpenStore {
     }
 
     /// Writes durably: resolves once the commit holding this write is on disk. Writes that
-    /// wait at the same time share one commit.
-    pub async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    /// wait at the same time share one commit. The write is queued when this is called, not
+    /// when the future is first polled: writes queued one after another are committed in
+    /// that order (the same commit or a later one), which `apply` relies on.
+    pub fn write<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send + 'static + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    {
         let (done, result) = oneshot::channel();
-        self.submit(job(f, done), true)?;
-        result.await.map_err(|_| self.stopped())?
+        let queued = self.submit(job(f, done), true);
+        let store = self.clone();
+        async move {
+            queued?;
+            result.await.map_err(|_| store.stopped())?
+        }
     }
 
     /// Writes without waiting: committed with the next durable write (or at `flush`).

@@ -120,6 +120,26 @@ impl Failure {
     }
 }
 
+/// Whether applying `instance` is a single operation on the host whose exit status alone
+/// says whether the instance succeeded: a file small enough to travel inline, or a command
+/// without guards, as the login user. Only such a task may have the next task of its chain
+/// sent right behind it (`transport::ssh::chain`): the host then decides, from that status,
+/// whether the next one runs.
+pub fn is_one_operation(instance: &ResolvedInstance) -> bool {
+    if instance.r#become.is_some() {
+        return false;
+    }
+    match &instance.action {
+        Action::Run {
+            creates: None,
+            unless: None,
+            ..
+        } => true,
+        Action::File { content, .. } => crate::transport::ssh::inline(content),
+        _ => false,
+    }
+}
+
 /// Applies one instance.
 #[expect(clippy::too_many_lines, reason = "one arm per task kind")]
 pub async fn apply<T: Transport>(

@@ -288,6 +288,9 @@ pub enum Error {
     /// An established connection failed during an operation.
     #[error("{host}: {what}")]
     Lost { host: String, what: String },
+    /// Sent behind another task of its chain on the host, which failed: the host skipped it.
+    #[error("{host}: not run, because the task it was sent behind failed")]
+    Withdrawn { host: String },
 }
 
 /// What kind of failure an error is: the one thing retry decisions look at.
@@ -313,6 +316,9 @@ pub enum ErrorKind {
     Remote,
     /// drover could not do its own part on the controller (spawn, read, write).
     Local,
+    /// The host skipped a task sent ahead because the one before it failed; the apply puts
+    /// it back in its queue (or skips it) as if it had never been sent.
+    Withdrawn,
 }
 
 /// Whether trying again may help.
@@ -334,7 +340,8 @@ pub fn retry_policy(kind: ErrorKind) -> Retry {
         | ErrorKind::Authentication
         | ErrorKind::BecomePassword
         | ErrorKind::Remote
-        | ErrorKind::Local => Retry::Permanent,
+        | ErrorKind::Local
+        | ErrorKind::Withdrawn => Retry::Permanent,
     }
 }
 
@@ -347,6 +354,7 @@ impl Error {
             Error::Connect { kind, .. } => *kind,
             Error::HostKey { .. } => ErrorKind::HostKey,
             Error::Lost { .. } => ErrorKind::Lost,
+            Error::Withdrawn { .. } => ErrorKind::Withdrawn,
         }
     }
 }

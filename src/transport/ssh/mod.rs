@@ -10,7 +10,9 @@ pub mod auth;
 pub mod config;
 pub mod frame;
 pub mod known_hosts;
+pub mod chain;
 mod session;
+pub use session::inline;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -72,7 +74,7 @@ pub struct SshTransport {
     /// connection instead of opening several.
     connection: tokio::sync::Mutex<Option<Connection>>,
     /// Bounds concurrent channels on the connection.
-    channels: Semaphore,
+    channels: Arc<Semaphore>,
     /// Idle remote shells, by the user they run as (`None`: the login user).
     idle: Mutex<std::collections::BTreeMap<Option<String>, Vec<session::ShellSession>>>,
     /// Counts connections made, so a shell of an older connection is never reused.
@@ -101,7 +103,7 @@ impl SshTransport {
             target,
             counters: Counters::default(),
             connection: tokio::sync::Mutex::new(None),
-            channels: Semaphore::new(permits),
+            channels: Arc::new(Semaphore::new(permits)),
             idle: Mutex::new(std::collections::BTreeMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
         })
@@ -262,6 +264,12 @@ impl SshTransport {
         ))
     }
 
+    fn withdrawn(&self) -> Error {
+        Error::Withdrawn {
+            host: self.target.describe(),
+        }
+    }
+
     fn lost(&self, message: &str) -> Error {
         Error::Lost {
             host: self.target.describe(),
@@ -399,7 +407,7 @@ impl Transport for SshTransport {
         if request.stdin.is_some() {
             return self.run(request, force).await;
         }
-        self.session_exec(&request, force).await
+        self.session_exec(&request, force, None).await
     }
 
     async fn put_file(&self, file: &PutFile) -> Result<()> {
@@ -428,7 +436,7 @@ impl Transport for SshTransport {
     async fn sync_file(&self, file: &PutFile) -> Result<Synced> {
         Counters::add(&self.counters.files_written);
         if session::inline(&file.content) {
-            return self.session_sync(file).await;
+            return self.session_sync(file, None).await;
         }
         let mut request = ExecRequest::shell(script::sync(file));
         request.stdin = Some(file.content.to_vec());
@@ -440,7 +448,7 @@ impl Transport for SshTransport {
 
     async fn exists(&self, path: &str, r#become: Option<&str>) -> Result<bool> {
         Counters::add(&self.counters.files_read);
-        self.session_exists(path, r#become).await
+        self.session_exists(path, r#become, None).await
     }
 
     fn counters(&self) -> &Counters {

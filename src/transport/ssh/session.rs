@@ -14,13 +14,18 @@
 //! line as a quoted word (`printf` is a shell builtin, so writing costs no process); larger or
 //! binary files take the one-off channel path with the content on stdin.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use russh::ChannelMsg;
 use russh::client::{self, Handle};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::chain::ChainLink;
 use super::frame::{Framer, Piece};
 use super::known_hosts::HostKeyCheck;
 use super::{DRAIN_GRACE, SshTransport, Streams, transfer_deadline};
@@ -34,14 +39,55 @@ use crate::transport::{
 /// Largest file content sent inside the shell's input.
 pub const INLINE_LIMIT: usize = 64 * 1024;
 
-/// One remote shell and where its framing stands.
+/// One remote shell: its input, and a reader task that hands each operation what the shell
+/// printed for it. Operations may be sent before the previous one's result is read (a chain
+/// of a host's tasks, see `chain`); the shell runs them in the order sent, and the reader
+/// gives output to the oldest operation not yet ended.
 pub(crate) struct ShellSession {
-    channel: russh::Channel<client::Msg>,
+    writer: tokio::sync::Mutex<Writer>,
     nonce: String,
+    /// The shell's own pid (it leads its process group): killing that group stops the shell
+    /// before it reads lines already sent.
+    shell_pid: Option<u32>,
+    /// Which connection it runs on: a reconnect makes older sessions useless.
+    pub(super) generation: u64,
+    /// Set when the shell can no longer be trusted with another operation.
+    broken: Arc<AtomicBool>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ShellSession {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+struct Writer {
+    input: ChannelWriteHalf<client::Msg>,
     /// Operations sent so far; each one's markers carry its number.
     seq: u64,
-    /// Which connection it runs on: a reconnect makes older sessions useless.
-    generation: u64,
+    /// Tells the reader which operation comes next, before its line is sent.
+    register: mpsc::UnboundedSender<(u64, mpsc::UnboundedSender<OpEvent>)>,
+}
+
+/// What the reader tells an operation.
+#[derive(Debug)]
+enum OpEvent {
+    /// The operations sent before it have ended: it runs now.
+    Begun,
+    Output(Stream, Vec<u8>),
+    Pid(u32),
+    /// Both streams framed its end; `None`: the shell skipped it (`_dskip`).
+    End(Option<i32>),
+    /// The channel closed.
+    Lost,
+}
+
+/// Whether an operation runs only if an earlier one (by number, in the same shell) exited 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    Always,
+    IfSucceeded(u64),
 }
 
 /// Whether a file can travel inside the shell's input.
@@ -80,7 +126,8 @@ _dmv() {{
   fi
   mv -f "$1" "$2"
 }}
-_dend() {{ printf '\n%s END %s %s\n' "$_dN" "$1" "$2"; printf '\n%s END %s\n' "$_dN" "$1" >&2; }}
+_dend() {{ eval "_ds$1=$2"; printf '\n%s END %s %s\n' "$_dN" "$1" "$2"; printf '\n%s END %s\n' "$_dN" "$1" >&2; }}
+_dskip() {{ eval "_ds$1=skip"; printf '\n%s END %s skip\n' "$_dN" "$1"; printf '\n%s END %s\n' "$_dN" "$1" >&2; }}
 _dcl='|'
 _dclean() {{
   case "$_dcl" in *"|$1|"*) return 0;; esac
@@ -196,14 +243,129 @@ fn quote_or_empty(word: Option<&str>) -> String {
     }
 }
 
-fn ready_in(pieces: &[Piece]) -> bool {
-    pieces
-        .iter()
-        .any(|p| matches!(p, Piece::Marker(w) if w.first().is_some_and(|w| w == "READY")))
+/// The shell's pid from its ready marker, once it has printed it.
+fn ready_in(pieces: &[Piece]) -> Option<u32> {
+    pieces.iter().find_map(|p| match p {
+        Piece::Marker(words) => match words.as_slice() {
+            [word, pid] if word == "READY" => pid.parse().ok(),
+            _ => None,
+        },
+        Piece::Output(_) => None,
+    })
+}
+
+impl ShellSession {
+    /// Whether it may take another operation.
+    pub(super) fn usable(&self) -> bool {
+        !self.broken.load(Ordering::Relaxed) && !self.reader.is_finished()
+    }
+}
+
+/// The status an end marker carries: `None` when the shell skipped the operation.
+fn end_code(value: &str) -> Option<i32> {
+    if value == "skip" {
+        None
+    } else {
+        Some(value.parse().unwrap_or(-1))
+    }
+}
+
+/// One operation the reader is following: its number, where its events go, and which of
+/// its two end markers it has seen.
+struct Following {
+    seq: String,
+    tell: mpsc::UnboundedSender<OpEvent>,
+    code: Option<Option<i32>>,
+    err_done: bool,
+}
+
+/// Reads the shell's output for as long as the channel lives, giving each piece to the
+/// oldest operation not yet ended (the shell runs them one after another).
+async fn read_shell(
+    mut output: ChannelReadHalf,
+    mut out: Framer,
+    mut err: Framer,
+    mut registered: mpsc::UnboundedReceiver<(u64, mpsc::UnboundedSender<OpEvent>)>,
+    broken: Arc<AtomicBool>,
+) {
+    let mut queue: VecDeque<Following> = VecDeque::new();
+    loop {
+        // Registrations first: an operation is registered before its line is sent, so it is
+        // known before anything it prints can arrive.
+        let (stream, pieces) = tokio::select! {
+            biased;
+            next = registered.recv() => {
+                let Some((seq, tell)) = next else { return };
+                if queue.is_empty() {
+                    let _ = tell.send(OpEvent::Begun);
+                }
+                queue.push_back(Following { seq: seq.to_string(), tell, code: None, err_done: false });
+                continue;
+            }
+            msg = output.wait() => match msg {
+                Some(ChannelMsg::Data { data }) => (Stream::Stdout, out.push(&data)),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => (Stream::Stderr, err.push(&data)),
+                Some(ChannelMsg::Close | ChannelMsg::Eof) | None => break,
+                Some(_) => continue,
+            },
+        };
+        for piece in pieces {
+            // Each stream belongs to the oldest operation that has not ended it yet: the next
+            // operation may print on stdout before the previous one's stderr end arrives.
+            let Some(target) = queue.iter_mut().find(|f| match stream {
+                Stream::Stdout => f.code.is_none(),
+                Stream::Stderr => !f.err_done,
+            }) else {
+                continue;
+            };
+            match piece {
+                Piece::Output(bytes) => {
+                    let _ = target.tell.send(OpEvent::Output(stream, bytes));
+                }
+                Piece::Marker(words) => match words.as_slice() {
+                    [word, n, value]
+                        if word == "END" && *n == target.seq && stream == Stream::Stdout =>
+                    {
+                        target.code = Some(end_code(value));
+                    }
+                    [word, n] if word == "END" && *n == target.seq => target.err_done = true,
+                    [word, n, value] if word == "PID" && *n == target.seq => {
+                        if let Ok(pid) = value.parse() {
+                            let _ = target.tell.send(OpEvent::Pid(pid));
+                        }
+                    }
+                    _ => {}
+                },
+            }
+            while let Some(Following {
+                code: Some(code),
+                err_done: true,
+                ..
+            }) = queue.front()
+            {
+                let code = *code;
+                if let Some(done) = queue.pop_front() {
+                    let _ = done.tell.send(OpEvent::End(code));
+                }
+                if let Some(next) = queue.front() {
+                    let _ = next.tell.send(OpEvent::Begun);
+                }
+            }
+        }
+    }
+    broken.store(true, Ordering::Relaxed);
+    for following in queue {
+        let _ = following.tell.send(OpEvent::Lost);
+    }
+    // Operations registered after the channel closed learn it at once.
+    registered.close();
+    while let Some((_, tell)) = registered.recv().await {
+        let _ = tell.send(OpEvent::Lost);
+    }
 }
 
 /// What one operation printed and how it ended.
-struct Ended {
+pub(super) struct Ended {
     status: ExitStatus,
     streams: Streams,
     /// Whether the shell ended the operation cleanly and can take the next one.
@@ -220,6 +382,7 @@ impl SshTransport {
         &self,
         request: &ExecRequest,
         force: &CancellationToken,
+        via: Option<&ChainLink>,
     ) -> Result<ExecOutput> {
         let ended = self
             .in_session(
@@ -227,6 +390,7 @@ impl SshTransport {
                 |_, seq| exec_line(request, seq),
                 request,
                 force,
+                via,
             )
             .await?;
         let (stdout, stderr) = ended.streams.finish();
@@ -241,7 +405,11 @@ impl SshTransport {
     }
 
     /// Compares and writes a file in a session shell.
-    pub(super) async fn session_sync(&self, file: &PutFile) -> Result<crate::transport::Synced> {
+    pub(super) async fn session_sync(
+        &self,
+        file: &PutFile,
+        via: Option<&ChainLink>,
+    ) -> Result<crate::transport::Synced> {
         let mut request = ExecRequest::shell(String::new());
         request.capture_limit = script::READ_CAPTURE;
         request.timeout = Some(OPERATION_DEADLINE);
@@ -251,6 +419,7 @@ impl SshTransport {
                 |nonce, seq| sync_line(file, nonce, seq),
                 &request,
                 &CancellationToken::new(),
+                via,
             )
             .await?;
         let (stdout, stderr) = ended.streams.finish();
@@ -265,7 +434,12 @@ impl SshTransport {
     }
 
     /// Whether anything exists at `path`, from a session shell.
-    pub(super) async fn session_exists(&self, path: &str, r#become: Option<&str>) -> Result<bool> {
+    pub(super) async fn session_exists(
+        &self,
+        path: &str,
+        r#become: Option<&str>,
+        via: Option<&ChainLink>,
+    ) -> Result<bool> {
         let mut request = ExecRequest::shell(String::new());
         request.timeout = Some(OPERATION_DEADLINE);
         let ended = self
@@ -274,6 +448,7 @@ impl SshTransport {
                 |_, seq| exists_line(path, seq),
                 &request,
                 &CancellationToken::new(),
+                via,
             )
             .await?;
         let (stdout, stderr) = ended.streams.finish();
@@ -289,14 +464,23 @@ impl SshTransport {
     }
 
     /// Takes an idle session (or starts one), runs one operation, and gives the session back
-    /// if it is still usable.
+    /// if it is still usable; through a chain's shell when `via` says so.
     async fn in_session(
         &self,
         r#become: Option<&str>,
         line: impl FnOnce(&str, u64) -> String,
         request: &ExecRequest,
         force: &CancellationToken,
+        via: Option<&ChainLink>,
     ) -> Result<Ended> {
+        if let Some(link) = via {
+            let (gate, session) = link.prepare().await?;
+            let handle = self.handle().await?;
+            let sent = |seq| link.mark_sent(seq);
+            return self
+                .operate(&handle, &session, line, request, force, r#become, gate, Some(&sent))
+                .await;
+        }
         let _permit = self
             .channels
             .acquire()
@@ -311,28 +495,33 @@ impl SshTransport {
             .lock()
             .ok()
             .and_then(|mut idle| idle.get_mut(&user).and_then(Vec::pop))
-            .filter(|s| s.generation == generation);
-        let mut session = match idle {
+            .filter(|s| s.generation == generation && s.usable());
+        let session = match idle {
             Some(session) => session,
             None => {
                 self.start_session(&handle, user.as_deref(), generation)
                     .await?
             }
         };
-        session.seq += 1;
-        let text = line(&session.nonce, session.seq);
         let ended = self
-            .operate(&handle, &mut session, &text, request, force, r#become)
+            .operate(&handle, &session, line, request, force, r#become, Gate::Always, None)
             .await?;
-        if ended.reusable
-            && let Ok(mut idle) = self.idle.lock()
-        {
-            idle.entry(user).or_default().push(session);
+        if ended.reusable {
+            self.give_back(user, session);
         }
         Ok(ended)
     }
 
-    async fn start_session(
+    /// Puts a session that ended its operations cleanly back among the idle ones.
+    pub(super) fn give_back(&self, user: Option<String>, session: ShellSession) {
+        if session.usable()
+            && let Ok(mut idle) = self.idle.lock()
+        {
+            idle.entry(user).or_default().push(session);
+        }
+    }
+
+    pub(super) async fn start_session(
         &self,
         handle: &Handle<HostKeyCheck>,
         user: Option<&str>,
@@ -357,19 +546,23 @@ impl SshTransport {
         let ready = tokio::time::timeout(self.target.connect_timeout, async {
             while let Some(msg) = channel.wait().await {
                 match msg {
-                    ChannelMsg::Data { data } if ready_in(&framer.push(&data)) => return true,
+                    ChannelMsg::Data { data } => {
+                        if let Some(pid) = ready_in(&framer.push(&data)) {
+                            return Some(pid);
+                        }
+                    }
                     // Only for the error message: kept small whatever the host prints.
                     ChannelMsg::ExtendedData { data, .. } if stderr.len() < 8192 => {
                         stderr.extend_from_slice(&data);
                     }
-                    ChannelMsg::Close | ChannelMsg::Eof => return false,
+                    ChannelMsg::Close | ChannelMsg::Eof => return None,
                     _ => {}
                 }
             }
-            false
+            None
         })
         .await;
-        if ready != Ok(true) {
+        let Ok(Some(shell_pid)) = ready else {
             let stderr = String::from_utf8_lossy(&stderr);
             if let Some(user) = user.filter(|_| stderr.contains("password is required")) {
                 return Err(Error::BecomePassword {
@@ -380,59 +573,110 @@ impl SshTransport {
                 "the remote shell did not start: {}",
                 stderr.trim()
             )));
-        }
+        };
+        let (output, input) = channel.split();
+        let (register, registered) = mpsc::unbounded_channel();
+        let broken = Arc::new(AtomicBool::new(false));
+        let reader = tokio::spawn(read_shell(
+            output,
+            Framer::new(&nonce),
+            Framer::new(&nonce),
+            registered,
+            broken.clone(),
+        ));
         Ok(ShellSession {
-            channel,
+            writer: tokio::sync::Mutex::new(Writer {
+                input,
+                seq: 0,
+                register,
+            }),
             nonce,
-            seq: 0,
+            shell_pid: Some(shell_pid),
             generation,
+            broken,
+            reader,
         })
     }
 
-    /// Sends one operation and reads until both streams framed its end.
-    async fn operate(
+    /// Sends one operation (gated as `gate` says), tells `sent` once its line is on its way,
+    /// and collects what it printed until both streams framed its end. Its deadline counts
+    /// from when it begins on the host, not from when it was queued behind others.
+    #[expect(clippy::too_many_arguments, reason = "one operation's whole context")]
+    pub(super) async fn operate(
         &self,
         handle: &Handle<HostKeyCheck>,
-        session: &mut ShellSession,
-        text: &str,
+        session: &ShellSession,
+        line: impl FnOnce(&str, u64) -> String,
         request: &ExecRequest,
         force: &CancellationToken,
         r#become: Option<&str>,
+        gate: Gate,
+        sent: Option<&(dyn Fn(u64) + Sync)>,
     ) -> Result<Ended> {
-        let seq = session.seq.to_string();
-        tracing::debug!(host = %self.target.host, seq = session.seq, bytes = text.len(), "operation sent");
-        let send = transfer_deadline(text.len());
-        tokio::time::timeout(send, session.channel.data(text.as_bytes()))
-            .await
-            .map_err(|_| self.stuck(send))?
-            .map_err(|e| self.lost(&e.to_string()))?;
+        let (tell, mut events) = mpsc::unbounded_channel();
+        let seq = {
+            let mut writer = session.writer.lock().await;
+            writer.seq += 1;
+            let seq = writer.seq;
+            let mut text = line(&session.nonce, seq);
+            if let Gate::IfSucceeded(before) = gate {
+                text = format!(
+                    "if [ \"${{_ds{before}:-x}}\" = 0 ]; then {}\nelse _dskip {seq}; fi\n",
+                    text.trim_end_matches('\n')
+                );
+            }
+            tracing::debug!(host = %self.target.host, seq, bytes = text.len(), "operation sent");
+            writer
+                .register
+                .send((seq, tell))
+                .map_err(|_| self.lost("the remote shell's reader ended"))?;
+            let send = transfer_deadline(text.len());
+            tokio::time::timeout(send, writer.input.data(text.as_bytes()))
+                .await
+                .map_err(|_| self.stuck(send))?
+                .map_err(|e| self.lost(&e.to_string()))?;
+            seq
+        };
+        if let Some(sent) = sent {
+            sent(seq);
+        }
         let mut streams = Streams::new(request.capture_limit, request.output.clone());
         streams.marker_done = true;
-        let mut out = Framer::new(&session.nonce);
-        let mut err = Framer::new(&session.nonce);
-        let (mut code, mut err_done, mut pid): (Option<i32>, bool, Option<u32>) =
-            (None, false, None);
+        let mut pid: Option<u32> = None;
         let forever = Duration::from_secs(100 * 365 * 86_400);
-        let deadline = tokio::time::sleep(request.timeout.unwrap_or(forever).min(forever));
+        let limit = request.timeout.unwrap_or(forever).min(forever);
+        // Until it begins, only the operations before it bound the wait (each has its own).
+        let deadline = tokio::time::sleep(forever);
         tokio::pin!(deadline);
         let mut killed: Option<ExitStatus> = None;
-        while code.is_none() || !err_done {
-            let (stream, pieces) = tokio::select! {
-                msg = session.channel.wait() => match msg {
-                    Some(ChannelMsg::Data { data }) => (Stream::Stdout, out.push(&data)),
-                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => (Stream::Stderr, err.push(&data)),
-                    Some(ChannelMsg::Close | ChannelMsg::Eof) | None => {
+        let code = loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(OpEvent::Begun) => {
+                        if killed.is_none() {
+                            deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+                        }
+                    }
+                    Some(OpEvent::Output(stream, bytes)) => streams.push(stream, &bytes).await,
+                    Some(OpEvent::Pid(p)) => pid = Some(p),
+                    Some(OpEvent::End(Some(code))) => break code,
+                    Some(OpEvent::End(None)) => {
+                        return Err(Error::Withdrawn {
+                            host: self.target.describe(),
+                        });
+                    }
+                    Some(OpEvent::Lost) | None => {
                         return Err(Error::Lost {
                             host: self.target.describe(),
                             what: "the connection closed before the command ended".to_owned(),
                         });
                     }
-                    Some(_) => continue,
                 },
                 () = &mut deadline => {
                     if killed.is_some() || pid.is_none() {
                         // Nothing to kill, or the group did not end after the kill: the shell
                         // is in an unknown state and is given up (never reused).
+                        session.broken.store(true, Ordering::Relaxed);
                         return match killed {
                             Some(status) => Ok(Ended { status, streams, reusable: false }),
                             None => Err(self.stuck(request.timeout.unwrap_or(OPERATION_DEADLINE))),
@@ -441,38 +685,22 @@ impl SshTransport {
                     killed = Some(ExitStatus::TimedOut);
                     self.kill_pid(handle, pid, r#become).await;
                     deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
-                    continue;
                 }
                 () = force.cancelled(), if killed.is_none() => {
                     killed = Some(ExitStatus::Cancelled);
+                    // The shell goes first, so it starts nothing it was sent after this.
+                    session.broken.store(true, Ordering::Relaxed);
+                    self.kill_pid(handle, session.shell_pid, None).await;
                     self.kill_pid(handle, pid, r#become).await;
                     deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
-                    continue;
-                }
-            };
-            for piece in pieces {
-                match piece {
-                    Piece::Output(bytes) => streams.push(stream, &bytes).await,
-                    Piece::Marker(words) => match words.as_slice() {
-                        [word, n, value]
-                            if word == "END" && *n == seq && stream == Stream::Stdout =>
-                        {
-                            code = Some(value.parse().unwrap_or(-1));
-                        }
-                        [word, n] if word == "END" && *n == seq => err_done = true,
-                        [word, n, value] if word == "PID" && *n == seq => pid = value.parse().ok(),
-                        _ => {}
-                    },
                 }
             }
-        }
-        let status = killed.unwrap_or(ExitStatus::Code {
-            code: code.unwrap_or(-1),
-        });
+        };
+        let status = killed.unwrap_or(ExitStatus::Code { code });
         Ok(Ended {
             status,
             streams,
-            reusable: true,
+            reusable: !session.broken.load(Ordering::Relaxed),
         })
     }
 
