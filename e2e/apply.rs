@@ -172,6 +172,67 @@ fn an_edited_template_runs_only_that_instance_and_its_trigger() {
 }
 
 #[test]
+fn a_chain_sent_ahead_stops_on_the_host_at_a_failure_and_what_followed_never_runs() {
+    let fleet = Fleet::shared();
+    // Ten one-operation tasks in a chain; the fifth fails on host-2 only. Everything behind
+    // it was sent ahead through the same shell, and must not have run there.
+    let mut tasks: Vec<String> = Vec::new();
+    for i in 1..=10 {
+        let needs = if i == 1 {
+            "workdir".to_owned()
+        } else {
+            format!("t{}", i - 1)
+        };
+        let command = if i == 5 {
+            "test {{ host.name }} != host-2 && echo 5 >> @/order".to_owned()
+        } else {
+            format!("echo {i} >> @/order")
+        };
+        tasks.push(format!(
+            "    - {{name: t{i}, needs: [{needs}], run: \"{command}\"}}\n"
+        ));
+    }
+    let s = Scenario::new(fleet, "ahead", &tasks.concat());
+    let (out, report) = s.apply();
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = (1..=10)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    assert_eq!(
+        std::fs::read_to_string(s.path(fleet, 0, "order")).unwrap(),
+        all
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path(fleet, 1, "order")).unwrap(),
+        "1\n2\n3\n4\n",
+        "a task behind the failure ran on host-2"
+    );
+    let host2: Vec<String> = statuses(&report)
+        .into_iter()
+        .filter(|l| l.starts_with("host-2/app/t"))
+        .collect();
+    let mut expected: Vec<String> = (1..=10)
+        .map(|i| {
+            let status = match i {
+                1..=4 => "changed",
+                5 => "failed",
+                _ => "skipped",
+            };
+            format!("host-2/app/t{i} {status}")
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(host2, expected);
+    assert_eq!(
+        report["contacts"]["channels"].as_u64(),
+        Some(fleet.len() as u64),
+        "each host's chain went through one shell"
+    );
+}
+
+#[test]
 fn a_wrong_host_key_is_refused_and_nothing_is_applied_there() {
     let fleet = Fleet::shared();
     let s = Scenario::new(fleet, "wrong-key", SITE);

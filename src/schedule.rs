@@ -521,7 +521,11 @@ impl Schedule {
             return out;
         }
         // Its dependencies may have ended while it was out: count again what it waits for.
-        let deps = self.entries.get(i).map(|e| e.deps.clone()).unwrap_or_default();
+        let deps = self
+            .entries
+            .get(i)
+            .map(|e| e.deps.clone())
+            .unwrap_or_default();
         let failed = deps
             .iter()
             .find(|&&d| self.state(d) == Some(State::Unsuccessful))
@@ -1060,6 +1064,109 @@ mod tests {
         let (started, settled) = s.take_ready();
         assert!(settled.is_empty(), "{settled:?}");
         started.iter().map(ToString::to_string).collect()
+    }
+
+    const OK: Finished = Finished {
+        succeeded: true,
+        changed: true,
+    };
+    const FAILED: Finished = Finished {
+        succeeded: false,
+        changed: false,
+    };
+
+    #[test]
+    fn a_chain_is_sent_ahead_within_the_host_limit_and_takes_what_waits_only_on_it() {
+        let mut s = schedule(
+            vec![
+                node("h/w/a", &[]),
+                node("h/w/b", &["h/w/a"]),
+                node("h/w/c", &["h/w/b"]),
+                node("h/w/side", &["h/w/a"]),
+                node("h/w/late", &["h/w/c", "h/w/other"]),
+                node("h/w/other", &[]),
+                node("g/w/elsewhere", &["h/w/a"]),
+            ],
+            8,
+            3,
+            false,
+        );
+        let (ready, _) = s.take_ready();
+        assert_eq!(ready, ids(&["h/w/a", "h/w/other"]));
+        let a = ids(&["h/w/a"]);
+        // `b` and `side` wait only on `a`; the earliest goes first. The host has one slot left.
+        assert_eq!(s.speculate(&a, |_| true), Some(id("h/w/b")));
+        assert_eq!(s.speculate(&ids(&["h/w/a", "h/w/b"]), |_| true), None);
+        assert_eq!(s.running(), 3);
+        // Nothing on another host, nothing `may` refuses.
+        let mut t = schedule(
+            vec![node("h/w/a", &[]), node("g/w/x", &["h/w/a"])],
+            8,
+            8,
+            false,
+        );
+        t.take_ready();
+        assert_eq!(t.speculate(&a, |_| true), None);
+        let mut u = schedule(
+            vec![node("h/w/a", &[]), node("h/w/x", &["h/w/a"])],
+            8,
+            8,
+            false,
+        );
+        u.take_ready();
+        assert_eq!(u.speculate(&a, |_| false), None);
+    }
+
+    #[test]
+    fn a_withdrawn_instance_is_queued_again_skipped_or_waits_as_its_dependencies_ended() {
+        let chain = || {
+            let mut s = schedule(
+                vec![
+                    node("h/w/a", &[]),
+                    node("h/w/b", &["h/w/a"]),
+                    node("h/w/c", &["h/w/b"]),
+                ],
+                8,
+                8,
+                false,
+            );
+            s.take_ready();
+            assert_eq!(s.speculate(&ids(&["h/w/a"]), |_| true), Some(id("h/w/b")));
+            assert_eq!(
+                s.speculate(&ids(&["h/w/a", "h/w/b"]), |_| true),
+                Some(id("h/w/c"))
+            );
+            s
+        };
+        // `a` succeeded (on a retry): `b` is queued again, `c` waits for it again.
+        let mut s = chain();
+        assert!(s.finish(&id("h/w/a"), OK).is_empty());
+        assert!(s.withdraw(&id("h/w/b")).is_empty());
+        assert!(s.withdraw(&id("h/w/c")).is_empty());
+        assert_eq!(s.take_ready().0, ids(&["h/w/b"]));
+        s.finish(&id("h/w/b"), OK);
+        assert_eq!(s.take_ready().0, ids(&["h/w/c"]));
+        s.finish(&id("h/w/c"), OK);
+        assert!(s.is_done());
+        // `a` failed: both are skipped because of it.
+        let mut s = chain();
+        assert!(s.finish(&id("h/w/a"), FAILED).is_empty());
+        let b = s.withdraw(&id("h/w/b"));
+        let c = s.withdraw(&id("h/w/c"));
+        let skipped = Settled::Skipped {
+            because: id("h/w/a"),
+        };
+        assert_eq!(b, vec![(id("h/w/b"), skipped.clone())]);
+        assert_eq!(
+            c,
+            vec![(
+                id("h/w/c"),
+                Settled::Skipped {
+                    because: id("h/w/b")
+                }
+            )]
+        );
+        assert!(s.is_done());
     }
 
     #[test]

@@ -179,7 +179,8 @@ impl Driver {
                 let Some(last) = members.last().cloned() else {
                     break;
                 };
-                let Some(next) = schedule.speculate(&members, |id| self.may_send_ahead(request, id))
+                let Some(next) =
+                    schedule.speculate(&members, |id| self.may_send_ahead(request, id))
                 else {
                     break;
                 };

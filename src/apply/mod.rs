@@ -432,7 +432,8 @@ impl Driver {
                 self.launch(request, shutdown, running, id, None).await?;
             }
         }
-        self.send_ahead(request, shutdown, schedule, running).await?;
+        self.send_ahead(request, shutdown, schedule, running)
+            .await?;
         Ok(progressed)
     }
 
@@ -1084,19 +1085,19 @@ impl Persist {
         };
         let duration_ms = millis(duration);
         let written = self.store.write(move |tx| {
-                let write = InstanceWrite {
-                    id: &id,
-                    spec_hash,
-                    outcome,
-                    finished_at: at,
-                    duration_ms,
-                    run: Some(run),
-                    detail: detail.as_ref(),
-                    fires: &fires,
-                };
-                store::disarm_triggers_in(tx, &id, &disarm)?;
-                store::log_in(tx, run, &event, Change::Record(&write))
-            });
+            let write = InstanceWrite {
+                id: &id,
+                spec_hash,
+                outcome,
+                finished_at: at,
+                duration_ms,
+                run: Some(run),
+                detail: detail.as_ref(),
+                fires: &fires,
+            };
+            store::disarm_triggers_in(tx, &id, &disarm)?;
+            store::log_in(tx, run, &event, Change::Record(&write))
+        });
         Box::pin(async move { Ok(written.await?) })
     }
 }

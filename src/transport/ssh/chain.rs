@@ -156,7 +156,10 @@ impl ChainLink {
     /// How this link's next shell operation must be sent: gated on the operation before it
     /// while the task before has sent but not ended; refused when that task failed.
     async fn turn(&self) -> Result<Gate> {
-        let Some(after) = self.after.as_ref().filter(|_| !self.first_sent.load(Ordering::Acquire))
+        let Some(after) = self
+            .after
+            .as_ref()
+            .filter(|_| !self.first_sent.load(Ordering::Acquire))
         else {
             return Ok(Gate::Always);
         };

@@ -7,10 +7,10 @@
 //! run never calls this, so it never connects.
 
 pub mod auth;
+pub mod chain;
 pub mod config;
 pub mod frame;
 pub mod known_hosts;
-pub mod chain;
 mod session;
 pub use session::inline;
 

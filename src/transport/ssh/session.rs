@@ -77,8 +77,8 @@ enum OpEvent {
     Begun,
     Output(Stream, Vec<u8>),
     Pid(u32),
-    /// Both streams framed its end; `None`: the shell skipped it (`_dskip`).
-    End(Option<i32>),
+    /// Both streams framed its end.
+    End(Verdict),
     /// The channel closed.
     Lost,
 }
@@ -199,6 +199,15 @@ fn sync_line(file: &PutFile, nonce: &str, seq: u64) -> String {
     )
 }
 
+/// Wraps operation `seq`'s line so the shell runs it only if operation `before` exited 0,
+/// and otherwise frames it as skipped.
+fn gated(line: &str, before: u64, seq: u64) -> String {
+    format!(
+        "if [ \"${{_ds{before}:-x}}\" = 0 ]; then {}\nelse _dskip {seq}; fi\n",
+        line.trim_end_matches('\n')
+    )
+}
+
 /// The line that tells whether anything exists at `path` (file, directory, link).
 fn exists_line(path: &str, seq: u64) -> String {
     let quoted = shell_quote(path);
@@ -261,12 +270,20 @@ impl ShellSession {
     }
 }
 
-/// The status an end marker carries: `None` when the shell skipped the operation.
-fn end_code(value: &str) -> Option<i32> {
+/// How the shell ended an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Exited(i32),
+    /// Gated on an earlier operation that did not exit 0 (`_dskip`).
+    Skipped,
+}
+
+/// The verdict an end marker carries.
+fn end_code(value: &str) -> Verdict {
     if value == "skip" {
-        None
+        Verdict::Skipped
     } else {
-        Some(value.parse().unwrap_or(-1))
+        Verdict::Exited(value.parse().unwrap_or(-1))
     }
 }
 
@@ -275,7 +292,7 @@ fn end_code(value: &str) -> Option<i32> {
 struct Following {
     seq: String,
     tell: mpsc::UnboundedSender<OpEvent>,
-    code: Option<Option<i32>>,
+    code: Option<Verdict>,
     err_done: bool,
 }
 
@@ -478,7 +495,16 @@ impl SshTransport {
             let handle = self.handle().await?;
             let sent = |seq| link.mark_sent(seq);
             return self
-                .operate(&handle, &session, line, request, force, r#become, gate, Some(&sent))
+                .operate(
+                    &handle,
+                    &session,
+                    line,
+                    request,
+                    force,
+                    r#become,
+                    gate,
+                    Some(&sent),
+                )
                 .await;
         }
         let _permit = self
@@ -504,7 +530,16 @@ impl SshTransport {
             }
         };
         let ended = self
-            .operate(&handle, &session, line, request, force, r#become, Gate::Always, None)
+            .operate(
+                &handle,
+                &session,
+                line,
+                request,
+                force,
+                r#become,
+                Gate::Always,
+                None,
+            )
             .await?;
         if ended.reusable {
             self.give_back(user, session);
@@ -620,20 +655,17 @@ impl SshTransport {
             let seq = writer.seq;
             let mut text = line(&session.nonce, seq);
             if let Gate::IfSucceeded(before) = gate {
-                text = format!(
-                    "if [ \"${{_ds{before}:-x}}\" = 0 ]; then {}\nelse _dskip {seq}; fi\n",
-                    text.trim_end_matches('\n')
-                );
+                text = gated(&text, before, seq);
             }
             tracing::debug!(host = %self.target.host, seq, bytes = text.len(), "operation sent");
             writer
                 .register
                 .send((seq, tell))
                 .map_err(|_| self.lost("the remote shell's reader ended"))?;
-            let send = transfer_deadline(text.len());
-            tokio::time::timeout(send, writer.input.data(text.as_bytes()))
+            let allowed = transfer_deadline(text.len());
+            tokio::time::timeout(allowed, writer.input.data(text.as_bytes()))
                 .await
-                .map_err(|_| self.stuck(send))?
+                .map_err(|_| self.stuck(allowed))?
                 .map_err(|e| self.lost(&e.to_string()))?;
             seq
         };
@@ -659,8 +691,8 @@ impl SshTransport {
                     }
                     Some(OpEvent::Output(stream, bytes)) => streams.push(stream, &bytes).await,
                     Some(OpEvent::Pid(p)) => pid = Some(p),
-                    Some(OpEvent::End(Some(code))) => break code,
-                    Some(OpEvent::End(None)) => {
+                    Some(OpEvent::End(Verdict::Exited(code))) => break code,
+                    Some(OpEvent::End(Verdict::Skipped)) => {
                         return Err(Error::Withdrawn {
                             host: self.target.describe(),
                         });
@@ -878,6 +910,30 @@ mod shell_tests {
             return;
         }
         check_protocol("/usr/local/bin:/usr/bin:/bin", true);
+    }
+
+    #[test]
+    fn a_gated_operation_runs_only_after_its_predecessor_succeeded_and_a_skip_carries_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = |name: &str| format!("touch {}", dir.path().join(name).display());
+        let lines = vec![
+            exec_line(&ExecRequest::shell("exit 3"), 1),
+            gated(&exec_line(&ExecRequest::shell(mark("two")), 2), 1, 2),
+            // Behind a skipped one: skipped too, even though 3 below succeeds first.
+            exec_line(&ExecRequest::shell("true"), 3),
+            gated(&exec_line(&ExecRequest::shell(mark("four")), 4), 2, 4),
+            gated(&exec_line(&ExecRequest::shell(mark("five")), 5), 3, 5),
+        ];
+        let (_, markers) = run_shell("/usr/local/bin:/usr/bin:/bin", &lines);
+        let ends: Vec<String> = markers
+            .iter()
+            .filter(|m| m[0] == "END")
+            .map(|m| m[1..].join(" "))
+            .collect();
+        assert_eq!(ends, ["1 3", "2 skip", "3 0", "4 skip", "5 0"]);
+        assert!(!dir.path().join("two").exists());
+        assert!(!dir.path().join("four").exists());
+        assert!(dir.path().join("five").exists());
     }
 
     #[test]
