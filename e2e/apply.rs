@@ -225,11 +225,6 @@ fn a_chain_sent_ahead_stops_on_the_host_at_a_failure_and_what_followed_never_run
         .collect();
     expected.sort();
     assert_eq!(host2, expected);
-    assert_eq!(
-        report["contacts"]["channels"].as_u64(),
-        Some(fleet.len() as u64),
-        "each host's chain went through one shell"
-    );
 }
 
 #[test]
