@@ -116,6 +116,19 @@ impl russh::client::Handler for HostKeyCheck {
             PublicKeyOrCertificate::Certificate(_) => self.refuse(Refusal::Certificate),
         })
     }
+
+    /// OpenSSH announces its host keys in a small packet right after the login, and then
+    /// confirms the first channel in another; it sends without `TCP_NODELAY` until a
+    /// session starts, so the confirmation waits for our ACK of the announcement, which
+    /// Linux delays ~40 ms when we have nothing to send. Answering with a no-op packet (a
+    /// keepalive that asks for no reply) carries that ACK at once.
+    async fn openssh_ext_host_keys_announced(
+        &mut self,
+        _keys: Vec<russh::keys::PublicKey>,
+        session: &mut russh::client::Session,
+    ) -> Result<(), Self::Error> {
+        session.send_keepalive(false)
+    }
 }
 
 /// The message for a refused key: what was found and what to do.

@@ -362,6 +362,7 @@ async fn read_shell(
             {
                 let code = *code;
                 if let Some(done) = queue.pop_front() {
+                    tracing::trace!(seq = %done.seq, "operation ended");
                     let _ = done.tell.send(OpEvent::End(code));
                 }
                 if let Some(next) = queue.front() {
@@ -564,6 +565,7 @@ impl SshTransport {
     ) -> Result<ShellSession> {
         tracing::debug!(host = %self.target.host, user = ?user, "starting a remote shell");
         let mut channel = self.channel(handle).await?;
+        tracing::trace!("shell channel open");
         let sudo = user
             .map(|u| format!("sudo -n -u {} -- ", shell_quote(u)))
             .unwrap_or_default();
@@ -571,6 +573,7 @@ impl SshTransport {
             .exec(true, format!("exec {sudo}sh"))
             .await
             .map_err(|e| self.lost(&e.to_string()))?;
+        tracing::trace!("shell exec accepted");
         let nonce = nonce();
         channel
             .data(prelude(&nonce).as_bytes())
