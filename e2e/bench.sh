@@ -12,10 +12,18 @@
 # everything they ran used during drover's run. Then `drover drift` (every file
 # probed; round trips counted) next to one fresh `ssh host sh -s` per host that hashes the
 # same files.
+#   DROVER_BIN=/path/to/drover bash e2e/bench.sh   (that binary, no build: to compare two)
 set -euo pipefail
+bin=
+if [ -n "${DROVER_BIN:-}" ]; then
+  bin=$(command -v -- "$DROVER_BIN") || { echo "DROVER_BIN=$DROVER_BIN: not an executable" >&2; exit 1; }
+  case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
+fi
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin=$PWD/target/release/drover
+if [ -z "$bin" ]; then
+  cargo build --release --quiet
+  bin=$PWD/target/release/drover
+fi
 sshd=$(command -v sshd || echo /usr/sbin/sshd)
 work=$(mktemp -d /tmp/drover-bench.XXXXXX)
 pids=()
