@@ -106,7 +106,8 @@ pub enum Command {
         /// Most tasks running at once, over all hosts.
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
         parallelism: u32,
-        /// Most tasks running at once on one host.
+        /// Most tasks running at once on one host (over SSH, tasks of a chain sent ahead of the
+        /// result before them count too: at most this many re-run after a crash).
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
         per_host: u32,
         /// Stop launching tasks after the first failure.
