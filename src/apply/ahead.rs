@@ -150,7 +150,7 @@ impl Ahead {
     fn forget(&mut self, id: &InstanceId) {
         if let Some((chain, link)) = self.links.remove(id) {
             // Normally said by its attempt already; an abandoned attempt never says it.
-            link.end(false);
+            link.end_if_open();
             let members = self.chains.entry(chain).or_default();
             members.retain(|m| m != id);
             if members.is_empty() {
@@ -193,7 +193,8 @@ impl Driver {
     }
 
     /// Whether an instance may be started before what it needs has ended: it runs on the
-    /// host (not a removal or a refresh, not stale), and no trigger decides how it runs.
+    /// host (not a removal or a refresh, not stale), and no trigger decides how it runs or is
+    /// fired by it.
     fn may_send_ahead(&self, request: &Request<'_>, id: &InstanceId) -> bool {
         let runs = self.changes.get(id).is_some_and(|c| {
             !matches!(
@@ -201,7 +202,11 @@ impl Driver {
                 ChangeKind::Remove | ChangeKind::Refresh | ChangeKind::MayChange
             )
         });
-        runs && !request.stale.contains(id)
+        // One that fires triggers arms them durably before it starts; taken back unrun, it
+        // would leave them armed.
+        let fires = self.triggers.get(id).is_some_and(|t| !t.is_empty());
+        runs && !fires
+            && !request.stale.contains(id)
             && self
                 .instances
                 .get(id)

@@ -80,6 +80,8 @@ impl Chain {
         if gate != Gate::Always && shell.is_some() {
             return Err(self.ssh.withdrawn());
         }
+        // The old shell's channel permit goes back before a new one is asked for.
+        shell.take();
         let permit = self
             .ssh
             .channels
@@ -153,6 +155,23 @@ impl ChainLink {
         self.stage.send_replace(Stage::Ended { ok });
     }
 
+    /// Ends the link as failed unless its task already said how it ended.
+    pub fn end_if_open(&self) {
+        self.stage.send_if_modified(|s| {
+            let open = !matches!(s, Stage::Ended { .. });
+            if open {
+                *s = Stage::Ended { ok: false };
+            }
+            open
+        });
+    }
+
+    /// The link's first operation got its verdict from the shell: its later operations (a
+    /// retry) need no gate. One that got none (a lost connection) keeps its gate.
+    pub(super) fn mark_answered(&self) {
+        self.first_sent.store(true, Ordering::Release);
+    }
+
     /// How this link's next shell operation must be sent: gated on the operation before it
     /// while the task before has sent but not ended; refused when that task failed.
     async fn turn(&self) -> Result<Gate> {
@@ -199,7 +218,6 @@ impl ChainLink {
 
     /// This link's operation is on its way: the link behind it may send its own.
     pub(super) fn mark_sent(&self, seq: u64) {
-        self.first_sent.store(true, Ordering::Release);
         self.stage.send_if_modified(|s| {
             let first = *s == Stage::Waiting;
             if first {

@@ -495,7 +495,7 @@ impl SshTransport {
             let (gate, session) = link.prepare().await?;
             let handle = self.handle().await?;
             let sent = |seq| link.mark_sent(seq);
-            return self
+            let ended = self
                 .operate(
                     &handle,
                     &session,
@@ -506,7 +506,9 @@ impl SshTransport {
                     gate,
                     Some(&sent),
                 )
-                .await;
+                .await?;
+            link.mark_answered();
+            return Ok(ended);
         }
         let _permit = self
             .channels
@@ -700,6 +702,11 @@ impl SshTransport {
                             host: self.target.describe(),
                         });
                     }
+                    // The shell was killed on purpose (Ctrl-C, a timeout): that is the verdict.
+                    Some(OpEvent::Lost) | None if killed.is_some() => {
+                        let status = killed.unwrap_or(ExitStatus::Cancelled);
+                        return Ok(Ended { status, streams, reusable: false });
+                    }
                     Some(OpEvent::Lost) | None => {
                         return Err(Error::Lost {
                             host: self.target.describe(),
@@ -718,6 +725,11 @@ impl SshTransport {
                         };
                     }
                     killed = Some(ExitStatus::TimedOut);
+                    // Its real exit status is what the shell would gate later lines on, and it
+                    // may still be 0 after the kill: the shell goes too, so nothing sent
+                    // behind it runs on a verdict drover did not record.
+                    session.broken.store(true, Ordering::Relaxed);
+                    self.kill_pid(handle, session.shell_pid, None).await;
                     self.kill_pid(handle, pid, r#become).await;
                     deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
                 }
