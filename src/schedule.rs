@@ -388,21 +388,9 @@ impl Schedule {
     /// of it. Unknown or not-running ids are ignored (nothing returned).
     pub fn finish(&mut self, id: &InstanceId, finished: Finished) -> Vec<(InstanceId, Settled)> {
         let mut out = Vec::new();
-        let Some(&i) = self.index.get(id) else {
+        let Some(i) = self.stop_running(id) else {
             return out;
         };
-        let Some(entry) = self.entries.get_mut(i) else {
-            return out;
-        };
-        if entry.state != State::Running {
-            return out;
-        }
-        let host = entry.host;
-        self.running = self.running.saturating_sub(1);
-        if let Some(h) = self.hosts.get_mut(host) {
-            h.running = h.running.saturating_sub(1);
-        }
-        self.refresh_host(host);
         if finished.succeeded {
             self.set_state(
                 i,
@@ -499,21 +487,9 @@ impl Schedule {
     /// settled.
     pub fn withdraw(&mut self, id: &InstanceId) -> Vec<(InstanceId, Settled)> {
         let mut out = Vec::new();
-        let Some(&i) = self.index.get(id) else {
+        let Some(i) = self.stop_running(id) else {
             return out;
         };
-        let Some(entry) = self.entries.get(i) else {
-            return out;
-        };
-        if entry.state != State::Running {
-            return out;
-        }
-        let host = entry.host;
-        self.running = self.running.saturating_sub(1);
-        if let Some(h) = self.hosts.get_mut(host) {
-            h.running = h.running.saturating_sub(1);
-        }
-        self.refresh_host(host);
         if let Some(reason) = self.closed.clone() {
             self.set_state(i, State::Waiting);
             self.settle_unstarted(i, Settled::Cancelled { reason }, &mut out);
@@ -565,6 +541,19 @@ impl Schedule {
     /// Instances not yet settled (running ones included).
     pub fn unsettled(&self) -> usize {
         self.unsettled
+    }
+
+    /// Frees the slots of a running instance; `None` if `id` is unknown or not running.
+    fn stop_running(&mut self, id: &InstanceId) -> Option<usize> {
+        let &i = self.index.get(id)?;
+        let entry = self.entries.get(i).filter(|e| e.state == State::Running)?;
+        let host = entry.host;
+        self.running = self.running.saturating_sub(1);
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.running = h.running.saturating_sub(1);
+        }
+        self.refresh_host(host);
+        Some(i)
     }
 
     fn state(&self, i: usize) -> Option<State> {
