@@ -717,8 +717,10 @@ impl SshTransport {
                 () = &mut deadline => {
                     if killed.is_some() || pid.is_none() {
                         // Nothing to kill, or the group did not end after the kill: the shell
-                        // is in an unknown state and is given up (never reused).
+                        // is in an unknown state and is given up (never reused), and stopped, so
+                        // nothing queued behind it starts.
                         session.broken.store(true, Ordering::Relaxed);
+                        self.kill_pid(handle, session.shell_pid, None).await;
                         return match killed {
                             Some(status) => Ok(Ended { status, streams, reusable: false }),
                             None => Err(self.stuck(request.timeout.unwrap_or(OPERATION_DEADLINE))),
