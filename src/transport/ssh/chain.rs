@@ -89,18 +89,11 @@ impl Chain {
             .acquire_owned()
             .await
             .map_err(|_| self.ssh.lost("shutting down"))?;
-        let idle = self
-            .ssh
-            .idle
-            .lock()
-            .ok()
-            .and_then(|mut idle| idle.get_mut(&None).and_then(Vec::pop))
-            .filter(|s| s.generation == generation && s.usable());
-        let session = match idle {
-            Some(session) => session,
-            None => self.ssh.start_session(&handle, None, generation).await?,
-        };
-        let session = Arc::new(session);
+        let session = Arc::new(
+            self.ssh
+                .idle_or_new_session(&handle, None, generation)
+                .await?,
+        );
         *shell = Some(Held {
             session: session.clone(),
             _permit: permit,

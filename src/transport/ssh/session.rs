@@ -519,19 +519,9 @@ impl SshTransport {
         let user = r#become
             .filter(|u| *u != self.target.user)
             .map(str::to_owned);
-        let idle = self
-            .idle
-            .lock()
-            .ok()
-            .and_then(|mut idle| idle.get_mut(&user).and_then(Vec::pop))
-            .filter(|s| s.generation == generation && s.usable());
-        let session = match idle {
-            Some(session) => session,
-            None => {
-                self.start_session(&handle, user.as_deref(), generation)
-                    .await?
-            }
-        };
+        let session = self
+            .idle_or_new_session(&handle, user.as_deref(), generation)
+            .await?;
         let ended = self
             .operate(
                 &handle,
@@ -548,6 +538,26 @@ impl SshTransport {
             self.give_back(user, session);
         }
         Ok(ended)
+    }
+
+    /// An idle shell of this connection for `user` (`None`: the login user), or a new one.
+    pub(super) async fn idle_or_new_session(
+        &self,
+        handle: &Handle<HostKeyCheck>,
+        user: Option<&str>,
+        generation: u64,
+    ) -> Result<ShellSession> {
+        let key = user.map(str::to_owned);
+        let idle = self
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle.get_mut(&key).and_then(Vec::pop))
+            .filter(|s| s.generation == generation && s.usable());
+        match idle {
+            Some(session) => Ok(session),
+            None => self.start_session(handle, user, generation).await,
+        }
     }
 
     /// Puts a session that ended its operations cleanly back among the idle ones.
@@ -567,7 +577,6 @@ impl SshTransport {
     ) -> Result<ShellSession> {
         tracing::debug!(host = %self.target.host, user = ?user, "starting a remote shell");
         let mut channel = self.channel(handle).await?;
-        tracing::trace!("shell channel open");
         let sudo = user
             .map(|u| format!("sudo -n -u {} -- ", shell_quote(u)))
             .unwrap_or_default();
@@ -575,7 +584,6 @@ impl SshTransport {
             .exec(true, format!("exec {sudo}sh"))
             .await
             .map_err(|e| self.lost(&e.to_string()))?;
-        tracing::trace!("shell exec accepted");
         let nonce = nonce();
         channel
             .data(prelude(&nonce).as_bytes())
