@@ -6,9 +6,11 @@
 //! The shell defines small functions once (`_dsync` compares and writes a file, `_dend`
 //! frames the end of an operation) and then runs one operation at a time: drover sends the
 //! next only after the result of the previous one is recorded. A command runs in its own
-//! process group (through `setsid` where the host has it) with stdin from `/dev/null`, so it
-//! can neither read the shell's input nor outlive a timeout; the shell reports its pid, and a
-//! timeout kills that group through a second channel, as for one-off commands.
+//! process group with stdin from `/dev/null` and the login umask, so it can neither read the
+//! shell's input nor outlive a timeout: where the host has perl, a helper beside the shell
+//! starts it (no `exec` but the command's own); otherwise the shell starts it as a job
+//! through `setsid`. The shell reports its pid, and a timeout kills that group through a
+//! second channel, as for one-off commands.
 //!
 //! Files whose content is text without NUL bytes, up to `INLINE_LIMIT`, travel inside the
 //! line as a quoted word (`printf` is a shell builtin, so writing costs no process); larger or
@@ -95,22 +97,31 @@ pub fn inline(content: &[u8]) -> bool {
     content.len() <= INLINE_LIMIT && !content.contains(&0) && std::str::from_utf8(content).is_ok()
 }
 
-/// A helper the shell keeps beside it where the host has perl: it renames files on request
-/// (paths hex-encoded, one request per line on a FIFO), so replacing a file costs no process.
-/// It exits when the shell closes its end.
-const RENAMER: &str = r#"open(my $i,"<",$ARGV[0]) or exit 1; open(my $o,">",$ARGV[1]) or exit 1; select($o); $|=1; while (my $l=<$i>) { chomp $l; my ($a,$b)=split / /,$l; print(rename(pack("H*",$a),pack("H*",$b)) ? "0\n" : "1 $!\n"); }"#;
+/// A helper the shell keeps beside it where the host has perl, so that the two things every
+/// task needs cost no `exec` of a tool: requests come one per line on a FIFO, answers go back
+/// on another. `m A B` renames file A over B (paths hex-encoded) and answers `0`, or `1 why`.
+/// `x ENV ARGV` (each a hex-encoded list of NUL-separated words) starts a command in a process
+/// group of its own with stdin from `/dev/null`, the helper's stdout and stderr (the shell's)
+/// and the login umask, answers its pid (or `F why` if it could not fork), then its exit
+/// status as `sh` reports one (128 + the signal that killed it). Perl opens its FIFOs
+/// close-on-exec, so a command never holds them. The helper exits when the shell closes its
+/// end.
+const HELPER: &str = r#"open(my $i,"<",$ARGV[0]) or exit 1; open(my $o,">",$ARGV[1]) or exit 1; select($o); $|=1; while (my $l=<$i>) { chomp $l; my @w=split(/ /,$l,-1); if ($w[0] eq "x") { my @e=split(/\0/,pack("H*",$w[1]),-1); my @a=split(/\0/,pack("H*",$w[2]),-1); my $p=fork(); if (!defined $p) { print "F $!\n"; next; } if (!$p) { setpgrp(0,0); open(STDIN,"<","/dev/null"); for (@e) { my ($k,$v)=split(/=/,$_,2); $ENV{$k}=$v; } { exec {$a[0]} @a; } print STDERR "$a[0]: $!\n"; exit 127; } print "$p\n"; waitpid($p,0); print((($? & 127) ? 128+($? & 127) : $? >> 8), "\n"); } else { print(rename(pack("H*",$w[1]),pack("H*",$w[2])) ? "0\n" : "1 $!\n"); } }"#;
 
 /// The functions every session defines once, then the ready marker with the shell's pid.
 fn prelude(nonce: &str) -> String {
     format!(
         r#"_dN={nonce}
+_dum0=$(umask)
+_dnl='
+'
+_dout=
 set -C
-umask 077
 if command -v setsid >/dev/null 2>&1; then _dss=setsid; else _dss=; fi
 _dr=
 if command -v perl >/dev/null 2>&1 && _dd=$(mktemp -d 2>/dev/null); then
   if mkfifo "$_dd/i" "$_dd/o" 2>/dev/null; then
-    perl -e '{RENAMER}' "$_dd/i" "$_dd/o" </dev/null >/dev/null 2>&1 &
+    perl -e '{HELPER}' "$_dd/i" "$_dd/o" </dev/null &
     exec 7>|"$_dd/i" 8<"$_dd/o"
     _dr=1
   fi
@@ -118,7 +129,7 @@ if command -v perl >/dev/null 2>&1 && _dd=$(mktemp -d 2>/dev/null); then
 fi
 _dmv() {{
   if [ -n "$_dr" ]; then
-    printf '%s %s\n' "$3" "$4" >&7 || return 1
+    printf 'm %s %s\n' "$3" "$4" >&7 || return 1
     read -r _drr <&8 || return 1
     [ "$_drr" = 0 ] && return 0
     printf 'mv: %s\n' "${{_drr#1 }}" >&2
@@ -126,7 +137,15 @@ _dmv() {{
   fi
   mv -f "$1" "$2"
 }}
-_dend() {{ eval "_ds$1=$2"; printf '\n%s END %s %s\n' "$_dN" "$1" "$2"; printf '\n%s END %s\n' "$_dN" "$1" >&2; }}
+_drun() {{
+  printf 'x %s %s\n' "$2" "$3" >&7 || return 126
+  read -r _dpid <&8 || return 126
+  case $_dpid in F*) printf 'cannot start the command: %s\n' "${{_dpid#F }}" >&2; return 126;; esac
+  printf '\n%s PID %s %s\n' "$_dN" "$1" "$_dpid" >&2
+  read -r _drc <&8 || return 126
+  return "$_drc"
+}}
+_dend() {{ eval "_ds$1=$2"; printf '%s\n%s END %s %s\n' "$_dout" "$_dN" "$1" "$2"; _dout=; printf '\n%s END %s\n' "$_dN" "$1" >&2; }}
 _dskip() {{ eval "_ds$1=skip"; printf '\n%s END %s skip\n' "$_dN" "$1"; printf '\n%s END %s\n' "$_dN" "$1" >&2; }}
 _dcl='|'
 _dclean() {{
@@ -152,18 +171,18 @@ _dsync() {{
     if [ -n "$_do" ] && [ "$3" != "$_do" ]; then _dsame=0; fi
     if [ -n "$_dg" ] && [ "$4" != "$_dg" ]; then _dsame=0; fi
   else
-    printf 'ABSENT\n'
+    _dout="ABSENT$_dnl"
   fi
-  if [ "$_dsame" = 1 ]; then printf 'DROVER_SAME\n'; return 0; fi
+  if [ "$_dsame" = 1 ]; then _dout="${{_dout}}DROVER_SAME$_dnl"; return 0; fi
   _dclean "${{_dp%/*}}"
   umask "$_dum"
-  if ! printf '%s' "$_dc" > "$_dt"; then umask 077; return 1; fi
-  umask 077
+  if ! printf '%s' "$_dc" > "$_dt"; then umask "$_dum0"; return 1; fi
+  umask "$_dum0"
   if [ -n "$_do$_dg" ] && ! chown "$_do${{_dg:+:$_dg}}" "$_dt"; then rm -f "$_dt"; return 1; fi
   if [ -n "$_dom" ]; then _dcm=${{_dm:-$_dom}}; fi
   if [ -n "$_dcm" ] && ! chmod "$_dcm" "$_dt"; then rm -f "$_dt"; return 1; fi
   if ! _dmv "$_dt" "$_dp" "$_dht" "$_dhp"; then rm -f "$_dt"; return 1; fi
-  printf 'DROVER_WRITTEN\n'
+  _dout="${{_dout}}DROVER_WRITTEN$_dnl"
 }}
 printf '\n%s READY %s\n' "$_dN" "$$"
 "#
@@ -216,24 +235,47 @@ fn exists_line(path: &str, seq: u64) -> String {
     )
 }
 
-/// The line that runs a command in its own process group and reports its pid.
+/// The line that runs a command in its own process group and reports its pid: through the
+/// perl helper where the shell has one (no `exec` but the command's own), otherwise as a
+/// background job of the shell through `setsid` where the host has it.
 fn exec_line(request: &ExecRequest, seq: u64) -> String {
-    let mut line = String::new();
+    let argv: Vec<&str> = match &request.command {
+        CommandLine::Shell(s) => vec!["sh", "-c", s],
+        CommandLine::Argv(argv) => argv.iter().map(String::as_str).collect(),
+    };
+    let env: Vec<String> = request
+        .env
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    let mut job = String::new();
     for (key, value) in &request.env {
-        let _ = write!(line, "{key}={} ", shell_quote(value));
+        let _ = write!(job, "{key}={} ", shell_quote(value));
     }
-    line.push_str("$_dss ");
+    job.push_str("$_dss ");
     match &request.command {
         CommandLine::Shell(s) => {
-            let _ = write!(line, "sh -c {}", shell_quote(s));
+            let _ = write!(job, "sh -c {}", shell_quote(s));
         }
-        CommandLine::Argv(argv) => line.push_str(&crate::template::join_argv(argv)),
+        CommandLine::Argv(argv) => job.push_str(&crate::template::join_argv(argv)),
     }
-    let _ = writeln!(
-        line,
-        " </dev/null & _dpid=$!; printf '\\n%s PID %s %s\\n' \"$_dN\" {seq} \"$_dpid\" >&2; wait \"$_dpid\"; _dend {seq} $?"
-    );
-    line
+    format!(
+        "if [ -n \"$_dr\" ]; then _drun {seq} '{}' '{}'; else {job} </dev/null & _dpid=$!; printf '\\n%s PID %s %s\\n' \"$_dN\" {seq} \"$_dpid\" >&2; wait \"$_dpid\"; fi; _dend {seq} $?\n",
+        hex_words(&env),
+        hex_words(&argv),
+    )
+}
+
+/// NUL-separated words, hex-encoded: how the perl helper receives a command.
+fn hex_words<S: AsRef<str>>(words: &[S]) -> String {
+    let mut joined = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        if i > 0 {
+            joined.push(0);
+        }
+        joined.extend_from_slice(word.as_ref().as_bytes());
+    }
+    hex(&joined)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -812,12 +854,26 @@ mod tests {
 
     #[test]
     fn commands_run_detached_from_the_shells_input_and_report_their_pid() {
-        let line = exec_line(&ExecRequest::shell("echo 'a b'"), 3);
+        let mut request = ExecRequest::shell("echo 'a b'");
+        request.env.insert("K".to_owned(), "v w".to_owned());
+        let line = exec_line(&request, 3);
+        // Through the helper: K=v w, then sh, -c and the command, NUL-separated, in hex.
+        let helper = format!(
+            "if [ -n \"$_dr\" ]; then _drun 3 '{}' '{}'; else ",
+            hex(b"K=v w"),
+            hex(b"sh\0-c\0echo 'a b'")
+        );
+        assert!(line.starts_with(&helper), "{line}");
+        // Without it, a job of the shell.
         assert!(
-            line.starts_with("$_dss sh -c 'echo '\\''a b'\\''' </dev/null & _dpid=$!;"),
+            line.contains("else K='v w' $_dss sh -c 'echo '\\''a b'\\''' </dev/null & _dpid=$!;"),
             "{line}"
         );
-        assert!(line.ends_with("wait \"$_dpid\"; _dend 3 $?\n"), "{line}");
+        assert!(
+            line.ends_with("wait \"$_dpid\"; fi; _dend 3 $?\n"),
+            "{line}"
+        );
+        assert_eq!(hex_words::<&str>(&[]), "");
     }
 }
 
@@ -839,7 +895,9 @@ mod shell_tests {
     /// split into (output, markers) per operation, in order.
     fn run_shell(path: &str, lines: &[String]) -> (Vec<u8>, Vec<Vec<String>>) {
         let nonce = "NTEST";
+        // A login umask other than the shell's own 077 for its temporary files.
         let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "umask 0027; exec /bin/sh"])
             .env_clear()
             .env("PATH", path)
             .stdin(std::process::Stdio::piped())
@@ -877,6 +935,9 @@ mod shell_tests {
         }
     }
 
+    /// A command that says what it started with.
+    const CONTEXT: &str = r#"read -r _ _ _ _ pg _ < /proc/$$/stat; [ "$pg" = $$ ] && g=own; [ -e /proc/$$/fd/7 ] || [ -e /proc/$$/fd/8 ] || f=closed; echo "umask=$(umask) group=$g fifos=$f""#;
+
     fn check_protocol(path: &str, renamer: bool) {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("it's a file");
@@ -890,17 +951,26 @@ mod shell_tests {
             exists_line("/nonexistent/drover", 6),
             exec_line(&ExecRequest::shell("read x; echo \"read=$x\"; exit 3"), 7),
             "printf 'renamer=%s\\n' \"$_dr\"; _dend 8 0\n".to_owned(),
+            exec_line(&ExecRequest::shell(CONTEXT), 9),
+            exec_line(&ExecRequest::shell("kill -TERM $$"), 10),
         ];
         let (output, markers) = run_shell(path, &lines);
         let text = String::from_utf8_lossy(&output);
         let ends: Vec<&Vec<String>> = markers.iter().filter(|m| m[0] == "END").collect();
         assert_eq!(
             ends.iter().map(|m| m[1].as_str()).collect::<Vec<_>>(),
-            ["1", "2", "3", "4", "5", "6", "7", "8"],
+            ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"],
             "{markers:?}\n{text}"
         );
         let codes: Vec<&str> = ends.iter().map(|m| m[2].as_str()).collect();
-        assert_eq!(codes, ["0", "0", "0", "0", "0", "0", "3", "0"]);
+        // A command killed by a signal ends as sh reports it: 128 + the signal.
+        assert_eq!(codes, ["0", "0", "0", "0", "0", "0", "3", "0", "0", "143"]);
+        // A command starts as from a login: its umask, not the shell's; in a process group of
+        // its own; without the helper's FIFOs.
+        assert!(
+            text.contains("umask=0027 group=own fifos=closed\n"),
+            "{text}"
+        );
         let expected = if renamer { "renamer=1\n" } else { "renamer=\n" };
         assert!(text.contains(expected), "{text}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "three\n");
