@@ -228,6 +228,44 @@ fn a_chain_sent_ahead_stops_on_the_host_at_a_failure_and_what_followed_never_run
 }
 
 #[test]
+fn a_shell_lost_under_a_chain_takes_back_what_was_sent_behind_and_retries_none_of_it() {
+    let fleet = Fleet::shared();
+    // t1 kills its own remote shell (its parent, or the helper's parent); t2..t4 were sent
+    // ahead behind it. t2 has retries: taken back, it must be skipped for t1's failure, not
+    // retried on a new connection past it.
+    let kill = "p=$PPID; [ \\\"$(cat /proc/$p/comm)\\\" = perl ] && p=$(cut -d\\\" \\\" -f4 /proc/$p/stat); kill -9 $p";
+    let tasks = format!(
+        "    - {{name: t1, needs: [workdir], run: \"{kill}\"}}\n\
+         \x20   - {{name: t2, needs: [t1], run: \"echo 2 >> @/order\", retries: {{attempts: 3, backoff: 1s}}}}\n\
+         \x20   - {{name: t3, needs: [t2], run: \"echo 3 >> @/order\"}}\n\
+         \x20   - {{name: t4, needs: [t3], run: \"echo 4 >> @/order\"}}\n"
+    );
+    let s = Scenario::new(fleet, "lost-ahead", &tasks);
+    let (out, report) = s.apply();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        !s.path(fleet, 0, "order").exists(),
+        "a task behind the lost one ran: {}",
+        text(&out)
+    );
+    let host1: Vec<String> = statuses(&report)
+        .into_iter()
+        .filter(|l| l.starts_with("host-1/app/t"))
+        .collect();
+    assert_eq!(
+        host1,
+        [
+            "host-1/app/t1 failed",
+            "host-1/app/t2 skipped",
+            "host-1/app/t3 skipped",
+            "host-1/app/t4 skipped"
+        ],
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
 fn a_wrong_host_key_is_refused_and_nothing_is_applied_there() {
     let fleet = Fleet::shared();
     let s = Scenario::new(fleet, "wrong-key", SITE);

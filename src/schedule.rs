@@ -164,6 +164,8 @@ struct Entry {
     /// (rollout index, batch).
     rollout: Option<(usize, usize)>,
     state: State,
+    /// When it was skipped: the instance whose failure it was skipped for.
+    skipped_for: Option<InstanceId>,
 }
 
 #[derive(Debug, Default)]
@@ -308,6 +310,7 @@ impl Schedule {
                 sources,
                 rollout,
                 state: State::Waiting,
+                skipped_for: None,
             });
         }
     }
@@ -502,10 +505,20 @@ impl Schedule {
             .get(i)
             .map(|e| e.deps.clone())
             .unwrap_or_default();
+        // Named as the ordinary path names it: the failure at the root, not a dependency
+        // that was skipped for it.
         let failed = deps
             .iter()
             .find(|&&d| self.state(d) == Some(State::Unsuccessful))
-            .and_then(|&d| self.id(d));
+            .and_then(|&d| {
+                let entry = self.entries.get(d)?;
+                Some(
+                    entry
+                        .skipped_for
+                        .clone()
+                        .unwrap_or_else(|| entry.id.clone()),
+                )
+            });
         let pending = deps
             .iter()
             .filter(|&&d| !matches!(self.state(d), Some(State::Succeeded { .. })))
@@ -771,6 +784,9 @@ impl Schedule {
         };
         let (was, host) = (entry.state, entry.host);
         entry.state = State::Unsuccessful;
+        if let Settled::Skipped { because } = &settled {
+            entry.skipped_for = Some(because.clone());
+        }
         out.push((entry.id.clone(), settled));
         if was == State::Ready {
             if let Some(h) = self.hosts.get_mut(host) {
@@ -1137,7 +1153,8 @@ mod tests {
         assert_eq!(s.take_ready().0, ids(&["h/w/c"]));
         s.finish(&id("h/w/c"), OK);
         assert!(s.is_done());
-        // `a` failed: both are skipped because of it.
+        // `a` failed: both are skipped because of it (`c` names the failure, not `b`, as
+        // the ordinary path does).
         let mut s = chain();
         assert!(s.finish(&id("h/w/a"), FAILED).is_empty());
         let b = s.withdraw(&id("h/w/b"));
@@ -1146,15 +1163,7 @@ mod tests {
             because: id("h/w/a"),
         };
         assert_eq!(b, vec![(id("h/w/b"), skipped.clone())]);
-        assert_eq!(
-            c,
-            vec![(
-                id("h/w/c"),
-                Settled::Skipped {
-                    because: id("h/w/b")
-                }
-            )]
-        );
+        assert_eq!(c, vec![(id("h/w/c"), skipped)]);
         assert!(s.is_done());
     }
 

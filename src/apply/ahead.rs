@@ -28,6 +28,7 @@ use crate::resolve::ResolvedInstance;
 use crate::schedule::Schedule;
 use crate::task::{self, Applied, Failure};
 use crate::transport::ErrorKind;
+use crate::transport::ssh::SshTransport;
 use crate::transport::ssh::chain::ChainLink;
 
 /// The driver's record of chains in flight.
@@ -39,6 +40,8 @@ pub(super) struct Ahead {
     chains: BTreeMap<usize, Vec<InstanceId>>,
     /// Chains whose last instance is one operation: more may be sent behind it.
     open: BTreeSet<usize>,
+    /// Each chain's host (its transport), to count a host's chains.
+    hosts: BTreeMap<usize, Arc<SshTransport>>,
     next_chain: usize,
     /// Running instances sent behind another → that other one.
     behind: BTreeMap<InstanceId, InstanceId>,
@@ -109,8 +112,11 @@ impl Ahead {
                 let (chain, before) = self.links.get(parent)?;
                 (*chain, before.behind())
             }
-            (None, HostTransport::Ssh(ssh)) if one_operation && kind != ChangeKind::Remove => {
+            (None, HostTransport::Ssh(ssh))
+                if one_operation && kind != ChangeKind::Remove && self.room_for_chain(ssh) =>
+            {
                 self.next_chain += 1;
+                self.hosts.insert(self.next_chain, ssh.clone());
                 (self.next_chain, ChainLink::start(ssh.clone()))
             }
             (None, _) => return None,
@@ -126,6 +132,15 @@ impl Ahead {
             self.behind.insert(id.clone(), parent.clone());
         }
         Some(link)
+    }
+
+    /// Whether the host may have one more chain. A chain holds one of the host's channels
+    /// for as long as it lives, and a task in it whose operation must go outside the shell
+    /// waits for another channel; so chains leave at least one channel to the operations that
+    /// hold theirs only while they run, or they could wait on each other for ever.
+    fn room_for_chain(&self, ssh: &Arc<SshTransport>) -> bool {
+        let chains = self.hosts.values().filter(|h| Arc::ptr_eq(h, ssh)).count();
+        chains + 1 < ssh.target().max_channels
     }
 
     /// The recording order of an instance about to start.
@@ -156,6 +171,7 @@ impl Ahead {
             if members.is_empty() {
                 self.chains.remove(&chain);
                 self.open.remove(&chain);
+                self.hosts.remove(&chain);
             }
         }
         self.durable.remove(id);
@@ -244,5 +260,44 @@ impl Driver {
             next = self.ahead.held.remove(&id);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::ssh::SshTarget;
+
+    fn host(name: &str, max_channels: usize) -> Arc<SshTransport> {
+        SshTransport::new(SshTarget {
+            host: name.to_owned(),
+            address: "127.0.0.1".to_owned(),
+            port: 22,
+            user: "u".to_owned(),
+            identity: None,
+            known_hosts: "/nonexistent".into(),
+            accept_new: false,
+            connect_timeout: std::time::Duration::from_secs(1),
+            max_channels,
+            keepalive: std::time::Duration::from_secs(15),
+            jump: None,
+        })
+    }
+
+    #[test]
+    fn a_hosts_chains_leave_one_channel_to_operations_outside_them() {
+        let (a, b) = (host("a", 3), host("b", 1));
+        let mut ahead = Ahead::default();
+        assert!(ahead.room_for_chain(&a));
+        ahead.hosts.insert(1, a.clone());
+        assert!(ahead.room_for_chain(&a));
+        ahead.hosts.insert(2, a.clone());
+        // Two chains hold two of a's three channels: a third could starve the operations
+        // the chains' tasks make outside their shells.
+        assert!(!ahead.room_for_chain(&a));
+        // Another host counts its own; with one channel, it never chains.
+        assert!(!ahead.room_for_chain(&b));
+        ahead.hosts.remove(&1);
+        assert!(ahead.room_for_chain(&a));
     }
 }

@@ -580,6 +580,9 @@ impl Driver {
                 commands: Vec::new(),
             })
         };
+        // Recorded at once, outside the chain order (`ahead::Order`): that order keeps a
+        // success from being durable before what it was sent behind; a failure recorded
+        // early is harmless, since a failed instance is planned again anyway.
         let persist = self.persist_for(request, &id, kind);
         let persisted = persist.record(&result, Duration::ZERO).await;
         Ok(Done {

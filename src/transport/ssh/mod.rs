@@ -109,7 +109,6 @@ impl SshTransport {
         })
     }
 
-    /// Where this transport connects.
     /// Whether an authenticated connection is open now (a connection being set up counts).
     pub fn is_connected(&self) -> bool {
         match self.connection.try_lock() {
@@ -118,6 +117,7 @@ impl SshTransport {
         }
     }
 
+    /// Where this transport connects.
     pub fn target(&self) -> &SshTarget {
         &self.target
     }

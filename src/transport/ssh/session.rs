@@ -688,6 +688,41 @@ impl SshTransport {
         })
     }
 
+    /// Numbers an operation, registers it with the shell's reader and writes its line
+    /// (gated as `gate` says). Returns its number.
+    async fn send_line(
+        &self,
+        session: &ShellSession,
+        line: impl FnOnce(&str, u64) -> String,
+        gate: Gate,
+        tell: mpsc::UnboundedSender<OpEvent>,
+    ) -> Result<u64> {
+        let mut writer = session.writer.lock().await;
+        writer.seq += 1;
+        let seq = writer.seq;
+        let mut text = line(&session.nonce, seq);
+        if let Gate::IfSucceeded(before) = gate {
+            text = gated(&text, before, seq);
+        }
+        tracing::debug!(host = %self.target.host, seq, bytes = text.len(), "operation sent");
+        writer
+            .register
+            .send((seq, tell))
+            .map_err(|_| self.lost("the remote shell's reader ended"))?;
+        let allowed = transfer_deadline(text.len());
+        let written = tokio::time::timeout(allowed, writer.input.data(text.as_bytes()))
+            .await
+            .map_err(|_| self.stuck(allowed))
+            .and_then(|r| r.map_err(|e| self.lost(&e.to_string())));
+        if let Err(error) = written {
+            // Part of the line may have reached the shell, and the reader still expects it:
+            // nothing else may be sent through this shell.
+            session.broken.store(true, Ordering::Relaxed);
+            return Err(error);
+        }
+        Ok(seq)
+    }
+
     /// Sends one operation (gated as `gate` says), tells `sent` once its line is on its way,
     /// and collects what it printed until both streams framed its end. Its deadline counts
     /// from when it begins on the host, not from when it was queued behind others.
@@ -704,26 +739,7 @@ impl SshTransport {
         sent: Option<&(dyn Fn(u64) + Sync)>,
     ) -> Result<Ended> {
         let (tell, mut events) = mpsc::unbounded_channel();
-        let seq = {
-            let mut writer = session.writer.lock().await;
-            writer.seq += 1;
-            let seq = writer.seq;
-            let mut text = line(&session.nonce, seq);
-            if let Gate::IfSucceeded(before) = gate {
-                text = gated(&text, before, seq);
-            }
-            tracing::debug!(host = %self.target.host, seq, bytes = text.len(), "operation sent");
-            writer
-                .register
-                .send((seq, tell))
-                .map_err(|_| self.lost("the remote shell's reader ended"))?;
-            let allowed = transfer_deadline(text.len());
-            tokio::time::timeout(allowed, writer.input.data(text.as_bytes()))
-                .await
-                .map_err(|_| self.stuck(allowed))?
-                .map_err(|e| self.lost(&e.to_string()))?;
-            seq
-        };
+        let seq = self.send_line(session, line, gate, tell).await?;
         if let Some(sent) = sent {
             sent(seq);
         }
@@ -736,10 +752,12 @@ impl SshTransport {
         let deadline = tokio::time::sleep(forever);
         tokio::pin!(deadline);
         let mut killed: Option<ExitStatus> = None;
+        let mut begun = false;
         let code = loop {
             tokio::select! {
                 event = events.recv() => match event {
                     Some(OpEvent::Begun) => {
+                        begun = true;
                         if killed.is_none() {
                             deadline.as_mut().reset(tokio::time::Instant::now() + limit);
                         }
@@ -756,6 +774,14 @@ impl SshTransport {
                     Some(OpEvent::Lost) | None if killed.is_some() => {
                         let status = killed.unwrap_or(ExitStatus::Cancelled);
                         return Ok(Ended { status, streams, reusable: false });
+                    }
+                    // Still queued behind the operation it is gated on, which did not end:
+                    // that one failed (lost), so this one is taken back, never retried on
+                    // its own past a failed predecessor.
+                    Some(OpEvent::Lost) | None if !begun && gate != Gate::Always => {
+                        return Err(Error::Withdrawn {
+                            host: self.target.describe(),
+                        });
                     }
                     Some(OpEvent::Lost) | None => {
                         return Err(Error::Lost {
