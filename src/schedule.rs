@@ -434,12 +434,8 @@ impl Schedule {
         chain: &[InstanceId],
         may: impl Fn(&InstanceId) -> bool,
     ) -> Option<InstanceId> {
-        let members: Vec<usize> = chain
-            .iter()
-            .filter_map(|id| self.index.get(id).copied())
-            .collect();
-        let &tail = members.last()?;
-        let tail = self.entries.get(tail)?;
+        // The cheap refusals first: this runs after every result, for every open chain.
+        let tail = self.entries.get(*self.index.get(chain.last()?)?)?;
         if tail.state != State::Running || self.closed.is_some() {
             return None;
         }
@@ -452,6 +448,10 @@ impl Schedule {
         if !room {
             return None;
         }
+        let members: Vec<usize> = chain
+            .iter()
+            .filter_map(|id| self.index.get(id).copied())
+            .collect();
         // How many of each candidate's unfinished dependencies are in the chain.
         let mut waits_on_chain: BTreeMap<usize, usize> = BTreeMap::new();
         for &m in &members {

@@ -191,12 +191,13 @@ impl Driver {
         let open: Vec<usize> = self.ahead.open.iter().copied().collect();
         for chain in open {
             while self.ahead.open.contains(&chain) {
-                let members = self.ahead.chains.get(&chain).cloned().unwrap_or_default();
+                let Some(members) = self.ahead.chains.get(&chain) else {
+                    break;
+                };
                 let Some(last) = members.last().cloned() else {
                     break;
                 };
-                let Some(next) =
-                    schedule.speculate(&members, |id| self.may_send_ahead(request, id))
+                let Some(next) = schedule.speculate(members, |id| self.may_send_ahead(request, id))
                 else {
                     break;
                 };

@@ -868,7 +868,7 @@ impl Driver {
             *slot = false;
         }
         self.finished_at.insert(done.id.clone(), Instant::now());
-        let Some(change) = self.changes.get(&done.id).cloned() else {
+        let Some(change) = self.changes.get(&done.id) else {
             return Ok((
                 done.id,
                 Finished {
@@ -883,7 +883,7 @@ impl Driver {
         }
         // The attempt's own task recorded it durably before handing it back.
         std::mem::replace(&mut done.persisted, Ok(()))?;
-        let report = self.instance_report(&done, &change, status);
+        let report = self.instance_report(&done, change, status);
         let summary = report
             .error
             .clone()
