@@ -27,7 +27,20 @@ fi
 sshd=$(command -v sshd || echo /usr/sbin/sshd)
 work=$(mktemp -d /tmp/drover-bench.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# The daemons run in a cpuacct cgroup where the machine offers one (root, cgroup v1), so
+# "hosts CPU" counts everything they start, even processes that outlive the shell that
+# started them (and so are never reaped by a daemon); otherwise it counts reaped children.
+cg=
+if [ -w /sys/fs/cgroup/cpuacct ] && mkdir "/sys/fs/cgroup/cpuacct/drover-bench-$$" 2>/dev/null; then
+  cg=/sys/fs/cgroup/cpuacct/drover-bench-$$
+fi
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+  if [ -n "$cg" ]; then
+    for _ in $(seq 20); do rmdir "$cg" 2>/dev/null && break; sleep 0.1; done
+  fi
+}
 trap cleanup EXIT
 user=root
 if [ "$(id -u)" = 0 ]; then
@@ -57,7 +70,10 @@ UsePAM no
 StrictModes no
 PermitRootLogin prohibit-password
 CONF
-  "$sshd" -D -e -f "$work/sshd$h.conf" 2> "$work/sshd$h.log" &
+  (
+    if [ -n "$cg" ]; then echo "$BASHPID" > "$cg/cgroup.procs"; fi
+    exec "$sshd" -D -e -f "$work/sshd$h.conf" 2> "$work/sshd$h.log"
+  ) &
   pids+=($!)
   ports+=("$port")
   echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$work/keys/host$h.pub")" >> "$work/known_hosts"
@@ -94,14 +110,19 @@ YAML
 }
 
 # CPU seconds the sshd daemons and everything they ran (sessions, shells, commands) used so
-# far: the daemons' reaped children, from /proc. Where the remote side's time goes.
-hosts_cpu() {
+# far: from the cgroup, or the daemons' reaped children from /proc. Where the remote side's
+# time goes.
+hosts_cpu() { # seconds
+  if [ -n "$cg" ]; then
+    awk '{printf "%.3f", $1 / 1e9}' "$cg/cpuacct.usage"
+    return
+  fi
   local total=0 p
   for p in "${pids[@]}"; do
     [ -r "/proc/$p/stat" ] || continue
     total=$((total + $(awk '{print $16 + $17}' "/proc/$p/stat")))
   done
-  echo "$total"
+  echo "$total $(getconf CLK_TCK)" | awk '{printf "%.3f", $1 / $2}'
 }
 
 run_drover() { # label dir
@@ -116,9 +137,7 @@ run_drover() { # label dir
   rss=$(grep 'Maximum resident set size' "$work/time" | awk '{print $NF/1024}')
   conns=$(python3 -c "import json;print(json.load(open('$work/report.json'))['contacts']['connections'])")
   chans=$(python3 -c "import json;print(json.load(open('$work/report.json'))['contacts']['channels'])")
-  local ticks
-  ticks=$(getconf CLK_TCK)
-  printf '  %-22s %7.3fs  connections %3s  channels %5s  peak RSS %5.1f MiB  drover CPU %5.2fs  hosts CPU %5.2fs\n' "$label" "$wall" "$conns" "$chans" "$rss" "$cpu" "$(echo "$before $after $ticks" | awk '{printf "%.2f", ($2 - $1) / $3}')"
+  printf '  %-22s %7.3fs  connections %3s  channels %5s  peak RSS %5.1f MiB  drover CPU %5.2fs  hosts CPU %5.2fs\n' "$label" "$wall" "$conns" "$chans" "$rss" "$cpu" "$(echo "$before $after" | awk '{printf "%.2f", $2 - $1}')"
 }
 
 run_drift() { # dir
@@ -144,11 +163,18 @@ drift_floor() { # hosts: one fresh `ssh host sh -s` per host that hashes the sam
   printf '  %-22s %7.3fs\n' "ssh: sh -s hashing files" "$(echo "$end $start" | awk '{print $1-$2}')"
 }
 
+floor_line() { # label start end hosts-CPU-before
+  sleep 0.2 # the daemons reap their sessions just after the client hangs up
+  printf '  %-22s %7.3fs  %66s hosts CPU %5.2fs\n' "$1" "$(echo "$3 $2" | awk '{print $1-$2}')" "" \
+    "$(echo "$4 $(hosts_cpu)" | awk '{printf "%.2f", $2 - $1}')"
+}
+
 floor() { # hosts tasks
-  local hosts=$1 tasks=$2 start end
+  local hosts=$1 tasks=$2 start end before
   local jobs=()
   local opts=(-i "$work/keys/client" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes -o ControlMaster=auto -o ControlPath="$work/cm-%p" -o ControlPersist=60)
   for h in $(seq 1 "$hosts"); do rm -rf "$work/root$h/bench"; ssh "${opts[@]}" -p "${ports[$((h-1))]}" "$user@127.0.0.1" true; done
+  before=$(hosts_cpu)
   start=$(date +%s.%N)
   for h in $(seq 1 "$hosts"); do
     (
@@ -163,7 +189,8 @@ floor() { # hosts tasks
   done
   wait "${jobs[@]}"; jobs=()
   end=$(date +%s.%N)
-  printf '  %-22s %7.3fs\n' "ssh: one cmd per task" "$(echo "$end $start" | awk '{print $1-$2}')"
+  floor_line "ssh: one cmd per task" "$start" "$end" "$before"
+  before=$(hosts_cpu)
   start=$(date +%s.%N)
   for h in $(seq 1 "$hosts"); do
     (
@@ -179,7 +206,7 @@ floor() { # hosts tasks
   done
   wait "${jobs[@]}"; jobs=()
   end=$(date +%s.%N)
-  printf '  %-22s %7.3fs\n' "ssh: one script per host" "$(echo "$end $start" | awk '{print $1-$2}')"
+  floor_line "ssh: one script per host" "$start" "$end" "$before"
   for h in $(seq 1 "$hosts"); do ssh "${opts[@]}" -p "${ports[$((h-1))]}" -O exit "$user@127.0.0.1" 2>/dev/null || true; done
 }
 
