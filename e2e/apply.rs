@@ -228,11 +228,12 @@ fn a_chain_sent_ahead_stops_on_the_host_at_a_failure_and_what_followed_never_run
 }
 
 #[test]
-fn a_shell_lost_under_a_chain_takes_back_what_was_sent_behind_and_retries_none_of_it() {
+fn a_shell_lost_under_a_chain_fails_what_waited_behind_and_retries_none_of_it() {
     let fleet = Fleet::shared();
-    // t1 kills its own remote shell (its parent, or the helper's parent); t2..t4 were sent
-    // ahead behind it. t2 has retries: taken back, it must be skipped for t1's failure, not
-    // retried on a new connection past it.
+    // t1 kills its own remote shell (its parent, or the helper's parent); t2..t4 may have
+    // been sent ahead behind it. t2 has retries, but whether it ran is unknown once the shell
+    // is gone: it fails without a retry (a retry could run it past a failed t1), or, not
+    // sent yet, is skipped for t1. Nothing behind t1 runs.
     let kill = "p=$PPID; [ \\\"$(cat /proc/$p/comm)\\\" = perl ] && p=$(cut -d\\\" \\\" -f4 /proc/$p/stat); kill -9 $p";
     let tasks = format!(
         "    - {{name: t1, needs: [workdir], run: \"{kill}\"}}\n\
@@ -248,21 +249,67 @@ fn a_shell_lost_under_a_chain_takes_back_what_was_sent_behind_and_retries_none_o
         "a task behind the lost one ran: {}",
         text(&out)
     );
+    let host1: Vec<&serde_json::Value> = report["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| {
+            i["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("host-1/app/t"))
+        })
+        .collect();
+    assert_eq!(host1.len(), 4, "{report}");
+    for instance in host1 {
+        let (id, status) = (
+            instance["id"].as_str().unwrap_or_default(),
+            instance["status"].as_str().unwrap_or_default(),
+        );
+        if id.ends_with("/t1") {
+            assert_eq!(status, "failed", "{report}");
+        } else {
+            assert!(matches!(status, "failed" | "skipped"), "{id} {status}");
+        }
+        assert!(
+            instance["attempts"].as_u64().unwrap_or(0) <= 1,
+            "{id} was retried: {report}"
+        );
+    }
+}
+
+#[test]
+fn a_task_sent_behind_a_retried_task_waits_for_its_verdict_and_is_skipped_when_it_fails() {
+    let fleet = Fleet::shared();
+    // p's first attempt kills its own shell; its retry runs in another shell, an idle one
+    // that x1..x4 left behind (its first operations all exited 0). z ends once that retry has
+    // begun, so s (needs p and z) is sent behind p then. The retry fails: s must not run, in
+    // whichever shell it would have gone to.
+    let kill = "p=$PPID; [ \\\"$(cat /proc/$p/comm)\\\" = perl ] && p=$(cut -d\\\" \\\" -f4 /proc/$p/stat); kill -9 $p";
+    let tasks = format!(
+        "    - {{name: p, needs: [workdir], run: \"if [ -e @/p1 ]; then touch @/p2; sleep 2; exit 1; fi; touch @/p1; {kill}\", retries: {{attempts: 2, backoff: 1s}}}}\n\
+         \x20   - {{name: x1, needs: [workdir], run: \"true\"}}\n\
+         \x20   - {{name: x2, needs: [x1], run: \"true\"}}\n\
+         \x20   - {{name: x3, needs: [x2], run: \"true\"}}\n\
+         \x20   - {{name: x4, needs: [x3], run: \"true\"}}\n\
+         \x20   - {{name: z, needs: [workdir], run: \"while [ ! -e @/p2 ]; do sleep 0.05; done\", timeout: 60s}}\n\
+         \x20   - {{name: s, needs: [p, z], run: \"touch @/s_ran\"}}\n"
+    );
+    let s = Scenario::new(fleet, "stale-gate", &tasks);
+    let (out, report) = s.apply();
+    assert!(!out.status.success(), "{}", text(&out));
+    for h in 0..fleet.len() {
+        assert!(
+            !s.path(fleet, h, "s_ran").exists(),
+            "s ran on host {} although p failed: {}",
+            h + 1,
+            text(&out)
+        );
+    }
     let host1: Vec<String> = statuses(&report)
         .into_iter()
-        .filter(|l| l.starts_with("host-1/app/t"))
+        .filter(|l| l.starts_with("host-1/app/p ") || l.starts_with("host-1/app/s "))
         .collect();
-    assert_eq!(
-        host1,
-        [
-            "host-1/app/t1 failed",
-            "host-1/app/t2 skipped",
-            "host-1/app/t3 skipped",
-            "host-1/app/t4 skipped"
-        ],
-        "{}",
-        text(&out)
-    );
+    assert_eq!(host1, ["host-1/app/p failed", "host-1/app/s skipped"]);
 }
 
 #[test]

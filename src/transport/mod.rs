@@ -291,6 +291,12 @@ pub enum Error {
     /// Sent behind another task of its chain on the host, which failed: the host skipped it.
     #[error("{host}: not run, because the task it was sent behind failed")]
     Withdrawn { host: String },
+    /// The connection was lost while the task waited in the host's shell behind the one it
+    /// was sent behind: the host may or may not have run it.
+    #[error(
+        "{host}: the connection was lost while this task waited on the host behind the one before it; whether it ran is unknown, so it is recorded failed and not retried (the next apply plans it again)"
+    )]
+    LostBehind { host: String },
 }
 
 /// What kind of failure an error is: the one thing retry decisions look at.
@@ -319,6 +325,9 @@ pub enum ErrorKind {
     /// The host skipped a task sent ahead because the one before it failed; the apply puts
     /// it back in its queue (or skips it) as if it had never been sent.
     Withdrawn,
+    /// The connection was lost while a task sent ahead waited behind the one before it: it
+    /// may have run. Retrying it could run it past a predecessor that failed, so it is not.
+    LostBehind,
 }
 
 /// Whether trying again may help.
@@ -341,7 +350,8 @@ pub fn retry_policy(kind: ErrorKind) -> Retry {
         | ErrorKind::BecomePassword
         | ErrorKind::Remote
         | ErrorKind::Local
-        | ErrorKind::Withdrawn => Retry::Permanent,
+        | ErrorKind::Withdrawn
+        | ErrorKind::LostBehind => Retry::Permanent,
     }
 }
 
@@ -355,6 +365,7 @@ impl Error {
             Error::HostKey { .. } => ErrorKind::HostKey,
             Error::Lost { .. } => ErrorKind::Lost,
             Error::Withdrawn { .. } => ErrorKind::Withdrawn,
+            Error::LostBehind { .. } => ErrorKind::LostBehind,
         }
     }
 }

@@ -71,14 +71,19 @@ impl Chain {
     pub(super) async fn session(&self, gate: Gate) -> Result<Arc<ShellSession>> {
         let mut shell = self.shell.lock().await;
         let (handle, generation) = self.ssh.handle_with_generation().await?;
-        if let Some(held) = shell.as_ref()
-            && held.session.generation == generation
-            && held.session.usable()
-        {
-            return Ok(held.session.clone());
+        let live = shell
+            .as_ref()
+            .filter(|held| held.session.generation == generation && held.session.usable());
+        if let Gate::IfSucceeded { shell: wanted, .. } = gate {
+            // Its verdict lives only in the shell that ran the operation it names; any
+            // other shell (a new one after a retry replaced a broken one) knows nothing of it.
+            return match live {
+                Some(held) if held.session.id == wanted => Ok(held.session.clone()),
+                _ => Err(self.ssh.withdrawn()),
+            };
         }
-        if gate != Gate::Always && shell.is_some() {
-            return Err(self.ssh.withdrawn());
+        if let Some(held) = live {
+            return Ok(held.session.clone());
         }
         // The old shell's channel permit goes back before a new one is asked for.
         shell.take();
@@ -107,8 +112,8 @@ impl Chain {
 pub enum Stage {
     /// Nothing sent yet.
     Waiting,
-    /// Its first operation (this number in the chain's shell) is on its way.
-    Sent(u64),
+    /// Its first operation (number `seq` in shell `shell`) is on its way.
+    Sent { shell: u64, seq: u64 },
     /// Its task ended (after all retries).
     Ended { ok: bool },
 }
@@ -178,7 +183,7 @@ impl ChainLink {
         let mut after = after.clone();
         let stage = after.wait_for(|s| *s != Stage::Waiting).await.map(|s| *s);
         match stage {
-            Ok(Stage::Sent(seq)) => Ok(Gate::IfSucceeded(seq)),
+            Ok(Stage::Sent { shell, seq }) => Ok(Gate::IfSucceeded { shell, seq }),
             Ok(Stage::Ended { ok: true }) => Ok(Gate::Always),
             Ok(Stage::Waiting | Stage::Ended { ok: false }) | Err(_) => {
                 Err(self.chain.ssh.withdrawn())
@@ -210,11 +215,11 @@ impl ChainLink {
     }
 
     /// This link's operation is on its way: the link behind it may send its own.
-    pub(super) fn mark_sent(&self, seq: u64) {
+    pub(super) fn mark_sent(&self, shell: u64, seq: u64) {
         self.stage.send_if_modified(|s| {
             let first = *s == Stage::Waiting;
             if first {
-                *s = Stage::Sent(seq);
+                *s = Stage::Sent { shell, seq };
             }
             first
         });

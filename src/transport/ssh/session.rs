@@ -46,6 +46,8 @@ pub const INLINE_LIMIT: usize = 64 * 1024;
 /// of a host's tasks, see `chain`); the shell runs them in the order sent, and the reader
 /// gives output to the oldest operation not yet ended.
 pub(crate) struct ShellSession {
+    /// Unique among the shells of this process.
+    pub(super) id: u64,
     writer: tokio::sync::Mutex<Writer>,
     nonce: String,
     /// The shell's own pid (it leads its process group): killing that group stops the shell
@@ -89,8 +91,16 @@ enum OpEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Gate {
     Always,
-    IfSucceeded(u64),
+    /// Operation `seq` of shell `shell` (`ShellSession::id`): a gate is only good in the
+    /// shell whose operation it names.
+    IfSucceeded {
+        shell: u64,
+        seq: u64,
+    },
 }
+
+/// Numbers every shell drover starts, so a gate can say which shell it refers to.
+static NEXT_SHELL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Whether a file can travel inside the shell's input.
 pub fn inline(content: &[u8]) -> bool {
@@ -103,10 +113,12 @@ pub fn inline(content: &[u8]) -> bool {
 /// `x ENV ARGV` (each a hex-encoded list of NUL-separated words) starts a command in a process
 /// group of its own with stdin from `/dev/null`, the helper's stdout and stderr (the shell's)
 /// and the login umask, answers its pid (or `F why` if it could not fork), then its exit
-/// status as `sh` reports one (128 + the signal that killed it). Perl opens its FIFOs
-/// close-on-exec, so a command never holds them. The helper exits when the shell closes its
-/// end.
-const HELPER: &str = r#"open(my $i,"<",$ARGV[0]) or exit 1; open(my $o,">",$ARGV[1]) or exit 1; select($o); $|=1; while (my $l=<$i>) { chomp $l; my @w=split(/ /,$l,-1); if ($w[0] eq "x") { my @e=split(/\0/,pack("H*",$w[1]),-1); my @a=split(/\0/,pack("H*",$w[2]),-1); my $p=fork(); if (!defined $p) { print "F $!\n"; next; } if (!$p) { setpgrp(0,0); open(STDIN,"<","/dev/null"); for (@e) { my ($k,$v)=split(/=/,$_,2); $ENV{$k}=$v; } { exec {$a[0]} @a; } print STDERR "$a[0]: $!\n"; exit 127; } print "$p\n"; waitpid($p,0); print((($? & 127) ? 128+($? & 127) : $? >> 8), "\n"); } else { print(rename(pack("H*",$w[1]),pack("H*",$w[2])) ? "0\n" : "1 $!\n"); } }"#;
+/// status as `sh` reports one (128 + the signal that killed it; 127 when the program is not
+/// found, 126 when it cannot be run). The parent also sets the child's group, so a kill sent
+/// right after the pid always finds it. Perl opens its FIFOs close-on-exec, so a command never
+/// holds them. The helper exits when the shell closes its end; a shell that loses its helper
+/// exits too (drover sees the shell lost) rather than invent a command's status.
+const HELPER: &str = r#"open(my $i,"<",$ARGV[0]) or exit 1; open(my $o,">",$ARGV[1]) or exit 1; select($o); $|=1; while (my $l=<$i>) { chomp $l; my @w=split(/ /,$l,-1); if ($w[0] eq "x") { my @e=split(/\0/,pack("H*",$w[1]),-1); my @a=split(/\0/,pack("H*",$w[2]),-1); my $p=fork(); if (!defined $p) { print "F $!\n"; next; } if (!$p) { setpgrp(0,0); open(STDIN,"<","/dev/null"); delete $ENV{PERL_BADLANG}; for (@e) { my ($k,$v)=split(/=/,$_,2); $ENV{$k}=$v; } { exec {$a[0]} @a; } print STDERR "$a[0]: $!\n"; exit(($!+0)==2 ? 127 : 126); } setpgrp($p,$p); print "$p\n"; waitpid($p,0); print((($? & 127) ? 128+($? & 127) : $? >> 8), "\n"); } else { print(rename(pack("H*",$w[1]),pack("H*",$w[2])) ? "0\n" : "1 $!\n"); } }"#;
 
 /// The functions every session defines once, then the ready marker with the shell's pid.
 fn prelude(nonce: &str) -> String {
@@ -121,7 +133,7 @@ if command -v setsid >/dev/null 2>&1; then _dss=setsid; else _dss=; fi
 _dr=
 if command -v perl >/dev/null 2>&1 && _dd=$(mktemp -d 2>/dev/null); then
   if mkfifo "$_dd/i" "$_dd/o" 2>/dev/null; then
-    perl -e '{HELPER}' "$_dd/i" "$_dd/o" </dev/null &
+    PERL_BADLANG=0 perl -e '{HELPER}' "$_dd/i" "$_dd/o" </dev/null &
     exec 7>|"$_dd/i" 8<"$_dd/o"
     _dr=1
   fi
@@ -129,8 +141,8 @@ if command -v perl >/dev/null 2>&1 && _dd=$(mktemp -d 2>/dev/null); then
 fi
 _dmv() {{
   if [ -n "$_dr" ]; then
-    printf 'm %s %s\n' "$3" "$4" >&7 || return 1
-    read -r _drr <&8 || return 1
+    printf 'm %s %s\n' "$3" "$4" >&7 || exit 1
+    read -r _drr <&8 || exit 1
     [ "$_drr" = 0 ] && return 0
     printf 'mv: %s\n' "${{_drr#1 }}" >&2
     return 1
@@ -138,11 +150,11 @@ _dmv() {{
   mv -f "$1" "$2"
 }}
 _drun() {{
-  printf 'x %s %s\n' "$2" "$3" >&7 || return 126
-  read -r _dpid <&8 || return 126
+  printf 'x %s %s\n' "$2" "$3" >&7 || exit 1
+  read -r _dpid <&8 || exit 1
   case $_dpid in F*) printf 'cannot start the command: %s\n' "${{_dpid#F }}" >&2; return 126;; esac
   printf '\n%s PID %s %s\n' "$_dN" "$1" "$_dpid" >&2
-  read -r _drc <&8 || return 126
+  read -r _drc <&8 || exit 1
   return "$_drc"
 }}
 _dend() {{ eval "_ds$1=$2"; printf '%s\n%s END %s %s\n' "$_dout" "$_dN" "$1" "$2"; _dout=; printf '\n%s END %s\n' "$_dN" "$1" >&2; }}
@@ -540,7 +552,8 @@ impl SshTransport {
         if let Some(link) = via {
             let (gate, session) = link.prepare().await?;
             let handle = self.handle().await?;
-            let sent = |seq| link.mark_sent(seq);
+            let shell = session.id;
+            let sent = move |seq| link.mark_sent(shell, seq);
             let ended = self
                 .operate(
                     &handle,
@@ -685,6 +698,7 @@ impl SshTransport {
                 register,
             }),
             nonce,
+            id: NEXT_SHELL.fetch_add(1, Ordering::Relaxed),
             shell_pid: Some(shell_pid),
             generation,
             broken,
@@ -702,10 +716,17 @@ impl SshTransport {
         tell: mpsc::UnboundedSender<OpEvent>,
     ) -> Result<u64> {
         let mut writer = session.writer.lock().await;
+        if !session.usable() {
+            // Nothing was sent: an operation gated in it certainly did not run.
+            return Err(match gate {
+                Gate::IfSucceeded { .. } => self.withdrawn(),
+                Gate::Always => self.lost("the remote shell can no longer be used"),
+            });
+        }
         writer.seq += 1;
         let seq = writer.seq;
         let mut text = line(&session.nonce, seq);
-        if let Gate::IfSucceeded(before) = gate {
+        if let Gate::IfSucceeded { seq: before, .. } = gate {
             text = gated(&text, before, seq);
         }
         tracing::debug!(host = %self.target.host, seq, bytes = text.len(), "operation sent");
@@ -779,11 +800,11 @@ impl SshTransport {
                         let status = killed.unwrap_or(ExitStatus::Cancelled);
                         return Ok(Ended { status, streams, reusable: false });
                     }
-                    // Still queued behind the operation it is gated on, which did not end:
-                    // that one failed (lost), so this one is taken back, never retried on
-                    // its own past a failed predecessor.
+                    // Still queued behind the operation it is gated on when the connection
+                    // went: the host may have run it or not (its end may be stuck in a
+                    // frozen link). A retry could run it past a predecessor that failed.
                     Some(OpEvent::Lost) | None if !begun && gate != Gate::Always => {
-                        return Err(Error::Withdrawn {
+                        return Err(Error::LostBehind {
                             host: self.target.describe(),
                         });
                     }
@@ -966,7 +987,7 @@ mod shell_tests {
     }
 
     /// A command that says what it started with.
-    const CONTEXT: &str = r#"read -r _ _ _ _ pg _ < /proc/$$/stat; [ "$pg" = $$ ] && g=own; [ -e /proc/$$/fd/7 ] || [ -e /proc/$$/fd/8 ] || f=closed; echo "umask=$(umask) group=$g fifos=$f""#;
+    const CONTEXT: &str = r#"read -r _ _ _ _ pg _ < /proc/$$/stat; [ "$pg" = $$ ] && g=own; f=closed; for d in /proc/$$/fd/*; do case $(readlink "$d") in */i|*/o|*"/i (deleted)"|*"/o (deleted)") f=open;; esac; done; echo "umask=$(umask) group=$g fifos=$f""#;
 
     fn check_protocol(path: &str, renamer: bool) {
         let dir = tempfile::tempdir().unwrap();
@@ -1038,6 +1059,26 @@ mod shell_tests {
     }
 
     #[test]
+    fn a_shell_that_loses_its_helper_ends_instead_of_inventing_a_status() {
+        if !["/usr/bin/perl", "/bin/perl"]
+            .iter()
+            .any(|p| std::path::Path::new(p).exists())
+        {
+            let _ = std::io::stderr().write_all(b"skipped: no perl on this machine\n");
+            return;
+        }
+        // The command's parent is the helper.
+        let lines = vec![
+            exec_line(&ExecRequest::shell("kill -9 $PPID"), 1),
+            exec_line(&ExecRequest::shell("echo after"), 2),
+        ];
+        let (output, markers) = run_shell("/usr/local/bin:/usr/bin:/bin", &lines);
+        let ends: Vec<&Vec<String>> = markers.iter().filter(|m| m[0] == "END").collect();
+        assert!(ends.is_empty(), "{markers:?}");
+        assert!(!String::from_utf8_lossy(&output).contains("after"));
+    }
+
+    #[test]
     fn a_gated_operation_runs_only_after_its_predecessor_succeeded_and_a_skip_carries_on() {
         let dir = tempfile::tempdir().unwrap();
         let mark = |name: &str| format!("touch {}", dir.path().join(name).display());
@@ -1094,6 +1135,7 @@ mod shell_tests {
         let bin = tempfile::tempdir().unwrap();
         for tool in [
             "stat", "cat", "cmp", "chmod", "chown", "mv", "rm", "mktemp", "mkfifo", "setsid", "sh",
+            "readlink",
         ] {
             let found = ["/usr/bin", "/bin"]
                 .iter()
