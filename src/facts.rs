@@ -184,6 +184,11 @@ impl LeftOut {
         self.needs.insert(id, needs);
     }
 
+    /// Takes in what another share of the fleet left out.
+    pub fn absorb(&mut self, other: LeftOut) {
+        self.needs.extend(other.needs);
+    }
+
     /// Replaces each need on a left-out instance by that instance's own needs, through any
     /// number of left-out instances, keeping their order; a `triggeredBy` on one is dropped
     /// (it never changes).

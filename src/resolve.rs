@@ -608,86 +608,103 @@ impl Names {
 }
 
 /// Expands the desired state into instances.
+///
+/// A large fleet is expanded on several threads, each over its own share of the (workflow,
+/// host) pairs, in order. What one pair yields depends only on that pair, with two
+/// exceptions: a problem is reported once for all the instances it affects, and a value
+/// derived from a secret is masked wherever it appears later. So the threads' work is kept
+/// only when none of them met a problem or derived a secret; otherwise the whole is expanded
+/// again on one thread, exactly as it always was.
 pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
-    let redactor = Redactor::new(inputs.secrets.values().filter_map(|s| s.as_ref().ok()));
-    let mut run = Run {
-        inputs,
-        redactor,
-        templates: Templates::new(),
-        problems: Problems::default(),
-        reported_secrets: BTreeSet::new(),
-        reported_cycles: BTreeSet::new(),
-        facts_wanted: BTreeSet::new(),
-    };
-    let mut left_out = LeftOut::default();
-    let mut instances = Vec::with_capacity(desired.instance_count());
-    // The task of each instance, by position, for the shared-file check below.
-    let mut tasks: Vec<&Task> = Vec::with_capacity(desired.instance_count());
-    // A looping task's id (without item) → the ids of its items' instances.
-    let mut looped: BTreeMap<InstanceId, Vec<InstanceId>> = BTreeMap::new();
-    // Built once and shared by every context: the inventory as templates see it.
-    let listing = crate::scope::hosts_listing(desired.hosts.values(), &mut run.templates);
-    for workflow in desired.workflows.values() {
-        let roots = roots(workflow);
-        for host in desired.selected_hosts(workflow) {
-            let Some((ctx, names)) = run.scope(host, workflow, None).map(|s| finish(s, &listing))
-            else {
-                continue;
-            };
-            let after = workflow_needs_on_host(desired, workflow, host);
-            for task in &workflow.tasks {
-                let id =
-                    InstanceId::new(host.name.clone(), workflow.name.clone(), task.name.clone());
-                let extra = if roots.contains(&task.name) {
-                    after.as_slice()
-                } else {
-                    &[]
-                };
-                // A task whose `when` does not hold on the host has no instance there.
-                if !run.when_holds(task, host) {
-                    left_out.insert(id, host, workflow, task, extra);
-                    continue;
-                }
-                // A task with vars of its own sees them over the workflow's context.
-                let own = if task.vars.is_empty() {
-                    None
-                } else {
-                    match run.scope(host, workflow, Some(task)) {
-                        Some(own) => Some(finish(own, &listing)),
-                        None => continue,
-                    }
-                };
-                let (ctx, names) = own.as_ref().map_or((&ctx, &names), |(c, n)| (c, n));
-                let Some(for_each) = &task.for_each else {
-                    if let Some(instance) =
-                        run.instance(id, host, workflow, task, (ctx, names), extra)
-                    {
-                        instances.push(instance);
-                        tasks.push(task);
-                    }
-                    continue;
-                };
-                let Some(items) = run.items(for_each, task, &id, ctx, names) else {
-                    continue;
-                };
-                looped.entry(id.clone()).or_default();
-                for (item, blinded) in items {
-                    let item_id = id.clone().with_item(item.key);
-                    let (ctx, names) = names.with_item(ctx, &item.value, &blinded);
-                    if let Some(instance) =
-                        run.instance(item_id, host, workflow, task, (&ctx, &names), extra)
-                    {
-                        looped
-                            .entry(id.clone())
-                            .or_default()
-                            .push(instance.id.clone());
-                        instances.push(instance);
-                        tasks.push(task);
-                    }
-                }
-            }
-        }
+    let pairs: Vec<(&Workflow, &Host)> = desired
+        .workflows
+        .values()
+        .flat_map(|w| desired.selected_hosts(w).map(move |h| (w, h)))
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(8)
+        .min(pairs.len() / PAIRS_PER_THREAD);
+    if threads > 1
+        && let Some(resolved) = resolve_on_threads(desired, inputs, &pairs, threads)
+    {
+        return resolved;
     }
+    let mut run = Run::new(inputs);
+    let part = run.part(desired, &pairs);
+    finish_resolve(run, part)
+}
+
+/// Fewer (workflow, host) pairs than this per thread are not worth a thread.
+const PAIRS_PER_THREAD: usize = 64;
+
+/// `None` when a thread met a problem or derived a secret (see `resolve`).
+fn resolve_on_threads(
+    desired: &Desired,
+    inputs: &Inputs,
+    pairs: &[(&Workflow, &Host)],
+    threads: usize,
+) -> Option<Resolved> {
+    let share = pairs.len().div_ceil(threads);
+    let base_redactor = Redactor::new(inputs.secrets.values().filter_map(|s| s.as_ref().ok()));
+    let results: Vec<Option<(Part<'_>, BTreeSet<HostName>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pairs
+            .chunks(share)
+            .map(|chunk| {
+                let base = &base_redactor;
+                scope.spawn(move || {
+                    let mut run = Run::new(inputs);
+                    let part = run.part(desired, chunk);
+                    let clean = run.problems.is_empty()
+                        && run.reported_secrets.is_empty()
+                        && run.reported_cycles.is_empty()
+                        && run.redactor == *base;
+                    clean.then_some((part, run.facts_wanted))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    let mut run = Run::new(inputs);
+    let mut whole = Part::default();
+    for result in results {
+        let (part, facts_wanted) = result?;
+        whole.absorb(part);
+        run.facts_wanted.extend(facts_wanted);
+    }
+    Some(finish_resolve(run, whole))
+}
+
+/// What a share of the (workflow, host) pairs expands to.
+#[derive(Default)]
+struct Part<'d> {
+    instances: Vec<ResolvedInstance>,
+    /// The task of each instance, by position, for the shared-file check.
+    tasks: Vec<&'d Task>,
+    /// A looping task's id (without item) → the ids of its items' instances.
+    looped: BTreeMap<InstanceId, Vec<InstanceId>>,
+    left_out: LeftOut,
+}
+
+impl<'d> Part<'d> {
+    fn absorb(&mut self, other: Part<'d>) {
+        self.instances.extend(other.instances);
+        self.tasks.extend(other.tasks);
+        self.looped.extend(other.looped);
+        self.left_out.absorb(other.left_out);
+    }
+}
+
+fn finish_resolve(mut run: Run<'_>, part: Part<'_>) -> Resolved {
+    let Part {
+        mut instances,
+        tasks,
+        looped,
+        left_out,
+    } = part;
     left_out.bridge(&mut instances);
     expand_looped_needs(&mut instances, &looped);
     run.problems.shared_files(shared_files(&instances, &tasks));
@@ -802,6 +819,94 @@ struct Run<'a> {
     /// Var loops already reported, by (file, pointer): one loop is one error, not one per host.
     reported_cycles: BTreeSet<(String, String)>,
     facts_wanted: BTreeSet<HostName>,
+}
+
+impl<'a> Run<'a> {
+    fn new(inputs: &'a Inputs) -> Run<'a> {
+        Run {
+            inputs,
+            redactor: Redactor::new(inputs.secrets.values().filter_map(|s| s.as_ref().ok())),
+            templates: Templates::new(),
+            problems: Problems::default(),
+            reported_secrets: BTreeSet::new(),
+            reported_cycles: BTreeSet::new(),
+            facts_wanted: BTreeSet::new(),
+        }
+    }
+
+    /// Expands these (workflow, host) pairs, in order.
+    fn part<'d>(&mut self, desired: &'d Desired, pairs: &[(&'d Workflow, &'d Host)]) -> Part<'d> {
+        let run = self;
+        let mut part = Part::default();
+        // Built once and shared by every context: the inventory as templates see it.
+        let listing = crate::scope::hosts_listing(desired.hosts.values(), &mut run.templates);
+        let mut roots_of: BTreeMap<
+            &crate::model::meta::WorkflowName,
+            BTreeSet<&crate::model::meta::TaskName>,
+        > = BTreeMap::new();
+        for &(workflow, host) in pairs {
+            let roots = roots_of
+                .entry(&workflow.name)
+                .or_insert_with(|| roots(workflow));
+            let Some((ctx, names)) = run.scope(host, workflow, None).map(|s| finish(s, &listing))
+            else {
+                continue;
+            };
+            let after = workflow_needs_on_host(desired, workflow, host);
+            for task in &workflow.tasks {
+                let id =
+                    InstanceId::new(host.name.clone(), workflow.name.clone(), task.name.clone());
+                let extra = if roots.contains(&task.name) {
+                    after.as_slice()
+                } else {
+                    &[]
+                };
+                // A task whose `when` does not hold on the host has no instance there.
+                if !run.when_holds(task, host) {
+                    part.left_out.insert(id, host, workflow, task, extra);
+                    continue;
+                }
+                // A task with vars of its own sees them over the workflow's context.
+                let own = if task.vars.is_empty() {
+                    None
+                } else {
+                    match run.scope(host, workflow, Some(task)) {
+                        Some(own) => Some(finish(own, &listing)),
+                        None => continue,
+                    }
+                };
+                let (ctx, names) = own.as_ref().map_or((&ctx, &names), |(c, n)| (c, n));
+                let Some(for_each) = &task.for_each else {
+                    if let Some(instance) =
+                        run.instance(id, host, workflow, task, (ctx, names), extra)
+                    {
+                        part.instances.push(instance);
+                        part.tasks.push(task);
+                    }
+                    continue;
+                };
+                let Some(items) = run.items(for_each, task, &id, ctx, names) else {
+                    continue;
+                };
+                part.looped.entry(id.clone()).or_default();
+                for (item, blinded) in items {
+                    let item_id = id.clone().with_item(item.key);
+                    let (ctx, names) = names.with_item(ctx, &item.value, &blinded);
+                    if let Some(instance) =
+                        run.instance(item_id, host, workflow, task, (&ctx, &names), extra)
+                    {
+                        part.looped
+                            .entry(id.clone())
+                            .or_default()
+                            .push(instance.id.clone());
+                        part.instances.push(instance);
+                        part.tasks.push(task);
+                    }
+                }
+            }
+        }
+        part
+    }
 }
 
 impl Run<'_> {
@@ -1831,6 +1936,10 @@ struct Problems {
 }
 
 impl Problems {
+    fn is_empty(&self) -> bool {
+        self.diagnostics.is_empty() && self.templates.is_empty() && self.missing_files.is_empty()
+    }
+
     fn template(
         &mut self,
         place: Place,
@@ -2101,5 +2210,102 @@ mod tests {
         assert_eq!(&file[span.start..span.end], "worker {{ x }};");
         let span = line_in(file, node, "a\nworker {{ x }};\n", 2, Some("x")).unwrap();
         assert_eq!(&file[span.start..span.end], "x");
+    }
+}
+
+#[cfg(test)]
+mod thread_tests {
+    use super::*;
+    use std::fmt::Write as _;
+    use crate::load::{Limits, load};
+    use crate::source::SourceFile;
+    use std::sync::Arc;
+
+    /// `hosts` hosts, one workflow: a chain, a loop over a host var, the inventory listing,
+    /// and (when `broken_on` names a host) one template that does not render there.
+    fn desired(hosts: usize, broken_on: Option<usize>) -> Desired {
+        let mut text = String::new();
+        for h in 0..hosts {
+            let vars = if broken_on == Some(h) {
+                "{sites: [a, b]}".to_owned()
+            } else {
+                format!("{{sites: [a, b], port: {h}}}")
+            };
+            let _ = write!(
+                text,
+                "apiVersion: drover/v1\nkind: Host\nmetadata: {{name: h{h}, labels: {{role: web}}}}\nspec: {{address: 10.0.0.1, user: u, vars: {vars}}}\n---\n"
+            );
+        }
+        text.push_str(
+            "apiVersion: drover/v1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  hosts: {matchLabels: {role: web}}\n  tasks:\n    - {name: a, file: {path: /etc/a, content: \"{{ host.name }} {{ port }}\\n\"}}\n    - {name: b, needs: [a], forEach: \"{{ sites }}\", file: {path: \"/etc/b-{{ item }}\", content: \"{{ hosts | length }}\\n\"}}\n    - {name: c, needs: [b], run: \"echo {{ port }}\"}\n",
+        );
+        let files = [Arc::new(SourceFile::new("m.yaml", text))];
+        let loaded = load(&files, &Limits::default());
+        loaded
+            .desired
+            .unwrap_or_else(|| panic!("invalid fixture: {:#?}", loaded.diagnostics))
+    }
+
+    fn on_one_thread(desired: &Desired, inputs: &Inputs) -> Resolved {
+        let pairs: Vec<(&Workflow, &Host)> = desired
+            .workflows
+            .values()
+            .flat_map(|w| desired.selected_hosts(w).map(move |h| (w, h)))
+            .collect();
+        let mut run = Run::new(inputs);
+        let part = run.part(desired, &pairs);
+        finish_resolve(run, part)
+    }
+
+    fn summary(resolved: &Resolved) -> Vec<(String, String, Vec<String>)> {
+        resolved
+            .instances
+            .iter()
+            .map(|i| {
+                (
+                    i.id.to_string(),
+                    i.spec_hash.to_hex(),
+                    i.needs.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fleet_expanded_on_threads_is_the_fleet_expanded_on_one() {
+        let desired = desired(40, None);
+        let inputs = Inputs::default();
+        let pairs: Vec<(&Workflow, &Host)> = desired
+            .workflows
+            .values()
+            .flat_map(|w| desired.selected_hosts(w).map(move |h| (w, h)))
+            .collect();
+        let one = on_one_thread(&desired, &inputs);
+        assert!(one.diagnostics.is_empty(), "{:#?}", one.diagnostics);
+        assert_eq!(one.instances.len(), 40 * 4);
+        for threads in [2, 3, 7] {
+            let many = resolve_on_threads(&desired, &inputs, &pairs, threads)
+                .unwrap_or_else(|| panic!("{threads} threads fell back"));
+            assert_eq!(summary(&many), summary(&one), "{threads} threads");
+            assert_eq!(many.facts_wanted, one.facts_wanted);
+        }
+    }
+
+    #[test]
+    fn a_problem_on_any_thread_sends_the_whole_fleet_back_to_one_thread() {
+        let desired = desired(40, Some(33));
+        let inputs = Inputs::default();
+        let pairs: Vec<(&Workflow, &Host)> = desired
+            .workflows
+            .values()
+            .flat_map(|w| desired.selected_hosts(w).map(move |h| (w, h)))
+            .collect();
+        assert!(resolve_on_threads(&desired, &inputs, &pairs, 4).is_none());
+        // `resolve` itself reports it, once, as one thread would.
+        assert!(!on_one_thread(&desired, &inputs).diagnostics.is_empty());
+        assert_eq!(
+            resolve(&desired, &inputs).diagnostics.len(),
+            on_one_thread(&desired, &inputs).diagnostics.len()
+        );
     }
 }

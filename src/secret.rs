@@ -92,7 +92,7 @@ pub const MASK: &str = "***";
 pub const MIN_SUBSTRING_SECRET: usize = 4;
 
 /// Replaces every known secret value in a text with `***`.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Redactor {
     /// Longest first, so a secret that contains another is masked whole.
     needles: Vec<String>,
