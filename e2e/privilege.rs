@@ -4,6 +4,7 @@
 //! Needs root (to add a sudoers rule for the login user) and `sudo`, which `.ci/run`
 //! installs; elsewhere the test says why it did nothing.
 
+use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::process::Command;
 
@@ -103,4 +104,47 @@ fn become_root_runs_tasks_and_owns_files_and_a_password_prompt_is_an_error() {
         !ok && text.contains("needs a password to become nobody") && text.contains("NOPASSWD"),
         "{text}"
     );
+}
+
+#[test]
+fn shells_of_two_users_stay_within_the_hosts_session_limit() {
+    let Some(fleet) = fleet_with_sudo() else {
+        return;
+    };
+    // Eight tasks as the login user at once leave eight idle shells; eight tasks as root
+    // then need shells of their own. sshd allows 10 sessions per connection: idle shells of
+    // one user must make way for another's, or the root tasks are refused channels.
+    let root = fleet.host(0).root.join("two-users");
+    let dir = tempfile::tempdir().unwrap();
+    let mut tasks = format!(
+        "    - {{name: dir, run: {{command: \"mkdir -p {r}\", creates: \"{r}\"}}}}\n",
+        r = root.display()
+    );
+    let logins: Vec<String> = (1..=8).map(|i| format!("l{i}")).collect();
+    for l in &logins {
+        let _ = writeln!(
+            tasks,
+            "    - {{name: {l}, needs: [dir], run: \"sleep 0.3\"}}"
+        );
+    }
+    for i in 1..=8 {
+        let _ = writeln!(
+            tasks,
+            "    - {{name: r{i}, needs: [{}], become: root, run: \"sleep 0.3; touch {}/r{i}\"}}",
+            logins.join(", "),
+            root.display()
+        );
+    }
+    let workflow = format!(
+        "apiVersion: drover/v1\nkind: Workflow\nmetadata: {{name: app}}\nspec:\n  hosts: {{matchLabels: {{index: \"1\"}}}}\n  tasks:\n{tasks}"
+    );
+    fleet.manifests(dir.path(), &workflow);
+    let (ok, text) = apply(dir.path());
+    assert!(ok, "{text}");
+    for i in 1..=8 {
+        assert!(
+            root.join(format!("r{i}")).exists(),
+            "r{i} did not run\n{text}"
+        );
+    }
 }

@@ -2216,9 +2216,9 @@ mod tests {
 #[cfg(test)]
 mod thread_tests {
     use super::*;
-    use std::fmt::Write as _;
     use crate::load::{Limits, load};
     use crate::source::SourceFile;
+    use std::fmt::Write as _;
     use std::sync::Arc;
 
     /// `hosts` hosts, one workflow: a chain, a loop over a host var, the inventory listing,

@@ -232,6 +232,7 @@ impl SshTransport {
 
     /// Opens a session channel, retrying briefly: sshd frees session slots lazily.
     async fn channel(&self, handle: &Handle<HostKeyCheck>) -> Result<russh::Channel<client::Msg>> {
+        self.make_room();
         let mut pause = Duration::from_millis(10);
         for _ in 0..8 {
             let opened =
@@ -262,6 +263,33 @@ impl SshTransport {
             ErrorKind::Busy,
             "the server refused to open more channels (sshd MaxSessions)".to_owned(),
         ))
+    }
+
+    /// Closes idle shells until they and the channels in use fit the host's channel limit.
+    /// An idle shell holds no permit (it may serve any later operation of its user), but
+    /// its channel counts against sshd's `MaxSessions` all the same: without this, idle
+    /// shells of one user would leave another user's operations no channel at all.
+    fn make_room(&self) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        loop {
+            let total: usize = idle.values().map(Vec::len).sum();
+            if total <= self.channels.available_permits() {
+                return;
+            }
+            // From the user with the most idle shells: the one that can best spare one.
+            let Some(shells) = idle.values_mut().max_by_key(|shells| shells.len()) else {
+                return;
+            };
+            drop(shells.pop());
+        }
+    }
+
+    /// Whether a shell given back may stay idle: only while idle shells and the channels in
+    /// use (its own permit is about to go) fit the host's channel limit.
+    fn may_keep_idle(&self, idle_now: usize) -> bool {
+        idle_now < self.channels.available_permits() + 1
     }
 
     fn withdrawn(&self) -> Error {

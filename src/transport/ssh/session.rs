@@ -49,6 +49,8 @@ pub(crate) struct ShellSession {
     /// Unique among the shells of this process.
     pub(super) id: u64,
     writer: tokio::sync::Mutex<Writer>,
+    /// The channel's input again, to close it when the session goes.
+    input: Arc<ChannelWriteHalf<client::Msg>>,
     nonce: String,
     /// The shell's own pid (it leads its process group): killing that group stops the shell
     /// before it reads lines already sent.
@@ -63,11 +65,21 @@ pub(crate) struct ShellSession {
 impl Drop for ShellSession {
     fn drop(&mut self) {
         self.reader.abort();
+        // A russh channel is not closed by dropping it: without a close, every shell
+        // dropped (broken, given up, or closed to make room) would hold one of sshd's
+        // sessions until the connection ends. The shell reads end-of-input and exits.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let input = self.input.clone();
+            runtime.spawn(async move {
+                let _ = input.eof().await;
+                let _ = input.close().await;
+            });
+        }
     }
 }
 
 struct Writer {
-    input: ChannelWriteHalf<client::Msg>,
+    input: Arc<ChannelWriteHalf<client::Msg>>,
     /// Operations sent so far; each one's markers carry its number.
     seq: u64,
     /// Tells the reader which operation comes next, before its line is sent.
@@ -623,6 +635,7 @@ impl SshTransport {
     pub(super) fn give_back(&self, user: Option<String>, session: ShellSession) {
         if session.usable()
             && let Ok(mut idle) = self.idle.lock()
+            && self.may_keep_idle(idle.values().map(Vec::len).sum())
         {
             idle.entry(user).or_default().push(session);
         }
@@ -691,12 +704,14 @@ impl SshTransport {
             registered,
             broken.clone(),
         ));
+        let input = Arc::new(input);
         Ok(ShellSession {
             writer: tokio::sync::Mutex::new(Writer {
-                input,
+                input: input.clone(),
                 seq: 0,
                 register,
             }),
+            input,
             nonce,
             id: NEXT_SHELL.fetch_add(1, Ordering::Relaxed),
             shell_pid: Some(shell_pid),
