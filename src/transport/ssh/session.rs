@@ -52,9 +52,12 @@ pub(crate) struct ShellSession {
     /// The channel's input again, to close it when the session goes.
     input: Arc<ChannelWriteHalf<client::Msg>>,
     nonce: String,
-    /// The shell's own pid (it leads its process group): killing that group stops the shell
-    /// before it reads lines already sent.
-    shell_pid: Option<u32>,
+    /// The shell's process group (its own pid for a login shell, which leads it; sudo's for
+    /// a shell run as another user): killing that group stops the shell before it reads
+    /// lines already sent.
+    shell_group: Option<u32>,
+    /// The user it runs as when not the login user: the kill goes through sudo as that user.
+    user: Option<String>,
     /// Which connection it runs on: a reconnect makes older sessions useless.
     pub(super) generation: u64,
     /// Set when the shell can no longer be trusted with another operation.
@@ -208,7 +211,9 @@ _dsync() {{
   if ! _dmv "$_dt" "$_dp" "$_dht" "$_dhp"; then rm -f "$_dt"; return 1; fi
   _dout="${{_dout}}DROVER_WRITTEN$_dnl"
 }}
-printf '\n%s READY %s\n' "$_dN" "$$"
+_dpg=$$
+if [ -r /proc/$$/stat ]; then read -r _ _ _ _ _dpg _ < /proc/$$/stat || _dpg=$$; fi
+printf '\n%s READY %s %s\n' "$_dN" "$$" "$_dpg"
 "#
     )
 }
@@ -322,11 +327,11 @@ fn quote_or_empty(word: Option<&str>) -> String {
     }
 }
 
-/// The shell's pid from its ready marker, once it has printed it.
+/// The shell's process group from its ready marker, once it has printed it.
 fn ready_in(pieces: &[Piece]) -> Option<u32> {
     pieces.iter().find_map(|p| match p {
         Piece::Marker(words) => match words.as_slice() {
-            [word, pid] if word == "READY" => pid.parse().ok(),
+            [word, _pid, group] if word == "READY" => group.parse().ok(),
             _ => None,
         },
         Piece::Output(_) => None,
@@ -682,7 +687,7 @@ impl SshTransport {
             None
         })
         .await;
-        let Ok(Some(shell_pid)) = ready else {
+        let Ok(Some(shell_group)) = ready else {
             let stderr = String::from_utf8_lossy(&stderr);
             if let Some(user) = user.filter(|_| stderr.contains("password is required")) {
                 return Err(Error::BecomePassword {
@@ -714,7 +719,8 @@ impl SshTransport {
             input,
             nonce,
             id: NEXT_SHELL.fetch_add(1, Ordering::Relaxed),
-            shell_pid: Some(shell_pid),
+            shell_group: Some(shell_group),
+            user: user.map(str::to_owned),
             generation,
             broken,
             reader,
@@ -836,7 +842,8 @@ impl SshTransport {
                         // is in an unknown state and is given up (never reused), and stopped, so
                         // nothing queued behind it starts.
                         session.broken.store(true, Ordering::Relaxed);
-                        self.kill_pid(handle, session.shell_pid, None).await;
+                        self.kill_pid(handle, session.shell_group, session.user.as_deref())
+                            .await;
                         return match killed {
                             Some(status) => Ok(Ended { status, streams, reusable: false }),
                             None => Err(self.stuck(request.timeout.unwrap_or(OPERATION_DEADLINE))),
@@ -847,7 +854,8 @@ impl SshTransport {
                     // may still be 0 after the kill: the shell goes too, so nothing sent
                     // behind it runs on a verdict drover did not record.
                     session.broken.store(true, Ordering::Relaxed);
-                    self.kill_pid(handle, session.shell_pid, None).await;
+                    self.kill_pid(handle, session.shell_group, session.user.as_deref())
+                            .await;
                     self.kill_pid(handle, pid, r#become).await;
                     deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
                 }
@@ -855,7 +863,8 @@ impl SshTransport {
                     killed = Some(ExitStatus::Cancelled);
                     // The shell goes first, so it starts nothing it was sent after this.
                     session.broken.store(true, Ordering::Relaxed);
-                    self.kill_pid(handle, session.shell_pid, None).await;
+                    self.kill_pid(handle, session.shell_group, session.user.as_deref())
+                            .await;
                     self.kill_pid(handle, pid, r#become).await;
                     deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
                 }
@@ -1022,6 +1031,11 @@ mod shell_tests {
         ];
         let (output, markers) = run_shell(path, &lines);
         let text = String::from_utf8_lossy(&output);
+        // The shell names its process group: here the test's own, which it inherited.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let own_group: u32 = stat.split(' ').nth(4).unwrap().parse().unwrap();
+        let pieces: Vec<Piece> = markers.iter().cloned().map(Piece::Marker).collect();
+        assert_eq!(ready_in(&pieces), Some(own_group), "{markers:?}");
         let ends: Vec<&Vec<String>> = markers.iter().filter(|m| m[0] == "END").collect();
         assert_eq!(
             ends.iter().map(|m| m[1].as_str()).collect::<Vec<_>>(),
