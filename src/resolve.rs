@@ -616,11 +616,7 @@ impl Names {
 /// only when none of them met a problem or derived a secret; otherwise the whole is expanded
 /// again on one thread, exactly as it always was.
 pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
-    let pairs: Vec<(&Workflow, &Host)> = desired
-        .workflows
-        .values()
-        .flat_map(|w| desired.selected_hosts(w).map(move |h| (w, h)))
-        .collect();
+    let pairs = pairs(desired);
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .min(8)
@@ -633,6 +629,15 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
     let mut run = Run::new(inputs);
     let part = run.part(desired, &pairs);
     finish_resolve(run, part)
+}
+
+/// Every (workflow, host) pair to expand, in order: workflows by name, then their hosts.
+fn pairs(desired: &Desired) -> Vec<(&Workflow, &Host)> {
+    desired
+        .workflows
+        .values()
+        .flat_map(|w| desired.selected_hosts(w).map(move |h| (w, h)))
+        .collect()
 }
 
 /// Fewer (workflow, host) pairs than this per thread are not worth a thread.
@@ -2247,13 +2252,8 @@ mod thread_tests {
     }
 
     fn on_one_thread(desired: &Desired, inputs: &Inputs) -> Resolved {
-        let pairs: Vec<(&Workflow, &Host)> = desired
-            .workflows
-            .values()
-            .flat_map(|w| desired.selected_hosts(w).map(move |h| (w, h)))
-            .collect();
         let mut run = Run::new(inputs);
-        let part = run.part(desired, &pairs);
+        let part = run.part(desired, &pairs(desired));
         finish_resolve(run, part)
     }
 
@@ -2275,11 +2275,7 @@ mod thread_tests {
     fn a_fleet_expanded_on_threads_is_the_fleet_expanded_on_one() {
         let desired = desired(40, None);
         let inputs = Inputs::default();
-        let pairs: Vec<(&Workflow, &Host)> = desired
-            .workflows
-            .values()
-            .flat_map(|w| desired.selected_hosts(w).map(move |h| (w, h)))
-            .collect();
+        let pairs = pairs(&desired);
         let one = on_one_thread(&desired, &inputs);
         assert!(one.diagnostics.is_empty(), "{:#?}", one.diagnostics);
         assert_eq!(one.instances.len(), 40 * 4);
@@ -2295,11 +2291,7 @@ mod thread_tests {
     fn a_problem_on_any_thread_sends_the_whole_fleet_back_to_one_thread() {
         let desired = desired(40, Some(33));
         let inputs = Inputs::default();
-        let pairs: Vec<(&Workflow, &Host)> = desired
-            .workflows
-            .values()
-            .flat_map(|w| desired.selected_hosts(w).map(move |h| (w, h)))
-            .collect();
+        let pairs = pairs(&desired);
         assert!(resolve_on_threads(&desired, &inputs, &pairs, 4).is_none());
         // `resolve` itself reports it, once, as one thread would.
         assert!(!on_one_thread(&desired, &inputs).diagnostics.is_empty());
