@@ -47,6 +47,7 @@ use crate::scope::{Scope, VarProblem};
 use crate::secret::{Redactor, Secret, SecretKey};
 use crate::source::{JsonPointer, SourceFile, Span};
 use crate::template::{TemplateError, Templates, join_argv};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use crate::load::relative_to;
 
@@ -627,7 +628,7 @@ pub fn resolve(desired: &Desired, inputs: &Inputs) -> Resolved {
         return resolved;
     }
     let mut run = Run::new(inputs);
-    let part = run.part(desired, &pairs);
+    let part = run.part(desired, &pairs, None);
     finish_resolve(run, part)
 }
 
@@ -652,19 +653,22 @@ fn resolve_on_threads(
 ) -> Option<Resolved> {
     let share = pairs.len().div_ceil(threads);
     let base_redactor = Redactor::new(inputs.secrets.values().filter_map(|s| s.as_ref().ok()));
+    // Set by the first share that cannot be kept: the others stop early.
+    let stop = AtomicBool::new(false);
     let results: Vec<Option<(Part<'_>, BTreeSet<HostName>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = pairs
             .chunks(share)
             .map(|chunk| {
                 let base = &base_redactor;
+                let stop = &stop;
                 scope.spawn(move || {
                     let mut run = Run::new(inputs);
-                    let part = run.part(desired, chunk);
-                    let clean = run.problems.is_empty()
-                        && run.reported_secrets.is_empty()
-                        && run.reported_cycles.is_empty()
-                        && run.redactor == *base;
-                    clean.then_some((part, run.facts_wanted))
+                    let part = run.part(desired, chunk, Some((stop, base)));
+                    let kept = run.kept(base) && !stop.load(Ordering::Relaxed);
+                    if !kept {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    kept.then_some((part, run.facts_wanted))
                 })
             })
             .collect();
@@ -827,6 +831,15 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
+    /// Whether what it expanded so far can stand beside other shares' work: no problem
+    /// met, no value derived from a secret (the redactor is still `base`).
+    fn kept(&self, base: &Redactor) -> bool {
+        self.problems.is_empty()
+            && self.reported_secrets.is_empty()
+            && self.reported_cycles.is_empty()
+            && self.redactor == *base
+    }
+
     fn new(inputs: &'a Inputs) -> Run<'a> {
         Run {
             inputs,
@@ -840,7 +853,14 @@ impl<'a> Run<'a> {
     }
 
     /// Expands these (workflow, host) pairs, in order.
-    fn part<'d>(&mut self, desired: &'d Desired, pairs: &[(&'d Workflow, &'d Host)]) -> Part<'d> {
+    /// With `stop` (threads: a flag they share, and the redactor they started from), it
+    /// stops early once this share or another can no longer be kept (see `resolve`).
+    fn part<'d>(
+        &mut self,
+        desired: &'d Desired,
+        pairs: &[(&'d Workflow, &'d Host)],
+        stop: Option<(&AtomicBool, &Redactor)>,
+    ) -> Part<'d> {
         let run = self;
         let mut part = Part::default();
         // Built once and shared by every context: the inventory as templates see it.
@@ -850,6 +870,12 @@ impl<'a> Run<'a> {
             BTreeSet<&crate::model::meta::TaskName>,
         > = BTreeMap::new();
         for &(workflow, host) in pairs {
+            if let Some((flag, base)) = stop
+                && (flag.load(Ordering::Relaxed) || !run.kept(base))
+            {
+                flag.store(true, Ordering::Relaxed);
+                break;
+            }
             let roots = roots_of
                 .entry(&workflow.name)
                 .or_insert_with(|| roots(workflow));
@@ -2253,7 +2279,7 @@ mod thread_tests {
 
     fn on_one_thread(desired: &Desired, inputs: &Inputs) -> Resolved {
         let mut run = Run::new(inputs);
-        let part = run.part(desired, &pairs(desired));
+        let part = run.part(desired, &pairs(desired), None);
         finish_resolve(run, part)
     }
 

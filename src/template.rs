@@ -108,7 +108,11 @@ impl Templates {
         if let Some(name) = self.names.get(text) {
             return Ok(name.clone());
         }
-        let name = format!("t{}", self.names.len());
+        // Named by its text, not by compile order: a template that includes another by
+        // name then means the same whatever was compiled before it (resolve splits a fleet
+        // over threads, each with its own `Templates`).
+        let hash = blake3::hash(text.as_bytes()).to_hex();
+        let name = format!("t{}", hash.get(..32).unwrap_or(hash.as_str()));
         self.env
             .add_template_owned(name.clone(), text.to_owned())
             .map_err(|e| convert(&e))?;
@@ -236,6 +240,17 @@ pub fn join_argv<S: AsRef<str>>(argv: &[S]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_is_named_by_its_text_not_by_what_was_compiled_before() {
+        let (mut one, mut other) = (Templates::new(), Templates::new());
+        let a = one.compiled("{{ 'a' }}").unwrap();
+        one.compiled("{{ 'b' }}").unwrap();
+        let b = one.compiled("{{ 'b' }}").unwrap();
+        assert_eq!(other.compiled("{{ 'b' }}").unwrap(), b);
+        assert_eq!(other.compiled("{{ 'a' }}").unwrap(), a);
+        assert_ne!(a, b);
+    }
 
     fn render(text: &str, ctx: &serde_json::Value) -> Result<String, TemplateError> {
         Templates::new().render(text, &Value::from(minijinja::value::Serde(&ctx)))

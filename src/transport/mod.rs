@@ -291,10 +291,10 @@ pub enum Error {
     /// Sent behind another task of its chain on the host, which failed: the host skipped it.
     #[error("{host}: not run, because the task it was sent behind failed")]
     Withdrawn { host: String },
-    /// The connection was lost while the task waited in the host's shell behind the one it
-    /// was sent behind: the host may or may not have run it.
+    /// The shell the task waited in (behind the one it was sent behind) ended: the
+    /// connection was lost, or drover stopped it. The host may or may not have run it.
     #[error(
-        "{host}: the connection was lost while this task waited on the host behind the one before it; whether it ran is unknown, so it is recorded failed and not retried (the next apply plans it again)"
+        "{host}: the remote shell this task waited in behind the one before it ended (the connection was lost, or the shell was stopped after that task timed out or was cancelled); whether it ran is unknown, so it is recorded failed and not retried (the next apply plans it again)"
     )]
     LostBehind { host: String },
 }

@@ -256,6 +256,14 @@ fn gated(line: &str, before: u64, seq: u64) -> String {
     )
 }
 
+/// Wraps an operation's line in a brace group, so the shell runs it only once the closing
+/// brace has arrived: a line cut short (a send that failed half-way, then the channel
+/// closed) is a syntax error at the end of input, never a command with its last words
+/// missing (a file renamed onto a prefix of its path).
+fn whole_or_nothing(line: &str) -> String {
+    format!("{{ {}\n}}\n", line.trim_end_matches('\n'))
+}
+
 /// The line that tells whether anything exists at `path` (file, directory, link).
 fn exists_line(path: &str, seq: u64) -> String {
     let quoted = shell_quote(path);
@@ -750,6 +758,7 @@ impl SshTransport {
         if let Gate::IfSucceeded { seq: before, .. } = gate {
             text = gated(&text, before, seq);
         }
+        let text = whole_or_nothing(&text);
         tracing::debug!(host = %self.target.host, seq, bytes = text.len(), "operation sent");
         writer
             .register
@@ -1085,6 +1094,37 @@ mod shell_tests {
             return;
         }
         check_protocol("/usr/local/bin:/usr/bin:/bin", true);
+    }
+
+    #[test]
+    fn a_line_cut_short_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        let target = dir.path().join("conf.d/app");
+        let line = whole_or_nothing(&sync_line(&file(&target, "x\n", None), "NTEST", 1));
+        // Cut anywhere from inside the target's hex word to just before the closing brace,
+        // then the input ends (the channel closed): the shell writes nothing anywhere.
+        for cut in (line.len() - 40..line.len() - 2)
+            .step_by(3)
+            .chain([line.len() - 2])
+        {
+            let (_, markers) = run_shell(
+                "/usr/local/bin:/usr/bin:/bin",
+                &[line.get(..cut).unwrap().to_owned()],
+            );
+            assert!(
+                !markers.iter().any(|m| m[0] == "END"),
+                "cut at {cut}: {markers:?}"
+            );
+            let written: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .chain(std::fs::read_dir(dir.path().join("conf.d")).unwrap())
+                .filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .filter(|n| n != "conf.d")
+                .collect();
+            assert!(written.is_empty(), "cut at {cut}: {written:?}");
+        }
     }
 
     #[test]
