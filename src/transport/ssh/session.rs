@@ -133,7 +133,7 @@ pub fn inline(content: &[u8]) -> bool {
 /// right after the pid always finds it. Perl opens its FIFOs close-on-exec, so a command never
 /// holds them. The helper exits when the shell closes its end; a shell that loses its helper
 /// exits too (drover sees the shell lost) rather than invent a command's status.
-const HELPER: &str = r#"open(my $i,"<",$ARGV[0]) or exit 1; open(my $o,">",$ARGV[1]) or exit 1; select($o); $|=1; while (my $l=<$i>) { chomp $l; my @w=split(/ /,$l,-1); if ($w[0] eq "x") { my @e=split(/\0/,pack("H*",$w[1]),-1); my @a=split(/\0/,pack("H*",$w[2]),-1); my $p=fork(); if (!defined $p) { print "F $!\n"; next; } if (!$p) { setpgrp(0,0); open(STDIN,"<","/dev/null"); delete $ENV{PERL_BADLANG}; for (@e) { my ($k,$v)=split(/=/,$_,2); $ENV{$k}=$v; } { exec {$a[0]} @a; } print STDERR "$a[0]: $!\n"; exit(($!+0)==2 ? 127 : 126); } setpgrp($p,$p); print "$p\n"; waitpid($p,0); print((($? & 127) ? 128+($? & 127) : $? >> 8), "\n"); } else { print(rename(pack("H*",$w[1]),pack("H*",$w[2])) ? "0\n" : "1 $!\n"); } }"#;
+const HELPER: &str = r#"open(my $i,"<",$ARGV[0]) or exit 1; open(my $o,">",$ARGV[1]) or exit 1; select($o); $|=1; while (my $l=<$i>) { chomp $l; my @w=split(/ /,$l,-1); if ($w[0] eq "x") { my @e=split(/\0/,pack("H*",$w[1]),-1); my @a=split(/\0/,pack("H*",$w[2]),-1); my $p=fork(); if (!defined $p) { print "F $!\n"; next; } if (!$p) { setpgrp(0,0); open(STDIN,"<","/dev/null"); if ($ARGV[2] eq "") { delete $ENV{PERL_BADLANG}; } else { $ENV{PERL_BADLANG}=substr($ARGV[2],1); } for (@e) { my ($k,$v)=split(/=/,$_,2); $ENV{$k}=$v; } { exec {$a[0]} @a; } print STDERR "$a[0]: $!\n"; exit(($!+0)==2 ? 127 : 126); } setpgrp($p,$p); print "$p\n"; waitpid($p,0); print((($? & 127) ? 128+($? & 127) : $? >> 8), "\n"); } else { print(rename(pack("H*",$w[1]),pack("H*",$w[2])) ? "0\n" : "1 $!\n"); } }"#;
 
 /// The functions every session defines once, then the ready marker with the shell's pid.
 fn prelude(nonce: &str) -> String {
@@ -148,7 +148,7 @@ if command -v setsid >/dev/null 2>&1; then _dss=setsid; else _dss=; fi
 _dr=
 if command -v perl >/dev/null 2>&1 && _dd=$(mktemp -d 2>/dev/null); then
   if mkfifo "$_dd/i" "$_dd/o" 2>/dev/null; then
-    PERL_BADLANG=0 perl -e '{HELPER}' "$_dd/i" "$_dd/o" </dev/null &
+    PERL_BADLANG=0 perl -e '{HELPER}' "$_dd/i" "$_dd/o" "${{PERL_BADLANG+s$PERL_BADLANG}}" </dev/null &
     exec 7>|"$_dd/i" 8<"$_dd/o"
     _dr=1
   fi
@@ -1020,7 +1020,7 @@ mod shell_tests {
     }
 
     /// A command that says what it started with.
-    const CONTEXT: &str = r#"read -r _ _ _ _ pg _ < /proc/$$/stat; [ "$pg" = $$ ] && g=own; f=closed; for d in /proc/$$/fd/*; do case $(readlink "$d") in */i|*/o|*"/i (deleted)"|*"/o (deleted)") f=open;; esac; done; echo "umask=$(umask) group=$g fifos=$f""#;
+    const CONTEXT: &str = r#"read -r _ _ _ _ pg _ < /proc/$$/stat; [ "$pg" = $$ ] && g=own; f=closed; for d in /proc/$$/fd/*; do case $(readlink "$d") in */i|*/o|*"/i (deleted)"|*"/o (deleted)") f=open;; esac; done; echo "umask=$(umask) group=$g fifos=$f badlang=${PERL_BADLANG-unset}""#;
 
     fn check_protocol(path: &str, renamer: bool) {
         let dir = tempfile::tempdir().unwrap();
@@ -1057,7 +1057,7 @@ mod shell_tests {
         // A command starts as from a login: its umask, not the shell's; in a process group of
         // its own; without the helper's FIFOs.
         assert!(
-            text.contains("umask=0027 group=own fifos=closed\n"),
+            text.contains("umask=0027 group=own fifos=closed badlang=unset\n"),
             "{text}"
         );
         let expected = if renamer { "renamer=1\n" } else { "renamer=\n" };
