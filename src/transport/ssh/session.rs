@@ -632,12 +632,12 @@ impl SshTransport {
         generation: u64,
     ) -> Result<ShellSession> {
         let key = user.map(str::to_owned);
-        let idle = self
-            .idle
-            .lock()
-            .ok()
-            .and_then(|mut idle| idle.get_mut(&key).and_then(Vec::pop))
-            .filter(|s| s.generation == generation && s.usable());
+        // Stale shells (of an older connection, or broken while idle) go on the way: each
+        // still counts against the host's channels until dropped.
+        let idle = self.idle.lock().ok().and_then(|mut idle| {
+            let shells = idle.get_mut(&key)?;
+            std::iter::from_fn(|| shells.pop()).find(|s| s.generation == generation && s.usable())
+        });
         match idle {
             Some(session) => Ok(session),
             None => self.start_session(handle, user, generation).await,
