@@ -70,6 +70,13 @@ impl Chain {
     /// with it.
     pub(super) async fn session(&self, gate: Gate) -> Result<Arc<ShellSession>> {
         let mut shell = self.shell.lock().await;
+        // A gated operation has nowhere to go once its shell is gone: say so before anything
+        // would reconnect.
+        if matches!(gate, Gate::IfSucceeded { .. })
+            && !shell.as_ref().is_some_and(|held| held.session.usable())
+        {
+            return Err(self.ssh.withdrawn());
+        }
         let (handle, generation) = self.ssh.handle_with_generation().await?;
         let live = shell
             .as_ref()

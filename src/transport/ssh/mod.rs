@@ -289,7 +289,7 @@ impl SshTransport {
     /// Whether a shell given back may stay idle: only while idle shells and the channels in
     /// use (its own permit is about to go) fit the host's channel limit.
     fn may_keep_idle(&self, idle_now: usize) -> bool {
-        idle_now < self.channels.available_permits() + 1
+        idle_now <= self.channels.available_permits()
     }
 
     fn withdrawn(&self) -> Error {

@@ -49,7 +49,8 @@ pub(crate) struct ShellSession {
     /// Unique among the shells of this process.
     pub(super) id: u64,
     writer: tokio::sync::Mutex<Writer>,
-    /// The channel's input again, to close it when the session goes.
+    /// The channel's input, written under `writer`'s lock (so lines never interleave), and
+    /// shared with the task that closes it when the session goes.
     input: Arc<ChannelWriteHalf<client::Msg>>,
     nonce: String,
     /// The shell's process group (its own pid for a login shell, which leads it; sudo's for
@@ -82,7 +83,6 @@ impl Drop for ShellSession {
 }
 
 struct Writer {
-    input: Arc<ChannelWriteHalf<client::Msg>>,
     /// Operations sent so far; each one's markers carry its number.
     seq: u64,
     /// Tells the reader which operation comes next, before its line is sent.
@@ -717,14 +717,9 @@ impl SshTransport {
             registered,
             broken.clone(),
         ));
-        let input = Arc::new(input);
         Ok(ShellSession {
-            writer: tokio::sync::Mutex::new(Writer {
-                input: input.clone(),
-                seq: 0,
-                register,
-            }),
-            input,
+            writer: tokio::sync::Mutex::new(Writer { seq: 0, register }),
+            input: Arc::new(input),
             nonce,
             id: NEXT_SHELL.fetch_add(1, Ordering::Relaxed),
             shell_group: Some(shell_group),
@@ -765,7 +760,7 @@ impl SshTransport {
             .send((seq, tell))
             .map_err(|_| self.lost("the remote shell's reader ended"))?;
         let allowed = transfer_deadline(text.len());
-        let written = tokio::time::timeout(allowed, writer.input.data(text.as_bytes()))
+        let written = tokio::time::timeout(allowed, session.input.data(text.as_bytes()))
             .await
             .map_err(|_| self.stuck(allowed))
             .and_then(|r| r.map_err(|e| self.lost(&e.to_string())));
