@@ -6,12 +6,24 @@
 # W(H, T): H hosts in {1, 4}, T tasks per host in {20, 200}; every task writes a ~200-byte
 # file and every fifth also runs a shell command, chained per host. For each: drover's first
 # run and no-op second run (wall time, SSH connections and channels, peak RSS), side by side
-# with two floors that do the same remote work with the OpenSSH client and ControlMaster:
-# one `ssh` command per task, and one script per host. BENCH_SIZES="1:200 4:200" picks
-# workloads (H:T pairs; default all four). "hosts CPU" is what the sshd daemons and
-# everything they ran used during drover's run. Then `drover drift` (every file
-# probed; round trips counted) next to one fresh `ssh host sh -s` per host that hashes the
-# same files.
+# with floors that do the same remote work with the OpenSSH client:
+#   one script per host   one plain `ssh host sh -s < script` per host, all hosts at once: a
+#                         fresh connection each, as drover's first run makes. drover's first
+#                         run is also printed as a multiple of this floor.
+#   ... pre-connected     the same script over a ControlMaster connection opened before the
+#                         clock starts (no handshake at all: stricter than drover's case).
+#   one cmd per task      one `ssh` per task over ControlMaster, as a shell loop would.
+# BENCH_SIZES="1:200 4:200" picks workloads (H:T pairs; default all four). "hosts CPU" is
+# what the sshd daemons and everything they ran used during that run. Then `drover drift`
+# (every file probed; round trips counted) next to one fresh `ssh host sh -s` per host that
+# hashes the same files.
+#
+# The hosts' files live on a tmpfs where the machine lets us mount one (root), and every
+# measured run writes into directories of its own: this measures the SSH path, not the
+# controller's disk. On a disk without a journal, ext4 skips inodes freed in the last minutes
+# when it allocates new ones, so a run that follows any deletion on the machine pays for
+# scanning past them (up to 0.6 ms a file on the machine this was written on), and the
+# figures would depend on what ran before. drover's own state stays on disk, as in real use.
 #   DROVER_BIN=/path/to/drover bash e2e/bench.sh   (that binary, no build: to compare two)
 set -euo pipefail
 bin=
@@ -34,8 +46,17 @@ cg=
 if [ -w /sys/fs/cgroup/cpuacct ] && mkdir "/sys/fs/cgroup/cpuacct/drover-bench-$$" 2>/dev/null; then
   cg=/sys/fs/cgroup/cpuacct/drover-bench-$$
 fi
+hostfs=$work/hosts
+mkdir -p "$hostfs"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=512m,mode=755 drover-bench "$hostfs" 2>/dev/null; then
+  mounted=1
+else
+  mounted=
+  echo "note: the hosts' files are on $(df --output=fstype "$hostfs" | tail -1) (tmpfs needs root)"
+fi
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "$mounted" ]; then umount "$hostfs" 2>/dev/null || umount -l "$hostfs" || true; fi
   rm -rf "$work"
   if [ -n "$cg" ]; then
     for _ in $(seq 20); do rmdir "$cg" 2>/dev/null && break; sleep 0.1; done
@@ -57,7 +78,6 @@ ports=()
 for h in 1 2 3 4; do
   port=$((23000 + RANDOM % 20000))
   ssh-keygen -q -t ed25519 -N '' -f "$work/keys/host$h"
-  mkdir -p "$work/root$h"; chown "$user" "$work/root$h"
   cat > "$work/sshd$h.conf" <<CONF
 ListenAddress 127.0.0.1
 Port $port
@@ -83,18 +103,27 @@ for port in "${ports[@]}"; do
 done
 payload=$(head -c 170 /dev/zero | tr '\0' 'x')
 
-manifests() { # hosts tasks dir
+ssh_opts=(-i "$work/keys/client" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
+
+# Sets $roots to directories no run has used yet, one per host ($roots/root<H>).
+runs=0
+fresh_roots() {
+  runs=$((runs + 1))
+  roots=$hostfs/$runs
+  for h in 1 2 3 4; do mkdir -p "$roots/root$h"; chown "$user" "$roots/root$h"; done
+}
+
+manifests() { # hosts tasks dir (host H's files go under $roots/rootH)
   local hosts=$1 tasks=$2 dir=$3
   mkdir -p "$dir"
   : > "$dir/hosts.yaml"
   for h in $(seq 1 "$hosts"); do
-    rm -rf "$work/root$h/bench"
     cat >> "$dir/hosts.yaml" <<YAML
 ---
 apiVersion: drover/v1
 kind: Host
 metadata: {name: host-$h, labels: {bench: "yes"}}
-spec: {address: 127.0.0.1, port: ${ports[$((h-1))]}, user: $user, identityFile: $work/keys/client, knownHostsFile: $work/known_hosts, vars: {root: $work/root$h}}
+spec: {address: 127.0.0.1, port: ${ports[$((h-1))]}, user: $user, identityFile: $work/keys/client, knownHostsFile: $work/known_hosts, vars: {root: $roots/root$h}}
 YAML
   done
   {
@@ -125,19 +154,19 @@ hosts_cpu() { # seconds
   echo "$total $(getconf CLK_TCK)" | awk '{printf "%.3f", $1 / $2}'
 }
 
-run_drover() { # label dir
+run_drover() { # label dir; sets drover_wall
   local label=$1 dir=$2 before after
   before=$(hosts_cpu)
   /usr/bin/time -v "$bin" apply --auto-approve --color never --report "$work/report.json" "$dir" > "$work/out" 2> "$work/time"
   sleep 0.2 # the daemons reap their sessions just after drover hangs up
   after=$(hosts_cpu)
-  local wall rss conns chans cpu
+  local rss conns chans cpu
   cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$work/time")
-  wall=$(grep 'Elapsed (wall clock)' "$work/time" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
+  drover_wall=$(grep 'Elapsed (wall clock)' "$work/time" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
   rss=$(grep 'Maximum resident set size' "$work/time" | awk '{print $NF/1024}')
   conns=$(python3 -c "import json;print(json.load(open('$work/report.json'))['contacts']['connections'])")
   chans=$(python3 -c "import json;print(json.load(open('$work/report.json'))['contacts']['channels'])")
-  printf '  %-22s %7.3fs  connections %3s  channels %5s  peak RSS %5.1f MiB  drover CPU %5.2fs  hosts CPU %5.2fs\n' "$label" "$wall" "$conns" "$chans" "$rss" "$cpu" "$(echo "$before $after" | awk '{printf "%.2f", $2 - $1}')"
+  printf '  %-22s %7.3fs  connections %3s  channels %5s  peak RSS %5.1f MiB  drover CPU %5.2fs  hosts CPU %5.2fs\n' "$label" "$drover_wall" "$conns" "$chans" "$rss" "$cpu" "$(echo "$before $after" | awk '{printf "%.2f", $2 - $1}')"
 }
 
 run_drift() { # dir
@@ -152,10 +181,9 @@ run_drift() { # dir
 drift_floor() { # hosts: one fresh `ssh host sh -s` per host that hashes the same files
   local hosts=$1 start end
   local jobs=()
-  local opts=(-i "$work/keys/client" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
   start=$(date +%s.%N)
   for h in $(seq 1 "$hosts"); do
-    printf 'cd %s/bench && sha256sum f* > /dev/null\n' "$work/root$h" | ssh "${opts[@]}" -p "${ports[$((h-1))]}" "$user@127.0.0.1" sh -s &
+    printf 'cd %s/bench && sha256sum f* > /dev/null\n' "$roots/root$h" | ssh "${ssh_opts[@]}" -p "${ports[$((h-1))]}" "$user@127.0.0.1" sh -s &
     jobs+=($!)
   done
   wait "${jobs[@]}"
@@ -163,22 +191,59 @@ drift_floor() { # hosts: one fresh `ssh host sh -s` per host that hashes the sam
   printf '  %-22s %7.3fs\n' "ssh: sh -s hashing files" "$(echo "$end $start" | awk '{print $1-$2}')"
 }
 
-floor_line() { # label start end hosts-CPU-before
+floor_line() { # label start end hosts-CPU-before; sets floor_wall
   sleep 0.2 # the daemons reap their sessions just after the client hangs up
-  printf '  %-22s %7.3fs  %66s hosts CPU %5.2fs\n' "$1" "$(echo "$3 $2" | awk '{print $1-$2}')" "" \
+  floor_wall=$(echo "$3 $2" | awk '{print $1-$2}')
+  printf '  %-22s %7.3fs  %66s hosts CPU %5.2fs\n' "$1" "$floor_wall" "" \
     "$(echo "$4 $(hosts_cpu)" | awk '{printf "%.2f", $2 - $1}')"
 }
 
-floor() { # hosts tasks
-  local hosts=$1 tasks=$2 start end before
-  local jobs=()
-  local opts=(-i "$work/keys/client" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes -o ControlMaster=auto -o ControlPath="$work/cm-%p" -o ControlPersist=60)
-  for h in $(seq 1 "$hosts"); do rm -rf "$work/root$h/bench"; ssh "${opts[@]}" -p "${ports[$((h-1))]}" "$user@127.0.0.1" true; done
+# The script that does host H's work of W(hosts, tasks) under $roots/rootH, one command a line.
+floor_script() { # host tasks
+  local r=$roots/root$1 i
+  echo "mkdir -p $r/bench"
+  for i in $(seq 1 "$2"); do
+    echo "printf 'file %d %s\\n' $i $payload > $r/bench/f$i"
+    if [ $((i % 5)) -eq 0 ]; then echo "echo $i >> $r/bench/log"; fi
+  done
+}
+
+# One script per host, all hosts at once: `ssh host sh -s < script`, over a fresh connection,
+# or over a ControlMaster connection opened before the clock starts when given "pre".
+script_floor() { # hosts tasks [pre]
+  local hosts=$1 tasks=$2 pre=${3:-} start before h label="ssh: one script per host"
+  local jobs=() opts=("${ssh_opts[@]}")
+  fresh_roots
+  for h in $(seq 1 "$hosts"); do floor_script "$h" "$tasks" > "$work/script$h"; done
+  if [ -n "$pre" ]; then
+    label="  ... pre-connected"
+    opts+=(-o ControlMaster=auto -o ControlPath="$work/cm-%p" -o ControlPersist=60)
+    for h in $(seq 1 "$hosts"); do ssh "${opts[@]}" -p "${ports[$((h-1))]}" "$user@127.0.0.1" true; done
+  fi
+  before=$(hosts_cpu)
+  start=$(date +%s.%N)
+  for h in $(seq 1 "$hosts"); do
+    ssh "${opts[@]}" -p "${ports[$((h-1))]}" "$user@127.0.0.1" sh -s < "$work/script$h" &
+    jobs+=($!)
+  done
+  wait "${jobs[@]}"
+  floor_line "$label" "$start" "$(date +%s.%N)" "$before"
+  if [ -n "$pre" ]; then
+    for h in $(seq 1 "$hosts"); do ssh "${opts[@]}" -p "${ports[$((h-1))]}" -O exit "$user@127.0.0.1" 2>/dev/null || true; done
+  fi
+}
+
+# One `ssh` per task over ControlMaster (opened before the clock starts), hosts at once.
+per_task_floor() { # hosts tasks
+  local hosts=$1 tasks=$2 start before h
+  local jobs=() opts=("${ssh_opts[@]}" -o ControlMaster=auto -o ControlPath="$work/cm-%p" -o ControlPersist=60)
+  fresh_roots
+  for h in $(seq 1 "$hosts"); do ssh "${opts[@]}" -p "${ports[$((h-1))]}" "$user@127.0.0.1" true; done
   before=$(hosts_cpu)
   start=$(date +%s.%N)
   for h in $(seq 1 "$hosts"); do
     (
-      p=${ports[$((h-1))]}; r=$work/root$h
+      p=${ports[$((h-1))]}; r=$roots/root$h
       ssh "${opts[@]}" -p "$p" "$user@127.0.0.1" "mkdir -p $r/bench"
       for i in $(seq 1 "$tasks"); do
         printf 'file %d %s\n' "$i" "$payload" | ssh "${opts[@]}" -p "$p" "$user@127.0.0.1" "cat > $r/bench/.f$i.tmp && mv $r/bench/.f$i.tmp $r/bench/f$i"
@@ -187,26 +252,8 @@ floor() { # hosts tasks
     ) &
     jobs+=($!)
   done
-  wait "${jobs[@]}"; jobs=()
-  end=$(date +%s.%N)
-  floor_line "ssh: one cmd per task" "$start" "$end" "$before"
-  before=$(hosts_cpu)
-  start=$(date +%s.%N)
-  for h in $(seq 1 "$hosts"); do
-    (
-      p=${ports[$((h-1))]}; r=$work/root$h
-      script="mkdir -p $r/bench"
-      for i in $(seq 1 "$tasks"); do
-        script="$script; printf 'file %d %s\\\\n' $i $payload > $r/bench/f$i"
-        if [ $((i % 5)) -eq 0 ]; then script="$script; echo $i >> $r/bench/log"; fi
-      done
-      ssh "${opts[@]}" -p "$p" "$user@127.0.0.1" "$script"
-    ) &
-    jobs+=($!)
-  done
-  wait "${jobs[@]}"; jobs=()
-  end=$(date +%s.%N)
-  floor_line "ssh: one script per host" "$start" "$end" "$before"
+  wait "${jobs[@]}"
+  floor_line "ssh: one cmd per task" "$start" "$(date +%s.%N)" "$before"
   for h in $(seq 1 "$hosts"); do ssh "${opts[@]}" -p "${ports[$((h-1))]}" -O exit "$user@127.0.0.1" 2>/dev/null || true; done
 }
 
@@ -215,12 +262,17 @@ for size in ${BENCH_SIZES:-1:20 1:200 4:20 4:200}; do
   hosts=${size%%:*} tasks=${size##*:}
   {
     dir=$work/m-$hosts-$tasks
+    fresh_roots
     manifests "$hosts" "$tasks" "$dir"
     echo "W(H=$hosts, T=$tasks): $((hosts * (tasks + tasks / 5 + 1))) instances"
     run_drover "drover first run" "$dir"
+    first_wall=$drover_wall
     run_drover "drover no-op" "$dir"
     run_drift "$dir"
     drift_floor "$hosts"
-    floor "$hosts" "$tasks"
+    script_floor "$hosts" "$tasks"
+    printf '  %-22s %7.1fx\n' "first run / floor" "$(echo "$first_wall $floor_wall" | awk '{print $1 / $2}')"
+    script_floor "$hosts" "$tasks" pre
+    per_task_floor "$hosts" "$tasks"
   }
 done
