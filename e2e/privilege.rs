@@ -101,9 +101,66 @@ fn become_root_runs_tasks_and_owns_files_and_a_password_prompt_is_an_error() {
     fleet.manifests(dir.path(), &workflow);
     let (ok, text) = apply(dir.path());
     assert!(
-        !ok && text.contains("needs a password to become nobody") && text.contains("NOPASSWD"),
+        !ok && text.contains("would not run commands as nobody") && text.contains("NOPASSWD"),
         "{text}"
     );
+}
+
+#[test]
+fn a_become_sudo_refuses_fails_once_on_either_path_without_a_retry() {
+    let Some(fleet) = fleet_with_sudo() else {
+        return;
+    };
+    // A user the host does not have: sudo refuses with other words than its password
+    // message, which used to pass for a lost shell (and be retried) or for a failed script.
+    // The refusal is known from sudo's exit status, whatever it says and in whatever
+    // language, on the shell path (a command) and on the one-off path (a file too big to
+    // travel inside a shell's input).
+    let root = fleet.host(0).root.join("become-refused");
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(80 * 1024);
+    let workflow = format!(
+        "apiVersion: drover/v1\nkind: Workflow\nmetadata: {{name: app}}\nspec:\n  hosts: {{matchLabels: {{index: \"1\"}}}}\n  tasks:\n\
+         \x20   - {{name: dir, run: {{command: \"mkdir -p {r}\", creates: \"{r}\"}}}}\n\
+         \x20   - {{name: cmd, needs: [dir], become: drover-nosuch, run: \"touch {r}/cmd\", retries: {{attempts: 3, backoff: 1s}}}}\n\
+         \x20   - {{name: big, needs: [dir], become: drover-nosuch, file: {{path: \"{r}/big\", content: \"{big}\"}}, retries: {{attempts: 3, backoff: 1s}}}}\n",
+        r = root.display()
+    );
+    fleet.manifests(dir.path(), &workflow);
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["apply", "--auto-approve", "--color", "never", "--report"])
+        .arg(&report)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("would not run commands as drover-nosuch"),
+        "{text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for name in ["cmd", "big"] {
+        let instance = report["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| {
+                i["id"]
+                    .as_str()
+                    .is_some_and(|id| id.ends_with(&format!("/{name}")))
+            })
+            .unwrap_or_else(|| panic!("no {name} in {report}"));
+        assert_eq!(instance["status"], "failed", "{name}: {report}");
+        assert_eq!(instance["attempts"], 1, "{name} was retried: {report}");
+    }
+    assert!(!root.join("cmd").exists() && !root.join("big").exists());
 }
 
 #[test]

@@ -108,9 +108,10 @@ impl Failure {
 
     fn transport(error: &transport::Error) -> Failure {
         let mut message = transport::error_chain(error);
-        if matches!(error, transport::Error::BecomePassword { .. }) {
+        if matches!(error, transport::Error::BecomeRefused { .. }) {
             message.push_str(
-                "; allow it in sudoers with NOPASSWD for drover's user, or drop `become`",
+                "; drover runs `sudo -n`, which never asks for a password: allow the login user \
+                 to run commands as that user without one (NOPASSWD in sudoers), or drop `become`",
             );
         }
         Failure::Transport {

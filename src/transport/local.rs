@@ -144,6 +144,9 @@ fn argv(request: &ExecRequest) -> Vec<String> {
 }
 
 async fn run(request: ExecRequest, force: &CancellationToken) -> Result<ExecOutput> {
+    if let Some(user) = request.r#become.as_deref().filter(|u| needs_sudo(Some(u))) {
+        ensure_become(user).await?;
+    }
     let argv = argv(&request);
     let text = describe(&request.command);
     let (program, rest) = argv.split_first().ok_or_else(|| Error::Spawn {
@@ -209,14 +212,67 @@ async fn run(request: ExecRequest, force: &CancellationToken) -> Result<ExecOutp
     }
     let stdout = collect(stdout).await;
     let stderr = collect(stderr).await;
-    crate::transport::check_become(
-        &request,
-        ExecOutput {
-            status,
-            stdout,
-            stderr,
-        },
-    )
+    Ok(ExecOutput {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Users `sudo -n` has let this process run commands as. Only what was proved is kept: a
+/// sudoers rule added while drover runs (as a daemon, for months) counts at the next task.
+static BECAME: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// How long `sudo -n true` may take (it never prompts; a stuck directory lookup can hang it).
+const BECOME_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Proves, once per user, that `sudo -n` runs commands as `user`: from the exit status of
+/// `sudo -n -u USER -- true`, so a refusal is a `BecomeRefused` error whatever language
+/// sudo speaks, and is never confused with a command's own exit status 1.
+async fn ensure_become(user: &str) -> Result<()> {
+    if BECAME.lock().is_ok_and(|became| became.contains(user)) {
+        return Ok(());
+    }
+    let spawn_error = |source| Error::Spawn {
+        command: "sudo".to_owned(),
+        source,
+    };
+    let mut child = Command::new("sudo")
+        .args(["-n", "-u", user, "--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(spawn_error)?;
+    let mut said = Vec::new();
+    let stderr = child.stderr.take();
+    let checked = tokio::time::timeout(BECOME_CHECK_TIMEOUT, async {
+        if let Some(stderr) = stderr {
+            let _ = stderr.take(8192).read_to_end(&mut said).await;
+        }
+        child.wait().await
+    })
+    .await
+    .map_err(|_| {
+        spawn_error(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("`sudo -n` did not answer within {BECOME_CHECK_TIMEOUT:?}"),
+        ))
+    })?
+    .map_err(spawn_error)?;
+    if !checked.success() {
+        return Err(crate::transport::become_refused(
+            user,
+            &said,
+            checked.code().map(i64::from),
+        ));
+    }
+    if let Ok(mut became) = BECAME.lock() {
+        became.insert(user.to_owned());
+    }
+    Ok(())
 }
 
 async fn sleep(duration: Duration) {

@@ -263,8 +263,8 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
-    #[error("`sudo -n` needs a password to become {user}")]
-    BecomePassword { user: String },
+    #[error("`sudo -n` would not run commands as {user}: {message}")]
+    BecomeRefused { user: String, message: String },
     #[error("cannot {operation} {path}: {message}")]
     Remote {
         operation: &'static str,
@@ -315,8 +315,10 @@ pub enum ErrorKind {
     HostKey,
     /// The server accepted none of our keys.
     Authentication,
-    /// `sudo -n` asked for a password.
-    BecomePassword,
+    /// `sudo -n` would not run commands as the `become` user: it wants a password, or the
+    /// login user may not become that user at all. Known from sudo's exit status before the
+    /// command started, never from its words (which follow the host's locale).
+    BecomeRefused,
     /// The host refused an operation: a bad path, a permission, a missing tool, or an SSH
     /// protocol it does not speak.
     Remote,
@@ -347,7 +349,7 @@ pub fn retry_policy(kind: ErrorKind) -> Retry {
         }
         ErrorKind::HostKey
         | ErrorKind::Authentication
-        | ErrorKind::BecomePassword
+        | ErrorKind::BecomeRefused
         | ErrorKind::Remote
         | ErrorKind::Local
         | ErrorKind::Withdrawn
@@ -359,7 +361,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Spawn { .. } | Error::File { .. } | Error::Output { .. } => ErrorKind::Local,
-            Error::BecomePassword { .. } => ErrorKind::BecomePassword,
+            Error::BecomeRefused { .. } => ErrorKind::BecomeRefused,
             Error::Remote { .. } => ErrorKind::Remote,
             Error::Connect { kind, .. } => *kind,
             Error::HostKey { .. } => ErrorKind::HostKey,
@@ -409,17 +411,30 @@ pub trait Transport: Send + Sync + 'static {
     fn counters(&self) -> &Counters;
 }
 
-/// `sudo -n` refuses with this when it would need a password; seen, it becomes a clear error
-/// instead of a bare exit status 1.
-pub(crate) fn check_become(request: &ExecRequest, output: ExecOutput) -> Result<ExecOutput> {
-    if let (Some(user), ExitStatus::Code { code: 1 }) = (request.r#become.as_deref(), output.status)
-        && String::from_utf8_lossy(&output.stderr.bytes).contains("password is required")
-    {
-        return Err(Error::BecomePassword {
-            user: user.to_owned(),
-        });
+/// The command that proves `sudo -n` lets the login user run commands as `user`: its exit
+/// status is the answer (`true` itself cannot fail), so no message is ever read for it.
+pub(crate) fn become_check(user: &str) -> String {
+    format!("sudo -n -u {} -- true", crate::template::shell_quote(user))
+}
+
+/// The error for a `become` that sudo refused, with what sudo said (trimmed and bounded, for
+/// the person reading it) or its exit status when it said nothing.
+pub(crate) fn become_refused(user: &str, stderr: &[u8], status: Option<i64>) -> Error {
+    const LIMIT: usize = 400;
+    let text = String::from_utf8_lossy(stderr);
+    let mut message: String = text.trim().chars().take(LIMIT).collect();
+    if message.is_empty() {
+        message = match status {
+            Some(code) => format!("sudo exited with status {code} and said nothing"),
+            None => "sudo ended and said nothing".to_owned(),
+        };
+    } else if text.trim().chars().count() > LIMIT {
+        message.push('…');
     }
-    Ok(output)
+    Error::BecomeRefused {
+        user: user.to_owned(),
+        message,
+    }
 }
 
 /// The text of a command line, for messages and logs.
@@ -461,4 +476,30 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_become_refusal_says_what_sudo_said_or_how_it_ended_and_is_permanent() {
+        let error = become_refused("app", b"sudo: unknown user app\n", Some(1));
+        assert_eq!(
+            error.to_string(),
+            "`sudo -n` would not run commands as app: sudo: unknown user app"
+        );
+        assert_eq!(retry_policy(error.kind()), Retry::Permanent);
+        assert_eq!(
+            become_refused("app", b"  \n", Some(1)).to_string(),
+            "`sudo -n` would not run commands as app: sudo exited with status 1 and said nothing"
+        );
+        let long = "x".repeat(1000);
+        let Error::BecomeRefused { message, .. } = become_refused("app", long.as_bytes(), None)
+        else {
+            panic!("not a become refusal");
+        };
+        assert_eq!(message.chars().count(), 401, "400 characters and an ellipsis");
+        assert_eq!(become_check("it's"), "sudo -n -u 'it'\\''s' -- true");
+    }
 }

@@ -884,3 +884,35 @@ fn issue_9_values_derived_from_a_secret_never_show_and_files_holding_them_are_06
         .expect_code(0);
     assert!(leaks(&shown.stdout()).is_empty(), "{}", shown.stdout());
 }
+
+#[test]
+fn a_become_sudo_refuses_fails_at_once_and_is_not_retried() {
+    if std::process::Command::new("sudo")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no sudo on this machine to refuse a become");
+        return;
+    }
+    // A user this machine does not have: sudo refuses in words that are not its password
+    // message. The refusal is known from the exit status of `sudo -n true`, so both tasks
+    // fail as `become` refusals on their first attempt, retries or not.
+    let area = crate::harness::Area::new(
+        "    - {name: cmd, become: drover-nosuch, run: \"touch {{ dir }}/cmd\", retries: {attempts: 3, backoff: 1s}}\n\
+         \x20   - {name: file, become: drover-nosuch, file: {path: \"{{ dir }}/file\", content: \"x\\n\"}, retries: {attempts: 3, backoff: 1s}}\n",
+    );
+    let (run, report) = area.apply(&[]);
+    let run = run.expect_code(1);
+    let text = format!("{}{}", run.stdout(), run.stderr());
+    assert!(
+        text.contains("`sudo -n` would not run commands as drover-nosuch")
+            && text.contains("NOPASSWD"),
+        "{text}"
+    );
+    for instance in report["instances"].as_array().unwrap() {
+        assert_eq!(instance["status"], "failed", "{report:#}");
+        assert_eq!(instance["attempts"], 1, "{report:#}");
+    }
+    assert!(!area.path("cmd").exists() && !area.path("file").exists());
+}

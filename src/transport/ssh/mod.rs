@@ -79,6 +79,10 @@ pub struct SshTransport {
     idle: Mutex<std::collections::BTreeMap<Option<String>, Vec<session::ShellSession>>>,
     /// Counts connections made, so a shell of an older connection is never reused.
     generation: std::sync::atomic::AtomicU64,
+    /// Users `sudo -n` was seen to run commands as on this host (a check's exit status 0, or
+    /// a shell as that user that reached its ready marker). Only what was proved is kept, so
+    /// a sudoers rule added later counts at the next task.
+    became: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// A live connection, and the jump host's connection it runs through, kept alive with it.
@@ -106,6 +110,7 @@ impl SshTransport {
             channels: Arc::new(Semaphore::new(permits)),
             idle: Mutex::new(std::collections::BTreeMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
+            became: Mutex::new(std::collections::BTreeSet::new()),
         })
     }
 
@@ -340,6 +345,13 @@ impl SshTransport {
             .await
             .map_err(|_| self.lost("shutting down"))?;
         let handle = self.handle().await?;
+        if let Some(user) = request
+            .r#become
+            .as_deref()
+            .filter(|u| *u != self.target.user)
+        {
+            self.ensure_become(&handle, user).await?;
+        }
         let mut channel = self.channel(&handle).await?;
         let text = describe(&request.command);
         channel
@@ -412,14 +424,69 @@ impl SshTransport {
             }
         };
         let (stdout, stderr) = output.finish();
-        crate::transport::check_become(
-            &request,
-            ExecOutput {
-                status,
-                stdout,
-                stderr,
-            },
-        )
+        Ok(ExecOutput {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Records that `sudo -n` runs commands as `user` on this host.
+    pub(super) fn proved_become(&self, user: &str) {
+        if let Ok(mut became) = self.became.lock() {
+            became.insert(user.to_owned());
+        }
+    }
+
+    /// Proves, once per user, that `sudo -n` runs commands as `user` on this host: from the
+    /// exit status of `transport::become_check`, on a channel of its own opened and closed
+    /// under the caller's permit before the command's channel. A refusal is then a
+    /// `BecomeRefused` error whatever language sudo speaks, never a command's exit status 1.
+    async fn ensure_become(&self, handle: &Handle<HostKeyCheck>, user: &str) -> Result<()> {
+        if self.became.lock().is_ok_and(|became| became.contains(user)) {
+            return Ok(());
+        }
+        let mut channel = self.channel(handle).await?;
+        channel
+            .exec(true, crate::transport::become_check(user))
+            .await
+            .map_err(|e| self.lost(&e.to_string()))?;
+        let mut said = Vec::new();
+        let mut status = None;
+        let ended = tokio::time::timeout(self.target.connect_timeout, async {
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    // Only for the message: kept small whatever the host prints.
+                    ChannelMsg::ExtendedData { data, .. } if said.len() < 8192 => {
+                        said.extend_from_slice(&data);
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        let _ = channel.close().await;
+        match (ended, status) {
+            (Ok(()), Some(0)) => {
+                self.proved_become(user);
+                Ok(())
+            }
+            (Ok(()), Some(code)) => Err(crate::transport::become_refused(
+                user,
+                &said,
+                Some(i64::from(code)),
+            )),
+            (Ok(()), None) => Err(self.lost("the channel closed while `sudo -n` was checked")),
+            (Err(_), _) => Err(self.error(
+                ErrorKind::TimedOut,
+                format!(
+                    "`sudo -n` did not answer within {:?}",
+                    self.target.connect_timeout
+                ),
+            )),
+        }
     }
 
     async fn stop(&self, handle: &Handle<HostKeyCheck>, output: &Streams, r#become: Option<&str>) {

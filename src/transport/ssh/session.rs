@@ -136,9 +136,12 @@ pub fn inline(content: &[u8]) -> bool {
 const HELPER: &str = r#"open(my $i,"<",$ARGV[0]) or exit 1; open(my $o,">",$ARGV[1]) or exit 1; select($o); $|=1; while (my $l=<$i>) { chomp $l; my @w=split(/ /,$l,-1); if ($w[0] eq "x") { my @e=split(/\0/,pack("H*",$w[1]),-1); my @a=split(/\0/,pack("H*",$w[2]),-1); my $p=fork(); if (!defined $p) { print "F $!\n"; next; } if (!$p) { setpgrp(0,0); open(STDIN,"<","/dev/null"); if ($ARGV[2] eq "") { delete $ENV{PERL_BADLANG}; } else { $ENV{PERL_BADLANG}=substr($ARGV[2],1); } for (@e) { my ($k,$v)=split(/=/,$_,2); $ENV{$k}=$v; } { exec {$a[0]} @a; } print STDERR "$a[0]: $!\n"; exit(($!+0)==2 ? 127 : 126); } setpgrp($p,$p); print "$p\n"; waitpid($p,0); print((($? & 127) ? 128+($? & 127) : $? >> 8), "\n"); } else { print(rename(pack("H*",$w[1]),pack("H*",$w[2])) ? "0\n" : "1 $!\n"); } }"#;
 
 /// The functions every session defines once, then the ready marker with the shell's pid.
+/// The `UP` marker comes first: once it is seen, `sudo` (for a shell as another user) has
+/// let the shell start, so an exit before it is sudo's refusal.
 fn prelude(nonce: &str) -> String {
     format!(
         r#"_dN={nonce}
+printf '\n%s UP\n' "$_dN"
 _dum0=$(umask)
 _dnl='
 '
@@ -336,14 +339,66 @@ fn quote_or_empty(word: Option<&str>) -> String {
 }
 
 /// The shell's process group from its ready marker, once it has printed it.
-fn ready_in(pieces: &[Piece]) -> Option<u32> {
-    pieces.iter().find_map(|p| match p {
-        Piece::Marker(words) => match words.as_slice() {
-            [word, _pid, group] if word == "READY" => group.parse().ok(),
-            _ => None,
-        },
-        Piece::Output(_) => None,
-    })
+/// The process group a `READY pid group` marker names.
+fn ready_group(words: &[String]) -> Option<u32> {
+    match words {
+        [word, _pid, group] if word == "READY" => group.parse().ok(),
+        _ => None,
+    }
+}
+
+/// What a shell printed while it started.
+#[derive(Debug, Default)]
+struct Start {
+    /// The `UP` marker came: the shell runs (past `sudo`, for another user).
+    up: bool,
+    /// Its exit status, if it ended before it was ready.
+    status: Option<u32>,
+    /// Its stderr, for the error message: kept small whatever the host prints.
+    said: Vec<u8>,
+}
+
+impl Start {
+    /// Reads the channel until the ready marker (the shell's process group) or its end.
+    async fn watch(
+        &mut self,
+        channel: &mut russh::Channel<client::Msg>,
+        mut framer: Framer,
+    ) -> Option<u32> {
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    for piece in framer.push(&data) {
+                        let Piece::Marker(words) = piece else {
+                            continue;
+                        };
+                        if let Some(group) = ready_group(&words) {
+                            return Some(group);
+                        }
+                        self.up |= matches!(words.as_slice(), [word] if word == "UP");
+                    }
+                }
+                ChannelMsg::ExtendedData { data, .. } if self.said.len() < 8192 => {
+                    self.said.extend_from_slice(&data);
+                }
+                ChannelMsg::ExitStatus { exit_status } => self.status = Some(exit_status),
+                ChannelMsg::Close => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// What to tell a person about a shell that exited before it was ready.
+    fn message(&self, code: u32) -> String {
+        let said = String::from_utf8_lossy(&self.said);
+        let said: String = said.trim().chars().take(400).collect();
+        if said.is_empty() {
+            format!("the shell exited with status {code} before it was ready")
+        } else {
+            format!("the shell exited with status {code} before it was ready: {said}")
+        }
+    }
 }
 
 impl ShellSession {
@@ -495,14 +550,13 @@ impl SshTransport {
             )
             .await?;
         let (stdout, stderr) = ended.streams.finish();
-        crate::transport::check_become(
-            request,
-            ExecOutput {
-                status: ended.status,
-                stdout,
-                stderr,
-            },
-        )
+        // The shell itself runs as `request.become`: whether sudo allowed that was settled
+        // when it started.
+        Ok(ExecOutput {
+            status: ended.status,
+            stdout,
+            stderr,
+        })
     }
 
     /// Compares and writes a file in a session shell.
@@ -674,39 +728,38 @@ impl SshTransport {
             .data(prelude(&nonce).as_bytes())
             .await
             .map_err(|e| self.lost(&e.to_string()))?;
-        let mut framer = Framer::new(&nonce);
-        let mut stderr = Vec::new();
-        let ready = tokio::time::timeout(self.target.connect_timeout, async {
-            while let Some(msg) = channel.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => {
-                        if let Some(pid) = ready_in(&framer.push(&data)) {
-                            return Some(pid);
-                        }
-                    }
-                    // Only for the error message: kept small whatever the host prints.
-                    ChannelMsg::ExtendedData { data, .. } if stderr.len() < 8192 => {
-                        stderr.extend_from_slice(&data);
-                    }
-                    ChannelMsg::Close | ChannelMsg::Eof => return None,
-                    _ => {}
-                }
-            }
-            None
-        })
+        let mut start = Start::default();
+        let started = tokio::time::timeout(
+            self.target.connect_timeout,
+            start.watch(&mut channel, Framer::new(&nonce)),
+        )
         .await;
-        let Ok(Some(shell_group)) = ready else {
-            let stderr = String::from_utf8_lossy(&stderr);
-            if let Some(user) = user.filter(|_| stderr.contains("password is required")) {
-                return Err(Error::BecomePassword {
-                    user: user.to_owned(),
+        let shell_group = match (started, start.status) {
+            (Ok(Some(group)), _) => group,
+            // The shell (or sudo before it) exited: that will happen again, whatever the
+            // host said about it.
+            (Ok(None), Some(code)) => {
+                return Err(match user {
+                    Some(user) if !start.up => {
+                        crate::transport::become_refused(user, &start.said, Some(code.into()))
+                    }
+                    _ => Error::Remote {
+                        operation: "start a shell on",
+                        path: self.target.describe(),
+                        message: start.message(code),
+                    },
                 });
             }
-            return Err(self.lost(&format!(
-                "the remote shell did not start: {}",
-                stderr.trim()
-            )));
+            _ => {
+                return Err(self.lost(&format!(
+                    "the remote shell did not start: {}",
+                    String::from_utf8_lossy(&start.said).trim()
+                )));
+            }
         };
+        if let Some(user) = user {
+            self.proved_become(user);
+        }
         let (output, input) = channel.split();
         let (register, registered) = mpsc::unbounded_channel();
         let broken = Arc::new(AtomicBool::new(false));
@@ -1038,8 +1091,15 @@ mod shell_tests {
         // The shell names its process group: here the test's own, which it inherited.
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
         let own_group: u32 = stat.split(' ').nth(4).unwrap().parse().unwrap();
-        let pieces: Vec<Piece> = markers.iter().cloned().map(Piece::Marker).collect();
-        assert_eq!(ready_in(&pieces), Some(own_group), "{markers:?}");
+        assert_eq!(
+            markers.first().map(Vec::as_slice),
+            Some(&["UP".to_owned()][..])
+        );
+        assert_eq!(
+            markers.iter().find_map(|m| ready_group(m)),
+            Some(own_group),
+            "{markers:?}"
+        );
         let ends: Vec<&Vec<String>> = markers.iter().filter(|m| m[0] == "END").collect();
         assert_eq!(
             ends.iter().map(|m| m[1].as_str()).collect::<Vec<_>>(),
