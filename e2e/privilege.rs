@@ -205,3 +205,56 @@ fn shells_of_two_users_stay_within_the_hosts_session_limit() {
         );
     }
 }
+
+#[test]
+fn a_login_whose_shell_refuses_to_start_fails_once_without_a_retry() {
+    let fleet = Fleet::shared();
+    if fleet.user() != LOGIN_USER {
+        eprintln!("skipped: needs the fleet's sshd to run as root to log in as another user");
+        return;
+    }
+    // `nobody` logs in with the fleet's key, but its shell is nologin: the session ends
+    // before the remote shell is ready, every time. That is the host refusing, not a lost
+    // connection: one attempt, whatever `retries` says.
+    let dir = tempfile::tempdir().unwrap();
+    fleet.manifests(
+        dir.path(),
+        "apiVersion: drover/v1\nkind: Workflow\nmetadata: {name: app}\nspec:\n  hosts: {matchLabels: {index: \"1\"}}\n  tasks:\n\
+         \x20   - {name: t, run: \"true\", retries: {attempts: 3, backoff: 1s}}\n",
+    );
+    let hosts = dir.path().join("hosts.yaml");
+    let yaml: String = std::fs::read_to_string(&hosts)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            if line.starts_with("  user: ") {
+                "  user: nobody\n".to_owned()
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&hosts, yaml).unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["apply", "--auto-approve", "--color", "never", "--report"])
+        .arg(&report)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("cannot start a shell on host-1")
+            && text.contains("before it was ready")
+            && text.contains("This account is currently not available"),
+        "{text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["instances"][0]["attempts"], 1, "{report}");
+}

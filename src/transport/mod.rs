@@ -420,21 +420,34 @@ pub(crate) fn become_check(user: &str) -> String {
 /// The error for a `become` that sudo refused, with what sudo said (trimmed and bounded, for
 /// the person reading it) or its exit status when it said nothing.
 pub(crate) fn become_refused(user: &str, stderr: &[u8], status: Option<i64>) -> Error {
-    const LIMIT: usize = 400;
-    let text = String::from_utf8_lossy(stderr);
-    let mut message: String = text.trim().chars().take(LIMIT).collect();
+    let mut message = one_line(stderr, 400);
     if message.is_empty() {
         message = match status {
             Some(code) => format!("sudo exited with status {code} and said nothing"),
             None => "sudo ended and said nothing".to_owned(),
         };
-    } else if text.trim().chars().count() > LIMIT {
-        message.push('…');
     }
     Error::BecomeRefused {
         user: user.to_owned(),
         message,
     }
+}
+
+/// What a host said, for one line of a message: its non-empty lines trimmed and joined with
+/// "; ", at most `limit` characters (then an ellipsis).
+pub(crate) fn one_line(said: &[u8], limit: usize) -> String {
+    let text = String::from_utf8_lossy(said);
+    let joined = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut line: String = joined.chars().take(limit).collect();
+    if joined.chars().count() > limit {
+        line.push('…');
+    }
+    line
 }
 
 /// The text of a command line, for messages and logs.
@@ -484,10 +497,14 @@ mod tests {
 
     #[test]
     fn a_become_refusal_says_what_sudo_said_or_how_it_ended_and_is_permanent() {
-        let error = become_refused("app", b"sudo: unknown user app\n", Some(1));
+        let error = become_refused(
+            "app",
+            b"sudo: unknown user app\n\n  sudo: no audit\n",
+            Some(1),
+        );
         assert_eq!(
             error.to_string(),
-            "`sudo -n` would not run commands as app: sudo: unknown user app"
+            "`sudo -n` would not run commands as app: sudo: unknown user app; sudo: no audit"
         );
         assert_eq!(retry_policy(error.kind()), Retry::Permanent);
         assert_eq!(
@@ -499,7 +516,11 @@ mod tests {
         else {
             panic!("not a become refusal");
         };
-        assert_eq!(message.chars().count(), 401, "400 characters and an ellipsis");
+        assert_eq!(
+            message.chars().count(),
+            401,
+            "400 characters and an ellipsis"
+        );
         assert_eq!(become_check("it's"), "sudo -n -u 'it'\\''s' -- true");
     }
 }

@@ -356,6 +356,8 @@ struct Start {
     status: Option<u32>,
     /// Its stderr, for the error message: kept small whatever the host prints.
     said: Vec<u8>,
+    /// What it printed on stdout before the markers (a `nologin` says why there), as small.
+    printed: Vec<u8>,
 }
 
 impl Start {
@@ -369,8 +371,14 @@ impl Start {
             match msg {
                 ChannelMsg::Data { data } => {
                     for piece in framer.push(&data) {
-                        let Piece::Marker(words) = piece else {
-                            continue;
+                        let words = match piece {
+                            Piece::Marker(words) => words,
+                            Piece::Output(bytes) => {
+                                if self.printed.len() < 8192 {
+                                    self.printed.extend_from_slice(&bytes);
+                                }
+                                continue;
+                            }
                         };
                         if let Some(group) = ready_group(&words) {
                             return Some(group);
@@ -391,8 +399,10 @@ impl Start {
 
     /// What to tell a person about a shell that exited before it was ready.
     fn message(&self, code: u32) -> String {
-        let said = String::from_utf8_lossy(&self.said);
-        let said: String = said.trim().chars().take(400).collect();
+        let mut all = self.said.clone();
+        all.push(b'\n');
+        all.extend_from_slice(&self.printed);
+        let said = crate::transport::one_line(&all, 400);
         if said.is_empty() {
             format!("the shell exited with status {code} before it was ready")
         } else {
@@ -753,7 +763,7 @@ impl SshTransport {
             _ => {
                 return Err(self.lost(&format!(
                     "the remote shell did not start: {}",
-                    String::from_utf8_lossy(&start.said).trim()
+                    crate::transport::one_line(&start.said, 400)
                 )));
             }
         };
