@@ -159,6 +159,12 @@ fn a_become_sudo_refuses_fails_once_on_either_path_without_a_retry() {
             .unwrap_or_else(|| panic!("no {name} in {report}"));
         assert_eq!(instance["status"], "failed", "{name}: {report}");
         assert_eq!(instance["attempts"], 1, "{name} was retried: {report}");
+        assert!(
+            instance["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("would not run commands as drover-nosuch")),
+            "{name}: {report}"
+        );
     }
     assert!(!root.join("cmd").exists() && !root.join("big").exists());
 }
@@ -249,8 +255,8 @@ fn a_login_whose_shell_refuses_to_start_fails_once_without_a_retry() {
     );
     assert!(!out.status.success(), "{text}");
     assert!(
-        text.contains("cannot start a shell on host-1")
-            && text.contains("before it was ready")
+        text.contains("cannot log in to a shell on host-1")
+            && text.contains("the login shell ended before it ran anything (exit status 1)")
             && text.contains("This account is currently not available"),
         "{text}"
     );

@@ -77,7 +77,7 @@ pub enum Failure {
     Cancelled {
         commands: Vec<CommandRecord>,
     },
-    /// The transport could not do what was asked (spawn, connect, sudo needs a password);
+    /// The transport could not do what was asked (spawn, connect, sudo would not `become`);
     /// `kind` decides whether a retry may help.
     Transport {
         message: String,
@@ -110,8 +110,8 @@ impl Failure {
         let mut message = transport::error_chain(error);
         if matches!(error, transport::Error::BecomeRefused { .. }) {
             message.push_str(
-                "; drover runs `sudo -n`, which never asks for a password: allow the login user \
-                 to run commands as that user without one (NOPASSWD in sudoers), or drop `become`",
+                "; drover runs `sudo -n`, which never asks for a password: the login user must be \
+                 allowed to run `sh` as that user without one (NOPASSWD in sudoers), or drop `become`",
             );
         }
         Failure::Transport {

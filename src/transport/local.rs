@@ -145,7 +145,16 @@ fn argv(request: &ExecRequest) -> Vec<String> {
 
 async fn run(request: ExecRequest, force: &CancellationToken) -> Result<ExecOutput> {
     if let Some(user) = request.r#become.as_deref().filter(|u| needs_sudo(Some(u))) {
-        ensure_become(user).await?;
+        tokio::select! {
+            proved = ensure_become(user) => proved?,
+            () = force.cancelled() => {
+                return Ok(ExecOutput {
+                    status: ExitStatus::Cancelled,
+                    stdout: Captured::default(),
+                    stderr: Captured::default(),
+                });
+            }
+        }
     }
     let argv = argv(&request);
     let text = describe(&request.command);
@@ -219,27 +228,30 @@ async fn run(request: ExecRequest, force: &CancellationToken) -> Result<ExecOutp
     })
 }
 
-/// Users `sudo -n` has let this process run commands as. Only what was proved is kept: a
-/// sudoers rule added while drover runs (as a daemon, for months) counts at the next task.
-static BECAME: std::sync::Mutex<std::collections::BTreeSet<String>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
+/// Users `sudo -n` has let this process run `sh` as, lately.
+static BECAME: crate::transport::BecomeProofs = crate::transport::BecomeProofs::new();
 
-/// How long `sudo -n true` may take (it never prompts; a stuck directory lookup can hang it).
+/// How long `sudo -n` may take to answer (it never prompts; a stuck directory lookup can
+/// hang it).
 const BECOME_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Proves, once per user, that `sudo -n` runs commands as `user`: from the exit status of
-/// `sudo -n -u USER -- true`, so a refusal is a `BecomeRefused` error whatever language
-/// sudo speaks, and is never confused with a command's own exit status 1.
+/// Proves that `sudo -n` runs `sh` as `user` (at most once a `BECOME_PROOF_TTL`), from the
+/// exit status of `transport::become_check`: a refusal is a `BecomeRefused` error whatever
+/// language sudo speaks, and is never confused with a command's own exit status 1.
 async fn ensure_become(user: &str) -> Result<()> {
-    if BECAME.lock().is_ok_and(|became| became.contains(user)) {
+    if BECAME.holds(user) {
         return Ok(());
     }
     let spawn_error = |source| Error::Spawn {
         command: "sudo".to_owned(),
         source,
     };
-    let mut child = Command::new("sudo")
-        .args(["-n", "-u", user, "--", "true"])
+    let check = crate::transport::become_check(user);
+    let (program, args) = check
+        .split_first()
+        .ok_or_else(|| spawn_error(std::io::Error::other("empty check")))?;
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -255,11 +267,12 @@ async fn ensure_become(user: &str) -> Result<()> {
         child.wait().await
     })
     .await
-    .map_err(|_| {
-        spawn_error(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("`sudo -n` did not answer within {BECOME_CHECK_TIMEOUT:?}"),
-        ))
+    .map_err(|_| Error::Connect {
+        host: "this machine".to_owned(),
+        kind: crate::transport::ErrorKind::TimedOut,
+        message: format!(
+            "`sudo -n` did not answer within {BECOME_CHECK_TIMEOUT:?} when asked to run `sh` as {user}"
+        ),
     })?
     .map_err(spawn_error)?;
     if !checked.success() {
@@ -269,9 +282,7 @@ async fn ensure_become(user: &str) -> Result<()> {
             checked.code().map(i64::from),
         ));
     }
-    if let Ok(mut became) = BECAME.lock() {
-        became.insert(user.to_owned());
-    }
+    BECAME.record(user);
     Ok(())
 }
 

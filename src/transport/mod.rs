@@ -411,10 +411,44 @@ pub trait Transport: Send + Sync + 'static {
     fn counters(&self) -> &Counters;
 }
 
-/// The command that proves `sudo -n` lets the login user run commands as `user`: its exit
-/// status is the answer (`true` itself cannot fail), so no message is ever read for it.
-pub(crate) fn become_check(user: &str) -> String {
-    format!("sudo -n -u {} -- true", crate::template::shell_quote(user))
+/// The command that proves `sudo -n` lets the login user run `sh` as `user` (every `become`
+/// task runs through `sh` as that user): its exit status is the answer (`sh -c :` itself
+/// cannot fail), so no message is ever read for it.
+pub(crate) fn become_check(user: &str) -> Vec<String> {
+    ["sudo", "-n", "-u", user, "--", "sh", "-c", ":"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// How long a proof that `sudo -n` runs commands as a user is trusted: long enough that an
+/// apply pays for one check per user and host, short enough that a sudoers rule revoked
+/// while a daemon runs is noticed as a refusal (not as a command's exit status 1) soon.
+pub(crate) const BECOME_PROOF_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Users `sudo -n` was seen to run `sh` as, and when. Only successes are kept, so a rule
+/// added while drover runs counts at the next task.
+#[derive(Debug, Default)]
+pub(crate) struct BecomeProofs(std::sync::Mutex<BTreeMap<String, tokio::time::Instant>>);
+
+impl BecomeProofs {
+    pub(crate) const fn new() -> BecomeProofs {
+        BecomeProofs(std::sync::Mutex::new(BTreeMap::new()))
+    }
+
+    /// Whether `user` was proved within `BECOME_PROOF_TTL`.
+    pub(crate) fn holds(&self, user: &str) -> bool {
+        self.0.lock().is_ok_and(|proofs| {
+            proofs
+                .get(user)
+                .is_some_and(|at| at.elapsed() < BECOME_PROOF_TTL)
+        })
+    }
+
+    pub(crate) fn record(&self, user: &str) {
+        if let Ok(mut proofs) = self.0.lock() {
+            proofs.insert(user.to_owned(), tokio::time::Instant::now());
+        }
+    }
 }
 
 /// The error for a `become` that sudo refused, with what sudo said (trimmed and bounded, for
@@ -495,6 +529,22 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test(start_paused = true)]
+    async fn a_become_proof_lasts_a_minute_and_only_for_its_user() {
+        let proofs = BecomeProofs::new();
+        assert!(!proofs.holds("app"));
+        proofs.record("app");
+        assert!(proofs.holds("app") && !proofs.holds("web"));
+        tokio::time::advance(BECOME_PROOF_TTL.saturating_sub(std::time::Duration::from_secs(1)))
+            .await;
+        assert!(proofs.holds("app"));
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        assert!(
+            !proofs.holds("app"),
+            "checked again once the proof is a minute old"
+        );
+    }
+
     #[test]
     fn a_become_refusal_says_what_sudo_said_or_how_it_ended_and_is_permanent() {
         let error = become_refused(
@@ -521,6 +571,9 @@ mod tests {
             401,
             "400 characters and an ellipsis"
         );
-        assert_eq!(become_check("it's"), "sudo -n -u 'it'\\''s' -- true");
+        assert_eq!(
+            crate::template::join_argv(&become_check("it's")),
+            "sudo -n -u 'it'\\''s' -- sh -c :"
+        );
     }
 }

@@ -913,6 +913,12 @@ fn a_become_sudo_refuses_fails_at_once_and_is_not_retried() {
     for instance in report["instances"].as_array().unwrap() {
         assert_eq!(instance["status"], "failed", "{report:#}");
         assert_eq!(instance["attempts"], 1, "{report:#}");
+        assert!(
+            instance["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("would not run commands as drover-nosuch")),
+            "{report:#}"
+        );
     }
     assert!(!area.path("cmd").exists() && !area.path("file").exists());
 }

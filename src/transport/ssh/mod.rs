@@ -79,10 +79,9 @@ pub struct SshTransport {
     idle: Mutex<std::collections::BTreeMap<Option<String>, Vec<session::ShellSession>>>,
     /// Counts connections made, so a shell of an older connection is never reused.
     generation: std::sync::atomic::AtomicU64,
-    /// Users `sudo -n` was seen to run commands as on this host (a check's exit status 0, or
-    /// a shell as that user that reached its ready marker). Only what was proved is kept, so
-    /// a sudoers rule added later counts at the next task.
-    became: Mutex<std::collections::BTreeSet<String>>,
+    /// Users `sudo -n` was seen to run `sh` as on this host, lately (a check's exit status
+    /// 0, or a shell as that user that reached its ready marker).
+    became: crate::transport::BecomeProofs,
 }
 
 /// A live connection, and the jump host's connection it runs through, kept alive with it.
@@ -110,7 +109,7 @@ impl SshTransport {
             channels: Arc::new(Semaphore::new(permits)),
             idle: Mutex::new(std::collections::BTreeMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
-            became: Mutex::new(std::collections::BTreeSet::new()),
+            became: crate::transport::BecomeProofs::new(),
         })
     }
 
@@ -431,36 +430,42 @@ impl SshTransport {
         })
     }
 
-    /// Records that `sudo -n` runs commands as `user` on this host.
+    /// Records that `sudo -n` runs `sh` as `user` on this host.
     pub(super) fn proved_become(&self, user: &str) {
-        if let Ok(mut became) = self.became.lock() {
-            became.insert(user.to_owned());
-        }
+        self.became.record(user);
     }
 
-    /// Proves, once per user, that `sudo -n` runs commands as `user` on this host: from the
-    /// exit status of `transport::become_check`, on a channel of its own opened and closed
-    /// under the caller's permit before the command's channel. A refusal is then a
-    /// `BecomeRefused` error whatever language sudo speaks, never a command's exit status 1.
+    /// Proves that `sudo -n` runs `sh` as `user` on this host (at most once a
+    /// `BECOME_PROOF_TTL`), from the exit status of `transport::become_check`, on a channel
+    /// of its own opened and closed under the caller's permit before the command's channel.
+    /// The login shell prints a word before it runs sudo, so a login that refuses (`nologin`)
+    /// or a missing sudo is told from sudo's refusal, by how far the check got and its exit
+    /// status, never by what the host said.
     async fn ensure_become(&self, handle: &Handle<HostKeyCheck>, user: &str) -> Result<()> {
-        if self.became.lock().is_ok_and(|became| became.contains(user)) {
+        const LOGIN: &[u8] = b"drover-login\n";
+        if self.became.holds(user) {
             return Ok(());
         }
         let mut channel = self.channel(handle).await?;
+        let check = crate::template::join_argv(&crate::transport::become_check(user));
         channel
-            .exec(true, crate::transport::become_check(user))
+            .exec(true, format!("echo drover-login; exec {check}"))
             .await
             .map_err(|e| self.lost(&e.to_string()))?;
-        let mut said = Vec::new();
-        let mut status = None;
+        let (mut said, mut printed) = (Vec::new(), Vec::new());
+        let (mut status, mut signal) = (None, None);
         let ended = tokio::time::timeout(self.target.connect_timeout, async {
             while let Some(msg) = channel.wait().await {
                 match msg {
                     // Only for the message: kept small whatever the host prints.
+                    ChannelMsg::Data { data } if printed.len() < 8192 => {
+                        printed.extend_from_slice(&data);
+                    }
                     ChannelMsg::ExtendedData { data, .. } if said.len() < 8192 => {
                         said.extend_from_slice(&data);
                     }
                     ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    ChannelMsg::ExitSignal { signal_name, .. } => signal = Some(signal_name),
                     ChannelMsg::Close => break,
                     _ => {}
                 }
@@ -468,25 +473,28 @@ impl SshTransport {
         })
         .await;
         let _ = channel.close().await;
-        match (ended, status) {
-            (Ok(()), Some(0)) => {
-                self.proved_become(user);
-                Ok(())
-            }
-            (Ok(()), Some(code)) => Err(crate::transport::become_refused(
-                user,
-                &said,
-                Some(i64::from(code)),
-            )),
-            (Ok(()), None) => Err(self.lost("the channel closed while `sudo -n` was checked")),
-            (Err(_), _) => Err(self.error(
+        if let (Some(signal), None) = (signal, status) {
+            return Err(self.lost(&format!(
+                "`sudo -n` was ended by signal {signal:?} while it was asked to run `sh` as {user}"
+            )));
+        }
+        if ended.is_err() {
+            return Err(self.error(
                 ErrorKind::TimedOut,
                 format!(
-                    "`sudo -n` did not answer within {:?}",
+                    "`sudo -n` did not answer within {:?} when asked to run `sh` as {user}",
                     self.target.connect_timeout
                 ),
-            )),
+            ));
         }
+        if status == Some(0) {
+            self.proved_become(user);
+            return Ok(());
+        }
+        let login = printed.starts_with(LOGIN);
+        let stdout = printed.strip_prefix(LOGIN).unwrap_or(&printed);
+        let failure = session::start_failure(true, login, false, status);
+        Err(self.start_error(failure, Some(user), &said, stdout, status))
     }
 
     async fn stop(&self, handle: &Handle<HostKeyCheck>, output: &Streams, r#become: Option<&str>) {

@@ -339,6 +339,42 @@ fn quote_or_empty(word: Option<&str>) -> String {
 }
 
 /// The shell's process group from its ready marker, once it has printed it.
+/// Who stopped a remote shell (or a check of `sudo`) from starting, from how far it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StartFailure {
+    /// No exit status: the channel or connection went, or the start timed out. May pass.
+    Lost,
+    /// The login shell ended before it ran anything of ours (an account whose shell is
+    /// `nologin`).
+    Login,
+    /// The login shell could not run `sudo` (exit status 127: not installed, or not on its
+    /// PATH).
+    NoSudo,
+    /// `sudo -n` ended without running the shell: it wants a password, or the user may not
+    /// become that user, or the user does not exist.
+    BecomeRefused,
+    /// The shell ran and ended before it was ready.
+    Shell,
+}
+
+/// Classifies a start that did not reach the ready marker: from the markers seen (`LOGIN`
+/// printed by the login shell, `UP` by the session's shell) and the exit status, never
+/// from what the host said.
+pub(super) fn start_failure(
+    r#become: bool,
+    login: bool,
+    up: bool,
+    status: Option<u32>,
+) -> StartFailure {
+    match status {
+        None => StartFailure::Lost,
+        Some(_) if !login => StartFailure::Login,
+        Some(_) if up || !r#become => StartFailure::Shell,
+        Some(127) => StartFailure::NoSudo,
+        Some(_) => StartFailure::BecomeRefused,
+    }
+}
+
 /// The process group a `READY pid group` marker names.
 fn ready_group(words: &[String]) -> Option<u32> {
     match words {
@@ -350,6 +386,8 @@ fn ready_group(words: &[String]) -> Option<u32> {
 /// What a shell printed while it started.
 #[derive(Debug, Default)]
 struct Start {
+    /// The `LOGIN` marker came: the login shell runs and is about to become `sh`.
+    login: bool,
     /// The `UP` marker came: the shell runs (past `sudo`, for another user).
     up: bool,
     /// Its exit status, if it ended before it was ready.
@@ -383,6 +421,7 @@ impl Start {
                         if let Some(group) = ready_group(&words) {
                             return Some(group);
                         }
+                        self.login |= matches!(words.as_slice(), [word] if word == "LOGIN");
                         self.up |= matches!(words.as_slice(), [word] if word == "UP");
                     }
                 }
@@ -395,19 +434,6 @@ impl Start {
             }
         }
         None
-    }
-
-    /// What to tell a person about a shell that exited before it was ready.
-    fn message(&self, code: u32) -> String {
-        let mut all = self.said.clone();
-        all.push(b'\n');
-        all.extend_from_slice(&self.printed);
-        let said = crate::transport::one_line(&all, 400);
-        if said.is_empty() {
-            format!("the shell exited with status {code} before it was ready")
-        } else {
-            format!("the shell exited with status {code} before it was ready: {said}")
-        }
     }
 }
 
@@ -718,6 +744,53 @@ impl SshTransport {
         }
     }
 
+    /// The error for a shell (or a check of `sudo`) that did not start, with what the host
+    /// said on stderr and stdout (a `nologin` speaks on stdout), on one line.
+    pub(super) fn start_error(
+        &self,
+        failure: StartFailure,
+        user: Option<&str>,
+        stderr: &[u8],
+        stdout: &[u8],
+        status: Option<u32>,
+    ) -> Error {
+        let mut said = stderr.to_vec();
+        said.push(b'\n');
+        said.extend_from_slice(stdout);
+        let said = crate::transport::one_line(&said, 400);
+        let code = status.map_or_else(String::new, |code| format!(" (exit status {code})"));
+        let tail = if said.is_empty() {
+            String::new()
+        } else {
+            format!(": {said}")
+        };
+        let remote = |operation, message: String| Error::Remote {
+            operation,
+            path: self.target.describe(),
+            message,
+        };
+        match (failure, user) {
+            (StartFailure::BecomeRefused, Some(user)) => {
+                crate::transport::become_refused(user, stderr, status.map(i64::from))
+            }
+            (StartFailure::Login, _) => remote(
+                "log in to a shell on",
+                format!("the login shell ended before it ran anything{code}{tail}"),
+            ),
+            (StartFailure::NoSudo, _) => remote(
+                "run sudo on",
+                format!("the login shell could not start `sudo`{code}{tail}"),
+            ),
+            (StartFailure::Lost, _) => self.lost(&format!(
+                "the channel closed before the shell or sudo said how it ended{tail}"
+            )),
+            (StartFailure::Shell | StartFailure::BecomeRefused, _) => remote(
+                "start a shell on",
+                format!("the shell ended before it was ready{code}{tail}"),
+            ),
+        }
+    }
+
     pub(super) async fn start_session(
         &self,
         handle: &Handle<HostKeyCheck>,
@@ -729,11 +802,16 @@ impl SshTransport {
         let sudo = user
             .map(|u| format!("sudo -n -u {} -- ", shell_quote(u)))
             .unwrap_or_default();
+        let nonce = nonce();
+        // The login shell says it runs before it becomes the session's shell (through sudo
+        // for another user): how far the start got tells who refused it.
         channel
-            .exec(true, format!("exec {sudo}sh"))
+            .exec(
+                true,
+                format!("printf '\\n%s LOGIN\\n' {nonce}; exec {sudo}sh"),
+            )
             .await
             .map_err(|e| self.lost(&e.to_string()))?;
-        let nonce = nonce();
         channel
             .data(prelude(&nonce).as_bytes())
             .await
@@ -744,27 +822,27 @@ impl SshTransport {
             start.watch(&mut channel, Framer::new(&nonce)),
         )
         .await;
-        let shell_group = match (started, start.status) {
-            (Ok(Some(group)), _) => group,
-            // The shell (or sudo before it) exited: that will happen again, whatever the
-            // host said about it.
-            (Ok(None), Some(code)) => {
-                return Err(match user {
-                    Some(user) if !start.up => {
-                        crate::transport::become_refused(user, &start.said, Some(code.into()))
-                    }
-                    _ => Error::Remote {
-                        operation: "start a shell on",
-                        path: self.target.describe(),
-                        message: start.message(code),
-                    },
-                });
-            }
-            _ => {
-                return Err(self.lost(&format!(
-                    "the remote shell did not start: {}",
-                    crate::transport::one_line(&start.said, 400)
-                )));
+        let shell_group = match started {
+            Ok(Some(group)) => group,
+            ended => {
+                // Its session slot is freed now, not when the connection ends.
+                let _ = channel.close().await;
+                if ended.is_err() {
+                    return Err(self.error(
+                        ErrorKind::TimedOut,
+                        format!(
+                            "the remote shell was not ready within {:?}",
+                            self.target.connect_timeout
+                        ),
+                    ));
+                }
+                return Err(self.start_error(
+                    start_failure(user.is_some(), start.login, start.up, start.status),
+                    user,
+                    &start.said,
+                    &start.printed,
+                    start.status,
+                ));
             }
         };
         if let Some(user) = user {
@@ -1074,6 +1152,30 @@ mod shell_tests {
             owner: None,
             group: None,
             r#become: None,
+        }
+    }
+
+    #[test]
+    fn a_start_that_was_not_ready_is_blamed_on_who_stopped_it() {
+        use StartFailure::{BecomeRefused, Login, Lost, NoSudo, Shell};
+        // (become, LOGIN seen, UP seen, exit status) → who refused.
+        let cases = [
+            ((true, true, true, None), Lost),
+            ((false, false, false, None), Lost),
+            ((false, false, false, Some(1)), Login),
+            ((true, false, false, Some(1)), Login),
+            ((true, true, false, Some(127)), NoSudo),
+            ((true, true, false, Some(1)), BecomeRefused),
+            ((true, true, true, Some(1)), Shell),
+            ((false, true, false, Some(127)), Shell),
+            ((false, true, true, Some(2)), Shell),
+        ];
+        for ((r#become, login, up, status), expected) in cases {
+            assert_eq!(
+                start_failure(r#become, login, up, status),
+                expected,
+                "become={become} login={login} up={up} status={status:?}"
+            );
         }
     }
 
