@@ -53,6 +53,24 @@ pub enum Error {
         report: Box<ApplyReport>,
         source: crate::store::Error,
     },
+    /// The run ended, but the state file was deleted or replaced while it ran: its outcomes
+    /// went into a file that is gone. The report is here instead.
+    #[error("run {} ended, but nothing of it is recorded", report.run)]
+    StateLost {
+        report: Box<ApplyReport>,
+        source: crate::store::Error,
+    },
+}
+
+impl Error {
+    /// The report of a run that ended although this error came after it (its report or
+    /// its outcomes could not be kept): what ran, to show before the error.
+    pub fn ended_report(&self) -> Option<&ApplyReport> {
+        match self {
+            Error::ReportNotSaved { report, .. } | Error::StateLost { report, .. } => Some(report),
+            _ => None,
+        }
+    }
 }
 
 /// What the console is told while a run goes on.

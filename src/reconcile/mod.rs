@@ -69,14 +69,16 @@ impl Error {
     /// What the user can do about it.
     pub fn help(&self) -> Option<String> {
         match self {
-            Error::Store(error) => error.help(),
             Error::Unmatched { .. } => Some(
                 "check the spelling against `drover graph` or `drover state list`; nothing was planned"
                     .to_owned(),
             ),
-            Error::Apply(apply::Error::Store(error) | apply::Error::ReportNotSaved { source: error, .. }) => {
-                error.help()
-            }
+            Error::Store(error)
+            | Error::Apply(
+                apply::Error::Store(error)
+                | apply::Error::ReportNotSaved { source: error, .. }
+                | apply::Error::StateLost { source: error, .. },
+            ) => error.help(),
             Error::ReadOnly => Some("apply where the state file is (the daemon applies on merge)".to_owned()),
             Error::Facts { .. } => Some(
                 "templates or `when` on these hosts use `host.facts`, and nothing was planned without them; make the hosts reachable and run again".to_owned(),
@@ -405,6 +407,12 @@ impl Session {
         });
         let closed = store.close();
         let report = result.map_err(Error::Apply)?;
+        if let Err(source @ crate::store::Error::Replaced { .. }) = closed {
+            return Err(Error::Apply(crate::apply::Error::StateLost {
+                report: Box::new(report),
+                source,
+            }));
+        }
         closed?;
         // The round ended without a store error: this is the last good state.
         if let Err(error) = self.store.save_backup() {

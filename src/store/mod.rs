@@ -101,6 +101,24 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot look at {path}")]
+    Access {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the state file {path} is {}, but {backup} holds the state of a successful apply: the recorded state was lost",
+        if *empty { "empty" } else { "missing" }
+    )]
+    LostWithBackup {
+        path: PathBuf,
+        backup: PathBuf,
+        empty: bool,
+    },
+    #[error(
+        "the state file {path} was deleted or replaced while this apply ran: what it recorded went with the old file"
+    )]
+    Replaced { path: PathBuf },
 }
 
 fn locked_message(path: &Path, holder: Option<&Holder>, waited: Duration) -> String {
@@ -123,12 +141,24 @@ impl Error {
             Error::Locked { .. } => Some("wait for it to finish, or pass --lock-timeout 5m to wait; if that process hangs, stop it (its lock is released when it exits)".to_owned()),
             Error::Busy { .. } => Some("retry in a moment".to_owned()),
             Error::TooNew { .. } => Some("use the newer drover that wrote it, or point --state at another file".to_owned()),
-            Error::Corrupt { .. } => Some("restore the state file from a backup, or move it aside to start afresh (drover will then re-apply everything once)".to_owned()),
+            Error::Corrupt { .. } => Some("restore the state file from a backup (drover keeps the last good state beside it, as <state>.backup), or move it and that backup aside to start afresh (drover will then re-apply everything once)".to_owned()),
             Error::Damaged { path, .. } => Some(restore_help(path)),
             Error::Commit { io: Some(kind), .. } => io_help(*kind),
-            Error::Write { source: redb::Error::Io(e) } => io_help(e.kind()),
             Error::Lock { source, .. } | Error::CreateDir { source, .. } => io_help(source.kind()),
             Error::Open { path, source } if is_unreadable_content(source) => Some(restore_help(path)),
+            Error::Write { source: redb::Error::Io(e) }
+            | Error::Open { source: DatabaseError::Storage(redb::StorageError::Io(e)), .. } => io_help(e.kind()),
+            Error::Access { source, .. } => Some(match source.kind() {
+                std::io::ErrorKind::PermissionDenied => "drover's user may not enter that directory or read that file: run as the user that owns the state, or fix the permissions (the state is 0600 in a 0700 directory)".to_owned(),
+                _ => "check the path given with --state (or the manifest directory's .drover/)".to_owned(),
+            }),
+            Error::LostWithBackup { path, backup, .. } => Some(format!(
+                "restore it: `cp {} {}`; or, to start afresh (every instance planned as new, and its tasks run again), move {} aside too",
+                backup.display(),
+                path.display(),
+                backup.display()
+            )),
+            Error::Replaced { .. } => Some("the tasks of this apply ran; the next plan shows them again as not recorded: restore the state file you replaced, or apply again (tasks that are idempotent change nothing)".to_owned()),
             Error::Read { source } | Error::Write { source } if is_damage(source) => {
                 Some("the state file looks damaged; run the command again, and if it fails the same way restore the backup drover keeps beside it (see `ls <state>.backup`) or move the file aside to start afresh".to_owned())
             }
@@ -172,7 +202,8 @@ impl Error {
             } => Some(e.kind()),
             Error::Lock { source, .. }
             | Error::CreateDir { source, .. }
-            | Error::Backup { source, .. } => Some(source.kind()),
+            | Error::Backup { source, .. }
+            | Error::Access { source, .. } => Some(source.kind()),
             Error::Open { .. }
             | Error::Busy { .. }
             | Error::TooNew { .. }
@@ -183,7 +214,9 @@ impl Error {
             | Error::RunStatus { .. }
             | Error::NoRun { .. }
             | Error::Encode { .. }
-            | Error::Damaged { .. } => None,
+            | Error::Damaged { .. }
+            | Error::LostWithBackup { .. }
+            | Error::Replaced { .. } => None,
         }
     }
 }
@@ -194,7 +227,7 @@ fn restore_help(path: &Path) -> String {
     let backup = open::backup_path(path);
     if backup.exists() {
         format!(
-            "restore the last good state, saved after the last successful apply: `cp {} {}`; or move the damaged file aside to start afresh (every instance is then planned as new)",
+            "restore the last good state, saved after the last successful apply: `cp {} {}`; or move the damaged file and that backup aside to start afresh (every instance is then planned as new)",
             backup.display(),
             path.display()
         )
@@ -260,8 +293,35 @@ impl Store {
         &self.path
     }
 
-    pub fn exists(&self) -> bool {
-        self.path.exists()
+    /// Whether there is recorded state to read. A missing or empty file holds nothing yet
+    /// (an empty one is what a first run killed before redb's first write leaves), unless
+    /// the backup of a successful apply is beside it: then the state was lost (deleted,
+    /// truncated), and reading it as empty would plan everything as new, run it all again
+    /// and overwrite that backup. A path drover may not look at is an error, not "absent".
+    pub fn exists(&self) -> Result<bool> {
+        let access = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Access { path, source }
+        };
+        let (len, found) = match std::fs::metadata(&self.path) {
+            Ok(meta) => (meta.len(), true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, false),
+            Err(e) => return Err(access(&self.path)(e)),
+        };
+        if len > 0 {
+            return Ok(true);
+        }
+        let backup = open::backup_path(&self.path);
+        match std::fs::metadata(&backup) {
+            Ok(meta) if meta.len() > 0 => Err(Error::LostWithBackup {
+                path: self.path.clone(),
+                backup,
+                empty: found,
+            }),
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(access(&backup)(e)),
+        }
     }
 
     /// Everything the planner needs. A missing state file reads as empty (and is not created).
@@ -376,7 +436,7 @@ impl Store {
 
     /// Forgets instances entirely; returns those that were recorded.
     pub fn forget(&self, ids: &[InstanceId]) -> Result<Vec<InstanceId>> {
-        if !self.exists() {
+        if !self.exists()? {
             return Ok(Vec::new());
         }
         self.write(|tx| {
@@ -533,9 +593,7 @@ impl Store {
 
     /// Opens the file if it exists, checking its schema version.
     fn open_existing(&self) -> Result<Option<Opened<ReadDb>>> {
-        // An empty file is what a first run killed between creating the file and redb's
-        // first write leaves: it holds nothing yet.
-        if std::fs::metadata(&self.path).map_or(true, |m| m.len() == 0) {
+        if !self.exists()? {
             return Ok(None);
         }
         let opened = match self.with_retry(|| redb::Builder::new().open(&self.path)) {
@@ -576,7 +634,7 @@ impl Store {
     /// its schema as needed.
     fn open_for_write_guarded(&self) -> Result<Opened> {
         self.tighten_permissions();
-        if !self.exists()
+        if !self.exists()?
             && let Some(dir) = self
                 .path
                 .parent()
@@ -1065,7 +1123,8 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
 fn is_unreadable_content(error: &DatabaseError) -> bool {
     matches!(
         error,
-        DatabaseError::Storage(redb::StorageError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData
+        DatabaseError::Storage(redb::StorageError::Io(e))
+            if matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof)
     ) || matches!(
         error,
         DatabaseError::Storage(redb::StorageError::Corrupted(_))

@@ -61,6 +61,15 @@ struct Inner {
     /// Set by the committer when the file turned out damaged; told to every later writer.
     damage: Arc<std::sync::Mutex<Option<String>>>,
     path: PathBuf,
+    /// The device and inode of the file opened: a path that names another file (or none)
+    /// when the round ends means the round wrote into a file that is gone.
+    identity: Option<(u64, u64)>,
+}
+
+/// The device and inode the path names now, if it names anything.
+fn identity_of(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Drop for Inner {
@@ -78,6 +87,7 @@ impl Store {
     /// Opens the state file for a round (creating it, 0600), upgrading its schema as needed.
     pub fn open(&self) -> Result<OpenStore> {
         let db = super::guarded(self.path(), || self.open_for_write())?;
+        let identity = identity_of(self.path());
         let db = Arc::new(RwLock::new(Some(db)));
         let damage = Arc::new(std::sync::Mutex::new(None));
         let (tx, rx) = mpsc::channel();
@@ -102,6 +112,7 @@ impl Store {
                 thread: std::sync::Mutex::new(Some(thread)),
                 damage,
                 path: self.path().to_owned(),
+                identity,
             }),
         })
     }
@@ -162,7 +173,9 @@ impl OpenStore {
         self.submit(job, false)
     }
 
-    /// Flushes and closes the file; other clones can no longer write.
+    /// Flushes and closes the file; other clones can no longer write. Fails with
+    /// `Error::Replaced` when the path no longer names the file this round wrote into
+    /// (deleted or replaced meanwhile): nothing it recorded can be read back.
     pub fn close(self) -> Result<()> {
         let (done, result) = oneshot::channel();
         self.send(Request::Flush(done))?;
@@ -175,7 +188,13 @@ impl OpenStore {
         if let Some(thread) = self.inner.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = thread.join();
         }
-        flushed
+        flushed?;
+        if self.inner.identity.is_some() && identity_of(&self.inner.path) != self.inner.identity {
+            return Err(Error::Replaced {
+                path: self.inner.path.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Why a write got no answer: the file was found damaged, or the writer stopped.

@@ -322,3 +322,124 @@ fn read_only_commands_work_on_a_read_only_state_file() {
         run.stderr()
     );
 }
+
+#[test]
+fn a_lost_state_file_beside_a_good_backup_is_refused_not_read_as_new() {
+    let (manifests, area, state) = applied();
+    let backup = state.with_file_name("state.redb.backup");
+    let good_backup = std::fs::read(&backup).unwrap();
+    // Emptied (a truncation, a disk that lost it) or deleted: reading either as "nothing
+    // recorded" would run every task again and overwrite the backup at the end.
+    for lose in ["empty", "missing"] {
+        if lose == "empty" {
+            std::fs::write(&state, b"").unwrap();
+        } else {
+            std::fs::remove_file(&state).unwrap();
+        }
+        for command in commands(manifests.path()) {
+            let run = Drover::new().args(&command).run();
+            assert_eq!(
+                run.code(),
+                1,
+                "{command:?}: {}{}",
+                run.stdout(),
+                run.stderr()
+            );
+            assert!(
+                run.stderr().contains(&format!("is {lose}, but"))
+                    && run.stderr().contains("cp ")
+                    && run.stderr().contains("state.redb.backup"),
+                "{command:?}: {}",
+                run.stderr()
+            );
+        }
+        assert_eq!(
+            std::fs::read(&backup).unwrap(),
+            good_backup,
+            "the backup was kept"
+        );
+        assert_eq!(
+            std::fs::read_to_string(area.path().join("log")).unwrap(),
+            "noted\n",
+            "nothing ran again"
+        );
+    }
+    // Restoring the backup, as the help says, brings the state back.
+    std::fs::copy(&backup, &state).unwrap();
+    Drover::new()
+        .args(["plan", "--detailed-exitcode"])
+        .arg_path(manifests.path())
+        .run()
+        .expect_code(0);
+    // Without a backup, an empty file is what a first run killed before its first write
+    // leaves: it reads as nothing recorded.
+    std::fs::remove_file(&backup).unwrap();
+    std::fs::write(&state, b"").unwrap();
+    Drover::new()
+        .args(["plan", "--detailed-exitcode"])
+        .arg_path(manifests.path())
+        .run()
+        .expect_code(2);
+}
+
+#[test]
+fn a_state_path_drover_cannot_look_at_is_an_error_not_an_empty_state() {
+    let (manifests, _area, _state) = applied();
+    let blocker = manifests.path().join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let state = blocker.join("state.redb");
+    let run = Drover::new()
+        .args(["history", "--state"])
+        .arg_path(&state)
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stderr().contains("cannot look at") && !run.stdout().contains("no runs recorded"),
+        "{}{}",
+        run.stdout(),
+        run.stderr()
+    );
+}
+
+#[test]
+fn a_state_file_deleted_while_an_apply_runs_is_not_called_recorded() {
+    let area = tempfile::tempdir().unwrap();
+    let manifests = manifests_with(area.path(), "x\n");
+    let dir = area.path().display().to_string();
+    std::fs::write(
+        manifests.path().join("app.yaml"),
+        format!(
+            "apiVersion: drover/v1\nkind: Workflow\nmetadata: {{name: app}}\nspec:\n  hosts: {{names: [box]}}\n  tasks:\n\
+             \x20   - {{name: wait, run: \"touch {dir}/started; while [ ! -e {dir}/go ]; do sleep 0.05; done\"}}\n"
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg(manifests.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = area.path().join("started");
+    for _ in 0..2000 {
+        if started.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(started.exists(), "the task never started");
+    std::fs::remove_file(manifests.path().join(".drover/state.redb")).unwrap();
+    std::fs::write(area.path().join("go"), b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("recorded;"), "{stdout}");
+    assert!(
+        stderr.contains("was deleted or replaced while this apply ran"),
+        "{stderr}"
+    );
+}

@@ -141,15 +141,15 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
     session.close();
     let report = match applied {
         Ok(report) => report,
-        Err(reconcile::Error::Apply(crate::apply::Error::ReportNotSaved { report, source })) => {
-            // Every outcome is recorded: show them, then say what could not be saved.
-            config.output.stdout(&summary(&report, config.stdout_style));
-            return Err(
-                reconcile::Error::Apply(crate::apply::Error::ReportNotSaved { report, source })
-                    .into(),
-            );
+        Err(error) => {
+            // A run that ended but was not saved or not recorded: show what ran, then why.
+            if let reconcile::Error::Apply(apply_error) = &error
+                && let Some(report) = apply_error.ended_report()
+            {
+                config.output.stdout(&summary(report, config.stdout_style));
+            }
+            return Err(error.into());
         }
-        Err(error) => return Err(error.into()),
     };
     config.output.stdout(&summary(&report, config.stdout_style));
     config.output.stdout(&format!(

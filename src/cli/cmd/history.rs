@@ -13,7 +13,7 @@ pub fn run(
     format: Format,
     config: &Config,
 ) -> Result<Outcome, Error> {
-    if !settings.path.exists() && format == Format::Human {
+    if !settings.store().exists()? && format == Format::Human {
         config.output.stdout(&format!(
             "no runs recorded: there is no state file at {}\n",
             settings.path.display()

@@ -14,7 +14,7 @@ pub fn run(
     format: ShowFormat,
     config: &Config,
 ) -> Result<Outcome, Error> {
-    if !settings.path.exists() {
+    if !settings.store().exists()? {
         return Err(Error::Usage {
             message: format!(
                 "there is no run {run}: there is no state file at {}",
