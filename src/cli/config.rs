@@ -114,14 +114,24 @@ impl StateSettings {
 }
 
 /// What SSH connections default to, read from the environment once. A `~/.ssh/config` (or
-/// a file it includes) that exists but cannot be read is an error, as it is for `ssh`.
+/// a file it includes) that exists but cannot be read makes every SSH host unreachable, as
+/// it would for `ssh`, with the reason; a run with only local hosts does not need it.
 pub fn ssh_defaults(accept_new: bool) -> Result<crate::reconcile::SshDefaults, crate::cli::Error> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let config = match home.as_ref() {
-        Some(home) => read_ssh_config(&home.join(".ssh"))?,
-        None => crate::transport::ssh::config::SshConfig::default(),
+    let (config, config_error) = match home
+        .as_ref()
+        .map(|home| read_ssh_config(&home.join(".ssh")))
+    {
+        Some(Ok(config)) => (config, None),
+        Some(Err(crate::cli::Error::Usage { message, help })) => (
+            crate::transport::ssh::config::SshConfig::default(),
+            Some(format!("{message}; {help}")),
+        ),
+        Some(Err(other)) => return Err(other),
+        None => (crate::transport::ssh::config::SshConfig::default(), None),
     };
     Ok(crate::reconcile::SshDefaults {
+        config_error,
         home,
         user: std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))

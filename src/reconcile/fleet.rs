@@ -26,6 +26,9 @@ pub struct SshDefaults {
     pub accept_new: bool,
     /// `~/.ssh/config`, when there is one.
     pub config: SshConfig,
+    /// Why `~/.ssh/config` (or a file it includes) exists but could not be read: SSH hosts
+    /// are unreachable until it is fixed, as for `ssh`; local hosts do not need it.
+    pub config_error: Option<String>,
 }
 
 impl SshDefaults {
@@ -69,6 +72,9 @@ impl Fleet {
         for host in desired.hosts.values() {
             let transport = match host.spec.transport() {
                 HostKind::Local => HostTransport::Local(Arc::clone(&self.local)),
+                HostKind::Ssh if ssh.config_error.is_some() => {
+                    HostTransport::Unreachable(ssh.config_error.clone().unwrap_or_default())
+                }
                 HostKind::Ssh => {
                     let target = ssh_target(host, ssh, manifests, per_host);
                     let reused = self

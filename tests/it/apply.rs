@@ -922,3 +922,43 @@ fn a_become_sudo_refuses_fails_at_once_and_is_not_retried() {
     }
     assert!(!area.path("cmd").exists() && !area.path("file").exists());
 }
+
+#[test]
+fn an_unreadable_ssh_config_does_not_stop_local_hosts_and_is_named_for_ssh_ones() {
+    // A `~/.ssh/config` that exists but cannot be read (here a directory, which even root
+    // cannot read as a file) concerns SSH hosts only.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".ssh/config")).unwrap();
+    let area = crate::harness::Area::new("    - {name: a, run: \"touch {{ dir }}/a\"}\n");
+    Drover::new()
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg_path(area.manifests.path())
+        .env("HOME", &home.path().display().to_string())
+        .run()
+        .expect_code(0);
+    assert!(area.path("a").exists());
+    // An SSH host in the same run cannot be reached, and says why.
+    let hosts = area.manifests.path().join("hosts.yaml");
+    let mut yaml = std::fs::read_to_string(&hosts).unwrap();
+    yaml.push_str(
+        "---\napiVersion: drover/v1\nkind: Host\nmetadata: {name: far}\nspec: {address: 127.0.0.1, port: 1, vars: {dir: /nonexistent}}\n",
+    );
+    std::fs::write(&hosts, yaml).unwrap();
+    let app = area.manifests.path().join("app.yaml");
+    let workflow = std::fs::read_to_string(&app)
+        .unwrap()
+        .replace("names: [box]", "names: [box, far]");
+    std::fs::write(&app, workflow).unwrap();
+    let run = Drover::new()
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg_path(area.manifests.path())
+        .env("HOME", &home.path().display().to_string())
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stdout().contains("far/app/a failed") && run.stdout().contains(".ssh/config"),
+        "{}{}",
+        run.stdout(),
+        run.stderr()
+    );
+}
