@@ -156,6 +156,17 @@ fn check_tasks(
     let broken = declared.tasks.get(workflow.name.as_str());
     let mut edges: Vec<Edge> = Vec::new();
     for (i, task) in workflow.tasks.iter().enumerate() {
+        if task.timeout.is_some_and(|t| t.as_duration().is_zero()) {
+            out.push(
+                Diagnostic::error(
+                    "manifest::zero-timeout",
+                    format!("task `{}` has a timeout of zero: it would be killed as it starts", task.name),
+                )
+                .at(locator.at(&task.origin, &task.origin.pointer.push("timeout")))
+                .with_label("zero")
+                .with_help("give the longest the task may take, such as `30s` or `10m`, or leave `timeout` out for no limit"),
+            );
+        }
         for (field, targets) in [("needs", &task.needs), ("triggeredBy", &task.triggered_by)] {
             for (j, target) in targets.iter().enumerate() {
                 let pointer = task.origin.pointer.push(field).push(j);
