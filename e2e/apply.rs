@@ -480,3 +480,28 @@ fn a_connection_cut_mid_task_fails_cleanly_without_hanging() {
         text(&out)
     );
 }
+
+#[test]
+fn a_file_whose_directory_is_missing_says_which_and_what_to_do() {
+    let fleet = Fleet::shared();
+    // Inline (small) and on stdin (large): both ways of writing a file say which directory
+    // is missing and what to add, instead of the shell's or mktemp's words.
+    let big = "y".repeat(80 * 1024);
+    let tasks = format!(
+        "    - {{name: small, needs: [workdir], file: {{path: \"@/none/small\", content: \"x\\n\"}}}}\n\
+         \x20   - {{name: big, needs: [workdir], file: {{path: \"@/none/big\", content: \"{big}\"}}}}\n"
+    );
+    let s = Scenario::new(fleet, "no-dir", &tasks);
+    let (out, report) = s.apply();
+    assert!(!out.status.success(), "{}", text(&out));
+    for instance in report["instances"].as_array().into_iter().flatten() {
+        let id = instance["id"].as_str().unwrap_or_default();
+        if id.ends_with("/small") || id.ends_with("/big") {
+            let error = instance["error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains("/none does not exist; create it first"),
+                "{id}: {error}"
+            );
+        }
+    }
+}

@@ -452,6 +452,14 @@ pub(crate) fn refused_or_failed(
     Ok(())
 }
 
+/// Whether a line of output is one of the words a task's own script tells drover what it did
+/// with (`DROVER_DID`, `DROVER_NOTE`, `DROVER_UNCHANGED`): read into the task's summary, not
+/// shown as output.
+pub fn is_report_line(line: &str) -> bool {
+    let line = line.trim_end();
+    line == UNCHANGED || line.starts_with("DROVER_DID ") || line.starts_with("DROVER_NOTE ")
+}
+
 /// Whether a script's output says it changed something, and the one-line summary of it.
 fn script_summary(stdout: &str, what: &str) -> (bool, String) {
     let changed = !stdout.lines().any(|l| l.trim() == UNCHANGED);

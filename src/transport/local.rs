@@ -456,7 +456,19 @@ fn put_direct(file: &PutFile, serial: u64) -> Result<()> {
             .create_new(true)
             .mode(mode)
             .open(&temp)
-            .map_err(fail("create a temporary file for"))?;
+            .map_err(|source| {
+                if source.kind() == std::io::ErrorKind::NotFound && !dir.is_dir() {
+                    return Error::Remote {
+                        operation: "write",
+                        path: file.path.clone(),
+                        message: format!(
+                            "the directory {} does not exist; create it first (a directory task that this task needs)",
+                            dir.display()
+                        ),
+                    };
+                }
+                fail("create a temporary file for")(source)
+            })?;
         out.write_all(&file.content).map_err(fail("write"))?;
         if file.owner.is_some() || file.group.is_some() {
             let uid = file

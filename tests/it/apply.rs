@@ -962,3 +962,19 @@ fn an_unreadable_ssh_config_does_not_stop_local_hosts_and_is_named_for_ssh_ones(
         run.stderr()
     );
 }
+
+#[test]
+fn a_file_whose_directory_is_missing_says_which_and_what_to_do() {
+    let area = crate::harness::Area::new(
+        "    - {name: f, file: {path: \"{{ dir }}/none/f\", content: \"x\\n\"}}\n",
+    );
+    let (run, report) = area.apply(&[]);
+    run.expect_code(1);
+    let error = report["instances"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(
+            "/none does not exist; create it first (a directory task that this task needs)"
+        ),
+        "{report:#}"
+    );
+}

@@ -280,6 +280,8 @@ async fn print_console(mut rx: mpsc::Receiver<ConsoleEvent>, config: Config, tot
                 progress.started(&id);
                 let _ = writeln!(line, "{} {id}", style.gutter("→"));
             }
+            // What a task's own script says it did is in its summary when it ends.
+            ConsoleEvent::Output { line: text, .. } if crate::task::is_report_line(&text) => {}
             ConsoleEvent::Output { id, line: text, .. } => {
                 let text = crate::report::style::printable(&text);
                 let _ = writeln!(line, "  {} {text}", style.gutter(&format!("{id} |")));

@@ -204,6 +204,7 @@ _dsync() {{
     _dout="ABSENT$_dnl"
   fi
   if [ "$_dsame" = 1 ]; then _dout="${{_dout}}DROVER_SAME$_dnl"; return 0; fi
+  if [ ! -d "${{_dp%/*}}/" ]; then printf 'the directory %s does not exist; create it first (a directory task that this task needs)\n' "${{_dp%/*}}" >&2; return 1; fi
   _dclean "${{_dp%/*}}"
   umask "$_dum"
   if ! printf '%s' "$_dc" > "$_dt"; then umask "$_dum0"; return 1; fi
