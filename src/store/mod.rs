@@ -499,6 +499,23 @@ impl Store {
         })
     }
 
+    /// The runs, as they stand now: a run still marked running while nobody holds the
+    /// writer lock lost its process (the next writer records that), and reads as interrupted.
+    pub fn runs_now(&self) -> Result<Vec<RunRecord>> {
+        let mut runs = self.runs()?;
+        self.as_seen_now(&mut runs);
+        Ok(runs)
+    }
+
+    /// Marks as interrupted the runs still marked running while nobody holds the lock.
+    pub fn as_seen_now(&self, runs: &mut [RunRecord]) {
+        if lock::WriterLock::holder(&self.path).is_none() {
+            for run in runs.iter_mut().filter(|r| !r.status.is_terminal()) {
+                run.status = crate::run::RunStatus::Interrupted;
+            }
+        }
+    }
+
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<RunRecord>> {
         self.reading(Vec::new(), |tx| {

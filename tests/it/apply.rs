@@ -384,6 +384,23 @@ fn kill_9_mid_run_then_plan_shows_exactly_the_unfinished_instances() {
         "{}",
         history.stdout()
     );
+    // `status` and `show` read the run as `history` does, not as still running.
+    let status = Drover::new()
+        .args(["status", "--color", "never"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(
+        status.stdout().contains("interrupted") && !status.stdout().contains("running"),
+        "{}",
+        status.stdout()
+    );
+    let show = Drover::new()
+        .args(["show", "1", "--dir"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(show.stdout().contains("interrupted"), "{}", show.stdout());
     // The killed task's process group may still be sleeping; it is not drover's to reap.
 }
 

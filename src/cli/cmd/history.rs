@@ -26,14 +26,12 @@ pub fn run(
         ));
         return Ok(Outcome::Success);
     }
-    let mut runs: Vec<RunRecord> = settings.store().runs()?.into_iter().take(limit).collect();
-    // A run still marked running while nobody holds the writer lock lost its process; the
-    // next writer records that, but readers can already say it.
-    if crate::store::lock::WriterLock::holder(&settings.path).is_none() {
-        for run in runs.iter_mut().filter(|r| !r.status.is_terminal()) {
-            run.status = crate::run::RunStatus::Interrupted;
-        }
-    }
+    let runs: Vec<RunRecord> = settings
+        .store()
+        .runs_now()?
+        .into_iter()
+        .take(limit)
+        .collect();
     let text = match format {
         Format::Json => crate::report::runs::history_json(&runs),
         Format::Human if runs.is_empty() => {

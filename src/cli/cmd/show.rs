@@ -23,12 +23,15 @@ pub fn run(
             help: super::states_nearby(),
         });
     }
-    let Some((record, events)) = settings.store().run(RunId(run))? else {
+    let Some((mut record, events)) = settings.store().run(RunId(run))? else {
         return Err(Error::Usage {
             message: format!("there is no run {run} in {}", settings.path.display()),
             help: "list runs with `drover history`".to_owned(),
         });
     };
+    settings
+        .store()
+        .as_seen_now(std::slice::from_mut(&mut record));
     let report = settings.store().report(RunId(run))?;
     let text = match format {
         ShowFormat::Json => crate::report::runs::run_json(&record, &events, report.as_ref()),

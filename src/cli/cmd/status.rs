@@ -34,7 +34,7 @@ pub fn run(request: &StatusArgs, config: &Config) -> Result<Outcome, Error> {
         return Ok(Outcome::Invalid);
     };
     let recorded = store.snapshot()?;
-    let runs = store.runs()?;
+    let runs = store.runs_now()?;
     let drift = store.last_drift_report()?;
     let hosts: Vec<_> = desired.hosts.keys().cloned().collect();
     let table = status::compute(
