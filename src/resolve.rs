@@ -500,23 +500,24 @@ fn service_name(name: &str) -> Result<(), Invalid> {
 /// The pieces of `out` that differ from `blind` (character by character): what secrets
 /// became in a rendering.
 fn differing_pieces(blind: &str, out: &str) -> Vec<String> {
+    // Runs of inserted characters this close together are one piece: a secret spelled out
+    // (`| join(' ')`) or sharing a letter with its stand-in is still masked as one.
+    const JOIN_GAP: usize = 2;
     let (blind, out): (Vec<char>, Vec<char>) = (blind.chars().collect(), out.chars().collect());
-    let mut pieces = Vec::new();
-    let mut current = String::new();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
     for edit in crate::text_diff::diff(&blind, &out) {
-        match edit.op {
-            crate::text_diff::Op::Insert => current.extend(out.get(edit.new)),
-            crate::text_diff::Op::Equal | crate::text_diff::Op::Delete => {
-                if !current.is_empty() {
-                    pieces.push(std::mem::take(&mut current));
-                }
-            }
+        if edit.op != crate::text_diff::Op::Insert {
+            continue;
+        }
+        match spans.last_mut() {
+            Some((_, end)) if edit.new <= *end + JOIN_GAP => *end = edit.new + 1,
+            _ => spans.push((edit.new, edit.new + 1)),
         }
     }
-    if !current.is_empty() {
-        pieces.push(current);
-    }
-    pieces
+    spans
+        .into_iter()
+        .map(|(start, end)| out.get(start..end).unwrap_or_default().iter().collect())
+        .collect()
 }
 
 /// The variables a template context holds, and which of them are secrets.
@@ -1362,9 +1363,14 @@ impl Renderer<'_, '_> {
         }
         // What differs from the stand-in rendering is what the secrets became (`| upper`,
         // a slice): each such piece is masked wherever it appears, in the output of the
-        // commands too, and the whole value as well.
+        // commands too, and the whole value as well. Pieces shorter than a secret worth
+        // searching for (the letters of `| join(' ')`) are left out: each hides nothing on
+        // its own, and masking every such word (`-e`, `status 3`) would garble all output;
+        // the value they make up is masked whole.
         for piece in differing_pieces(&blind, out) {
-            self.run.redactor.add_derived(&piece);
+            if piece.chars().count() >= crate::secret::MIN_SUBSTRING_SECRET {
+                self.run.redactor.add_derived(&piece);
+            }
         }
         self.run.redactor.add_derived(out);
         true

@@ -995,3 +995,35 @@ fn a_file_whose_directory_is_missing_says_which_and_what_to_do() {
         "{report:#}"
     );
 }
+
+#[test]
+fn a_secret_spelled_out_letter_by_letter_is_masked_whole_and_other_words_are_left_alone() {
+    // `| join(' ')` turns a secret into one-letter words: the value is masked whole, but
+    // every `3` or `e` elsewhere is not a secret (masking them garbled every message).
+    let s = Scratch::new(
+        r#"    - name: spell
+      run: "echo {{ pw | join(' ') }}; echo status 3 set -e; exit 3"
+"#,
+    );
+    std::fs::write(s.dir().join("pw.txt"), "SuperSecretXyz123\n").unwrap();
+    let hosts = std::fs::read_to_string(s.dir().join("hosts.yaml")).unwrap();
+    std::fs::write(
+        s.dir().join("hosts.yaml"),
+        hosts.replace(
+            "vars: {dir:",
+            "vars: {pw: {valueFrom: {file: pw.txt}}, dir:",
+        ),
+    )
+    .unwrap();
+    let (run, report) = s.apply_with_report();
+    let run = run.expect_code(1);
+    let everything = format!("{}{}{report}", run.stdout(), run.stderr());
+    assert!(
+        !everything.contains("S u p e r") && !everything.contains("SuperSecret"),
+        "{everything}"
+    );
+    assert!(
+        everything.contains("status 3 set -e") && everything.contains("exited with status 3"),
+        "{everything}"
+    );
+}
