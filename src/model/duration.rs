@@ -8,7 +8,9 @@ use std::time::Duration;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
+pub const DURATION_PATTERN: &str = "^([0-9]{1,12}(ms|s|m|h|d))+$";
+/// The most digits a number of a duration has (`DURATION_PATTERN` says the same).
+const MAX_DURATION_DIGITS: usize = 12;
 pub const MODE_PATTERN: &str = "^0?[0-7]{3,4}$";
 
 /// A duration written the way people write them: `30s`, `5m`, `1h30m`, `500ms`, `2d`.
@@ -38,6 +40,13 @@ impl HumanDuration {
                 .find(|c: char| !c.is_ascii_digit())
                 .ok_or_else(invalid)?;
             let (number, tail) = rest.split_at(digits);
+            // As `DURATION_PATTERN` says: more is no duration anyone means, and 12 digits of
+            // days still fit the arithmetic.
+            if number.len() > MAX_DURATION_DIGITS {
+                return Err(format!(
+                    "`{text}` is not a duration drover can wait for: a number has at most {MAX_DURATION_DIGITS} digits"
+                ));
+            }
             let number: u64 = number.parse().map_err(|_| invalid())?;
             let unit_len = tail
                 .find(|c: char| c.is_ascii_digit())
@@ -173,6 +182,14 @@ impl JsonSchema for FileMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duration_with_an_absurd_number_is_refused_with_why() {
+        let error = HumanDuration::parse("99999999999999999999d").unwrap_err();
+        assert!(error.contains("at most 12 digits"), "{error}");
+        assert!(HumanDuration::parse("999999999999d").is_ok());
+        assert!(HumanDuration::parse("1234567890123s").is_err());
+    }
 
     #[test]
     fn durations_parse_and_print_back() {
