@@ -223,7 +223,7 @@ impl Driver {
         // would leave them armed.
         let fires = self.triggers.get(id).is_some_and(|t| !t.is_empty());
         runs && !fires
-            && !request.stale.contains(id)
+            && !request.stale.contains_key(id)
             && self
                 .instances
                 .get(id)

@@ -137,7 +137,8 @@ pub struct Request<'a> {
     /// Recorded details of planned instances (removals need their undo).
     pub recorded: &'a BTreeMap<InstanceId, InstanceDetail>,
     /// Planned instances refused because their inputs changed since a saved plan.
-    pub stale: &'a BTreeSet<InstanceId>,
+    /// With why each is stale.
+    pub stale: &'a BTreeMap<InstanceId, &'static str>,
     /// Rollout position of each planned instance.
     pub rollout: BTreeMap<InstanceId, schedule::RolloutSlot>,
     pub hosts: &'a BTreeMap<HostName, HostTransport>,
@@ -437,7 +438,7 @@ impl Driver {
                     },
                 );
                 self.settle(settled).await?;
-            } else if request.stale.contains(&id) {
+            } else if request.stale.contains_key(&id) {
                 let settled = schedule.finish(
                     &id,
                     Finished {
@@ -467,16 +468,15 @@ impl Driver {
                 only_if_changed,
                 rollout: request.rollout.get(&change.id).cloned(),
             });
-            if request.stale.contains(&change.id) {
+            if let Some(why) = request.stale.get(&change.id) {
                 self.reports.insert(
                     change.id.clone(),
                     Driver::report(
                         change,
                         InstanceStatus::Stale,
-                        Some(
-                            "its inputs changed since the plan was saved; run `drover plan` again"
-                                .to_owned(),
-                        ),
+                        Some(format!(
+                            "stale: {why} since the plan was saved; run `drover plan` again"
+                        )),
                     ),
                 );
             }

@@ -1,7 +1,7 @@
 //! The apply driver against `FakeTransport`: durability before dependents, skips, retries
 //! decided by failure kind, and cancellation, with no process and no host.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ fn request<'a>(
     hosts: &'a BTreeMap<HostName, HostTransport>,
     (recorded, stale): (
         &'a BTreeMap<crate::instance::InstanceId, crate::state::InstanceDetail>,
-        &'a BTreeSet<crate::instance::InstanceId>,
+        &'a BTreeMap<crate::instance::InstanceId, &'static str>,
     ),
     parallelism: usize,
 ) -> Request<'a> {
@@ -84,7 +84,7 @@ async fn apply_with(
         .keys()
         .map(|h| (h.clone(), HostTransport::Fake(fake.clone())))
         .collect();
-    let (recorded, stale) = (BTreeMap::new(), BTreeSet::new());
+    let (recorded, stale) = (BTreeMap::new(), BTreeMap::new());
     let request = request(&plan, resolved, &hosts, (&recorded, &stale), 4);
     let open = store.open().unwrap();
     let (tx, mut rx) = mpsc::channel(1024);
@@ -289,7 +289,7 @@ async fn crash_at(
                 &crate::state::Recorded::default(),
                 &crate::plan::PlanOptions::default(),
             );
-            let (recorded, stale) = (BTreeMap::new(), BTreeSet::new());
+            let (recorded, stale) = (BTreeMap::new(), BTreeMap::new());
             let request = request(&plan, &resolved, &hosts, (&recorded, &stale), 1);
             let (tx, mut rx) = mpsc::channel(1024);
             tokio::spawn(async move { while rx.recv().await.is_some() {} });

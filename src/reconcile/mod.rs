@@ -375,7 +375,8 @@ impl Session {
             &round.dir,
             self.settings.per_host,
         );
-        let stale_ids: BTreeSet<InstanceId> = round.stale.iter().map(|s| s.id.clone()).collect();
+        let stale_ids: BTreeMap<InstanceId, &'static str> =
+            round.stale.iter().map(|s| (s.id.clone(), s.why)).collect();
         let request = apply::Request {
             plan: &round.plan,
             resolved,

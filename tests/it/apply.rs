@@ -472,6 +472,43 @@ fn a_saved_plan_applies_exactly_and_refuses_stale_instances() {
         "{}",
         run.stdout()
     );
+    assert!(
+        run.stdout()
+            .contains("stale: its manifests changed since the plan was saved"),
+        "{}",
+        run.stdout()
+    );
+    // Applied once more, nothing in it can run: refused up front, and no run is recorded.
+    let runs = |s: &Scratch| {
+        let history = Drover::new()
+            .args(["history", "--format", "json", "--dir"])
+            .arg_path(s.dir())
+            .run()
+            .expect_code(0);
+        serde_json::from_str::<serde_json::Value>(&history.stdout()).unwrap()["runs"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    s.write(BASIC);
+    Drover::new()
+        .args(["apply", "--auto-approve", "--color", "never"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    let before = runs(&s);
+    assert!(before >= 2, "the runs so far are counted");
+    let run = Drover::new()
+        .args(["apply", "--color", "never"])
+        .arg_path(&saved)
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stderr().contains("every change in it is stale") && !run.stdout().contains("Plan:"),
+        "{}{}",
+        run.stdout(),
+        run.stderr()
+    );
+    assert_eq!(runs(&s), before, "no run recorded");
 }
 
 #[test]

@@ -110,6 +110,16 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
             stale.why
         ));
     }
+    if saved.is_some() && !round.plan.is_empty() && round.stale.len() == round.plan.changes.len() {
+        // Nothing of it can run: refused before anything is shown as planned or recorded.
+        return Err(Error::Usage {
+            message: format!(
+                "nothing in the saved plan {} can be applied: every change in it is stale",
+                request.source.display()
+            ),
+            help: "make a new plan (`drover plan -o FILE`), review it, and apply that".to_owned(),
+        });
+    }
     config
         .output
         .stdout(&render::text(&round.view(), config.stdout_style));
