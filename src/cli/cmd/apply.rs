@@ -102,24 +102,7 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
         (request.choose.refresh, true),
         config,
     )?;
-    for stale in &round.stale {
-        config.output.stderr(&format!(
-            "{}: {} is stale: {}; it will not be applied\n",
-            config.stderr_style.warning("warning"),
-            stale.id,
-            stale.why
-        ));
-    }
-    if saved.is_some() && !round.plan.is_empty() && round.stale.len() == round.plan.changes.len() {
-        // Nothing of it can run: refused before anything is shown as planned or recorded.
-        return Err(Error::Usage {
-            message: format!(
-                "nothing in the saved plan {} can be applied: every change in it is stale",
-                request.source.display()
-            ),
-            help: "make a new plan (`drover plan -o FILE`), review it, and apply that".to_owned(),
-        });
-    }
+    warn_stale(&round, saved.is_some(), request.source, config)?;
     config
         .output
         .stdout(&render::text(&round.view(), config.stdout_style));
@@ -180,6 +163,34 @@ pub fn run(request: &Request<'_>, config: &Config) -> Result<Outcome, Error> {
 
 /// How the run is recorded: the command line, who ran it where, and the commit the manifests
 /// are at when they are in a git work tree (drover's own files there do not make it dirty).
+/// Warns of each stale instance of a saved plan; refuses a saved plan of which nothing can
+/// run, before anything is shown as planned or recorded.
+fn warn_stale(
+    round: &reconcile::Round,
+    saved: bool,
+    source: &Path,
+    config: &Config,
+) -> Result<(), Error> {
+    for stale in &round.stale {
+        config.output.stderr(&format!(
+            "{}: {} is stale: {}; it will not be applied\n",
+            config.stderr_style.warning("warning"),
+            stale.id,
+            stale.why
+        ));
+    }
+    if saved && !round.plan.is_empty() && round.stale.len() == round.plan.changes.len() {
+        return Err(Error::Usage {
+            message: format!(
+                "nothing in the saved plan {} can be applied: every change in it is stale",
+                source.display()
+            ),
+            help: "make a new plan (`drover plan -o FILE`), review it, and apply that".to_owned(),
+        });
+    }
+    Ok(())
+}
+
 fn label(
     session: &Session,
     dir: &Path,
