@@ -1,7 +1,7 @@
 //! `line` and `block` tasks over SSH against the fleet: files (written by a `run` task, so
 //! that they belong to the login user) edited in place on every host,
 //! left alone by a second apply, drift (a line and a block edited by hand) found by the probe
-//! and repaired by `apply --refresh`.
+//! and repaired by `apply --refresh`; edits of one file taking turns, the first sent ahead.
 
 use crate::drift::{drover, text};
 
@@ -118,4 +118,45 @@ fn lines_and_blocks_are_edited_over_ssh_and_their_drift_is_found_and_repaired() 
     );
     let out = drover(dir.path(), &["drift", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// The seed is one command without guards, so the first edit is sent ahead behind it in the
+/// same shell (decision 0005); the edits of its file then take turns (decision 0021).
+const TURNS: &str = r#"apiVersion: drover/v1
+kind: Workflow
+metadata: {name: turns}
+spec:
+  hosts: {matchLabels: {role: web}}
+  tasks:
+    - name: seed
+      run: "mkdir -p @ && printf 'a\\n' > @/f.conf"
+    - {name: l1, needs: [seed], line: {path: "@/f.conf", line: "one=1"}}
+    - {name: l2, needs: [seed], line: {path: "@/f.conf", line: "two=2"}}
+    - {name: l3, needs: [seed], line: {path: "@/f.conf", line: "three=3"}}
+    - {name: b1, needs: [seed], block: {path: "@/f.conf", content: blk}}
+"#;
+
+#[test]
+fn edits_of_one_file_take_turns_over_ssh_sent_ahead_or_not() {
+    let fleet = Fleet::shared();
+    let dir = tempfile::tempdir().unwrap();
+    fleet.manifests(dir.path(), &TURNS.replace('@', "{{ root }}/turns"));
+    let names: Vec<String> = fleet.hosts().iter().map(|h| h.name.clone()).collect();
+    for _ in 0..3 {
+        let out = drover(dir.path(), &["apply", "--auto-approve", "--force"]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(
+            text(&out).contains(&format!("{} changed", 5 * fleet.len())),
+            "{}",
+            text(&out)
+        );
+        for (host, name) in names.iter().enumerate() {
+            assert_eq!(
+                std::fs::read_to_string(fleet.host(host).root.join("turns/f.conf")).unwrap(),
+                format!(
+                    "a\none=1\ntwo=2\nthree=3\n# BEGIN drover {name}/turns/b1\nblk\n# END drover {name}/turns/b1\n"
+                )
+            );
+        }
+    }
 }

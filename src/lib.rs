@@ -9,6 +9,7 @@
 pub mod account;
 pub mod apply;
 pub mod backoff;
+pub mod claim;
 pub mod diagnostic;
 pub mod drift;
 pub mod edit;

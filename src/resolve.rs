@@ -692,7 +692,7 @@ fn resolve_on_threads(
 #[derive(Default)]
 struct Part<'d> {
     instances: Vec<ResolvedInstance>,
-    /// The task of each instance, by position, for the shared-file check.
+    /// The task of each instance, by position, for the shared-path check (`claim`).
     tasks: Vec<&'d Task>,
     /// A looping task's id (without item) → the ids of its items' instances.
     looped: BTreeMap<InstanceId, Vec<InstanceId>>,
@@ -717,7 +717,17 @@ fn finish_resolve(mut run: Run<'_>, part: Part<'_>) -> Resolved {
     } = part;
     left_out.bridge(&mut instances);
     expand_looped_needs(&mut instances, &looped);
-    run.problems.shared_files(shared_files(&instances, &tasks));
+    // A task whose `when` waits for facts not known here may have no instance at all.
+    let undecided = |i: usize| {
+        tasks.get(i).is_some_and(|t| t.when.is_some())
+            && instances
+                .get(i)
+                .is_some_and(|d| !run.inputs.facts.contains_key(&d.id.host))
+    };
+    let conflicts = crate::claim::conflicts(&instances, undecided);
+    run.problems
+        .diagnostics
+        .extend(crate::claim::diagnostics(&conflicts, &instances, &tasks));
     let diagnostics = run.problems.into_diagnostics();
     Resolved {
         instances,
@@ -725,52 +735,6 @@ fn finish_resolve(mut run: Run<'_>, part: Part<'_>) -> Resolved {
         redactor: run.redactor,
         facts_wanted: run.facts_wanted,
     }
-}
-
-/// A file path with repeated `/` and `.` segments folded, so that `/etc//motd` and
-/// `/etc/./motd` are seen as the same file as `/etc/motd`.
-/// (host, file path) → the tasks that write it there, for paths written more than once.
-/// Borrowed keys and no clone unless two writers meet: most fleets have none.
-fn shared_files<'a>(
-    instances: &'a [ResolvedInstance],
-    tasks: &[&'a Task],
-) -> BTreeMap<(&'a str, String), Vec<(InstanceId, &'a Task)>> {
-    let mut first: BTreeMap<(&str, std::borrow::Cow<'_, str>), usize> = BTreeMap::new();
-    let mut owners: BTreeMap<(&str, String), Vec<(InstanceId, &Task)>> = BTreeMap::new();
-    for (i, instance) in instances.iter().enumerate() {
-        let (Action::File { path, .. }, Some(task)) = (&instance.action, tasks.get(i)) else {
-            continue;
-        };
-        let key = (instance.id.host.as_str(), normal_path(path));
-        match first.entry(key) {
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(i);
-            }
-            std::collections::btree_map::Entry::Occupied(seen) => {
-                let (host, path) = seen.key();
-                let writers = owners.entry((host, path.to_string())).or_default();
-                if writers.is_empty()
-                    && let (Some(earlier), Some(earlier_task)) =
-                        (instances.get(*seen.get()), tasks.get(*seen.get()))
-                {
-                    writers.push((earlier.id.clone(), *earlier_task));
-                }
-                writers.push((instance.id.clone(), *task));
-            }
-        }
-    }
-    owners
-}
-
-fn normal_path(path: &str) -> std::borrow::Cow<'_, str> {
-    if !path.contains("//") && !path.contains("/./") && !path.ends_with("/.") {
-        return std::borrow::Cow::Borrowed(path);
-    }
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    std::borrow::Cow::Owned(format!("/{}", parts.join("/")))
 }
 
 /// Tasks of a workflow that need nothing inside it: they wait for needed workflows.
@@ -2068,58 +2032,6 @@ impl Problems {
         );
     }
 
-    /// Reports files that more than one task writes on the same host: each apply would
-    /// undo the other's work. One diagnostic per set of tasks, naming every task and host.
-    fn shared_files(&mut self, owners: BTreeMap<(&str, String), Vec<(InstanceId, &Task)>>) {
-        // (path, the tasks as workflow/task) → (the tasks, the hosts).
-        type Shared<'t> = BTreeMap<(String, Vec<String>), (Vec<&'t Task>, Vec<String>)>;
-        let mut shared: Shared<'_> = BTreeMap::new();
-        for ((host, path), writers) in owners {
-            if writers.len() < 2 {
-                continue;
-            }
-            let names = writers
-                .iter()
-                .map(|(id, _)| format!("{}/{}", id.workflow, id.task_part()))
-                .collect();
-            let entry = shared.entry((path, names)).or_default();
-            if entry.0.is_empty() {
-                entry.0 = writers.iter().map(|(_, task)| *task).collect();
-            }
-            entry.1.push(host.to_owned());
-        }
-        for ((path, names), (tasks, hosts)) in shared {
-            let where_ = match hosts.as_slice() {
-                [one] => format!("host {one}"),
-                [first, rest @ ..] => {
-                    format!("{} hosts ({first} and {} more)", rest.len() + 1, rest.len())
-                }
-                [] => continue,
-            };
-            let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-            let listed = match quoted.split_last() {
-                Some((last, [])) => last.clone(),
-                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
-                None => continue,
-            };
-            let at = |task: &Task| load::locate(&task.origin.push("file").push("path"));
-            let Some((last, earlier)) = tasks.split_last() else {
-                continue;
-            };
-            let mut d = Diagnostic::error(
-                "manifest::duplicate-file",
-                format!("file `{path}` on {where_} is written by {} tasks: {listed}", names.len()),
-            )
-            .at(at(last))
-            .with_label("written here")
-            .with_help("each file on a host must have one owner: merge these tasks, or give them different paths");
-            for task in earlier {
-                d = d.with_related(at(task), "and here");
-            }
-            self.diagnostics.push(d);
-        }
-    }
-
     fn into_diagnostics(mut self) -> Vec<Diagnostic> {
         for ((_, _, code, message, _), (location, hint, ids)) in self.templates {
             let first = ids.first().map(ToString::to_string).unwrap_or_default();
@@ -2230,13 +2142,6 @@ mod tests {
         assert_eq!(relative_to("web/nginx.yaml", "../shared/x"), "shared/x");
         assert_eq!(relative_to("nginx.yaml", "../outside"), "../outside");
         assert_eq!(relative_to("web/nginx.yaml", "/etc/abs"), "/etc/abs");
-    }
-
-    #[test]
-    fn file_paths_compare_after_folding_slashes_and_dots() {
-        assert_eq!(normal_path("/etc//motd"), "/etc/motd");
-        assert_eq!(normal_path("/etc/./motd"), "/etc/motd");
-        assert_eq!(normal_path("/etc/motd"), "/etc/motd");
     }
 
     #[test]

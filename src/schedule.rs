@@ -5,8 +5,11 @@
 //! rollout batches, cancellation) and does no I/O, reads no clock and spawns nothing.
 //!
 //! An instance becomes ready as soon as everything in its `after` has succeeded (not level by
-//! level); a failure settles its dependents as skipped, naming the failure. Every operation
-//! costs O(log n) per instance or edge it touches, so a whole run is O((nodes + edges) log n).
+//! level); a failure settles its dependents as skipped, naming the failure. Instances of one
+//! host that share a `resource` (a path they manage) take turns: each waits until the one
+//! given before it has ended, however it ended, so they never run at the same time and run
+//! in the order given (decision 0021). Every operation costs O(log n) per instance or edge it
+//! touches, so a whole run is O((nodes + edges) log n).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -40,6 +43,10 @@ pub struct Node {
     pub only_if_changed: Option<Vec<InstanceId>>,
     /// Rollout position: workflow key, batch index (0-based), failures tolerated.
     pub rollout: Option<RolloutSlot>,
+    /// What it manages on its host that others may manage too (a path): the instances of a
+    /// host with the same resource run one at a time, in the order given, each once the one
+    /// before it has ended. Unlike `after`, a failure there does not skip it.
+    pub resource: Option<String>,
 }
 
 /// Where an instance sits in its workflow's rollout.
@@ -161,6 +168,11 @@ struct Entry {
     dependents: Vec<usize>,
     /// Known trigger sources; `None` when the instance always runs.
     sources: Option<Vec<usize>>,
+    /// The instance before it on its resource, while that one's turn has not passed on
+    /// (counted in `pending`).
+    follows: Option<usize>,
+    /// The instance after it on its resource, until its turn passes on.
+    follower: Option<usize>,
     /// (rollout index, batch).
     rollout: Option<(usize, usize)>,
     state: State,
@@ -308,6 +320,8 @@ impl Schedule {
                 deps: Vec::new(),
                 dependents: Vec::new(),
                 sources,
+                follows: None,
+                follower: None,
                 rollout,
                 state: State::Waiting,
                 skipped_for: None,
@@ -347,8 +361,10 @@ impl Schedule {
     }
 
     /// Records edges; trigger sources are waited for like `after` (the plan lists them in
-    /// both), because whether a source changed is only known once it has finished.
+    /// both), because whether a source changed is only known once it has finished. Each
+    /// instance with a resource follows the one given last before it on the same host.
     fn link(&mut self, nodes: &[Node]) {
+        let mut last: BTreeMap<(usize, &str), usize> = BTreeMap::new();
         for (i, node) in nodes.iter().enumerate() {
             let mut deps = node.after.clone();
             deps.extend(node.only_if_changed.iter().flatten().cloned());
@@ -358,10 +374,18 @@ impl Schedule {
                     upstream.dependents.push(i);
                 }
             }
+            let follows = match (&node.resource, self.entries.get(i)) {
+                (Some(resource), Some(entry)) => last.insert((entry.host, resource), i),
+                _ => None,
+            };
+            if let Some(before) = follows.and_then(|b| self.entries.get_mut(b)) {
+                before.follower = Some(i);
+            }
             if let Some(entry) = self.entries.get_mut(i) {
-                entry.pending = deps.len();
+                entry.pending = deps.len() + usize::from(follows.is_some());
+                entry.follows = follows;
                 entry.deps.clone_from(&deps);
-                if deps.is_empty() {
+                if entry.pending == 0 {
                     entry.state = State::Queued;
                     self.queue.push_back(i);
                 }
@@ -425,10 +449,11 @@ impl Schedule {
 
     /// Starts, ahead of time, the next instance of a chain of running instances (`chain`,
     /// in the order they were sent; its last one is where the next goes behind): the
-    /// earliest instance on the same host, waiting only for members of the chain, that no
-    /// trigger decides, outside any rollout, and that `may` accepts, when the limits have
-    /// room. The driver sends it behind the chain, and the host runs it only if what is
-    /// before it succeeded; if not, the driver gives it back with `withdraw`.
+    /// earliest instance on the same host, waiting (for its `after` or its resource's turn)
+    /// only for members of the chain, that no trigger decides, outside any rollout, and that
+    /// `may` accepts, when the limits have room. The driver sends it behind the chain, and
+    /// the host runs it only if what is before it succeeded; if not, the driver gives it
+    /// back with `withdraw`.
     pub fn speculate(
         &mut self,
         chain: &[InstanceId],
@@ -458,7 +483,7 @@ impl Schedule {
             let Some(member) = self.entries.get(m).filter(|e| e.state == State::Running) else {
                 continue;
             };
-            for &d in &member.dependents {
+            for &d in member.dependents.iter().chain(&member.follower) {
                 *waits_on_chain.entry(d).or_default() += 1;
             }
         }
@@ -500,10 +525,12 @@ impl Schedule {
             return out;
         }
         // Its dependencies may have ended while it was out: count again what it waits for.
-        let deps = self
+        // The turn before it on its resource, if any, has not passed on yet; however it
+        // ends, it never skips this one.
+        let (deps, turn) = self
             .entries
             .get(i)
-            .map(|e| e.deps.clone())
+            .map(|e| (e.deps.clone(), e.follows.is_some()))
             .unwrap_or_default();
         // Named as the ordinary path names it: the failure at the root, not a dependency
         // that was skipped for it.
@@ -522,7 +549,8 @@ impl Schedule {
         let pending = deps
             .iter()
             .filter(|&&d| !matches!(self.state(d), Some(State::Succeeded { .. })))
-            .count();
+            .count()
+            + usize::from(turn);
         if let Some(because) = failed {
             self.set_state(i, State::Waiting);
             let settled = Settled::Skipped {
@@ -797,9 +825,11 @@ impl Schedule {
         self.retire(i);
     }
 
-    /// Bookkeeping for an instance that has just settled: counts, and rollout batches that open.
+    /// Bookkeeping for an instance that has just settled: counts, its resource's turn, and
+    /// rollout batches that open.
     fn retire(&mut self, i: usize) {
         self.unsettled = self.unsettled.saturating_sub(1);
+        self.pass_turn(i);
         let Some((r, batch)) = self.entries.get(i).and_then(|e| e.rollout) else {
             return;
         };
@@ -813,6 +843,37 @@ impl Schedule {
                 self.set_state(h, State::Queued);
                 self.queue.push_back(h);
             }
+        }
+    }
+
+    /// `i` has settled: the instance after it on its resource may go. When `i` settled
+    /// before its own turn came (skipped or cancelled while the one before it had not ended),
+    /// the one after it waits for that one instead, so a resource never has two instances
+    /// running. Runs once per instance (from `retire`), so links only ever join instances
+    /// whose turn has not passed on.
+    fn pass_turn(&mut self, i: usize) {
+        let Some(entry) = self.entries.get_mut(i) else {
+            return;
+        };
+        let (before, next) = (entry.follows.take(), entry.follower.take());
+        if let Some(earlier) = before.and_then(|b| self.entries.get_mut(b)) {
+            earlier.follower = next;
+        }
+        let Some(n) = next else {
+            return;
+        };
+        let Some(later) = self.entries.get_mut(n) else {
+            return;
+        };
+        later.follows = before;
+        // A running one was sent ahead behind `i` (`speculate`); `withdraw` counts again.
+        if before.is_some() || later.state != State::Waiting {
+            return;
+        }
+        later.pending = later.pending.saturating_sub(1);
+        if later.pending == 0 {
+            later.state = State::Queued;
+            self.queue.push_back(n);
         }
     }
 }
@@ -848,6 +909,7 @@ mod tests {
             after: ids(after),
             only_if_changed: None,
             rollout: None,
+            resource: None,
         }
     }
 
@@ -1164,6 +1226,131 @@ mod tests {
         };
         assert_eq!(b, vec![(id("h/w/b"), skipped.clone())]);
         assert_eq!(c, vec![(id("h/w/c"), skipped)]);
+        assert!(s.is_done());
+    }
+
+    /// An instance of `text` managing `resource`.
+    fn on(resource: &str, text: &str, after: &[&str]) -> Node {
+        Node {
+            resource: Some(resource.to_owned()),
+            ..node(text, after)
+        }
+    }
+
+    #[test]
+    fn edits_of_one_path_take_turns_in_the_order_given_and_a_failure_skips_none() {
+        let nodes = vec![
+            node("h/w/seed", &[]),
+            on("/f", "h/w/l1", &["h/w/seed"]),
+            on("/f", "h/w/l2", &["h/w/seed"]),
+            on("/f", "h/w/l3", &["h/w/seed"]),
+            on("/g", "h/w/other", &["h/w/seed"]),
+            on("/f", "h/w/b1", &["h/w/seed"]),
+            on("/f", "g/w/l1", &[]),
+        ];
+        for seed in 0..20 {
+            let mut s = schedule(nodes.clone(), 8, 8, false);
+            let run = drive(&mut s, script(&["h/w/l2"], &[]), shuffled(seed));
+            check_turns(&nodes, &run).unwrap();
+            expect![[r#"
+                g/w/l1 ok
+                h/w/b1 ok
+                h/w/l1 ok
+                h/w/l2 failed
+                h/w/l3 ok
+                h/w/other ok
+                h/w/seed ok
+            "#]]
+            .assert_eq(&run.summary());
+            let order: Vec<String> = run
+                .start_order()
+                .into_iter()
+                .filter(|i| i.starts_with("h/w/l") || i.starts_with("h/w/b"))
+                .collect();
+            assert_eq!(order, ["h/w/l1", "h/w/l2", "h/w/l3", "h/w/b1"]);
+        }
+        // Another host's edit of the same path and another path of this host do not wait.
+        let mut s = schedule(nodes, 8, 8, false);
+        assert_eq!(started(&mut s), ["h/w/seed", "g/w/l1"]);
+        finish_ok(&mut s, "h/w/seed");
+        assert_eq!(started(&mut s), ["h/w/l1", "h/w/other"]);
+    }
+
+    #[test]
+    fn a_turn_skipped_early_goes_back_to_the_one_still_running_before_it() {
+        let mut s = schedule(
+            vec![
+                on("/f", "h/w/a", &[]),
+                node("h/w/x", &[]),
+                on("/f", "h/w/b", &["h/w/x"]),
+                on("/f", "h/w/c", &[]),
+            ],
+            8,
+            8,
+            false,
+        );
+        assert_eq!(started(&mut s), ["h/w/a", "h/w/x"]);
+        let skipped = s.finish(&id("h/w/x"), FAILED);
+        assert_eq!(
+            skipped,
+            [(
+                id("h/w/b"),
+                Settled::Skipped {
+                    because: id("h/w/x")
+                }
+            )]
+        );
+        // `b` is out of the way, but `a` still runs: `c` waits for it.
+        assert!(started(&mut s).is_empty());
+        finish_ok(&mut s, "h/w/a");
+        assert_eq!(started(&mut s), ["h/w/c"]);
+        finish_ok(&mut s, "h/w/c");
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn the_next_turn_is_sent_ahead_behind_its_predecessor_and_not_skipped_with_it() {
+        let mut s = schedule(
+            vec![
+                on("/f", "h/w/a", &[]),
+                on("/f", "h/w/b", &[]),
+                on("/f", "h/w/c", &[]),
+            ],
+            8,
+            8,
+            false,
+        );
+        assert_eq!(started(&mut s), ["h/w/a"]);
+        // `b` waits only for `a`'s turn: it may go behind it in the same shell, and `c`
+        // behind `b`, never beside them.
+        assert_eq!(s.speculate(&ids(&["h/w/a"]), |_| true), Some(id("h/w/b")));
+        assert_eq!(
+            s.speculate(&ids(&["h/w/a", "h/w/b"]), |_| true),
+            Some(id("h/w/c"))
+        );
+        // `a` fails: the host skips what was behind it; both are queued again, in turn.
+        assert!(s.finish(&id("h/w/a"), FAILED).is_empty());
+        assert!(s.withdraw(&id("h/w/b")).is_empty());
+        assert!(s.withdraw(&id("h/w/c")).is_empty());
+        assert_eq!(started(&mut s), ["h/w/b"]);
+        s.finish(&id("h/w/b"), OK);
+        assert_eq!(started(&mut s), ["h/w/c"]);
+        s.finish(&id("h/w/c"), OK);
+        assert!(s.is_done());
+    }
+
+    /// 1,000 hosts × 50 edits of one file each, no `after` at all.
+    #[test]
+    fn fifty_thousand_edits_of_one_file_per_host_run_one_at_a_time_per_host() {
+        let nodes: Vec<Node> = (0..1_000)
+            .flat_map(|h| (0..50).map(move |t| on("/etc/hosts", &format!("h{h}/w/t{t}"), &[])))
+            .collect();
+        let mut s = schedule(nodes, 32, 4, false);
+        let run = drive(&mut s, script(&["h7/w/t10"], &[]), shuffled(42));
+        assert_eq!(run.ended.len(), 50_000);
+        assert_eq!(run.started.len(), 50_000, "a failure skips no turn");
+        assert_eq!(run.max_per_host, 1);
+        assert_eq!(run.max_running, 32);
         assert!(s.is_done());
     }
 
@@ -1863,7 +2050,8 @@ mod tests {
     /// it runs (0 fails, 1 succeeds without change, else changes), and whether it is triggered.
     type Spec = (usize, Vec<prop::sample::Index>, u8, bool);
 
-    fn random_nodes(specs: &[Spec], rollout: Option<u32>) -> Vec<Node> {
+    /// `resources` gives each instance (by position) a resource or none.
+    fn random_nodes(specs: &[Spec], rollout: Option<u32>, resources: &[Option<u8>]) -> Vec<Node> {
         let mut nodes: Vec<Node> = Vec::new();
         for (i, (host, deps, _, trigger)) in specs.iter().enumerate() {
             let mut after: Vec<InstanceId> = Vec::new();
@@ -1888,6 +2076,11 @@ mod tests {
                 only_if_changed: (*trigger && !after.is_empty()).then(|| after.clone()),
                 after,
                 rollout: slot,
+                resource: resources
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .map(|r| format!("/r{r}")),
             });
         }
         nodes
@@ -1897,6 +2090,7 @@ mod tests {
         prop_assert_eq!(run.ended.len(), nodes.len());
         prop_assert!(run.max_running <= limits.parallelism.max(1));
         prop_assert!(run.max_per_host <= limits.per_host.max(1));
+        check_turns(nodes, run)?;
         for n in nodes {
             let (end, ending) = &run.ended[&n.id];
             if let Some(&start) = run.started.get(&n.id) {
@@ -1957,6 +2151,27 @@ mod tests {
         Ok(())
     }
 
+    /// Instances of a host that share a resource start only once every one given before
+    /// them has ended, whatever its outcome.
+    fn check_turns(nodes: &[Node], run: &Run) -> Result<(), TestCaseError> {
+        for (k, n) in nodes.iter().enumerate() {
+            let (Some(resource), Some(&start)) = (&n.resource, run.started.get(&n.id)) else {
+                continue;
+            };
+            for m in nodes.iter().take(k) {
+                if m.id.host == n.id.host && m.resource.as_ref() == Some(resource) {
+                    prop_assert!(
+                        run.ended[&m.id].0 < start,
+                        "{} started before {} (same resource) ended",
+                        n.id,
+                        m.id
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -1969,9 +2184,10 @@ mod tests {
             per_host in 0..4usize,
             fail_fast in any::<bool>(),
             rollout in prop::option::of(0..3u32),
+            resources in prop::collection::vec(prop::option::weighted(0.8, 0..2u8), 40),
             seed in any::<u64>(),
         ) {
-            let nodes = random_nodes(&specs, rollout);
+            let nodes = random_nodes(&specs, rollout, &resources);
             let fates: BTreeMap<InstanceId, u8> = nodes.iter().zip(&specs).map(|(n, s)| (n.id.clone(), s.2)).collect();
             let limits = Limits { parallelism, per_host };
             let mut s = Schedule::new(nodes.clone(), limits, ScheduleOptions { fail_fast });

@@ -1,10 +1,11 @@
 //! Sending a host's chain of tasks ahead of their results.
 //!
-//! When instance B needs only A, on the same host, and A is one operation whose exit status
-//! says whether it succeeded (`task::is_one_operation`), B is started while A still runs:
-//! its first operation goes into the same remote shell right behind A's, and the host runs
-//! it only if A's exited 0 (`transport::ssh::chain`). The host then works through the chain
-//! back to back; drover records the outcomes as they come back, in chain order.
+//! When instance B needs only A (or waits only for A's turn on a path they share, decision
+//! 0021), on the same host, and A is one operation whose exit status says whether it
+//! succeeded (`task::is_one_operation`), B is started while A still runs: its first operation
+//! goes into the same remote shell right behind A's, and the host runs it only if A's exited
+//! 0 (`transport::ssh::chain`). The host then works through the chain back to back; drover
+//! records the outcomes as they come back, in chain order.
 //!
 //! What still holds: an outcome is durable before the outcome of anything sent behind it is
 //! recorded or reported (`Order`), and before anything that depends on it is started in the

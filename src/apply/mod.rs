@@ -456,8 +456,10 @@ impl Driver {
         Ok(progressed)
     }
 
-    /// Schedule nodes: planned instances with their in-plan dependencies; stale ones are
-    /// settled as failures before anything starts, so their dependents are skipped.
+    /// Schedule nodes, in plan order: planned instances with their in-plan dependencies and
+    /// the path they manage (instances of a host that manage the same path take turns in
+    /// that order); stale ones are settled as failures before anything starts, so their
+    /// dependents are skipped.
     fn nodes(&mut self, request: &Request<'_>) -> Vec<Node> {
         let mut nodes = Vec::with_capacity(request.plan.changes.len());
         for change in &request.plan.changes {
@@ -467,6 +469,10 @@ impl Driver {
                 after: change.after.clone(),
                 only_if_changed,
                 rollout: request.rollout.get(&change.id).cloned(),
+                resource: self
+                    .instances
+                    .get(&change.id)
+                    .and_then(|i| crate::claim::turn(i)),
             });
             if let Some(why) = request.stale.get(&change.id) {
                 self.reports.insert(

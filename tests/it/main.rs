@@ -15,6 +15,7 @@
 //! * `openrc.rs`: `service` tasks under OpenRC, through fake `rc-service`/`rc-update`;
 //! * `provenance.rs`: what a run records about who started it and from which git commit;
 //! * `facts.rs`: host facts in templates and `when`, their cache and `--refresh`;
+//! * `shared_paths.rs`: tasks of one host that manage the same path take turns, or are refused;
 //! * `fuzz.rs`: mutated manifests and state files, for `DROVER_FUZZ_SECS` (60) seconds.
 #![allow(
     clippy::unwrap_used,
@@ -46,6 +47,7 @@ mod paths;
 mod plan;
 mod provenance;
 mod schemas;
+mod shared_paths;
 mod store;
 mod system;
 mod tidy;

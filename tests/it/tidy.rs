@@ -43,6 +43,7 @@ const CORE: &[&str] = &[
     "run.rs",
     "plan/",
     "schedule.rs",
+    "claim.rs",
     "backoff.rs",
     "drift/",
     "edit.rs",
