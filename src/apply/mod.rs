@@ -522,7 +522,7 @@ impl Driver {
             let (status, error, event) = match &how {
                 Settled::Skipped { because } => (
                     InstanceStatus::Skipped,
-                    Some(format!("skipped: {because} did not succeed")),
+                    Some(format!("{because} did not succeed")),
                     Some(EventKind::InstanceSkipped {
                         id: id.clone(),
                         because: because.clone(),
@@ -533,21 +533,21 @@ impl Driver {
                     InstanceStatus::Cancelled,
                     Some(match reason {
                         crate::schedule::CancelReason::FailFast => {
-                            "cancelled: --fail-fast after a failure".to_owned()
+                            "--fail-fast stopped the run after a failure".to_owned()
                         }
                         crate::schedule::CancelReason::Interrupted => {
-                            "cancelled: the apply was interrupted".to_owned()
+                            "the apply was interrupted".to_owned()
                         }
                         crate::schedule::CancelReason::RolloutStopped {
                             workflow,
                             failed_hosts,
                         } => {
                             format!(
-                                "cancelled: the rollout of {workflow} stopped after {failed_hosts} failed hosts"
+                                "the rollout of {workflow} stopped after {failed_hosts} failed hosts"
                             )
                         }
                         crate::schedule::CancelReason::Deadlock => {
-                            "cancelled: its dependencies can never finish".to_owned()
+                            "its dependencies can never finish".to_owned()
                         }
                     }),
                     None,

@@ -597,9 +597,13 @@ fn describe_cycle(path: &[&str]) -> String {
     parts.join(" → ")
 }
 
+/// Names in backticks, each once (a workflow may list a name twice: that is reported
+/// on its own).
 fn quoted(names: &[&str]) -> String {
+    let mut seen = std::collections::BTreeSet::new();
     names
         .iter()
+        .filter(|n| seen.insert(**n))
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(", ")

@@ -1230,7 +1230,7 @@ pub fn local_field_error(field: &str, at: Location) -> Diagnostic {
         format!("`{field}` has no meaning with `transport: local`"),
     )
     .at(at)
-    .with_label("ignored for a local host")
+    .with_label("not for a local host")
     .with_help("remove it, or remove `transport: local` to reach this host over SSH")
 }
 

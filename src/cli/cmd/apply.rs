@@ -332,7 +332,8 @@ async fn print_console(mut rx: mpsc::Receiver<ConsoleEvent>, config: Config, tot
                 let _ = writeln!(line, "{mark} {id} {}: {summary}", status.as_str());
             }
             ConsoleEvent::Draining { running } => {
-                let _ = writeln!(line, "waiting for {running} running tasks");
+                let tasks = if running == 1 { "task" } else { "tasks" };
+                let _ = writeln!(line, "waiting for {running} running {tasks}");
             }
             ConsoleEvent::Stopping { by_term: false } => {
                 bar.note("\nStopping: no new tasks will start; running ones finish and are recorded. Press Ctrl-C again to kill them.\n");

@@ -438,8 +438,11 @@ fn forget(
         if !std::io::stdin().is_terminal() {
             return Err(Error::Usage {
                 message: format!(
-                    "refusing to forget {} instances without confirmation",
-                    chosen.len()
+                    "refusing to forget {} without confirmation",
+                    match chosen.len() {
+                        1 => "1 instance".to_owned(),
+                        n => format!("{n} instances"),
+                    }
                 ),
                 help: "pass --yes to confirm from a script".to_owned(),
             });
