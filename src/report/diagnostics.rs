@@ -118,12 +118,6 @@ fn snippet(
     let line = text.get(line_start..line_end).unwrap_or_default();
     let bar = style.gutter("|");
     let _ = writeln!(out, "{:width$} {bar}", "");
-    let _ = writeln!(
-        out,
-        "{} {bar} {}",
-        style.gutter(&format!("{:>width$}", lc.line)),
-        expand_tabs(line)
-    );
     let start_col = expand_tabs(
         text.get(line_start..location.span.start)
             .unwrap_or_default(),
@@ -135,6 +129,12 @@ fn snippet(
         .chars()
         .count()
         .max(1);
+    let (shown, start_col, len) = window(&expand_tabs(line), start_col, len);
+    let _ = writeln!(
+        out,
+        "{} {bar} {shown}",
+        style.gutter(&format!("{:>width$}", lc.line)),
+    );
     let marks: String = std::iter::repeat_n(caret, len).collect();
     let label = label.map(|l| format!(" {l}")).unwrap_or_default();
     let painted = if caret == '-' {
@@ -143,6 +143,32 @@ fn snippet(
         style.error(&format!("{marks}{label}"))
     };
     let _ = writeln!(out, "{:width$} {bar} {:start_col$}{painted}", "", "");
+}
+
+/// The widest source line shown whole; a longer one (a minified document, a 200 KB value)
+/// is cut to a window around what is pointed at.
+const MAX_SNIPPET_WIDTH: usize = 160;
+
+/// The part of `line` to show, with `…` where it was cut, and the pointed-at column and
+/// width within it.
+fn window(line: &str, start_col: usize, len: usize) -> (String, usize, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= MAX_SNIPPET_WIDTH {
+        return (line.to_owned(), start_col, len);
+    }
+    let from = start_col.saturating_sub(MAX_SNIPPET_WIDTH / 3);
+    let to = (from + MAX_SNIPPET_WIDTH).min(chars.len());
+    let mut shown = String::new();
+    if from > 0 {
+        shown.push('…');
+    }
+    shown.extend(chars.get(from..to).unwrap_or_default());
+    if to < chars.len() {
+        shown.push('…');
+    }
+    let col = start_col - from + usize::from(from > 0);
+    let len = len.min(to.saturating_sub(start_col)).max(1);
+    (shown, col, len)
 }
 
 /// A source line as it may reach a terminal: tabs expanded, other control characters (and
@@ -245,6 +271,20 @@ mod tests {
 
     use super::*;
     use crate::source::{JsonPointer, SourceFile, Span};
+
+    #[test]
+    fn a_long_line_is_cut_to_a_window_around_what_is_pointed_at() {
+        let line = format!("{}X{}", "a".repeat(1000), "b".repeat(1000));
+        let (shown, col, len) = window(&line, 1000, 1);
+        assert_eq!(shown.chars().count(), MAX_SNIPPET_WIDTH + 2, "with an ellipsis each side");
+        assert!(shown.starts_with('…') && shown.ends_with('…'));
+        assert_eq!(shown.chars().nth(col), Some('X'));
+        assert_eq!(len, 1);
+        // A span longer than the window is marked to its edge.
+        let (_, col, len) = window(&line, 10, 2000);
+        assert_eq!((col, len), (10, MAX_SNIPPET_WIDTH - 10));
+        assert_eq!(window("short", 1, 2), ("short".to_owned(), 1, 2));
+    }
 
     #[test]
     fn renders_a_snippet_with_caret_pointer_and_help() {
