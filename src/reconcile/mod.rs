@@ -81,7 +81,7 @@ impl Error {
             ) => error.help(),
             Error::ReadOnly => Some("apply where the state file is (the daemon applies on merge)".to_owned()),
             Error::Facts { .. } => Some(
-                "templates or `when` on these hosts use `host.facts`, and nothing was planned without them; make the hosts reachable and run again".to_owned(),
+                "templates or `when` on these hosts use `host.facts`, so nothing was done without them; make the hosts reachable and run again".to_owned(),
             ),
             Error::Runtime { .. } | Error::Apply(_) | Error::Invalid => None,
         }
