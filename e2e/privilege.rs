@@ -56,11 +56,24 @@ pub fn sudoers() -> bool {
 
 /// `drover apply` on `dir`: whether it succeeded, and everything it printed.
 fn apply(dir: &std::path::Path) -> (bool, String) {
+    let (ok, text, _) = apply_with_report(dir);
+    (ok, text)
+}
+
+/// `drover apply --report` on `dir`: whether it succeeded, everything it printed, and the
+/// report.
+fn apply_with_report(dir: &std::path::Path) -> (bool, String, serde_json::Value) {
+    let report = dir.join("report.json");
+    let _ = std::fs::remove_file(&report);
     let out = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["apply", "--auto-approve", "--color", "never"])
+        .args(["apply", "--auto-approve", "--color", "never", "--report"])
+        .arg(&report)
         .arg(dir)
         .output()
         .unwrap();
+    let report = std::fs::read_to_string(&report).map_or(serde_json::Value::Null, |text| {
+        serde_json::from_str(&text).unwrap()
+    });
     (
         out.status.success(),
         format!(
@@ -68,6 +81,7 @@ fn apply(dir: &std::path::Path) -> (bool, String) {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ),
+        report,
     )
 }
 
@@ -127,25 +141,12 @@ fn a_become_sudo_refuses_fails_once_on_either_path_without_a_retry() {
         r = root.display()
     );
     fleet.manifests(dir.path(), &workflow);
-    let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["apply", "--auto-approve", "--color", "never", "--report"])
-        .arg(&report)
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{text}");
+    let (ok, text, report) = apply_with_report(dir.path());
+    assert!(!ok, "{text}");
     assert!(
         text.contains("would not run commands as drover-nosuch"),
         "{text}"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     for name in ["cmd", "big"] {
         let instance = report["instances"]
             .as_array()
@@ -241,26 +242,13 @@ fn a_login_whose_shell_refuses_to_start_fails_once_without_a_retry() {
         })
         .collect();
     std::fs::write(&hosts, yaml).unwrap();
-    let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["apply", "--auto-approve", "--color", "never", "--report"])
-        .arg(&report)
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{text}");
+    let (ok, text, report) = apply_with_report(dir.path());
+    assert!(!ok, "{text}");
     assert!(
         text.contains("cannot log in to a shell on host-1")
             && text.contains("the login shell ended before it ran anything (exit status 1)")
             && text.contains("This account is currently not available"),
         "{text}"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["instances"][0]["attempts"], 1, "{report}");
 }

@@ -276,7 +276,11 @@ mod tests {
     fn a_long_line_is_cut_to_a_window_around_what_is_pointed_at() {
         let line = format!("{}X{}", "a".repeat(1000), "b".repeat(1000));
         let (shown, col, len) = window(&line, 1000, 1);
-        assert_eq!(shown.chars().count(), MAX_SNIPPET_WIDTH + 2, "with an ellipsis each side");
+        assert_eq!(
+            shown.chars().count(),
+            MAX_SNIPPET_WIDTH + 2,
+            "with an ellipsis each side"
+        );
         assert!(shown.starts_with('…') && shown.ends_with('…'));
         assert_eq!(shown.chars().nth(col), Some('X'));
         assert_eq!(len, 1);

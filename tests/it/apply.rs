@@ -16,6 +16,20 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Gives the host a secret variable `pw`, read from `pw.txt` (holding `value`).
+    fn secret_pw(&self, value: impl AsRef<[u8]>) {
+        std::fs::write(self.dir().join("pw.txt"), value).unwrap();
+        let hosts = std::fs::read_to_string(self.dir().join("hosts.yaml")).unwrap();
+        std::fs::write(
+            self.dir().join("hosts.yaml"),
+            hosts.replace(
+                "vars: {dir:",
+                "vars: {pw: {valueFrom: {file: pw.txt}}, dir:",
+            ),
+        )
+        .unwrap();
+    }
+
     fn new(workflow_tasks: &str) -> Scratch {
         let scratch = Scratch {
             manifests: tempfile::tempdir().unwrap(),
@@ -610,16 +624,7 @@ fn secrets_stay_masked_in_live_output_reports_and_the_state_file() {
     );
     // The secret holds a quote, so its shell-quoted form differs from the value itself.
     let secret = "s3cr3t'PW-7781";
-    std::fs::write(s.dir().join("pw.txt"), format!("{secret}\n")).unwrap();
-    let hosts = std::fs::read_to_string(s.dir().join("hosts.yaml")).unwrap();
-    std::fs::write(
-        s.dir().join("hosts.yaml"),
-        hosts.replace(
-            "vars: {dir:",
-            "vars: {pw: {valueFrom: {file: pw.txt}}, dir:",
-        ),
-    )
-    .unwrap();
+    s.secret_pw(format!("{secret}\n"));
     let (run, report) = s.apply_with_report();
     let run = run.expect_code(0);
     let everything = format!("{}{}{report}", run.stdout(), run.stderr());
@@ -884,16 +889,7 @@ fn issue_9_values_derived_from_a_secret_never_show_and_files_holding_them_are_06
       file: {path: "{{ dir }}/{{ pw[0:6] | lower }}.key", content: "k\n"}
 "#,
     );
-    std::fs::write(s.dir().join("pw.txt"), "s3cr3tPW-7781\n").unwrap();
-    let hosts = std::fs::read_to_string(s.dir().join("hosts.yaml")).unwrap();
-    std::fs::write(
-        s.dir().join("hosts.yaml"),
-        hosts.replace(
-            "vars: {dir:",
-            "vars: {pw: {valueFrom: {file: pw.txt}}, dir:",
-        ),
-    )
-    .unwrap();
+    s.secret_pw("s3cr3tPW-7781\n");
     let leaks = |text: &str| {
         ["S3CR3T", "S3cr3t", "cr3tPW-", "s3cr3t"]
             .iter()
@@ -1042,16 +1038,7 @@ fn a_secret_spelled_out_letter_by_letter_is_masked_whole_and_other_words_are_lef
       run: "echo {{ pw | join(' ') }}; echo status 3 set -e; exit 3"
 "#,
     );
-    std::fs::write(s.dir().join("pw.txt"), "SuperSecretXyz123\n").unwrap();
-    let hosts = std::fs::read_to_string(s.dir().join("hosts.yaml")).unwrap();
-    std::fs::write(
-        s.dir().join("hosts.yaml"),
-        hosts.replace(
-            "vars: {dir:",
-            "vars: {pw: {valueFrom: {file: pw.txt}}, dir:",
-        ),
-    )
-    .unwrap();
+    s.secret_pw("SuperSecretXyz123\n");
     let (run, report) = s.apply_with_report();
     let run = run.expect_code(1);
     let everything = format!("{}{}{report}", run.stdout(), run.stderr());
