@@ -17,6 +17,14 @@ const EDITS: &str = r#"    - name: seed
 const BLOCK: &str = "# BEGIN drover box/app/b1\nblk\n# END drover box/app/b1\n";
 
 /// Forgets every run and removes `name`, so the next apply starts from nothing.
+/// `id status` per applied instance, in the order applied.
+fn statuses(report: &serde_json::Value) -> Vec<String> {
+    outcomes(report)
+        .iter()
+        .map(|o| o.split(':').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
 fn start_over(area: &Area, name: &str) {
     let _ = std::fs::remove_dir_all(area.manifests.path().join(".drover"));
     let _ = std::fs::remove_file(area.path(name));
@@ -29,10 +37,7 @@ fn four_edits_of_one_file_all_land_in_manifest_order_run_after_run() {
         start_over(&area, "f.conf");
         let (run, report) = area.apply(&[]);
         run.expect_code(0);
-        let statuses: Vec<String> = outcomes(&report)
-            .iter()
-            .map(|o| o.split(':').next().unwrap_or_default().to_owned())
-            .collect();
+        let statuses = statuses(&report);
         assert_eq!(
             statuses,
             [
@@ -74,10 +79,7 @@ fn edits_without_needs_take_turns_and_a_failed_one_skips_none_of_the_others() {
         start_over(&area, "g.conf");
         let (run, report) = area.apply(&[]);
         run.expect_code(1);
-        let statuses: Vec<String> = outcomes(&report)
-            .iter()
-            .map(|o| o.split(':').next().unwrap_or_default().to_owned())
-            .collect();
+        let statuses = statuses(&report);
         assert_eq!(
             statuses,
             [
