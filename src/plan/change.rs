@@ -95,6 +95,9 @@ pub enum Reason {
     Drift { summary: String },
     /// Recorded but no longer in the manifests.
     NoLongerDesired { has_undo: bool },
+    /// Recorded with an `undo`, but its host is no longer in the manifests either: nothing
+    /// says how to reach it, so the undo cannot run and the apply fails the removal.
+    HostGone,
     /// `--replace` or `--force` asked for it.
     Forced,
     /// Its `undo` or `check` changed, and nothing else.
@@ -143,6 +146,7 @@ impl Reason {
             Reason::NoLongerDesired { has_undo: false } => {
                 "no longer desired; no undo recorded, so it is only forgotten".to_owned()
             }
+            Reason::HostGone => "no longer desired, and its host is gone from the manifests: its undo cannot run, so the apply fails it (run the undo by hand if needed, then `drover state forget`)".to_owned(),
             Reason::Forced => "replacement requested".to_owned(),
             Reason::SpecWithheld => {
                 "a secret went into what was applied; its hash is not served, so it cannot be compared here".to_owned()

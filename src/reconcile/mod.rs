@@ -205,6 +205,25 @@ type Planned = (
     BTreeMap<InstanceId, crate::state::InstanceDetail>,
 );
 
+/// A removal with an `undo` whose host left the manifests cannot run it (nothing says how to
+/// reach the host any more): the plan says so, as the apply will.
+fn mark_hosts_gone(
+    plan: &mut crate::plan::Plan,
+    hosts: &BTreeMap<crate::model::meta::HostName, crate::model::desired::Host>,
+) {
+    use crate::plan::change::{ChangeKind, Reason};
+    for change in &mut plan.changes {
+        if change.kind != ChangeKind::Remove || hosts.contains_key(&change.id.host) {
+            continue;
+        }
+        for reason in &mut change.reasons {
+            if *reason == (Reason::NoLongerDesired { has_undo: true }) {
+                *reason = Reason::HostGone;
+            }
+        }
+    }
+}
+
 /// Plans (or checks a saved plan) against one reading of the recorded state, and reads the
 /// details of what the plan changes.
 fn plan_from(
@@ -329,7 +348,7 @@ impl Session {
         };
         // One read transaction (or one snapshot): the plan and the details it shows see the
         // same state.
-        let (plan, stale, recorded_details) = match &self.snapshot {
+        let (mut plan, stale, recorded_details) = match &self.snapshot {
             Some(snapshot) => plan_from(&snapshot.as_ref(), resolved, source)?,
             None => self
                 .store
@@ -339,6 +358,9 @@ impl Session {
             return Err(Error::Unmatched {
                 targets: plan.unmatched.clone(),
             });
+        }
+        if let Some(desired) = evaluation.desired.as_ref() {
+            mark_hosts_gone(&mut plan, &desired.hosts);
         }
         let desired = desired_details(&plan, resolved);
         Ok(Round {

@@ -1051,3 +1051,53 @@ fn a_secret_spelled_out_letter_by_letter_is_masked_whole_and_other_words_are_lef
         "{everything}"
     );
 }
+
+#[test]
+fn the_undo_of_a_task_whose_host_left_the_manifests_is_planned_as_failing_as_it_does() {
+    let s = Scratch::new(
+        "    - {name: scratch, run: \"touch {{ dir }}/s\", undo: \"rm -f {{ dir }}/s\"}\n",
+    );
+    s.apply().expect_code(0);
+    // The host goes (another takes its place), and its task with it.
+    for (file, from, to) in [
+        ("hosts.yaml", "name: box", "name: other"),
+        ("app.yaml", "[box]", "[other]"),
+    ] {
+        let path = s.dir().join(file);
+        let text = std::fs::read_to_string(&path).unwrap().replace(from, to);
+        std::fs::write(&path, text).unwrap();
+    }
+    let app = s.dir().join("app.yaml");
+    let text = std::fs::read_to_string(&app).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.contains("name: scratch"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        &app,
+        format!("{kept}    - {{name: other, run: \"true\"}}\n"),
+    )
+    .unwrap();
+    let plan = Drover::new()
+        .args(["plan", "--color", "never"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    assert!(
+        plan.stdout()
+            .contains("its host is gone from the manifests: its undo cannot run"),
+        "{}",
+        plan.stdout()
+    );
+    let (run, report) = s.apply_with_report();
+    run.expect_code(1);
+    let removal = report["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "box/app/scratch")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(removal["status"], "failed", "{report:#}");
+    assert!(s.file("s").exists(), "the undo did not run");
+}
