@@ -1069,14 +1069,16 @@ fn the_undo_of_a_task_whose_host_left_the_manifests_is_planned_as_failing_as_it_
     }
     let app = s.dir().join("app.yaml");
     let text = std::fs::read_to_string(&app).unwrap();
-    let kept: String = text
+    let kept: Vec<&str> = text
         .lines()
         .filter(|l| !l.contains("name: scratch"))
-        .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(
         &app,
-        format!("{kept}    - {{name: other, run: \"true\"}}\n"),
+        format!(
+            "{}\n    - {{name: other, run: \"true\"}}\n",
+            kept.join("\n")
+        ),
     )
     .unwrap();
     let plan = Drover::new()
