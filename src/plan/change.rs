@@ -95,6 +95,9 @@ pub enum Reason {
     Drift { summary: String },
     /// Recorded but no longer in the manifests.
     NoLongerDesired { has_undo: bool },
+    /// In a saved plan being applied, its inputs changed since the plan was saved: it is
+    /// refused, not applied.
+    Stale { why: String },
     /// Recorded with an `undo`, but its host is no longer in the manifests either: nothing
     /// says how to reach it, so the undo cannot run and the apply fails the removal.
     HostGone,
@@ -145,6 +148,9 @@ impl Reason {
             }
             Reason::NoLongerDesired { has_undo: false } => {
                 "no longer desired; no undo recorded, so it is only forgotten".to_owned()
+            }
+            Reason::Stale { why } => {
+                format!("stale: {why} since the plan was saved; it will not be applied")
             }
             Reason::HostGone => "no longer desired, and its host is gone from the manifests: its undo cannot run, so the apply fails it (run the undo by hand if needed, then `drover state forget`)".to_owned(),
             Reason::Forced => "replacement requested".to_owned(),

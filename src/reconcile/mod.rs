@@ -362,7 +362,17 @@ impl Session {
         if let Some(desired) = evaluation.desired.as_ref() {
             mark_hosts_gone(&mut plan, &desired.hosts);
         }
-        let desired = desired_details(&plan, resolved);
+        let mut desired = desired_details(&plan, resolved);
+        // A stale instance of a saved plan is shown as refused, without what the manifests
+        // say now (that was not reviewed, and will not be applied).
+        for refused in &stale {
+            if let Some(change) = plan.changes.iter_mut().find(|c| c.id == refused.id) {
+                change.reasons = vec![crate::plan::change::Reason::Stale {
+                    why: refused.why.to_owned(),
+                }];
+            }
+            desired.remove(&refused.id);
+        }
         Ok(Round {
             dir: dir.to_owned(),
             evaluation,

@@ -492,6 +492,8 @@ fn a_saved_plan_applies_exactly_and_refuses_stale_instances() {
         "{}",
         run.stdout()
     );
+    // What the manifests say now was never reviewed: it is not shown as if planned.
+    assert!(!run.stdout().contains("port = 1"), "{}", run.stdout());
     // Applied once more, nothing in it can run: refused up front, and no run is recorded.
     let runs = |s: &Scratch| {
         let history = Drover::new()
