@@ -498,26 +498,56 @@ fn service_name(name: &str) -> Result<(), Invalid> {
 }
 
 /// The pieces of `out` that differ from `blind` (character by character): what secrets
-/// became in a rendering.
-fn differing_pieces(blind: &str, out: &str) -> Vec<String> {
-    // Runs of inserted characters this close together are one piece: a secret spelled out
-    // (`| join(' ')`) or sharing a letter with its stand-in is still masked as one.
+/// became in a rendering. Runs of inserted characters at most two apart form one piece (a
+/// secret spelled out with `| join(' ')`, or sharing a letter with its stand-in); each piece
+/// comes with the runs it joined, when it joined several (two secrets side by side, each of
+/// which must stay masked on its own).
+fn differing_pieces(blind: &str, out: &str) -> Vec<Piece> {
     const JOIN_GAP: usize = 2;
     let (blind, out): (Vec<char>, Vec<char>) = (blind.chars().collect(), out.chars().collect());
-    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut spans: Vec<Vec<(usize, usize)>> = Vec::new();
     for edit in crate::text_diff::diff(&blind, &out) {
         if edit.op != crate::text_diff::Op::Insert {
             continue;
         }
+        let at = edit.new;
         match spans.last_mut() {
-            Some((_, end)) if edit.new <= *end + JOIN_GAP => *end = edit.new + 1,
-            _ => spans.push((edit.new, edit.new + 1)),
+            Some(runs) => match runs.last_mut() {
+                Some((_, end)) if at == *end => *end = at + 1,
+                Some((_, end)) if at <= *end + JOIN_GAP => runs.push((at, at + 1)),
+                _ => spans.push(vec![(at, at + 1)]),
+            },
+            None => spans.push(vec![(at, at + 1)]),
         }
     }
+    let text = |(start, end): (usize, usize)| -> String {
+        out.get(start..end).unwrap_or_default().iter().collect()
+    };
     spans
         .into_iter()
-        .map(|(start, end)| out.get(start..end).unwrap_or_default().iter().collect())
+        .map(|runs| {
+            let whole = (
+                runs.first().map_or(0, |r| r.0),
+                runs.last().map_or(0, |r| r.1),
+            );
+            Piece {
+                whole: text(whole),
+                runs: if runs.len() > 1 {
+                    runs.into_iter().map(text).collect()
+                } else {
+                    Vec::new()
+                },
+            }
+        })
         .collect()
+}
+
+/// One piece of a rendering that a secret became: see `differing_pieces`.
+#[derive(Debug, PartialEq, Eq)]
+struct Piece {
+    whole: String,
+    /// The runs it joined, when more than one.
+    runs: Vec<String>,
 }
 
 /// The variables a template context holds, and which of them are secrets.
@@ -1327,13 +1357,17 @@ impl Renderer<'_, '_> {
         }
         // What differs from the stand-in rendering is what the secrets became (`| upper`,
         // a slice): each such piece is masked wherever it appears, in the output of the
-        // commands too, and the whole value as well. Pieces shorter than a secret worth
-        // searching for (the letters of `| join(' ')`) are left out: each hides nothing on
-        // its own, and masking every such word (`-e`, `status 3`) would garble all output;
-        // the value they make up is masked whole.
+        // commands too, and the whole value as well. A piece made of several runs is masked
+        // whole, and each of its runs long enough to be worth searching for on its own; its
+        // shorter runs (the letters of `| join(' ')`) are not: each hides nothing alone, and
+        // masking every such word (`-e`, `status 3`) would garble all output.
         for piece in differing_pieces(&blind, out) {
-            if piece.chars().count() >= crate::secret::MIN_SUBSTRING_SECRET {
-                self.run.redactor.add_derived(&piece);
+            let long = |text: &String| text.chars().count() >= crate::secret::MIN_SUBSTRING_SECRET;
+            if piece.runs.is_empty() || long(&piece.whole) {
+                self.run.redactor.add_derived(&piece.whole);
+            }
+            for run in piece.runs.iter().filter(|r| long(r)) {
+                self.run.redactor.add_derived(run);
             }
         }
         self.run.redactor.add_derived(out);
@@ -2142,6 +2176,30 @@ mod tests {
         assert_eq!(relative_to("web/nginx.yaml", "../shared/x"), "shared/x");
         assert_eq!(relative_to("nginx.yaml", "../outside"), "../outside");
         assert_eq!(relative_to("web/nginx.yaml", "/etc/abs"), "/etc/abs");
+    }
+
+    #[test]
+    fn pieces_close_together_join_and_keep_their_runs() {
+        // Two secrets side by side: one piece, and each run on its own too.
+        let pieces = differing_pieces("-:-", "AKIDEXAMPLE:WJALRXUTNFEMI");
+        assert_eq!(
+            pieces,
+            [Piece {
+                whole: "AKIDEXAMPLE:WJALRXUTNFEMI".to_owned(),
+                runs: vec!["AKIDEXAMPLE".to_owned(), "WJALRXUTNFEMI".to_owned()],
+            }]
+        );
+        // A secret spelled out: one piece of one-letter runs.
+        let pieces = differing_pieces("echo ; done", "echo S u p e r; done");
+        assert_eq!(pieces.len(), 1);
+        assert_eq!(pieces[0].whole, "S u p e r");
+        // One run alone is one piece, with no runs listed.
+        let pieces = differing_pieces("pw=x rest", "pw=hunter2 rest");
+        assert!(pieces.iter().all(|p| p.runs.is_empty()), "{pieces:?}");
+        assert!(
+            pieces.iter().any(|p| p.whole.contains("unter2")),
+            "{pieces:?}"
+        );
     }
 
     #[test]

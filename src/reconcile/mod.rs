@@ -135,12 +135,17 @@ pub struct Round {
     pub desired: BTreeMap<InstanceId, InstanceDetail>,
     /// Instances of a saved plan whose inputs changed since; they are not applied.
     pub stale: Vec<Stale>,
+    /// The plan as shown, where it says more than the plan applied: stale instances of a
+    /// saved plan marked refused, removals whose undo cannot reach a host that left the
+    /// manifests. Only the reasons differ; the apply reads `plan` (its trigger reasons gate
+    /// what runs).
+    shown: Option<Plan>,
 }
 
 impl Round {
     pub fn view(&self) -> PlanView<'_> {
         PlanView {
-            plan: &self.plan,
+            plan: self.shown.as_ref().unwrap_or(&self.plan),
             desired: &self.desired,
             recorded: &self.recorded,
             redactor: self.resolved().map_or(&EMPTY_REDACTOR, |r| &r.redactor),
@@ -348,7 +353,7 @@ impl Session {
         };
         // One read transaction (or one snapshot): the plan and the details it shows see the
         // same state.
-        let (mut plan, stale, recorded_details) = match &self.snapshot {
+        let (plan, stale, recorded_details) = match &self.snapshot {
             Some(snapshot) => plan_from(&snapshot.as_ref(), resolved, source)?,
             None => self
                 .store
@@ -359,18 +364,29 @@ impl Session {
                 targets: plan.unmatched.clone(),
             });
         }
-        if let Some(desired) = evaluation.desired.as_ref() {
-            mark_hosts_gone(&mut plan, &desired.hosts);
-        }
         let mut desired = desired_details(&plan, resolved);
-        // A stale instance of a saved plan is shown as refused, without what the manifests
-        // say now (that was not reviewed, and will not be applied).
-        for refused in &stale {
-            if let Some(change) = plan.changes.iter_mut().find(|c| c.id == refused.id) {
-                change.reasons = vec![crate::plan::change::Reason::Stale {
-                    why: refused.why.to_owned(),
-                }];
+        let hosts = evaluation.desired.as_ref().map(|d| &d.hosts);
+        let host_gone = plan.changes.iter().any(|c| {
+            c.kind == crate::plan::change::ChangeKind::Remove
+                && hosts.is_some_and(|h| !h.contains_key(&c.id.host))
+        });
+        let shown = (host_gone || !stale.is_empty()).then(|| {
+            let mut shown = plan.clone();
+            if let Some(hosts) = hosts {
+                mark_hosts_gone(&mut shown, hosts);
             }
+            // A stale instance of a saved plan is shown as refused, without what the
+            // manifests say now (that was not reviewed, and will not be applied).
+            for refused in &stale {
+                if let Some(change) = shown.changes.iter_mut().find(|c| c.id == refused.id) {
+                    change.reasons = vec![crate::plan::change::Reason::Stale {
+                        why: refused.why.to_owned(),
+                    }];
+                }
+            }
+            shown
+        });
+        for refused in &stale {
             desired.remove(&refused.id);
         }
         Ok(Round {
@@ -380,6 +396,7 @@ impl Session {
             recorded: recorded_details,
             desired,
             stale,
+            shown,
         })
     }
 

@@ -509,7 +509,10 @@ impl Store {
 
     /// Marks as interrupted the runs still marked running while nobody holds the lock.
     pub fn as_seen_now(&self, runs: &mut [RunRecord]) {
-        if lock::WriterLock::holder(&self.path).is_none() {
+        // Asking who holds the lock takes it for a moment: only when it matters.
+        if runs.iter().any(|r| !r.status.is_terminal())
+            && lock::WriterLock::holder(&self.path).is_none()
+        {
             for run in runs.iter_mut().filter(|r| !r.status.is_terminal()) {
                 run.status = crate::run::RunStatus::Interrupted;
             }

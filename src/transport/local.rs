@@ -462,7 +462,7 @@ fn put_direct(file: &PutFile, serial: u64) -> Result<()> {
                         operation: "write",
                         path: file.path.clone(),
                         message: format!(
-                            "the directory {} does not exist; create it first (a directory task that this task needs)",
+                            "the directory {} does not exist: create it first (a directory task that this task needs)",
                             dir.display()
                         ),
                     };

@@ -15,7 +15,7 @@ use crate::transport::{
 /// on failure) filled from stdin.
 fn receive(path: &str) -> String {
     format!(
-        "set -e\np={}\nd=$(dirname \"$p\")\nif [ ! -d \"$d\" ]; then echo \"the directory $d does not exist; create it first (a directory task that this task needs)\" >&2; exit 1; fi\nt=$(mktemp \"$d/.drover.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n",
+        "set -e\np={}\nd=$(dirname \"$p\")\nif [ ! -d \"$d/\" ]; then if [ -e \"$d\" ]; then echo \"$d is not a directory\" >&2; else echo \"the directory $d does not exist, or this user cannot search a directory above it: create it first (a directory task that this task needs), or check the permissions above it\" >&2; fi; exit 1; fi\nt=$(mktemp \"$d/.drover.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n",
         shell_quote(path)
     )
 }

@@ -1025,7 +1025,7 @@ fn a_file_whose_directory_is_missing_says_which_and_what_to_do() {
     let error = report["instances"][0]["error"].as_str().unwrap_or_default();
     assert!(
         error.contains(
-            "/none does not exist; create it first (a directory task that this task needs)"
+            "/none does not exist: create it first (a directory task that this task needs)"
         ),
         "{report:#}"
     );
@@ -1038,6 +1038,8 @@ fn a_secret_spelled_out_letter_by_letter_is_masked_whole_and_other_words_are_lef
     let s = Scratch::new(
         r#"    - name: spell
       run: "echo {{ pw | join(' ') }}; echo status 3 set -e; exit 3"
+    - name: halves
+      run: "printf '%s\n' {{ pw[0:8] | upper }}:{{ pw[8:] | upper }} | tr : ' '"
 "#,
     );
     s.secret_pw("SuperSecretXyz123\n");
@@ -1046,6 +1048,11 @@ fn a_secret_spelled_out_letter_by_letter_is_masked_whole_and_other_words_are_lef
     let everything = format!("{}{}{report}", run.stdout(), run.stderr());
     assert!(
         !everything.contains("S u p e r") && !everything.contains("SuperSecret"),
+        "{everything}"
+    );
+    // Two values derived side by side stay masked each on its own.
+    assert!(
+        !everything.contains("SUPERSEC") && !everything.contains("RETXYZ123"),
         "{everything}"
     );
     assert!(

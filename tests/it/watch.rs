@@ -721,3 +721,49 @@ fn git_daemon(home: &Path, args: &[&str], log: &Path) -> Reaped {
             .unwrap(),
     )
 }
+
+#[test]
+fn the_daemon_does_not_start_with_an_ssh_config_it_cannot_read() {
+    // It reads the config once, for its whole life: started without it, every SSH host would
+    // stay unreachable until a restart.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".ssh/config")).unwrap();
+    let manifests = tempfile::tempdir().unwrap();
+    let area = tempfile::tempdir().unwrap();
+    write_local_fleet(
+        manifests.path(),
+        area.path(),
+        "    - {name: a, run: \"true\"}\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["watch", "--color", "never"])
+        .arg(manifests.path())
+        .env("HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(".ssh/config") && stderr.contains("start it again"),
+        "{stderr}"
+    );
+}

@@ -52,10 +52,20 @@ pub fn run(request: &WatchArgs, config: &Config) -> Result<Outcome, Error> {
         webhook_secret: crate::cli::config::webhook_secret(),
         api_token: crate::cli::config::api_token(),
     };
+    let ssh = crate::cli::config::ssh_defaults(false)?;
+    // The daemon reads the SSH config once, for its whole life: one it cannot read would
+    // leave every SSH host unreachable until a restart, so it does not start.
+    if let Some(why) = &ssh.config_error {
+        return Err(Error::Usage {
+            message: why.clone(),
+            help: "the daemon reads your SSH config once, at start: fix it, then start it again"
+                .to_owned(),
+        });
+    }
     let mut session = Session::new(reconcile::Settings {
         state: state.path.clone(),
         lock_timeout: state.lock_timeout,
-        ssh: crate::cli::config::ssh_defaults(false)?,
+        ssh,
         parallelism: request.parallelism as usize,
         per_host: request.per_host as usize,
         fail_fast: false,

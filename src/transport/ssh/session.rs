@@ -186,6 +186,11 @@ _dclean() {{
   find "${{1%/*}}/" -maxdepth 1 -type f -name '.drover.*' -mmin +10 -exec rm -f {{}} + 2>/dev/null
   return 0
 }}
+_dmissing() {{
+  if [ -e "$1" ]; then printf '%s is not a directory\n' "$1" >&2
+  else printf 'the directory %s does not exist, or this user cannot search a directory above it: create it first (a directory task that this task needs), or check the permissions above it\n' "$1" >&2
+  fi
+}}
 _dsync() {{
   _dp=$1 _dum=$2 _dm=$3 _dcm=$4 _do=$5 _dg=$6 _dl=$7 _dc=$8 _dt=$9 _dht=${{10}} _dhp=${{11}} _dsame=0 _dom=
   if [ -e "$_dp" ]; then
@@ -204,7 +209,7 @@ _dsync() {{
     _dout="ABSENT$_dnl"
   fi
   if [ "$_dsame" = 1 ]; then _dout="${{_dout}}DROVER_SAME$_dnl"; return 0; fi
-  if [ ! -d "${{_dp%/*}}/" ]; then printf 'the directory %s does not exist; create it first (a directory task that this task needs)\n' "${{_dp%/*}}" >&2; return 1; fi
+  if [ ! -d "${{_dp%/*}}/" ]; then _dmissing "${{_dp%/*}}"; return 1; fi
   _dclean "${{_dp%/*}}"
   umask "$_dum"
   if ! printf '%s' "$_dc" > "$_dt"; then umask "$_dum0"; return 1; fi
