@@ -1112,3 +1112,43 @@ fn the_undo_of_a_task_whose_host_left_the_manifests_is_planned_as_failing_as_it_
     assert_eq!(removal["status"], "failed", "{report:#}");
     assert!(s.file("s").exists(), "the undo did not run");
 }
+
+#[test]
+fn a_stale_trigger_in_a_saved_plan_skips_what_needs_it() {
+    let tasks = |a: &str, b: &str, c: &str| {
+        format!(
+            "    - {{name: a, file: {{path: \"{{{{ dir }}}}/a\", content: \"{a}\\n\"}}}}\n\
+             \x20   - {{name: b, triggeredBy: [a], run: \"echo {b} >> {{{{ dir }}}}/b\"}}\n\
+             \x20   - {{name: c, needs: [b], file: {{path: \"{{{{ dir }}}}/c\", content: \"{c}\\n\"}}}}\n"
+        )
+    };
+    let s = Scratch::new(&tasks("a1", "b", "c1"));
+    s.apply().expect_code(0);
+    s.write(&tasks("a2", "b", "c2"));
+    let saved = s.area.path().join("p.plan");
+    Drover::new()
+        .args(["plan", "-o"])
+        .arg_path(&saved)
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    // The trigger's own command changes after the plan was saved: it is stale, so what
+    // needs it must not run (its reasons still gate it as the plan said).
+    s.write(&tasks("a2", "B", "c2"));
+    let run = Drover::new()
+        .args(["apply", "--color", "never"])
+        .arg_path(&saved)
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stderr().contains("box/app/b is stale"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.file("c")).unwrap(),
+        "c1\n",
+        "{}",
+        run.stdout()
+    );
+}
