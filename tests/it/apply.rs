@@ -1152,3 +1152,28 @@ fn a_stale_trigger_in_a_saved_plan_skips_what_needs_it() {
         run.stdout()
     );
 }
+
+#[test]
+fn show_prints_what_each_task_printed() {
+    let s = Scratch::new(
+        "    - {name: a, run: \"echo about to fail; echo oops >&2; exit 1\"}\n\
+         \x20   - {name: b, run: \"seq 1 15\"}\n",
+    );
+    s.apply().expect_code(1);
+    let show = Drover::new()
+        .args(["show", "1", "--color", "never", "--dir"])
+        .arg_path(s.dir())
+        .run()
+        .expect_code(0);
+    let text = show.stdout();
+    assert!(
+        text.contains("      | about to fail\n") && text.contains("      ! oops\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("… 5 earlier lines")
+            && text.contains("      | 15\n")
+            && !text.contains("      | 5\n"),
+        "{text}"
+    );
+}

@@ -47,14 +47,9 @@ pub fn run(
                     instance.id.to_string(),
                     instance.status.as_str()
                 );
-                for command in instance
-                    .commands
-                    .iter()
-                    .filter(|c| instance.status.is_failure() && !c.stderr.is_empty())
-                {
-                    for line in command.stderr.lines().take(10) {
-                        let _ = writeln!(out, "      {}", crate::report::style::printable(line));
-                    }
+                for command in &instance.commands {
+                    printed(&mut out, &command.stdout, "|");
+                    printed(&mut out, &command.stderr, "!");
                 }
             }
             out
@@ -64,6 +59,32 @@ pub fn run(
     };
     config.output.stdout(&text);
     Ok(Outcome::Success)
+}
+
+/// The most lines of one stream of one command shown in text; `--format json` has them all.
+const SHOWN_LINES: usize = 10;
+
+/// What a task's command printed on one stream (`|` stdout, `!` stderr): its last
+/// `SHOWN_LINES` lines, without the words a task's own script reports to drover with.
+fn printed(out: &mut String, stream: &str, mark: &str) {
+    let lines: Vec<&str> = stream
+        .lines()
+        .filter(|l| !crate::task::is_report_line(l))
+        .collect();
+    let skipped = lines.len().saturating_sub(SHOWN_LINES);
+    if skipped > 0 {
+        let _ = writeln!(
+            out,
+            "      {mark} … {skipped} earlier lines (`--format json` has them all)"
+        );
+    }
+    for line in lines.iter().skip(skipped) {
+        let _ = writeln!(
+            out,
+            "      {mark} {}",
+            crate::report::style::printable(line)
+        );
+    }
 }
 
 fn header(record: &RunRecord) -> String {
