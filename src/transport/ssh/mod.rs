@@ -157,8 +157,10 @@ impl SshTransport {
                 self.generation.load(std::sync::atomic::Ordering::Relaxed),
             ));
         }
+        // Each task that needed the connection fails with this error and shows it: a
+        // warning too would say it twice above the summary (`-v` shows it).
         let (handle, jump) = self.connect_with_retry().await.inspect_err(|error| {
-            tracing::warn!(host = %self.target.host, %error, kind = ?error.kind(), "cannot connect");
+            tracing::info!(host = %self.target.host, %error, kind = ?error.kind(), "cannot connect");
         })?;
         tracing::info!(host = %self.target.host, "connected and authenticated");
         let handle = Arc::new(handle);
