@@ -276,12 +276,9 @@ fn place(task: &Task) -> Location {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
-    use crate::load::{Limits, load};
     use crate::resolve::{Inputs, resolve};
-    use crate::source::SourceFile;
 
     const SITE: &str = r#"
 apiVersion: drover/v1
@@ -311,13 +308,7 @@ spec:
 "#;
 
     fn resolved(text: &str) -> Vec<ResolvedInstance> {
-        let loaded = load(
-            &[Arc::new(SourceFile::new("site.yaml", text))],
-            &Limits::default(),
-        );
-        let desired = loaded
-            .desired
-            .unwrap_or_else(|| panic!("{:#?}", loaded.diagnostics));
+        let desired = crate::load::desired_of(text);
         resolve(&desired, &Inputs::default()).instances
     }
 
@@ -389,11 +380,7 @@ spec:
     - {name: whole, when: {facts: {os: debian}}, file: {path: /etc/x.conf, content: "x\n"}}
     - {name: edit, when: {facts: {os: [alpine, debian]}}, line: {path: /etc/x.conf, line: "y"}}
 "#;
-        let loaded = load(
-            &[Arc::new(SourceFile::new("site.yaml", text))],
-            &Limits::default(),
-        );
-        let desired = loaded.desired.unwrap();
+        let desired = crate::load::desired_of(text);
         let codes = |os: Option<&str>| -> Vec<&'static str> {
             let mut inputs = Inputs::default();
             if let Some(os) = os {

@@ -90,6 +90,19 @@ impl Loaded {
 /// (`template`, `source`, secret `file`) are known; those are inputs, not manifests, and are
 /// not decoded (unless a document in them declares `apiVersion: drover/v1`). A template
 /// named `prometheus.yml` is therefore no error.
+/// The desired state of one manifest file named `site.yaml` holding `text`, for tests of
+/// what comes after loading; panics with the diagnostics if it does not load.
+#[cfg(test)]
+pub(crate) fn desired_of(text: &str) -> Desired {
+    let loaded = load(
+        &[Arc::new(SourceFile::new("site.yaml", text))],
+        &Limits::default(),
+    );
+    loaded
+        .desired
+        .unwrap_or_else(|| panic!("{:#?}", loaded.diagnostics))
+}
+
 pub fn load(files: &[Arc<SourceFile>], limits: &Limits) -> Loaded {
     let mut diagnostics = Vec::new();
     let mut trees = Trees::default();

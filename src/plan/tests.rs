@@ -1,15 +1,12 @@
 //! Planner tests: fixture manifests → resolved instances; recorded states built from them.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use expect_test::{Expect, expect};
 use proptest::prelude::*;
 
 use super::*;
-use crate::load::{Limits, load};
 use crate::resolve::{Inputs, resolve};
-use crate::source::SourceFile;
 use crate::state::{DriftFinding, PendingTrigger, RecordedInstance, RunId, Timestamp};
 
 const SITE: &str = r#"
@@ -38,13 +35,7 @@ spec:
 "#;
 
 fn resolved(text: &str) -> Vec<ResolvedInstance> {
-    let loaded = load(
-        &[Arc::new(SourceFile::new("site.yaml", text))],
-        &Limits::default(),
-    );
-    let desired = loaded
-        .desired
-        .unwrap_or_else(|| panic!("{:#?}", loaded.diagnostics));
+    let desired = crate::load::desired_of(text);
     let out = resolve(&desired, &Inputs::default());
     assert!(out.diagnostics.is_empty(), "{:#?}", out.diagnostics);
     out.instances
@@ -368,13 +359,7 @@ proptest! {
 /// `pw` set, and lists the plan as `symbol task`.
 fn plan_without_secret(applied_text: &str, text: &str) -> Vec<String> {
     let with_secret = |text: &str, stand_in: bool| {
-        let loaded = load(
-            &[Arc::new(SourceFile::new("site.yaml", text))],
-            &Limits::default(),
-        );
-        let desired = loaded
-            .desired
-            .unwrap_or_else(|| panic!("{:#?}", loaded.diagnostics));
+        let desired = crate::load::desired_of(text);
         let mut inputs = Inputs {
             stand_in_missing_secrets: stand_in,
             ..Inputs::default()

@@ -298,11 +298,7 @@ fn start_apply(s: &Scratch, marker: &Path, extra: &[&str]) -> std::process::Chil
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the task never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::harness::wait_until_exists(marker, "the task never started");
     child
 }
 

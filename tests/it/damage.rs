@@ -421,14 +421,7 @@ fn a_state_file_deleted_while_an_apply_runs_is_not_called_recorded() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = area.path().join("started");
-    for _ in 0..2000 {
-        if started.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(started.exists(), "the task never started");
+    crate::harness::wait_until_exists(&area.path().join("started"), "the task never started");
     std::fs::remove_file(manifests.path().join(".drover/state.redb")).unwrap();
     std::fs::write(area.path().join("go"), b"").unwrap();
     let out = child.wait_with_output().unwrap();

@@ -245,3 +245,13 @@ pub fn outcomes(report: &serde_json::Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// Waits (up to 20 s) until `path` exists: a task of a running apply says it has started by
+/// creating it. Panics with `what` if it never does.
+pub fn wait_until_exists(path: &Path, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
